@@ -1,0 +1,199 @@
+"""Training runs -> bundle: convert each variant, check parity on validation, evaluate, write.
+
+The test split is used here only to *report* each variant's metrics in the bundle's provenance;
+nothing is chosen on it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import keras
+import numpy as np
+from tqdm import tqdm
+
+from convert.gates import parity
+from convert.tflite import Quant, to_tflite
+from cxr_edge.bundle import FORMAT_VERSION, BundleManifest, EnsembleConfig, ModelEntry, write_manifest
+from cxr_edge.engine import Engine
+from cxr_edge.ensemble import combine
+from cxr_edge.errors import SpecError
+from cxr_edge.manifest import Record, file_sha256
+from cxr_edge.metrics import classification_metrics
+from cxr_edge.provenance import git_commit, now_utc, versions
+from train.config import TrainConfig
+from train.data import label_indices, load_images, preprocess_all
+from train.fit import BEST_MODEL, load_task
+
+DEFAULT_CALIBRATION = 200
+
+
+def build_bundle(
+    run_dirs: Sequence[str | Path],
+    manifest_path: str | Path,
+    split_path: str | Path,
+    out_dir: str | Path,
+    *,
+    quants: Sequence[str] = ("fp32", "int8"),
+    member_quant: str = "int8",
+    root: str | Path | None = None,
+    name: str = "cxr-edge",
+    n_calibration: int = DEFAULT_CALIBRATION,
+    max_per_part: int | None = None,
+    command: str = "",
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Converts the best model of each run and writes a bundle folder.
+
+    Args:
+        run_dirs: Training run directories (same labels and preprocessing).
+        manifest_path: Data manifest.
+        split_path: The split the runs were trained on.
+        out_dir: Bundle folder to create.
+        quants: Variants to convert (``fp32``, ``int8``).
+        member_quant: Which variant the ensemble runs by default.
+        root: Image root.
+        name: Bundle name.
+        n_calibration: Training images used to calibrate int8 (spread over the split).
+        max_per_part: Cap images per part (quick runs and tests).
+        command: The command line, recorded in provenance.
+        overwrite: Replace an existing bundle folder.
+        progress: Show progress bars.
+
+    Returns:
+        The bundle folder.
+    """
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise SpecError("bundle folder is not empty", expected="a new folder (or --force)", received=str(out))
+    quants = [Quant(q).value for q in quants]
+    if member_quant not in quants:
+        raise SpecError("member variant not converted", expected=f"one of {quants}", received=member_quant)
+    runs = [Path(r) for r in run_dirs]
+    configs = [TrainConfig.load(r / "config.json") for r in runs]
+    first = configs[0]
+    for r, c in zip(runs, configs, strict=True):
+        if c.labels != first.labels or c.preprocess != first.preprocess:
+            raise SpecError(
+                "runs disagree on labels or preprocessing",
+                expected="one spec per bundle",
+                received=f"{r} differs from {runs[0]}",
+            )
+    task = load_task(first, manifest_path, split_path, root, max_per_part)
+    labels, spec = first.labels, first.preprocess
+    calib_recs = task.parts["train"][:: max(1, len(task.parts["train"]) // n_calibration)][:n_calibration]
+    x = {
+        "calibration": preprocess_all(load_images(calib_recs, desc="decode calib", progress=progress), spec),
+        "val": preprocess_all(load_images(task.parts["val"], desc="decode val", progress=progress), spec),
+        "test": preprocess_all(load_images(task.parts["test"], desc="decode test", progress=progress), spec),
+    }
+    y = {p: label_indices(task.parts[p], labels) for p in ("val", "test")}
+
+    staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out.parent if out.parent.exists() else None))
+    entries: list[ModelEntry] = []
+    member_probs = {"val": [], "test": []}
+    try:
+        for run, config in zip(runs, configs, strict=True):
+            model = keras.models.load_model(run / BEST_MODEL)
+            keras_probs = {p: model.predict(x[p], verbose=0, batch_size=32) for p in ("val", "test")}
+            for quant in quants:
+                model_name = f"{config.model}-{quant}" if len(runs) == 1 else f"{run.name}-{quant}"
+                file = staging / f"{model_name}.tflite"
+                file.write_bytes(to_tflite(model, quant, x["calibration"] if quant == "int8" else None))
+                engine = Engine(file)
+                probs = {p: _run(engine, x[p], f"{model_name} {p}", progress) for p in ("val", "test")}
+                gate = parity(keras_probs["val"], probs["val"], y["val"], labels)
+                entries.append(
+                    ModelEntry(
+                        name=model_name,
+                        file=file.name,
+                        sha256=file_sha256(file),
+                        architecture=config.model,
+                        quant=quant,
+                        input=engine.input_spec,
+                        output=engine.output_spec,
+                        params=int(model.count_params()),
+                        parity=gate,
+                        metrics=_metrics(probs, y, labels, task.parts["test"]),
+                    )
+                )
+                if quant == member_quant:
+                    for p in ("val", "test"):
+                        member_probs[p].append(probs[p])
+        members = tuple(e.name for e in entries if e.quant == member_quant)
+        ensemble_probs = {p: combine(np.stack(member_probs[p])) for p in ("val", "test")}
+        manifest = BundleManifest(
+            format_version=FORMAT_VERSION,
+            name=name,
+            labels=tuple(labels),
+            preprocess=spec,
+            models=tuple(entries),
+            ensemble=EnsembleConfig(method="mean", members=members),
+            provenance={
+                "created": now_utc(),
+                "git_commit": git_commit(Path(__file__).parent),
+                "command": command,
+                "versions": versions("keras", "tensorflow-cpu", "ai-edge-litert", "numpy"),
+                "data_manifest_sha256": task.manifest.sha256,
+                "split_sha256": task.split.sha256,
+                "n_images": {p: len(r) for p, r in task.parts.items()} | {"calibration": len(calib_recs)},
+                "max_per_part": max_per_part,
+                "runs": [_run_summary(r) for r in runs],
+                "weights": sorted({json.loads((r / "run.json").read_text())["weights"] for r in runs}),
+                "ensemble_metrics": _metrics(ensemble_probs, y, labels, task.parts["test"]),
+            },
+        )
+        write_manifest(staging, manifest)
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return out
+
+
+def _run(engine: Engine, x: np.ndarray, desc: str, progress: bool) -> np.ndarray:
+    return np.stack([engine(xi) for xi in tqdm(x, desc=desc, disable=not progress, leave=False)])
+
+
+def _metrics(probs: dict, y: dict, labels, test_records: Sequence[Record]) -> dict:
+    """Validation and test metrics, plus test metrics per source (the kit confounds source and label)."""
+    out = {p: _summary(classification_metrics(y[p], probs[p], labels)) for p in ("val", "test")}
+    sources = np.array([r.source for r in test_records])
+    out["test_by_source"] = {
+        s: _summary(classification_metrics(y["test"][sources == s], probs["test"][sources == s], labels))
+        for s in sorted(set(sources))
+    }
+    return out
+
+
+def _summary(m: dict) -> dict:
+    return {
+        "n": m["n"],
+        "accuracy": m["accuracy"],
+        "auc_macro": m["auc_macro"],
+        "sensitivity": {k: v["sensitivity"] for k, v in m["per_class"].items()},
+    }
+
+
+def _run_summary(run: Path) -> dict:
+    info = json.loads((run / "run.json").read_text())
+    keep = (
+        "created",
+        "git_commit",
+        "data_manifest_sha256",
+        "split_sha256",
+        "params",
+        "epochs_run",
+        "best_epoch",
+        "wall_time_s",
+        "weights",
+        "keras_backend",
+    )
+    return {"run": run.name} | {k: info.get(k) for k in keep} | {"val_metrics": _summary(info["val_metrics"])}

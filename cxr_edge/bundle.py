@@ -1,0 +1,281 @@
+"""Model bundles: a folder with ``manifest.json`` and the ``.tflite`` files it names.
+
+``manifest.json`` is the contract between the converter and every runtime (Python, browser,
+Android): label order, the preprocessing spec, one entry per model (file, sha256, tensor types and
+quantisation, parameter count, parity results), the ensemble configuration and provenance (git
+commit, hashes of the data manifest and split, metrics). Nothing about preprocessing or labels is
+hard-coded in a runtime; everything is read from here. Checksums are verified on load, so a tampered
+or incomplete bundle is refused before it classifies anything.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from cxr_edge.configio import from_dict, to_dict
+from cxr_edge.errors import BundleError, SpecError
+from cxr_edge.manifest import file_sha256
+from cxr_edge.preprocess import PreprocessSpec
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+ENSEMBLE_METHODS = ("mean", "weighted")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A model input or output tensor as stored in the ``.tflite`` file.
+
+    Attributes:
+        shape: Tensor shape including the batch dimension (always 1).
+        dtype: ``float32``, ``int8`` or ``uint8``.
+        scale: Quantisation scale (0 for float tensors).
+        zero_point: Quantisation zero point.
+    """
+
+    shape: tuple[int, ...]
+    dtype: Literal["float32", "int8", "uint8"]
+    scale: float = 0.0
+    zero_point: int = 0
+
+    @property
+    def quantized(self) -> bool:
+        """Whether values must be (de)quantised at the boundary."""
+        return self.dtype != "float32"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One classifier in the bundle.
+
+    Attributes:
+        name: Unique name, e.g. ``custom_cnn-int8``.
+        file: ``.tflite`` file name inside the bundle.
+        sha256: Hex digest of that file.
+        architecture: Model family (``custom_cnn``...).
+        quant: Variant: ``fp32``, ``fp16``, ``dynamic_int8`` or ``int8``.
+        input: Input tensor.
+        output: Probability output tensor.
+        params: Parameter count of the source Keras model.
+        parity: Agreement with the Keras model on the validation split.
+        metrics: Validation/test metrics of this variant.
+    """
+
+    name: str
+    file: str
+    sha256: str
+    architecture: str
+    quant: str
+    input: TensorSpec
+    output: TensorSpec
+    params: int
+    parity: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """How member models' probabilities are combined.
+
+    Attributes:
+        method: ``mean`` or ``weighted`` (weights fitted on validation).
+        members: Names of the models that run by default.
+        weights: One weight per member for ``weighted``.
+    """
+
+    method: str = "mean"
+    members: tuple[str, ...] = ()
+    weights: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in ENSEMBLE_METHODS:
+            raise SpecError(
+                "unknown ensemble method", expected=" or ".join(ENSEMBLE_METHODS), received=self.method
+            )
+        if self.method == "weighted" and (self.weights is None or len(self.weights) != len(self.members)):
+            raise SpecError(
+                "weighted ensemble needs one weight per member",
+                expected=f"{len(self.members)} weights",
+                received=str(self.weights),
+            )
+
+
+@dataclass(frozen=True)
+class BundleManifest:
+    """The parsed ``manifest.json``.
+
+    Attributes:
+        format_version: Bundle format version (this runtime reads version 1).
+        name: Human-readable bundle name.
+        labels: Class labels in model output order (the data manifest's label strings).
+        preprocess: The preprocessing spec every runtime applies.
+        models: All classifiers in the bundle.
+        ensemble: Which models run by default and how they are combined.
+        provenance: Where the bundle came from (git commit, data hashes, metrics, commands).
+    """
+
+    format_version: int
+    name: str
+    labels: tuple[str, ...]
+    preprocess: PreprocessSpec
+    models: tuple[ModelEntry, ...]
+    ensemble: EnsembleConfig
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """JSON-ready form."""
+        return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> BundleManifest:
+        """Parses and checks a manifest dict (format version first, then every field)."""
+        if not isinstance(data, dict):
+            raise BundleError("bundle manifest is not a JSON object", received=type(data).__name__)
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise BundleError(
+                "unsupported bundle format",
+                expected=f"format_version {FORMAT_VERSION}",
+                received=f"format_version {version!r}",
+            )
+        try:
+            manifest = from_dict(cls, data, what="bundle manifest")
+        except SpecError as exc:
+            raise BundleError(f"invalid bundle manifest: {exc}") from exc
+        manifest.check()
+        return manifest
+
+    def check(self) -> None:
+        """Cross-field checks: unique labels and names, members exist, shapes agree with labels."""
+        if not self.labels or len(set(self.labels)) != len(self.labels):
+            raise BundleError("invalid label list", expected="unique labels", received=str(self.labels))
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise BundleError("duplicate model names", received=str(names))
+        if not self.ensemble.members:
+            raise BundleError("ensemble has no members", expected="at least one model name", received="[]")
+        unknown = [m for m in self.ensemble.members if m not in names]
+        if unknown:
+            raise BundleError(
+                "ensemble names unknown models", expected=f"names among {names}", received=str(unknown)
+            )
+        for m in self.models:
+            if tuple(m.output.shape) != (1, len(self.labels)):
+                raise BundleError(
+                    f"model {m.name} output does not match the labels",
+                    expected=str((1, len(self.labels))),
+                    received=str(m.output.shape),
+                )
+            if tuple(m.input.shape) != (1, *self.preprocess.input_shape):
+                raise BundleError(
+                    f"model {m.name} input does not match the preprocessing spec",
+                    expected=str((1, *self.preprocess.input_shape)),
+                    received=str(m.input.shape),
+                )
+
+    def model(self, name: str) -> ModelEntry:
+        """Returns the entry called ``name``."""
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise BundleError(
+            "no such model in the bundle", expected=str([m.name for m in self.models]), received=name
+        )
+
+
+def default_bundle_path() -> Path:
+    """Folder of the default bundle shipped inside the package."""
+    return Path(__file__).resolve().parent / "data" / "default_bundle"
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A loaded, verified bundle.
+
+    Attributes:
+        root: The bundle folder.
+        manifest: Its parsed manifest.
+    """
+
+    root: Path
+    manifest: BundleManifest
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, *, verify: bool = True) -> Bundle:
+        """Loads a bundle, checking its manifest and the sha256 of every model file.
+
+        Args:
+            path: Bundle folder (or its ``manifest.json``); ``None`` loads the shipped default.
+            verify: Check file checksums (leave on; off only for tools that repair bundles).
+
+        Raises:
+            BundleError: Missing folder or files, malformed manifest, unknown version, bad checksum.
+        """
+        root = Path(path) if path is not None else default_bundle_path()
+        if root.is_file() and root.name == MANIFEST_NAME:
+            root = root.parent
+        manifest_file = root / MANIFEST_NAME
+        if not manifest_file.is_file():
+            raise BundleError(
+                "not a bundle", expected=f"a folder holding {MANIFEST_NAME}", received=str(root)
+            )
+        try:
+            data = json.loads(manifest_file.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BundleError("bundle manifest is not valid JSON", received=f"{exc}") from exc
+        manifest = BundleManifest.from_dict(data)
+        bundle = cls(root, manifest)
+        for entry in manifest.models:
+            file = bundle.path_of(entry)
+            if not file.is_file():
+                raise BundleError(
+                    "bundle is incomplete", expected=f"model file {entry.file}", received="missing"
+                )
+            if verify and file_sha256(file) != entry.sha256:
+                raise BundleError(
+                    f"checksum mismatch for {entry.file}: the bundle was modified or damaged",
+                    expected=entry.sha256[:16] + "...",
+                    received=file_sha256(file)[:16] + "...",
+                )
+        return bundle
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Class labels in output order."""
+        return self.manifest.labels
+
+    @property
+    def spec(self) -> PreprocessSpec:
+        """The preprocessing spec."""
+        return self.manifest.preprocess
+
+    def path_of(self, entry: ModelEntry) -> Path:
+        """Absolute path of a model's file (refusing names that escape the bundle folder)."""
+        file = (self.root / entry.file).resolve()
+        if file.parent != self.root.resolve():
+            raise BundleError(
+                "model file outside the bundle", expected="a plain file name", received=entry.file
+            )
+        return file
+
+    def size_bytes(self) -> int:
+        """Total size of the manifest and model files."""
+        files = [self.root / MANIFEST_NAME, *(self.path_of(m) for m in self.manifest.models)]
+        return sum(f.stat().st_size for f in files)
+
+
+def write_manifest(root: str | Path, manifest: BundleManifest) -> Path:
+    """Writes ``manifest.json`` after checking it parses back identically.
+
+    Returns:
+        Path of the written file.
+    """
+    data = manifest.to_dict()
+    if BundleManifest.from_dict(json.loads(json.dumps(data))) != manifest:
+        raise BundleError("manifest does not round-trip through JSON")
+    path = Path(root) / MANIFEST_NAME
+    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,24 @@
+"""The ``cxr-edge`` command line: runtime commands here, learning commands imported lazily."""
+
+from __future__ import annotations
+
+import click
+
+from cxr_edge.cli.learning import convert_cmd, train_cmd
+from cxr_edge.cli.runtime import demo_cmd, info_cmd, predict_cmd, split_cmd
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="cxr-edge")
+def main() -> None:
+    """cxr-edge: chest X-ray classifiers from training to the edge.
+
+    Runtime commands (predict, info, demo, split) need only the runtime install; train and convert
+    need the [train] extra (TensorFlow + Keras).
+    """
+
+
+for command in (predict_cmd, info_cmd, demo_cmd, split_cmd, train_cmd, convert_cmd):
+    main.add_command(command)
+
+__all__ = ["main"]

@@ -1,0 +1,218 @@
+"""Runtime commands: predict, info, demo, split (no TensorFlow needed)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import click
+from tqdm import tqdm
+
+from cxr_edge.bundle import Bundle
+from cxr_edge.cli.common import bundle_option, clean_errors, data_option, root_option
+from cxr_edge.manifest import load_manifest
+from cxr_edge.outputs import RowWriter, outcome_row
+from cxr_edge.pipeline import Outcome, Predictor, expand_inputs
+from cxr_edge.samples import load_samples
+from cxr_edge.splits import make_split, write_split
+
+
+def _predictor(bundle_dir: str | None, models: str | None, threads: int) -> Predictor:
+    members = [m.strip() for m in models.split(",")] if models else None
+    return Predictor(Bundle.load(bundle_dir), members=members, threads=threads)
+
+
+@click.command("predict")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
+@bundle_option
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=str),
+    default=None,
+    help="Write rows to FILE.csv or FILE.jsonl (default: CSV on standard output).",
+)
+@click.option("--force", is_flag=True, help="Replace an existing --out file.")
+@click.option(
+    "--models", default=None, help="Comma-separated model names to run instead of the ensemble members."
+)
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 64), help="LiteRT threads.")
+@clean_errors
+def predict_cmd(paths, bundle_dir, out, force, models, threads):
+    """Classify chest X-rays (PNG, JPEG, DICOM files or folders, searched recursively).
+
+    Writes one row per input: path, status, error, label, prob_<label>..., latency_ms. A file that
+    cannot be read gets status=error with the reason and the others are still processed. Exits with
+    0 when every input succeeded and 2 when any failed.
+    """
+    predictor = _predictor(bundle_dir, models, threads)
+    files = expand_inputs(paths)
+    failed = 0
+    writer = RowWriter(out, predictor.labels, overwrite=force) if out else None
+    stdout_csv = None
+    if writer is None:
+        header = list(outcome_row(Outcome(""), predictor.labels))
+        stdout_csv = csv.DictWriter(sys.stdout, fieldnames=header, lineterminator="\n")
+        stdout_csv.writeheader()
+    try:
+        for outcome in tqdm(
+            predictor.predict_many(files),
+            total=len(files),
+            desc="predict",
+            unit="img",
+            disable=None,
+            file=sys.stderr,
+        ):
+            failed += not outcome.ok
+            if writer is not None:
+                writer.write(outcome)
+            else:
+                stdout_csv.writerow(outcome_row(outcome, predictor.labels))
+            if not outcome.ok:
+                click.echo(f"error: {outcome.path}: {outcome.error}", err=True)
+    finally:
+        if writer is not None:
+            writer.close()
+    click.echo(
+        f"{len(files) - failed} of {len(files)} images classified"
+        + (f", {failed} failed" if failed else "")
+        + (f"; rows in {out}" if out else ""),
+        err=True,
+    )
+    sys.exit(2 if failed else 0)
+
+
+@click.command("info")
+@bundle_option
+@click.option("--json", "as_json", is_flag=True, help="Print the whole manifest as JSON.")
+@clean_errors
+def info_cmd(bundle_dir, as_json):
+    """Show what a bundle holds and where it is (checksums are verified)."""
+    bundle = Bundle.load(bundle_dir)
+    m = bundle.manifest
+    if as_json:
+        click.echo(json.dumps(m.to_dict(), indent=2))
+        return
+    click.echo(f"bundle      {m.name}  (format {m.format_version})")
+    click.echo(f"location    {bundle.root}")
+    click.echo(f"size        {bundle.size_bytes() / 1024:.1f} KiB")
+    click.echo(f"labels      {', '.join(m.labels)}")
+    spec = m.preprocess
+    click.echo(
+        f"preprocess  {spec.input_size[0]}x{spec.input_size[1]}x{spec.channels}, border {spec.border}, "
+        f"CLAHE {'on' if spec.clahe else 'off'}, median {spec.median}, {spec.normalize}"
+    )
+    click.echo(f"ensemble    {m.ensemble.method} of {', '.join(m.ensemble.members)}")
+    click.echo("models")
+    for e in m.models:
+        size = bundle.path_of(e).stat().st_size / 1024
+        par = e.parity
+        test = e.metrics.get("test", {})
+        click.echo(
+            f"  {e.name:<24} {e.quant:<5} {size:8.1f} KiB  {e.params:>9,} params  "
+            f"input {e.input.dtype}  parity(val) agree={_fmt(par.get('argmax_agreement'))} "
+            f"maxdiff={_fmt(par.get('max_abs_diff'), 4)}  test acc={_fmt(test.get('accuracy'))} "
+            f"auc={_fmt(test.get('auc_macro'))}"
+        )
+    prov = m.provenance
+    click.echo(
+        f"provenance  created {prov.get('created', '?')}, commit {str(prov.get('git_commit', '?'))[:12]}, "
+        f"weights: {', '.join(prov.get('weights', ['?']))}"
+    )
+    click.echo(
+        f"            data manifest {str(prov.get('data_manifest_sha256', '?'))[:16]}..., "
+        f"split {str(prov.get('split_sha256', '?'))[:16]}..."
+    )
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+@click.command("demo")
+@bundle_option
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=str),
+    default="cxr-edge-demo.csv",
+    show_default=True,
+    help="CSV with one row per sample.",
+)
+@click.option("--force", is_flag=True, help="Replace an existing --out file.")
+@clean_errors
+def demo_cmd(bundle_dir, out, force):
+    """Classify the shipped sample X-rays with the shipped (or given) bundle and print a table."""
+    predictor = Predictor(Bundle.load(bundle_dir))
+    samples = load_samples()
+    click.echo(
+        f"bundle {predictor.bundle.manifest.name}: {', '.join(predictor.bundle.manifest.ensemble.members)}"
+        f" on {len(samples)} shipped samples\n"
+    )
+    click.echo(f"{'file':<28} {'source':<9} {'truth':<18} {'prediction':<18} {'p':>5} {'ms':>7}")
+    correct = 0
+    latencies = []
+    with RowWriter(out, predictor.labels, overwrite=force) as writer:
+        for sample, outcome in zip(samples, predictor.predict_many(s.file for s in samples), strict=True):
+            writer.write(outcome)
+            if not outcome.ok:
+                click.echo(f"{sample.file.name:<28} error: {outcome.error}")
+                continue
+            pred = outcome.prediction
+            correct += pred.label == sample.label
+            latencies.append(pred.timings_ms["total"])
+            mark = "" if pred.label == sample.label else "  <- wrong"
+            click.echo(
+                f"{sample.file.name:<28} {sample.source:<9} {sample.label:<18} {pred.label:<18} "
+                f"{pred.probs[pred.label]:5.2f} {pred.timings_ms['total']:7.1f}{mark}"
+            )
+    if latencies:
+        latencies.sort()
+        click.echo(
+            f"\n{correct}/{len(samples)} correct; median latency {latencies[len(latencies) // 2]:.1f} ms "
+            "per image (decode + preprocess + classify, 1 thread)"
+        )
+    click.echo(
+        "Samples are a handful of test-split images; the kit's source/label confounding makes such "
+        "numbers optimistic (README, 'Honest numbers')."
+    )
+    click.echo(f"rows written to {out}")
+
+
+@click.command("split")
+@data_option
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Split CSV to write.")
+@click.option(
+    "--test",
+    "test_fraction",
+    default=0.1,
+    show_default=True,
+    type=float,
+    help="Fraction of patients for test.",
+)
+@click.option(
+    "--val",
+    "val_fraction",
+    default=0.1,
+    show_default=True,
+    type=float,
+    help="Fraction of the remaining patients for validation.",
+)
+@click.option("--seed", default=0, show_default=True, type=int)
+@root_option
+@click.option("--force", is_flag=True, help="Replace an existing split file.")
+@clean_errors
+def split_cmd(manifest_path, out, test_fraction, val_fraction, seed, root, force):
+    """Write a patient-level, stratified train/val/test split that every later stage reads."""
+    manifest = load_manifest(manifest_path, root)
+    split = write_split(
+        out, manifest, make_split(manifest, test_fraction, val_fraction, seed), overwrite=force
+    )
+    summary = split.summary(manifest)
+    labels = manifest.labels
+    click.echo(f"{'part':<6} {'patients':>8} " + " ".join(f"{lab:>18}" for lab in labels))
+    for part, counts in summary.items():
+        click.echo(
+            f"{part:<6} {counts['patients']:>8} " + " ".join(f"{counts.get(lab, 0):>18}" for lab in labels)
+        )
+    click.echo(f"split written to {Path(out)} (sha256 {split.sha256[:16]}...); no patient is in two parts")

@@ -1,0 +1,167 @@
+"""decode -> preprocess -> classify (each member) -> combine, with timings per stage.
+
+The segmentation and heat-map stages join this pipeline in later issues; every stage is timed so
+``cxr-edge bench`` and the prediction output report the same numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cxr_edge.bundle import Bundle
+from cxr_edge.engine import Engine
+from cxr_edge.ensemble import combine
+from cxr_edge.errors import BundleError, CxrEdgeError, InputError
+from cxr_edge.imaging import ImageInfo, ReadOptions, read_image
+from cxr_edge.preprocess import preprocess
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The result for one image.
+
+    Attributes:
+        label: Predicted label (argmax of the combined probabilities).
+        probs: Combined probability per label.
+        per_model: Probabilities of each member model.
+        timings_ms: Milliseconds per stage (``decode``, ``preprocess``, one per model, ``combine``,
+            ``total``).
+        info: How the image was read (no patient identifiers).
+    """
+
+    label: str
+    probs: dict[str, float]
+    per_model: dict[str, dict[str, float]]
+    timings_ms: dict[str, float]
+    info: ImageInfo | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One input of a batch: either a prediction or the error that stopped it."""
+
+    path: str
+    prediction: Prediction | None = None
+    error: CxrEdgeError | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the input was classified."""
+        return self.prediction is not None
+
+
+@dataclass
+class Predictor:
+    """Classifies images with a bundle's ensemble.
+
+    Args:
+        bundle: A loaded bundle (default: the shipped one).
+        members: Model names to run instead of the bundle's ensemble members.
+        threads: LiteRT threads per model.
+        read_options: Image reader limits.
+    """
+
+    bundle: Bundle = field(default_factory=Bundle.load)
+    members: Sequence[str] | None = None
+    threads: int = 1
+    read_options: ReadOptions = field(default_factory=ReadOptions)
+
+    def __post_init__(self) -> None:
+        ensemble = self.bundle.manifest.ensemble
+        names = tuple(self.members) if self.members else ensemble.members
+        entries = [self.bundle.manifest.model(n) for n in names]
+        self._weights = None
+        if ensemble.method == "weighted" and not self.members:
+            self._weights = ensemble.weights
+        elif ensemble.method == "weighted":
+            raise BundleError(
+                "a weighted ensemble cannot run a chosen subset of members",
+                expected="no --models override",
+                received=", ".join(names),
+            )
+        self._method = ensemble.method
+        self._engines = {e.name: Engine(self.bundle.path_of(e), e, threads=self.threads) for e in entries}
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Class labels in output order."""
+        return self.bundle.labels
+
+    def predict_image(self, image: np.ndarray, info: ImageInfo | None = None) -> Prediction:
+        """Classifies a decoded image (2-D float in [0, 1])."""
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        x = preprocess(image, self.bundle.spec)
+        timings["preprocess"] = _ms(t0)
+        per_model = []
+        for name, engine in self._engines.items():
+            t = time.perf_counter()
+            per_model.append(engine(x))
+            timings[name] = _ms(t)
+        t = time.perf_counter()
+        probs = combine(np.stack(per_model), self._method, self._weights)
+        timings["combine"] = _ms(t)
+        labels = self.labels
+        return Prediction(
+            label=labels[int(np.argmax(probs))],
+            probs=_named(labels, probs),
+            per_model={n: _named(labels, p) for n, p in zip(self._engines, per_model, strict=True)},
+            timings_ms=timings,
+            info=info,
+        )
+
+    def predict_file(self, path: str | os.PathLike) -> Prediction:
+        """Reads and classifies one file; raises :class:`CxrEdgeError` subclasses on bad input."""
+        t0 = time.perf_counter()
+        image, info = read_image(path, self.read_options)
+        decode_ms = _ms(t0)
+        pred = self.predict_image(image, info)
+        timings = {"decode": decode_ms, **pred.timings_ms, "total": _ms(t0)}
+        return Prediction(pred.label, pred.probs, pred.per_model, timings, info)
+
+    def predict_many(self, paths: Iterable[str | os.PathLike]) -> Iterator[Outcome]:
+        """Classifies many files; a bad file yields an error outcome and the rest go on."""
+        for path in paths:
+            try:
+                yield Outcome(str(path), prediction=self.predict_file(path))
+            except CxrEdgeError as exc:
+                yield Outcome(str(path), error=exc)
+            except Exception as exc:  # a decoder bug must not end the batch; report it on this file
+                error = InputError(
+                    "unexpected failure",
+                    expected="a readable image",
+                    received=f"{type(exc).__name__}: {str(exc)[:200]}",
+                )
+                yield Outcome(str(path), error=error)
+
+
+def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files as given, folders expanded recursively (sorted; hidden files and folders skipped).
+
+    Every non-hidden file in a folder is returned, not just known suffixes: DICOM files often have no
+    suffix, and a stray file should be reported as an error rather than silently ignored.
+    """
+    out: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            for root, dirs, files in os.walk(p):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                out.extend(Path(root) / f for f in sorted(files) if not f.startswith("."))
+        else:
+            out.append(p)  # missing files are kept so they get an error row
+    return out
+
+
+def _named(labels: Sequence[str], probs: np.ndarray) -> dict[str, float]:
+    return {label: float(p) for label, p in zip(labels, probs, strict=True)}
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000.0

@@ -1,0 +1,63 @@
+"""Shared fixtures: the data kit (read-only), DICOM builders, the shipped bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+KIT = (REPO.parent / "shared" / "data").resolve()
+KIT_MANIFEST = KIT / "manifest.csv"
+
+
+@pytest.fixture(scope="session")
+def kit_manifest() -> Path:
+    """The real CXR kit's manifest (CI has ../shared/data; never written to)."""
+    if not KIT_MANIFEST.is_file():
+        pytest.skip(f"data kit not found at {KIT}")
+    return KIT_MANIFEST
+
+
+@pytest.fixture(scope="session")
+def kit_png(kit_manifest) -> Path:
+    """One real NIH chest X-ray PNG from the kit."""
+    return KIT / "nih" / "normal" / sorted(p.name for p in (KIT / "nih" / "normal").glob("*.png"))[0]
+
+
+def make_dicom(path: Path, pixels: np.ndarray, **attrs) -> Path:
+    """Writes a single-frame greyscale DICOM (Explicit VR Little Endian unless compressed later).
+
+    Args:
+        path: Output file.
+        pixels: 2-D uint8/uint16/int16 array of stored values.
+        **attrs: DICOM attributes to set or override (e.g. BitsStored, RescaleSlope, WindowCenter).
+    """
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.PatientName = "Test^Patient"
+    ds.PatientID = "SECRET-ID-123"
+    ds.Modality = "DX"
+    ds.ViewPosition = "PA"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    bits = 8 if pixels.dtype == np.uint8 else 16
+    ds.BitsAllocated = bits
+    ds.BitsStored = bits
+    ds.HighBit = bits - 1
+    ds.PixelRepresentation = 1 if pixels.dtype == np.int16 else 0
+    for key, value in attrs.items():
+        setattr(ds, key, value)
+    ds.PixelData = pixels.tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path

@@ -1,0 +1,122 @@
+"""Bundles are verified on load: tampered, incomplete or inconsistent bundles are refused clearly."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from cxr_edge.bundle import Bundle, BundleManifest, default_bundle_path, write_manifest
+from cxr_edge.errors import BundleError
+from cxr_edge.pipeline import Predictor
+
+
+@pytest.fixture
+def bundle_copy(tmp_path):
+    dst = tmp_path / "bundle"
+    shutil.copytree(default_bundle_path(), dst)
+    return dst
+
+
+def edit_manifest(root, change):
+    path = root / "manifest.json"
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def test_default_bundle_is_complete_and_consistent():
+    bundle = Bundle.load()
+    m = bundle.manifest
+    assert bundle.root == default_bundle_path()
+    assert m.labels == ("covid", "normal", "pneumonia_unknown")
+    assert {e.quant for e in m.models} == {"fp32", "int8"}
+    assert all(m.model(name).quant == "int8" for name in m.ensemble.members)
+    prov = m.provenance
+    assert len(prov["data_manifest_sha256"]) == 64 and len(prov["split_sha256"]) == 64
+    assert prov["max_per_part"] is None  # trained on the whole kit split, not a quick subset
+    assert bundle.size_bytes() < 2 * 1024 * 1024
+
+
+def test_default_bundle_split_is_the_committed_one():
+    from pathlib import Path
+
+    from cxr_edge.manifest import file_sha256
+
+    committed = Path(__file__).resolve().parents[1] / "splits" / "kit.csv"
+    assert Bundle.load().manifest.provenance["split_sha256"] == file_sha256(committed)
+
+
+def test_manifest_round_trips(tmp_path):
+    m = Bundle.load().manifest
+    write_manifest(tmp_path, m)
+    assert BundleManifest.from_dict(json.loads((tmp_path / "manifest.json").read_text())) == m
+
+
+def test_tampered_model_is_refused(bundle_copy):
+    model = next(bundle_copy.glob("*.tflite"))
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=f"checksum mismatch for {model.name}"):
+        Bundle.load(bundle_copy)
+
+
+def test_incomplete_bundle_is_refused(bundle_copy):
+    next(bundle_copy.glob("*.tflite")).unlink()
+    with pytest.raises(BundleError, match="incomplete"):
+        Bundle.load(bundle_copy)
+
+
+def test_not_a_bundle(tmp_path):
+    with pytest.raises(BundleError, match="not a bundle"):
+        Bundle.load(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda d: d.update(format_version=99), "unsupported bundle format"),
+        (lambda d: d.update(colour="blue"), "unknown keys"),
+        (lambda d: d["ensemble"].update(members=["nope"]), "unknown models"),
+        (lambda d: d["ensemble"].update(method="median"), "ensemble method"),
+        (lambda d: d.update(labels=["covid", "covid", "normal"]), "label"),
+        (lambda d: d["preprocess"].update(input_size=[128, 128]), "does not match the preprocessing"),
+        (lambda d: d["models"][0].update(file="../escape.tflite"), "outside the bundle|incomplete"),
+        (lambda d: d["models"][0].pop("sha256"), "incomplete bundle manifest"),
+    ],
+)
+def test_inconsistent_manifests_are_refused(bundle_copy, change, match):
+    edit_manifest(bundle_copy, change)
+    with pytest.raises(BundleError, match=match):
+        Bundle.load(bundle_copy)
+
+
+def test_invalid_json_is_refused(bundle_copy):
+    (bundle_copy / "manifest.json").write_text("{ not json")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        Bundle.load(bundle_copy)
+
+
+def test_manifest_that_lies_about_quantisation_is_refused(bundle_copy):
+    def lie(d):
+        for model in d["models"]:
+            if model["quant"] == "int8":
+                model["input"]["scale"] *= 2
+
+    edit_manifest(bundle_copy, lie)
+    with pytest.raises(BundleError, match="input does not match the model file"):
+        Predictor(Bundle.load(bundle_copy))
+
+
+def test_fp32_and_int8_members_agree_on_a_sample():
+    from cxr_edge.samples import load_samples
+
+    bundle = Bundle.load()
+    names = {e.quant: e.name for e in bundle.manifest.models}
+    sample = load_samples()[0].file
+    p32 = Predictor(bundle, members=[names["fp32"]]).predict_file(sample).probs
+    p8 = Predictor(bundle, members=[names["int8"]]).predict_file(sample).probs
+    np.testing.assert_allclose(list(p8.values()), list(p32.values()), atol=0.1)

@@ -1,0 +1,166 @@
+"""The cxr-edge CLI with the shipped bundle: predict (mixed folder), info, demo, split, missing extras."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+
+import cv2
+import pytest
+from click.testing import CliRunner
+from conftest import make_dicom
+
+from cxr_edge.cli import main
+from cxr_edge.samples import load_samples
+
+LABELS = ("covid", "normal", "pneumonia_unknown")
+
+
+@pytest.fixture
+def mixed_folder(tmp_path):
+    """Two real PNGs, a DICOM made from one of them (nested), a truncated PNG and a text file."""
+    folder = tmp_path / "inbox"
+    (folder / "nested").mkdir(parents=True)
+    samples = load_samples()
+    covid = next(s for s in samples if s.label == "covid")
+    normal = next(s for s in samples if s.label == "normal")
+    shutil.copy(covid.file, folder / "covid.png")
+    shutil.copy(normal.file, folder / "normal.png")
+    pixels = cv2.imread(str(normal.file), cv2.IMREAD_UNCHANGED)
+    # LINEAR_EXACT window 127.5 +- 127.5 maps stored values to value / 255: the same pixels as the PNG.
+    make_dicom(
+        folder / "nested" / "normal_as_dicom",
+        pixels,
+        WindowCenter=127.5,
+        WindowWidth=255,
+        VOILUTFunction="LINEAR_EXACT",
+    )
+    data = covid.file.read_bytes()
+    (folder / "truncated.png").write_bytes(data[: len(data) // 3])
+    (folder / "notes.txt").write_text("not an image\n")
+    (folder / ".hidden.png").write_bytes(b"skipped")
+    return folder
+
+
+def read_rows(path):
+    with open(path, newline="") as fh:
+        return {r["path"].rsplit("/", 1)[-1]: r for r in csv.DictReader(fh)}
+
+
+def test_predict_mixed_folder(mixed_folder, tmp_path):
+    out = tmp_path / "rows.csv"
+    result = CliRunner().invoke(main, ["predict", str(mixed_folder), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    rows = read_rows(out)
+    assert set(rows) == {"covid.png", "normal.png", "normal_as_dicom", "truncated.png", "notes.txt"}
+    assert list(next(iter(rows.values()))) == [
+        "path",
+        "status",
+        "error",
+        "label",
+        *(f"prob_{lab}" for lab in LABELS),
+        "latency_ms",
+    ]
+    for name in ("covid.png", "normal.png", "normal_as_dicom"):
+        row = rows[name]
+        assert row["status"] == "ok" and row["error"] == "" and row["label"] in LABELS
+        assert abs(sum(float(row[f"prob_{lab}"]) for lab in LABELS) - 1) < 0.02
+    for lab in LABELS:  # the DICOM holds the PNG's pixels: same result
+        assert float(rows["normal_as_dicom"][f"prob_{lab}"]) == pytest.approx(
+            float(rows["normal.png"][f"prob_{lab}"]), abs=1e-6
+        )
+    assert rows["truncated.png"]["status"] == "error" and "ImageDecodeError" in rows["truncated.png"]["error"]
+    assert rows["notes.txt"]["status"] == "error" and "not an image" in rows["notes.txt"]["error"]
+    assert rows["notes.txt"]["label"] == "" and rows["notes.txt"]["prob_covid"] == ""
+    assert "3 of 5 images classified, 2 failed" in result.output
+    assert "SECRET-ID-123" not in out.read_text() + result.output  # no patient identifiers
+
+
+def test_predict_all_good_exits_zero_and_writes_jsonl(tmp_path):
+    sample = load_samples()[0].file
+    out = tmp_path / "rows.jsonl"
+    result = CliRunner().invoke(main, ["predict", str(sample), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert row["status"] == "ok" and set(row["per_model"]) and row["timings_ms"]["total"] > 0
+    assert row["image"]["format"] == "png"
+
+
+def test_predict_to_stdout(tmp_path):
+    sample = load_samples()[0].file
+    result = CliRunner().invoke(main, ["predict", str(sample), str(tmp_path / "missing.png")])
+    assert result.exit_code == 2
+    lines = [line for line in result.stdout.splitlines() if line]
+    assert lines[0].startswith("path,status,error,label") and len(lines) == 3
+    assert "file not found" in lines[2]
+
+
+def test_predict_never_overwrites_without_force(tmp_path):
+    sample = load_samples()[0].file
+    out = tmp_path / "rows.csv"
+    out.write_text("precious\n")
+    result = CliRunner().invoke(main, ["predict", str(sample), "--out", str(out)])
+    assert result.exit_code == 1 and "output file exists" in result.output
+    assert out.read_text() == "precious\n"
+    assert CliRunner().invoke(main, ["predict", str(sample), "--out", str(out), "--force"]).exit_code == 0
+    assert "precious" not in out.read_text()
+
+
+def test_predict_with_a_bad_bundle_is_a_clean_error(tmp_path):
+    result = CliRunner().invoke(main, ["predict", "x.png", "--bundle", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "BundleError: not a bundle" in result.output and "Traceback" not in result.output
+
+
+def test_predict_with_unknown_model_name(tmp_path):
+    result = CliRunner().invoke(main, ["predict", "x.png", "--models", "resnet"])
+    assert result.exit_code == 1 and "no such model" in result.output
+
+
+def test_info_and_json():
+    result = CliRunner().invoke(main, ["info"])
+    assert result.exit_code == 0, result.output
+    assert "covid, normal, pneumonia_unknown" in result.output and "int8" in result.output
+    data = json.loads(CliRunner().invoke(main, ["info", "--json"]).output)
+    assert data["format_version"] == 1 and data["labels"] == list(LABELS)
+
+
+def test_demo_writes_one_row_per_sample(tmp_path):
+    out = tmp_path / "demo.csv"
+    result = CliRunner().invoke(main, ["demo", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    samples = load_samples()
+    assert len(rows) == len(samples) >= 12 and all(r["status"] == "ok" for r in rows)
+    assert "correct; median latency" in result.output
+    assert all(s.file.name in result.output for s in samples)
+
+
+def test_split_command(kit_manifest, tmp_path):
+    out = tmp_path / "split.csv"
+    result = CliRunner().invoke(main, ["split", "--data", str(kit_manifest), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "no patient is in two parts" in result.output
+    again = CliRunner().invoke(main, ["split", "--data", str(kit_manifest), "--out", str(out), "--seed", "5"])
+    assert again.exit_code == 1 and "already exists" in again.output
+
+
+def test_learning_commands_explain_the_missing_extra(tmp_path):
+    # Simulate a runtime-only install: TensorFlow and Keras cannot be imported.
+    code = (
+        "import sys; sys.modules['tensorflow'] = None; sys.modules['keras'] = None\n"
+        "from cxr_edge.cli import main\n"
+        "a = sys.argv[1]\n"
+        "main(['train', '--config', a, '--data', a, '--split', a, '--out', sys.argv[2]])"
+    )
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("")
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(cfg), str(tmp_path / "run")], capture_output=True, text=True
+    )
+    assert proc.returncode == 1
+    assert "pip install 'cxr-edge[train]'" in proc.stderr and "Traceback" not in proc.stderr

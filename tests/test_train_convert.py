@@ -1,0 +1,178 @@
+"""Tiny model, end to end: train -> convert (fp32, int8) -> bundle -> runtime -> CLI.
+
+Uses 32x32 inputs, a 3-block custom CNN with 8 base filters and 24 kit images per split part, so
+the whole file runs in well under a minute on 2 cores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cxr_edge.bundle import Bundle
+from cxr_edge.cli import main
+from cxr_edge.imaging import read_image
+from cxr_edge.pipeline import Predictor
+from cxr_edge.preprocess import PreprocessSpec, preprocess
+from train.config import TrainConfig
+
+pytestmark = pytest.mark.train
+
+TINY = TrainConfig(
+    preprocess=PreprocessSpec(input_size=(32, 32), border=0.05),
+    model_args={"depth": 3, "base_filters": 8},
+    epochs=2,
+    batch_size=8,
+    seed=1,
+)
+PER_PART = 24
+
+
+@pytest.fixture(scope="module")
+def kit_split(kit_manifest, tmp_path_factory):
+    from cxr_edge.manifest import load_manifest
+    from cxr_edge.splits import make_split, write_split
+
+    manifest = load_manifest(kit_manifest)
+    path = tmp_path_factory.mktemp("split") / "split.csv"
+    write_split(path, manifest, make_split(manifest))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_run(kit_manifest, kit_split, tmp_path_factory):
+    from train.fit import train_run
+
+    return train_run(
+        TINY,
+        kit_manifest,
+        kit_split,
+        tmp_path_factory.mktemp("run") / "tiny",
+        max_per_part=PER_PART,
+        progress=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tiny_run, kit_manifest, kit_split, tmp_path_factory):
+    from convert.build import build_bundle
+
+    return build_bundle(
+        [tiny_run],
+        kit_manifest,
+        kit_split,
+        tmp_path_factory.mktemp("b") / "bundle",
+        n_calibration=16,
+        max_per_part=PER_PART,
+        name="tiny",
+        progress=False,
+    )
+
+
+def test_run_directory_records_provenance(tiny_run, kit_split):
+    assert {p.name for p in tiny_run.iterdir()} >= {"best.keras", "config.json", "history.csv", "run.json"}
+    run = json.loads((tiny_run / "run.json").read_text())
+    assert run["n_images"] == {"train": PER_PART, "val": PER_PART, "test": PER_PART}
+    assert len(run["data_manifest_sha256"]) == 64 and len(run["split_sha256"]) == 64
+    assert run["weights"] == "random initialisation"
+    assert 0.0 <= run["val_metrics"]["accuracy"] <= 1.0
+    assert TrainConfig.load(tiny_run / "config.json") == TINY
+
+
+def test_run_directory_is_never_overwritten(tiny_run, kit_manifest, kit_split):
+    from cxr_edge.errors import SpecError
+    from train.fit import train_run
+
+    with pytest.raises(SpecError, match="not empty"):
+        train_run(TINY, kit_manifest, kit_split, tiny_run, max_per_part=4, progress=False)
+
+
+def test_bundle_contents_and_parity(tiny_bundle):
+    bundle = Bundle.load(tiny_bundle)
+    m = bundle.manifest
+    assert m.labels == TINY.labels and m.preprocess == TINY.preprocess
+    by_quant = {e.quant: e for e in m.models}
+    assert set(by_quant) == {"fp32", "int8"}
+    assert m.ensemble.members == ("custom_cnn-int8",)
+    fp32, int8 = by_quant["fp32"], by_quant["int8"]
+    assert fp32.input.dtype == "float32" and int8.input.dtype == "int8" and int8.input.scale > 0
+    assert fp32.parity["n"] == PER_PART
+    # Keras vs fp32 TFLite: same arithmetic up to kernel order.
+    assert fp32.parity["argmax_agreement"] == 1.0 and fp32.parity["max_abs_diff"] < 1e-4
+    # Full int8: output step 1/256; a tiny, barely trained model stays within a few steps.
+    assert int8.parity["max_abs_diff"] < 0.08
+    assert bundle.path_of(int8).stat().st_size < bundle.path_of(fp32).stat().st_size
+    assert int8.params == fp32.params > 0
+    prov = m.provenance
+    assert prov["max_per_part"] == PER_PART and prov["n_images"]["calibration"] == 16
+    assert set(prov["ensemble_metrics"]["test_by_source"]) <= {"hannover", "montreal", "nih"}
+
+
+def test_runtime_matches_keras_on_a_real_image(tiny_run, tiny_bundle, kit_png):
+    import keras
+
+    model = keras.models.load_model(tiny_run / "best.keras")
+    image, _ = read_image(kit_png)
+    expected = model.predict(preprocess(image, TINY.preprocess)[None], verbose=0)[0]
+    pred = Predictor(Bundle.load(tiny_bundle), members=["custom_cnn-fp32"]).predict_file(kit_png)
+    got = np.array([pred.probs[label] for label in TINY.labels])
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    assert pred.label == TINY.labels[int(np.argmax(expected))]
+    assert set(pred.timings_ms) >= {"decode", "preprocess", "custom_cnn-fp32", "combine", "total"}
+
+
+def test_runtime_never_imports_tensorflow(tiny_bundle, kit_png):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from cxr_edge import Bundle, Predictor; from cxr_edge.cli import main; "
+        f"p = Predictor(Bundle.load({str(tiny_bundle)!r})).predict_file({str(kit_png)!r}); "
+        "bad = [m for m in ('tensorflow', 'keras', 'tf_keras') if m in sys.modules]; "
+        "print('LABEL', p.label, 'BAD', bad)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "BAD []" in out and "LABEL" in out
+
+
+def test_int8_calibration_is_required(tiny_run):
+    import keras
+
+    from convert.tflite import to_tflite
+    from cxr_edge.errors import SpecError
+
+    with pytest.raises(SpecError, match="calibration"):
+        to_tflite(keras.models.load_model(tiny_run / "best.keras"), "int8", calibration=[])
+
+
+def test_cli_train_and_convert(kit_manifest, kit_split, tmp_path):
+    config = tmp_path / "tiny.toml"
+    config.write_text(
+        'model = "custom_cnn"\nepochs = 1\nbatch_size = 4\n[model_args]\ndepth = 2\nbase_filters = 4\n'
+        "[preprocess]\ninput_size = [16, 16]\n"
+    )
+    runner = CliRunner()
+    common = ["--data", str(kit_manifest), "--split", str(kit_split), "--max-per-part", "6"]
+    result = runner.invoke(main, ["train", "--config", str(config), *common, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    convert = ["convert", "--runs", str(tmp_path / "run"), *common, "--quant", "fp32", "--member", "fp32"]
+    convert += ["--out", str(tmp_path / "bundle")]
+    result = runner.invoke(main, convert)
+    assert result.exit_code == 0, result.output
+    assert [m.quant for m in Bundle.load(tmp_path / "bundle").manifest.models] == ["fp32"]
+    result = runner.invoke(main, convert)  # an existing bundle is never replaced silently
+    assert result.exit_code == 1 and "not empty" in result.output
+
+
+def test_config_rejects_unknown_keys(tmp_path):
+    from cxr_edge.errors import SpecError
+
+    (tmp_path / "c.toml").write_text('model = "custom_cnn"\nlearning_rat = 0.1\n')
+    with pytest.raises(SpecError, match="learning_rat"):
+        TrainConfig.load(tmp_path / "c.toml")
+    with pytest.raises(SpecError, match="label"):
+        dataclasses.replace(TINY, labels=("covid",))

@@ -1,0 +1,88 @@
+"""Training configuration: a frozen dataclass read from TOML (``configs/*.toml``)."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from cxr_edge.configio import from_dict, to_dict
+from cxr_edge.errors import SpecError
+from cxr_edge.preprocess import PreprocessSpec
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (hashable into provenance).
+
+    Attributes:
+        model: Architecture name in :data:`train.zoo.MODELS`.
+        labels: The task's label set, in model output order (manifest label strings).
+        preprocess: The preprocessing spec (stored in the bundle later).
+        model_args: Keyword arguments for the architecture builder.
+        epochs: Maximum epochs.
+        batch_size: Images per step.
+        learning_rate: Initial SGD learning rate.
+        momentum: SGD momentum.
+        weight_decay: L2 penalty on kernels.
+        class_weights: Weight the loss by inverse class frequency (the kit is imbalanced).
+        augment: Apply the mild CXR augmentation of :mod:`train.augment` to training images.
+        patience: Early-stopping patience (epochs without validation-loss improvement).
+        lr_schedule: ``cosine`` (decay to 1% of the initial rate over ``epochs``) or ``plateau``
+            (divide by 10 after ``lr_patience`` epochs without validation-loss improvement).
+        lr_patience: Patience of the ``plateau`` schedule.
+        seed: Seed for weights, shuffling and augmentation.
+    """
+
+    model: str = "custom_cnn"
+    labels: tuple[str, ...] = ("covid", "normal", "pneumonia_unknown")
+    preprocess: PreprocessSpec = field(default_factory=PreprocessSpec)
+    model_args: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 40
+    batch_size: int = 16
+    learning_rate: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    class_weights: bool = True
+    augment: bool = True
+    patience: int = 10
+    lr_schedule: Literal["cosine", "plateau"] = "cosine"
+    lr_patience: int = 4
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
+            raise SpecError(
+                "invalid label set", expected="two or more distinct labels", received=str(self.labels)
+            )
+        if self.epochs < 1 or self.batch_size < 1:
+            raise SpecError(
+                "invalid budget",
+                expected="epochs >= 1 and batch_size >= 1",
+                received=f"epochs={self.epochs}, batch_size={self.batch_size}",
+            )
+        if not (0 < self.learning_rate < 1 and 0 <= self.momentum < 1 and self.weight_decay >= 0):
+            raise SpecError(
+                "invalid optimiser settings",
+                expected="0<lr<1, 0<=momentum<1, weight_decay>=0",
+                received=f"lr={self.learning_rate}, momentum={self.momentum}, wd={self.weight_decay}",
+            )
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        """Reads a ``.toml`` config or a run directory's ``config.json``; unknown keys are errors."""
+        path = Path(path)
+        if not path.is_file():
+            raise SpecError("config not found", expected="a .toml or .json file", received=str(path))
+        text = path.read_text(encoding="utf-8")
+        try:
+            data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+            raise SpecError(f"invalid config file {path}", received=str(exc)) from exc
+        return from_dict(cls, data, what=f"config {path.name}")
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (written to the run directory)."""
+        return to_dict(self)
