@@ -69,6 +69,7 @@ def build_bundle(
         The bundle folder.
     """
     out = Path(out_dir)
+    commit = git_commit(Path(__file__).parent)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise SpecError("bundle folder is not empty", expected="a new folder (or --force)", received=str(out))
     quants = [Quant(q).value for q in quants]
@@ -116,7 +117,7 @@ def build_bundle(
                         architecture=config.model,
                         quant=quant,
                         input=engine.input_spec,
-                        output=engine.output_spec,
+                        outputs={"probs": engine.output_spec},
                         params=int(model.count_params()),
                         parity=gate,
                         metrics=_metrics(probs, y, labels, task.parts["test"]),
@@ -136,7 +137,7 @@ def build_bundle(
             ensemble=EnsembleConfig(method="mean", members=members),
             provenance={
                 "created": now_utc(),
-                "git_commit": git_commit(Path(__file__).parent),
+                "git_commit": commit,
                 "command": command,
                 "versions": versions("keras", "tensorflow-cpu", "ai-edge-litert", "numpy"),
                 "data_manifest_sha256": task.manifest.sha256,

@@ -58,7 +58,8 @@ class ModelEntry:
         architecture: Model family (``custom_cnn``...).
         quant: Variant: ``fp32``, ``fp16``, ``dynamic_int8`` or ``int8``.
         input: Input tensor.
-        output: Probability output tensor.
+        outputs: Output tensors by role; ``probs`` (class probabilities, in label order) is required.
+            Later formats add ``features`` (the last convolutional map, for heat maps).
         params: Parameter count of the source Keras model.
         parity: Agreement with the Keras model on the validation split.
         metrics: Validation/test metrics of this variant.
@@ -70,7 +71,7 @@ class ModelEntry:
     architecture: str
     quant: str
     input: TensorSpec
-    output: TensorSpec
+    outputs: dict[str, TensorSpec]
     params: int
     parity: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -163,11 +164,12 @@ class BundleManifest:
                 "ensemble names unknown models", expected=f"names among {names}", received=str(unknown)
             )
         for m in self.models:
-            if tuple(m.output.shape) != (1, len(self.labels)):
+            probs = m.outputs.get("probs")
+            if probs is None or tuple(probs.shape) != (1, len(self.labels)):
                 raise BundleError(
-                    f"model {m.name} output does not match the labels",
-                    expected=str((1, len(self.labels))),
-                    received=str(m.output.shape),
+                    f"model {m.name} has no probability output matching the labels",
+                    expected=f"outputs.probs of shape {(1, len(self.labels))}",
+                    received=str(probs.shape if probs else sorted(m.outputs)),
                 )
             if tuple(m.input.shape) != (1, *self.preprocess.input_shape):
                 raise BundleError(

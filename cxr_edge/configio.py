@@ -93,6 +93,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     if origin is dict or hint is dict:
         if not isinstance(value, dict):
             raise SpecError(f"invalid value for {where}", expected="an object", received=repr(value))
+        if len(args) == 2:
+            return {k: _coerce(v, args[1], f"{where}.{k}") for k, v in value.items()}
         return value
     if dataclasses.is_dataclass(hint):
         return from_dict(hint, value, what=where)

@@ -43,7 +43,7 @@ class Engine:
         self.output_spec = _spec(self._output)
         if entry is not None:
             _check_matches(entry.name, "input", entry.input, self.input_spec)
-            _check_matches(entry.name, "output", entry.output, self.output_spec)
+            _check_matches(entry.name, "probs output", entry.outputs["probs"], self.output_spec)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Runs one preprocessed input.

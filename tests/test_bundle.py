@@ -86,6 +86,8 @@ def test_not_a_bundle(tmp_path):
         (lambda d: d["preprocess"].update(input_size=[128, 128]), "does not match the preprocessing"),
         (lambda d: d["models"][0].update(file="../escape.tflite"), "outside the bundle|incomplete"),
         (lambda d: d["models"][0].pop("sha256"), "incomplete bundle manifest"),
+        (lambda d: d["models"][0].update(outputs={}), "no probability output"),
+        (lambda d: d["models"][0]["outputs"]["probs"].update(dtype="float64"), "dtype"),
     ],
 )
 def test_inconsistent_manifests_are_refused(bundle_copy, change, match):

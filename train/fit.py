@@ -111,6 +111,7 @@ def train_run(
         raise SpecError("run directory is not empty", expected="a new folder (or --force)", received=str(out))
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    commit = git_commit(Path(__file__).parent)  # the code the run starts with, not what it ends with
     keras.utils.set_random_seed(config.seed)
     task = load_task(config, manifest_path, split_path, root, max_per_part)
     train_recs, val_recs = task.parts["train"], task.parts["val"]
@@ -170,7 +171,7 @@ def train_run(
     val_losses = history.history["val_loss"]
     run = {
         "created": now_utc(),
-        "git_commit": git_commit(Path(__file__).parent),
+        "git_commit": commit,
         "versions": versions("keras", "tensorflow-cpu", "numpy", "opencv-python-headless"),
         "keras_backend": keras.backend.backend(),
         "data_manifest": str(Path(manifest_path)),
