@@ -224,7 +224,7 @@ def _check_size(width: int, height: int, options: ReadOptions) -> None:
 
 
 def _decode_raster(data: bytes, name: str, fmt: str, header: tuple[int, int, int], options: ReadOptions):
-    width, height, depth = header
+    width, height, _ = header  # the decoder reports the sample depth it produced
     _check_size(width, height, options)
     # libjpeg fills a truncated JPEG with grey and only warns; refuse it instead of judging grey pixels.
     if fmt == "jpeg" and b"\xff\xd9" not in data[-64:]:
@@ -251,7 +251,7 @@ def _decode_raster(data: bytes, name: str, fmt: str, header: tuple[int, int, int
         format=fmt,
         width=int(image.shape[1]),
         height=int(image.shape[0]),
-        bits_stored=bits if depth not in (8, 16) else int(depth),
+        bits_stored=bits,
         photometric="RGB" if converted else "MONOCHROME2",
         intensity=intensity,
         converted_from=converted,
@@ -380,8 +380,9 @@ def _dicom_image(ds, name: str, options: ReadOptions):
             raise UnsupportedImageError(
                 "colour DICOM", expected="a greyscale radiograph", received=photometric
             )
-        gray = cv2.cvtColor(np.ascontiguousarray(arr[..., :3]).astype(np.uint8), cv2.COLOR_RGB2GRAY)
-        image = gray.astype(np.float32) / 255.0
+        full_scale = float(np.iinfo(arr.dtype).max) if np.issubdtype(arr.dtype, np.integer) else 1.0
+        rgb = np.ascontiguousarray(arr[..., :3], dtype=np.float32) / full_scale
+        image = np.clip(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), 0.0, 1.0)
         return image, ImageInfo(**common, intensity="scaled", converted_from="RGB")
 
     # pydicom >= 3 already keeps only Bits Stored (sign-extending signed data); a test pins this.

@@ -100,4 +100,9 @@ def convert_cmd(
         command=shlex.join(["cxr-edge", *sys.argv[1:]]),
         overwrite=force,
     )
+    from cxr_edge.bundle import Bundle
+    from cxr_edge.cli.runtime import model_lines
+
+    for line in model_lines(Bundle.load(bundle)):
+        click.echo(line)
     click.echo(f"bundle written to {bundle}; inspect it with: cxr-edge info --bundle {bundle}")

@@ -105,16 +105,8 @@ def info_cmd(bundle_dir, as_json):
     )
     click.echo(f"ensemble    {m.ensemble.method} of {', '.join(m.ensemble.members)}")
     click.echo("models")
-    for e in m.models:
-        size = bundle.path_of(e).stat().st_size / 1024
-        par = e.parity
-        test = e.metrics.get("test", {})
-        click.echo(
-            f"  {e.name:<24} {e.quant:<5} {size:8.1f} KiB  {e.params:>9,} params  "
-            f"input {e.input.dtype}  parity(val) agree={_fmt(par.get('argmax_agreement'))} "
-            f"maxdiff={_fmt(par.get('max_abs_diff'), 4)}  test acc={_fmt(test.get('accuracy'))} "
-            f"auc={_fmt(test.get('auc_macro'))}"
-        )
+    for line in model_lines(bundle):
+        click.echo(f"  {line}")
     prov = m.provenance
     click.echo(
         f"provenance  created {prov.get('created', '?')}, commit {str(prov.get('git_commit', '?'))[:12]}, "
@@ -124,6 +116,22 @@ def info_cmd(bundle_dir, as_json):
         f"            data manifest {str(prov.get('data_manifest_sha256', '?'))[:16]}..., "
         f"split {str(prov.get('split_sha256', '?'))[:16]}..."
     )
+
+
+def model_lines(bundle: Bundle) -> list[str]:
+    """One line per model: variant, size, parameters, parity with Keras on validation, test metrics."""
+    lines = []
+    for e in bundle.manifest.models:
+        size = bundle.path_of(e).stat().st_size / 1024
+        par, val, test = e.parity, e.metrics.get("val", {}), e.metrics.get("test", {})
+        lines.append(
+            f"{e.name:<24} {e.quant:<5} {size:8.1f} KiB  {e.params:>9,} params  input {e.input.dtype}  "
+            f"parity(val) agree={_fmt(par.get('argmax_agreement'))} "
+            f"maxdiff={_fmt(par.get('max_abs_diff'), 4)}  "
+            f"val acc={_fmt(val.get('accuracy'))} auc={_fmt(val.get('auc_macro'))}  "
+            f"test acc={_fmt(test.get('accuracy'))} auc={_fmt(test.get('auc_macro'))}"
+        )
+    return lines
 
 
 def _fmt(value, digits: int = 3) -> str:
@@ -149,21 +157,21 @@ def demo_cmd(bundle_dir, out, force):
         f"bundle {predictor.bundle.manifest.name}: {', '.join(predictor.bundle.manifest.ensemble.members)}"
         f" on {len(samples)} shipped samples\n"
     )
-    click.echo(f"{'file':<28} {'source':<9} {'truth':<18} {'prediction':<18} {'p':>5} {'ms':>7}")
+    click.echo(f"{'file':<40} {'source':<9} {'truth':<18} {'prediction':<18} {'p':>5} {'ms':>7}")
     correct = 0
     latencies = []
     with RowWriter(out, predictor.labels, overwrite=force) as writer:
         for sample, outcome in zip(samples, predictor.predict_many(s.file for s in samples), strict=True):
             writer.write(outcome)
             if not outcome.ok:
-                click.echo(f"{sample.file.name:<28} error: {outcome.error}")
+                click.echo(f"{sample.file.name:<40} error: {outcome.error}")
                 continue
             pred = outcome.prediction
             correct += pred.label == sample.label
             latencies.append(pred.timings_ms["total"])
             mark = "" if pred.label == sample.label else "  <- wrong"
             click.echo(
-                f"{sample.file.name:<28} {sample.source:<9} {sample.label:<18} {pred.label:<18} "
+                f"{sample.file.name:<40} {sample.source:<9} {sample.label:<18} {pred.label:<18} "
                 f"{pred.probs[pred.label]:5.2f} {pred.timings_ms['total']:7.1f}{mark}"
             )
     if latencies:
