@@ -38,7 +38,7 @@ def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float | None:
 
 
 def classification_metrics(y_true: Sequence[int], probs: np.ndarray, labels: Sequence[str]) -> dict:
-    """Accuracy, per-class one-vs-rest AUC, sensitivity and specificity, macro AUC, confusion matrix.
+    """Accuracy, macro AUC / sensitivity / precision / F1, MCC, per-class metrics, confusion matrix.
 
     Args:
         y_true: True class indices.
@@ -46,8 +46,10 @@ def classification_metrics(y_true: Sequence[int], probs: np.ndarray, labels: Seq
         labels: Class names in column order.
 
     Returns:
-        ``{"n", "accuracy", "auc_macro", "per_class": {label: {...}}, "confusion": [[...]]}``;
-        ``auc_macro`` averages the classes whose AUC is defined (None when none is).
+        ``{"n", "accuracy", "auc_macro", "sensitivity_macro", "precision_macro", "f1_macro", "mcc",
+        "per_class": {label: {"n", "auc", "sensitivity", "specificity", "precision", "f1"}},
+        "confusion": [[...]]}``. Macro averages run over the classes present in ``y_true``;
+        ``auc_macro`` over the classes whose AUC is defined (None when none is).
     """
     y_true = np.asarray(y_true, dtype=int)
     probs = np.asarray(probs, dtype=np.float64)
@@ -65,16 +67,48 @@ def classification_metrics(y_true: Sequence[int], probs: np.ndarray, labels: Seq
         auc = roc_auc(probs[:, c], y_true == c)
         if auc is not None:
             aucs.append(auc)
+        precision = float(tp / (tp + fp)) if tp + fp else None
+        sensitivity = float(tp / (tp + fn)) if tp + fn else None
+        f1 = (
+            2 * precision * sensitivity / (precision + sensitivity)
+            if precision is not None and sensitivity is not None and precision + sensitivity > 0
+            else (0.0 if tp + fn else None)
+        )
         per_class[label] = {
             "n": int(confusion[c].sum()),
             "auc": auc,
-            "sensitivity": float(tp / (tp + fn)) if tp + fn else None,
+            "sensitivity": sensitivity,
             "specificity": float(tn / (tn + fp)) if tn + fp else None,
+            "precision": precision,
+            "f1": f1,
         }
+    present = [v for v in per_class.values() if v["n"]]
     return {
         "n": len(y_true),
         "accuracy": float((y_pred == y_true).mean()) if len(y_true) else None,
         "auc_macro": float(np.mean(aucs)) if aucs else None,
+        "sensitivity_macro": _mean(v["sensitivity"] for v in present),
+        "precision_macro": _mean(v["precision"] for v in present),
+        "f1_macro": _mean(v["f1"] for v in present),
+        "mcc": matthews(confusion),
         "per_class": per_class,
         "confusion": confusion.tolist(),
     }
+
+
+def matthews(confusion: np.ndarray) -> float | None:
+    """Matthews correlation coefficient for K classes (Gorodkin 2004; the usual MCC when K = 2).
+
+    Returns None when it is undefined (a row or column total covers all samples).
+    """
+    c = np.asarray(confusion, dtype=np.float64)
+    n = c.sum()
+    t, p = c.sum(axis=1), c.sum(axis=0)  # true and predicted totals per class
+    cov_tp = np.trace(c) * n - t @ p
+    denom = np.sqrt((n * n - p @ p) * (n * n - t @ t))
+    return float(cov_tp / denom) if denom > 0 else None
+
+
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None

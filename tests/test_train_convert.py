@@ -76,7 +76,7 @@ def tiny_bundle(tiny_run, kit_manifest, kit_split, tmp_path_factory):
 def test_run_directory_records_provenance(tiny_run, kit_split):
     assert {p.name for p in tiny_run.iterdir()} >= {"best.keras", "config.json", "history.csv", "run.json"}
     run = json.loads((tiny_run / "run.json").read_text())
-    assert run["n_images"] == {"train": PER_PART, "val": PER_PART, "test": PER_PART}
+    assert run["n_images"] == {"train": PER_PART, "val": PER_PART, "test": PER_PART, "holdout": 0}
     assert len(run["data_manifest_sha256"]) == 64 and len(run["split_sha256"]) == 64
     assert run["weights"] == "random initialisation"
     assert 0.0 <= run["val_metrics"]["accuracy"] <= 1.0

@@ -25,6 +25,7 @@ class TrainConfig:
         epochs: Maximum epochs.
         batch_size: Images per step.
         learning_rate: Initial SGD learning rate.
+        optimizer: ``sgd`` (with momentum, the paper's) or ``adam``.
         momentum: SGD momentum.
         weight_decay: L2 penalty on kernels.
         class_weights: Weight the loss by inverse class frequency (the kit is imbalanced).
@@ -34,6 +35,12 @@ class TrainConfig:
             (divide by 10 after ``lr_patience`` epochs without validation-loss improvement).
         lr_patience: Patience of the ``plateau`` schedule.
         seed: Seed for weights, shuffling and augmentation.
+        weights: Local weights file for a backbone (``include_top=False``); None = random init.
+        init_from: Run directory of a stage-1 model to transfer from (modality-specific transfer).
+        mixed_precision: Train with ``mixed_bfloat16`` (about 5x faster for VGG-16 on AMX/AVX-512
+            CPUs); the saved model is float32.
+        holdout_sources: Sources left out of train/val/test entirely and reported as a
+            cross-source check (e.g. ``["montreal"]``: covid learned from Hannover only).
     """
 
     model: str = "custom_cnn"
@@ -43,6 +50,7 @@ class TrainConfig:
     epochs: int = 40
     batch_size: int = 16
     learning_rate: float = 0.01
+    optimizer: Literal["sgd", "adam"] = "sgd"
     momentum: float = 0.9
     weight_decay: float = 1e-4
     class_weights: bool = True
@@ -51,6 +59,10 @@ class TrainConfig:
     lr_schedule: Literal["cosine", "plateau"] = "cosine"
     lr_patience: int = 4
     seed: int = 0
+    weights: str | None = None
+    init_from: str | None = None
+    mixed_precision: bool = False
+    holdout_sources: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):

@@ -6,6 +6,13 @@ import keras
 from keras import layers
 
 
+def custom_head(x, n_classes: int, *, dropout: float = 0.5):
+    """The custom CNN's classifier: global average pooling -> dropout -> dense softmax."""
+    x = layers.GlobalAveragePooling2D(name="head_gap")(x)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
+    return layers.Dense(n_classes, activation="softmax", dtype="float32", name="probs")(x)
+
+
 def build_custom_cnn(
     input_shape: tuple[int, int, int],
     n_classes: int,
@@ -15,7 +22,6 @@ def build_custom_cnn(
     kernel_size: int = 5,
     dropout: float = 0.5,
     activation: str = "relu",
-    weight_decay: float = 0.0,
     name: str = "custom_cnn",
 ) -> keras.Model:
     """Builds the custom CNN of Rajaraman et al. (2020).
@@ -23,6 +29,7 @@ def build_custom_cnn(
     Each block is a stride-2 ``kernel_size`` separable convolution (``base_filters`` doubling per
     block) followed by batch normalisation and the activation; then global average pooling, dropout
     and a dense softmax. The last block's output (``features``) is the map Grad-CAM uses later.
+    Weight decay is attached afterwards by :func:`train.zoo.apply_weight_decay`, as for every model.
 
     Args:
         input_shape: ``(H, W, C)``.
@@ -32,13 +39,11 @@ def build_custom_cnn(
         kernel_size: Convolution kernel size.
         dropout: Dropout rate before the classifier.
         activation: Activation after each block.
-        weight_decay: L2 penalty on kernels.
         name: Model name.
 
     Returns:
         An uncompiled functional Keras model with a softmax output named ``probs``.
     """
-    reg = keras.regularizers.L2(weight_decay) if weight_decay > 0 else None
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
     for i in range(depth):
@@ -48,15 +53,10 @@ def build_custom_cnn(
             strides=2,
             padding="same",
             use_bias=False,
-            depthwise_regularizer=reg,
-            pointwise_regularizer=reg,
             name=f"block{i + 1}_sepconv",
         )(x)
         # momentum 0.9: with ~50 steps per epoch on the kit, Keras' default 0.99 leaves the
         # inference statistics lagging and validation loss swinging from epoch to epoch.
         x = layers.BatchNormalization(momentum=0.9, name=f"block{i + 1}_bn")(x)
         x = layers.Activation(activation, name="features" if i == depth - 1 else f"block{i + 1}_act")(x)
-    x = layers.GlobalAveragePooling2D(name="gap")(x)
-    x = layers.Dropout(dropout, name="dropout")(x)
-    outputs = layers.Dense(n_classes, activation="softmax", kernel_regularizer=reg, name="probs")(x)
-    return keras.Model(inputs, outputs, name=name)
+    return keras.Model(inputs, custom_head(x, n_classes, dropout=dropout), name=name)

@@ -1,43 +1,48 @@
-"""The training loop: one run directory per run, best-on-validation checkpoint, provenance.
+"""The training loop: one run directory per run, best-on-validation checkpoint, resumable, provenance.
 
 A run directory holds::
 
     config.json     the TrainConfig
-    run.json        provenance: data manifest and split hashes, seed, versions, git commit, wall time,
-                    weights origin, and the validation metrics of the best checkpoint
-    history.csv     per-epoch loss, accuracy, validation loss/accuracy/macro AUC, learning rate
-    best.keras      the best model on validation loss
+    split.csv       only when no split was given (then this run's own patient-level split)
+    history.csv     per-epoch loss, accuracy, validation loss/accuracy/macro AUC
+    last.keras      the latest epoch (for --resume); removed when the run completes
+    best.keras      the best model on validation loss (float32, also after mixed-precision training)
+    run.json        provenance and validation metrics, written when the run completes
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
 import numpy as np
 
 from cxr_edge.errors import SpecError
-from cxr_edge.manifest import Manifest, Record, load_manifest
+from cxr_edge.manifest import Manifest, Record, file_sha256, load_manifest
 from cxr_edge.metrics import classification_metrics
 from cxr_edge.provenance import git_commit, now_utc, versions
-from cxr_edge.splits import Split, read_split
+from cxr_edge.splits import Split, make_split, read_split, write_split
 from train.config import TrainConfig
 from train.data import CxrSequence, class_weights, label_indices, load_images, preprocess_all
-from train.zoo import build_model
+from train.zoo import apply_weight_decay, build_model, transfer_model
 
 BEST_MODEL = "best.keras"
+LAST_MODEL = "last.keras"
+RUN_SPLIT = "split.csv"
 
 
 @dataclass(frozen=True)
 class TaskData:
-    """A task's manifest, split and records per part."""
+    """A task's manifest, split, records per part, and the held-out sources' records."""
 
     manifest: Manifest
     split: Split
     parts: dict[str, list[Record]]
+    holdout: list[Record] = field(default_factory=list)
 
 
 def load_task(
@@ -47,17 +52,26 @@ def load_task(
     root: str | Path | None = None,
     max_per_part: int | None = None,
 ) -> TaskData:
-    """Reads the manifest (restricted to the config's labels) and the split.
+    """Reads the manifest (restricted to the config's labels), the split, and the held-out sources.
 
     Args:
         max_per_part: Keep at most this many images per part (quick runs and tests).
     """
     manifest = load_manifest(manifest_path, root).select(config.labels)
     split = read_split(split_path, manifest)
-    parts = {p: split.records(manifest, p) for p in ("train", "val", "test")}
+    held = set(config.holdout_sources)
+    parts = {
+        p: [r for r in split.records(manifest, p) if r.source not in held] for p in ("train", "val", "test")
+    }
+    holdout = [r for r in manifest.records if r.source in held]
+    if held and not holdout:
+        raise SpecError(
+            "held-out sources have no images", expected="sources in the manifest", received=str(sorted(held))
+        )
     if max_per_part is not None:
         parts = {p: _spread(recs, max_per_part) for p, recs in parts.items()}
-    return TaskData(manifest, split, parts)
+        holdout = _spread(holdout, max_per_part)
+    return TaskData(manifest, split, parts, holdout)
 
 
 def _spread(records: list[Record], n: int) -> list[Record]:
@@ -80,38 +94,62 @@ class _ValidationAUC(keras.callbacks.Callback):
         logs["val_auc_macro"] = classification_metrics(self.y, probs, self.labels)["auc_macro"] or 0.0
 
 
+def with_policy(model: keras.Model, policy: str) -> keras.Model:
+    """A copy of ``model`` whose layers compute in ``policy`` (``probs`` stays float32), same weights."""
+
+    def clone(layer):
+        config = layer.get_config()
+        if layer.name != "probs":
+            config["dtype"] = policy
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def train_run(
     config: TrainConfig,
     manifest_path: str | Path,
-    split_path: str | Path,
+    split_path: str | Path | None,
     out_dir: str | Path,
     *,
     root: str | Path | None = None,
     max_per_part: int | None = None,
     progress: bool = True,
     overwrite: bool = False,
+    resume: bool = False,
+    callbacks: list[keras.callbacks.Callback] | None = None,
 ) -> Path:
     """Trains one model and writes its run directory.
 
     Args:
         config: The training configuration.
         manifest_path: Data manifest CSV.
-        split_path: Split CSV from ``cxr-edge split``.
-        out_dir: Run directory to create.
+        split_path: Split CSV from ``cxr-edge split``; None makes a seeded patient-level split and
+            stores it in the run directory.
+        out_dir: Run directory to create (or to continue with ``resume``).
         root: Image root (default: the manifest's folder).
         max_per_part: Cap on images per part (for quick checks; recorded in run.json).
         progress: Show progress bars.
-        overwrite: Allow writing into an existing non-empty run directory.
+        overwrite: Allow writing into an existing non-empty run directory (starts afresh).
+        resume: Continue an interrupted run from ``last.keras`` (same config required). The
+            early-stopping patience restarts; the best checkpoint keeps its best validation loss.
+        callbacks: Extra Keras callbacks, run after the toolkit's (checkpoints are written first).
 
     Returns:
         The run directory.
     """
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise SpecError("run directory is not empty", expected="a new folder (or --force)", received=str(out))
-    out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     commit = git_commit(Path(__file__).parent)  # the code the run starts with, not what it ends with
+    resuming = resume and (out / LAST_MODEL).is_file()
+    _prepare_run_dir(out, config, overwrite=overwrite, resume=resume)
+    if split_path is None:
+        split_path = out / RUN_SPLIT
+        if not split_path.is_file():
+            manifest = load_manifest(manifest_path, root)
+            write_split(split_path, manifest, make_split(manifest, seed=config.seed))
     keras.utils.set_random_seed(config.seed)
     task = load_task(config, manifest_path, split_path, root, max_per_part)
     train_recs, val_recs = task.parts["train"], task.parts["val"]
@@ -125,7 +163,6 @@ def train_run(
     y_train, y_val = label_indices(train_recs, labels), label_indices(val_recs, labels)
     train_images = load_images(train_recs, desc="decode train", progress=progress)
     x_val = preprocess_all(load_images(val_recs, desc="decode val", progress=progress), config.preprocess)
-
     train_seq = CxrSequence(
         train_images,
         y_train,
@@ -136,39 +173,54 @@ def train_run(
         shuffle=True,
         seed=config.seed,
     )
-    model = build_model(config)
-    learning_rate = config.learning_rate
-    if config.lr_schedule == "cosine":
-        learning_rate = keras.optimizers.schedules.CosineDecay(
-            config.learning_rate, decay_steps=config.epochs * len(train_seq), alpha=0.01
+
+    initial_epoch, best_so_far = 0, None
+    if resuming:
+        model = keras.models.load_model(out / LAST_MODEL)
+        initial_epoch, best_so_far = _history_state(out / "history.csv")
+    else:
+        model = _initial_model(config)
+        if config.mixed_precision:
+            model = with_policy(model, "mixed_bfloat16")
+        model.compile(
+            optimizer=make_optimizer(config, steps_per_epoch=len(train_seq)),
+            loss="categorical_crossentropy",
+            metrics=["accuracy"],
         )
-    model.compile(
-        optimizer=keras.optimizers.SGD(learning_rate=learning_rate, momentum=config.momentum),
-        loss="categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    callbacks = [
+    apply_weight_decay(model, config.weight_decay)  # variable-level: redo after every load
+
+    toolkit_callbacks = [
         _ValidationAUC(x_val, y_val, labels),
-        keras.callbacks.ModelCheckpoint(str(out / BEST_MODEL), monitor="val_loss", save_best_only=True),
+        keras.callbacks.ModelCheckpoint(
+            str(out / BEST_MODEL),
+            monitor="val_loss",
+            save_best_only=True,
+            initial_value_threshold=best_so_far,
+        ),
+        keras.callbacks.ModelCheckpoint(str(out / LAST_MODEL)),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience),
-        keras.callbacks.CSVLogger(str(out / "history.csv")),
+        keras.callbacks.CSVLogger(str(out / "history.csv"), append=resuming),
     ]
     if config.lr_schedule == "plateau":
-        callbacks.append(
+        toolkit_callbacks.append(
             keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.1, patience=config.lr_patience)
         )
-    (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-    history = model.fit(
-        train_seq,
-        validation_data=(x_val, np.eye(k, dtype=np.float32)[y_val]),
-        epochs=config.epochs,
-        class_weight=class_weights(y_train, k) if config.class_weights else None,
-        callbacks=callbacks,
-        verbose=1 if progress else 0,
-    )
+    if initial_epoch < config.epochs:
+        model.fit(
+            train_seq,
+            validation_data=(x_val, np.eye(k, dtype=np.float32)[y_val]),
+            epochs=config.epochs,
+            initial_epoch=initial_epoch,
+            class_weight=class_weights(y_train, k) if config.class_weights else None,
+            callbacks=toolkit_callbacks + list(callbacks or []),
+            verbose=1 if progress else 0,
+        )
     best = keras.models.load_model(out / BEST_MODEL)
+    if config.mixed_precision:
+        best = with_policy(best, "float32")
+        best.save(out / BEST_MODEL)
     val_metrics = classification_metrics(y_val, best.predict(x_val, verbose=0, batch_size=32), labels)
-    val_losses = history.history["val_loss"]
+    epochs_run, _ = _history_state(out / "history.csv")
     run = {
         "created": now_utc(),
         "git_commit": commit,
@@ -179,13 +231,115 @@ def train_run(
         "split": str(Path(split_path)),
         "split_sha256": task.split.sha256,
         "max_per_part": max_per_part,
-        "n_images": {p: len(r) for p, r in task.parts.items()},
-        "weights": "random initialisation",
+        "n_images": {p: len(r) for p, r in task.parts.items()} | {"holdout": len(task.holdout)},
+        "weights": _weights_origin(config),
+        "init_from": _init_origin(config),
         "params": int(best.count_params()),
-        "epochs_run": len(val_losses),
-        "best_epoch": int(np.argmin(val_losses)) + 1,
+        "epochs_run": epochs_run,
+        "best_epoch": _best_epoch(out / "history.csv"),
+        "resumed": resuming,
         "wall_time_s": round(time.perf_counter() - started, 1),
         "val_metrics": val_metrics,
+        "holdout_metrics": _holdout_metrics(best, task.holdout, config) if task.holdout else None,
     }
     (out / "run.json").write_text(json.dumps(run, indent=2) + "\n")
+    (out / LAST_MODEL).unlink(missing_ok=True)
     return out
+
+
+def _prepare_run_dir(out: Path, config: TrainConfig, *, overwrite: bool, resume: bool) -> None:
+    config_file = out / "config.json"
+    if resume and config_file.is_file():
+        if TrainConfig.load(config_file) != config:
+            raise SpecError(
+                "cannot resume with a different config",
+                expected=f"the config in {config_file}",
+                received="a changed config",
+            )
+        if (out / "run.json").is_file() and not (out / LAST_MODEL).is_file():
+            raise SpecError("run already complete", expected="an interrupted run", received=str(out))
+        return
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise SpecError(
+            "run directory is not empty", expected="a new folder (or --force, or --resume)", received=str(out)
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (LAST_MODEL, BEST_MODEL, "history.csv", "run.json"):
+        (out / name).unlink(missing_ok=True)
+    config_file.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+
+
+def _initial_model(config: TrainConfig) -> keras.Model:
+    if config.init_from is None:
+        return build_model(config)
+    source_file = Path(config.init_from) / BEST_MODEL
+    if not source_file.is_file():
+        raise SpecError(
+            "stage-1 run not found",
+            expected=f"a run directory with {BEST_MODEL}",
+            received=str(config.init_from),
+        )
+    return transfer_model(keras.models.load_model(source_file), config)
+
+
+def make_optimizer(config: TrainConfig, steps_per_epoch: int | None = None) -> keras.optimizers.Optimizer:
+    """The config's optimiser; with ``steps_per_epoch`` and ``lr_schedule="cosine"``, a cosine decay."""
+    learning_rate = config.learning_rate
+    if config.lr_schedule == "cosine" and steps_per_epoch:
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            config.learning_rate, decay_steps=config.epochs * steps_per_epoch, alpha=0.01
+        )
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=learning_rate)
+    return keras.optimizers.SGD(learning_rate=learning_rate, momentum=config.momentum)
+
+
+def _history_state(path: Path) -> tuple[int, float | None]:
+    """Epochs completed and best validation loss so far, from history.csv."""
+    if not path.is_file():
+        return 0, None
+    with open(path, newline="") as fh:
+        losses = [float(row["val_loss"]) for row in csv.DictReader(fh)]
+    return len(losses), (min(losses) if losses else None)
+
+
+def _best_epoch(path: Path) -> int | None:
+    with open(path, newline="") as fh:
+        losses = [float(row["val_loss"]) for row in csv.DictReader(fh)]
+    return int(np.argmin(losses)) + 1 if losses else None
+
+
+def _weights_origin(config: TrainConfig) -> str:
+    if config.init_from is not None:
+        return "modality-specific transfer (see init_from)"
+    if config.weights is None:
+        return "random initialisation"
+    return f"local file {config.weights} (sha256 {file_sha256(config.weights)[:16]}...)"
+
+
+def _init_origin(config: TrainConfig) -> dict | None:
+    if config.init_from is None:
+        return None
+    source = Path(config.init_from)
+    info = json.loads((source / "run.json").read_text()) if (source / "run.json").is_file() else {}
+    return {
+        "run": str(source),
+        "best_model_sha256": file_sha256(source / BEST_MODEL),
+        "labels": TrainConfig.load(source / "config.json").labels,
+        "git_commit": info.get("git_commit"),
+        "val_metrics": {k: info.get("val_metrics", {}).get(k) for k in ("accuracy", "auc_macro")},
+    }
+
+
+def _holdout_metrics(model: keras.Model, records: list[Record], config: TrainConfig) -> dict:
+    """Metrics on the held-out sources (cross-source check): per-label sensitivity where defined."""
+    x = preprocess_all(load_images(records, progress=False), config.preprocess)
+    y = label_indices(records, config.labels)
+    m = classification_metrics(y, model.predict(x, verbose=0, batch_size=32), config.labels)
+    return {
+        "sources": sorted({r.source for r in records}),
+        "n": m["n"],
+        "accuracy": m["accuracy"],
+        "auc_macro": m["auc_macro"],
+        "sensitivity": {lab: v["sensitivity"] for lab, v in m["per_class"].items() if v["n"]},
+    }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cxr_edge.cli.learning import convert_cmd, train_cmd
+from cxr_edge.cli.learning import convert_cmd, evaluate_run_cmd, search_cmd, train_cmd, zoo_cmd
 from cxr_edge.cli.runtime import demo_cmd, info_cmd, predict_cmd, split_cmd
 
 
@@ -13,12 +13,22 @@ from cxr_edge.cli.runtime import demo_cmd, info_cmd, predict_cmd, split_cmd
 def main() -> None:
     """cxr-edge: chest X-ray classifiers from training to the edge.
 
-    Runtime commands (predict, info, demo, split) need only the runtime install; train and convert
-    need the [train] extra (TensorFlow + Keras).
+    Runtime commands (predict, info, demo, split) need only the runtime install; train, search,
+    evaluate-run, convert and zoo need the [train] extra (TensorFlow + Keras).
     """
 
 
-for command in (predict_cmd, info_cmd, demo_cmd, split_cmd, train_cmd, convert_cmd):
+for command in (
+    predict_cmd,
+    info_cmd,
+    demo_cmd,
+    split_cmd,
+    train_cmd,
+    search_cmd,
+    evaluate_run_cmd,
+    convert_cmd,
+    zoo_cmd,
+):
     main.add_command(command)
 
 __all__ = ["main"]

@@ -42,14 +42,21 @@ data_option = click.option(
     type=click.Path(exists=True, dir_okay=False),
     help="Data manifest CSV.",
 )
-#: ``--split SPLIT``: the split CSV every learning stage reads.
-split_option = click.option(
-    "--split",
-    "split_path",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False),
-    help="Split CSV written by `cxr-edge split` (the same for every stage).",
-)
+
+
+def split_option(required: bool = True) -> Callable:
+    """``--split SPLIT``: the split CSV every learning stage reads (optional where a stage can make one)."""
+    extra = "" if required else " Default: a seeded patient-level split saved in the run directory."
+    return click.option(
+        "--split",
+        "split_path",
+        required=required,
+        default=None,
+        type=click.Path(exists=True, dir_okay=False),
+        help=f"Split CSV written by `cxr-edge split` (the same for every stage).{extra}",
+    )
+
+
 #: ``--root DIR``: where manifest paths start.
 root_option = click.option(
     "--root",

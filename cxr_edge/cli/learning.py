@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import sys
 from importlib import import_module
@@ -30,29 +31,149 @@ def _needs_train_extra(module: str):
     "config_path",
     required=True,
     type=click.Path(exists=True, dir_okay=False),
-    help="Training config (TOML), e.g. configs/custom_cnn.toml.",
+    help="Training config (TOML or a run's config.json), e.g. configs/custom_cnn.toml.",
 )
 @data_option
-@split_option
+@split_option(required=False)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory to create.")
 @click.option("--epochs", default=None, type=click.IntRange(1), help="Override the config's epochs.")
+@click.option(
+    "--weights",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Local backbone weights file (include_top=False); default: random initialisation.",
+)
+@click.option(
+    "--init-from",
+    default=None,
+    type=click.Path(exists=True, file_okay=False),
+    help="Stage-1 run directory to transfer from (modality-specific transfer learning).",
+)
+@click.option(
+    "--mixed-precision/--no-mixed-precision",
+    default=None,
+    help="Train in mixed_bfloat16 (overrides the config).",
+)
 @max_per_part_option
 @root_option
-@click.option("--force", is_flag=True, help="Write into a non-empty run directory.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out (same config).")
+@click.option("--force", is_flag=True, help="Start afresh in a non-empty run directory.")
 @clean_errors
-def train_cmd(config_path, manifest_path, split_path, out, epochs, max_per_part, root, force):
+def train_cmd(
+    config_path,
+    manifest_path,
+    split_path,
+    out,
+    epochs,
+    weights,
+    init_from,
+    mixed_precision,
+    max_per_part,
+    root,
+    resume,
+    force,
+):
     """Train a classifier; writes config, history, metrics and the best model to --out."""
     config_mod = _needs_train_extra("train.config")
     fit = _needs_train_extra("train.fit")
     config = config_mod.TrainConfig.load(config_path)
-    if epochs is not None:
-        import dataclasses
-
-        config = dataclasses.replace(config, epochs=epochs)
+    overrides = {
+        "epochs": epochs,
+        "weights": weights,
+        "init_from": init_from,
+        "mixed_precision": mixed_precision,
+    }
+    config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     run = fit.train_run(
-        config, manifest_path, split_path, out, root=root, max_per_part=max_per_part, overwrite=force
+        config,
+        manifest_path,
+        split_path,
+        out,
+        root=root,
+        max_per_part=max_per_part,
+        overwrite=force,
+        resume=resume,
     )
-    click.echo(f"run written to {run}")
+    click.echo(f"run written to {run}; evaluate it with: cxr-edge evaluate-run {run}")
+
+
+@click.command("search")
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Training config with a [search] table, e.g. configs/search_custom_cnn.toml.",
+)
+@data_option
+@split_option()
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Search folder (re-running the command continues the search).",
+)
+@click.option("--trials", default=None, type=click.IntRange(1), help="Override the number of trials.")
+@click.option("--epochs", default=None, type=click.IntRange(1), help="Override the epochs per trial.")
+@max_per_part_option
+@root_option
+@clean_errors
+def search_cmd(config_path, manifest_path, split_path, out, trials, epochs, max_per_part, root):
+    """Randomised hyper-parameter search; writes search_results.csv and best_config.json."""
+    search = _needs_train_extra("train.search")
+    config, budget = search.load_search_config(config_path)
+    overrides = {"trials": trials, "epochs": epochs}
+    budget = dataclasses.replace(budget, **{k: v for k, v in overrides.items() if v is not None})
+    folder = search.search(
+        config, budget, manifest_path, split_path, out, root=root, max_per_part=max_per_part
+    )
+    click.echo((folder / search.RESULTS).read_text())
+    click.echo(f"best config: {folder / search.BEST_CONFIG} (train it with cxr-edge train --config ...)")
+
+
+@click.command("evaluate-run")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--data",
+    "manifest_path",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Data manifest (default: the one recorded in run.json).",
+)
+@click.option(
+    "--split",
+    "split_path",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Split (default: the one recorded in run.json; must be the same file).",
+)
+@root_option
+@clean_errors
+def evaluate_run_cmd(run_dirs, manifest_path, split_path, root):
+    """Print a Table III/IV-style row per run (test split; validation and held-out sources beside)."""
+    evaluate = _needs_train_extra("train.evaluate")
+    click.echo(evaluate.table_header())
+    for run in run_dirs:
+        result = evaluate.evaluate_run(run, manifest_path, split_path, root)
+        click.echo(evaluate.table_row(result, "test"))
+        click.echo(evaluate.table_row(result, "val"))
+        if result["holdout"]:
+            click.echo(evaluate.table_row(result, "holdout"))
+
+
+@click.command("zoo")
+@clean_errors
+def zoo_cmd():
+    """List the registered architectures (input size, channels, truncation layer, parameters)."""
+    zoo = _needs_train_extra("train.zoo")
+    click.echo(
+        f"{'model':<22} {'input':>7} {'min':>5} {'ch':>3}  {'truncated at':<16} {'params (3 classes)':>19}"
+    )
+    for p in zoo.PRESETS.values():
+        click.echo(
+            f"{p.name:<22} {p.input_size:>7} {p.min_size:>5} {p.channels:>3}  "
+            f"{p.truncate_at or '(backbone output)':<16} {p.params:>19,}"
+        )
 
 
 @click.command("convert")
@@ -65,7 +186,7 @@ def train_cmd(config_path, manifest_path, split_path, out, epochs, max_per_part,
     help="Training run directory (repeat for an ensemble).",
 )
 @data_option
-@split_option
+@split_option()
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Bundle folder to create.")
 @click.option(
     "--quant", default="fp32,int8", show_default=True, help="Variants to convert (comma-separated)."

@@ -1,0 +1,175 @@
+"""Training protocol on the kit with tiny models: transfer, resume, held-out sources, mixed precision,
+search and evaluate-run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import keras
+import pytest
+from click.testing import CliRunner
+
+from cxr_edge.cli import main
+from cxr_edge.errors import SpecError
+from cxr_edge.preprocess import PreprocessSpec
+from train.config import TrainConfig
+from train.fit import LAST_MODEL, train_run
+
+pytestmark = pytest.mark.train
+
+BASE = TrainConfig(
+    preprocess=PreprocessSpec(input_size=(32, 32)),
+    model_args={"depth": 2, "base_filters": 4},
+    epochs=2,
+    batch_size=8,
+    augment=False,
+    seed=3,
+)
+STAGE1 = dataclasses.replace(BASE, labels=("normal", "pneumonia_unknown"))
+PER_PART = 12
+
+
+@pytest.fixture(scope="module")
+def split(kit_manifest, tmp_path_factory):
+    from cxr_edge.manifest import load_manifest
+    from cxr_edge.splits import make_split, write_split
+
+    manifest = load_manifest(kit_manifest)
+    path = tmp_path_factory.mktemp("split") / "split.csv"
+    write_split(path, manifest, make_split(manifest))
+    return path
+
+
+@pytest.fixture(scope="module")
+def stage1(kit_manifest, split, tmp_path_factory):
+    return train_run(
+        STAGE1,
+        kit_manifest,
+        split,
+        tmp_path_factory.mktemp("s1") / "run",
+        max_per_part=PER_PART,
+        progress=False,
+    )
+
+
+def test_stage2_transfers_from_stage1_and_records_it(stage1, kit_manifest, split, tmp_path):
+    config = dataclasses.replace(BASE, init_from=str(stage1), epochs=1)
+    run = train_run(config, kit_manifest, split, tmp_path / "s2", max_per_part=PER_PART, progress=False)
+    info = json.loads((run / "run.json").read_text())
+    assert info["init_from"]["run"] == str(stage1)
+    assert info["init_from"]["labels"] == ["normal", "pneumonia_unknown"]
+    assert len(info["init_from"]["best_model_sha256"]) == 64
+    assert info["weights"].startswith("modality-specific transfer")
+    model = keras.models.load_model(run / "best.keras")
+    assert model.output_shape == (None, 3)
+
+
+def test_stage1_uses_only_its_labels(stage1):
+    info = json.loads((stage1 / "run.json").read_text())
+    assert info["val_metrics"]["per_class"].keys() == {"normal", "pneumonia_unknown"}
+    assert info["init_from"] is None and info["weights"] == "random initialisation"
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        raise KeyboardInterrupt
+
+
+def test_interrupted_run_resumes(kit_manifest, split, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train_run(
+            BASE, kit_manifest, split, out, max_per_part=PER_PART, progress=False, callbacks=[_Interrupt()]
+        )
+    assert (out / LAST_MODEL).is_file() and not (out / "run.json").exists()
+    with pytest.raises(SpecError, match="not empty"):
+        train_run(BASE, kit_manifest, split, out, max_per_part=PER_PART, progress=False)
+    with pytest.raises(SpecError, match="different config"):
+        train_run(
+            dataclasses.replace(BASE, epochs=5),
+            kit_manifest,
+            split,
+            out,
+            max_per_part=PER_PART,
+            progress=False,
+            resume=True,
+        )
+    train_run(BASE, kit_manifest, split, out, max_per_part=PER_PART, progress=False, resume=True)
+    info = json.loads((out / "run.json").read_text())
+    assert info["resumed"] is True and info["epochs_run"] == 2
+    assert len((out / "history.csv").read_text().strip().splitlines()) == 3  # header + 2 epochs, no repeats
+    assert not (out / LAST_MODEL).exists()
+    with pytest.raises(SpecError, match="already complete"):
+        train_run(BASE, kit_manifest, split, out, max_per_part=PER_PART, progress=False, resume=True)
+
+
+def test_held_out_source_is_excluded_and_reported(kit_manifest, split, tmp_path):
+    config = dataclasses.replace(BASE, holdout_sources=("montreal",), epochs=1)
+    run = train_run(config, kit_manifest, split, tmp_path / "run", max_per_part=PER_PART, progress=False)
+    info = json.loads((run / "run.json").read_text())
+    holdout = info["holdout_metrics"]
+    assert holdout["sources"] == ["montreal"] and holdout["n"] == PER_PART
+    assert set(holdout["sensitivity"]) == {"covid"}  # montreal holds covid images only
+    assert info["n_images"]["holdout"] == PER_PART
+
+
+def test_mixed_precision_run_saves_a_float32_model(kit_manifest, split, tmp_path):
+    config = dataclasses.replace(BASE, mixed_precision=True, epochs=1)
+    run = train_run(config, kit_manifest, split, tmp_path / "run", max_per_part=PER_PART, progress=False)
+    model = keras.models.load_model(run / "best.keras")
+    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
+    assert keras.config.dtype_policy().name == "float32"  # the global policy was not changed
+
+
+def test_run_without_split_makes_and_keeps_its_own(kit_manifest, tmp_path):
+    run = train_run(
+        dataclasses.replace(BASE, epochs=1),
+        kit_manifest,
+        None,
+        tmp_path / "run",
+        max_per_part=PER_PART,
+        progress=False,
+    )
+    assert (run / "split.csv").is_file()
+    assert json.loads((run / "run.json").read_text())["split"] == str(run / "split.csv")
+
+
+def test_search_writes_results_and_a_trainable_best_config(kit_manifest, split, tmp_path):
+    config_file = tmp_path / "search.toml"
+    config_file.write_text(
+        'model = "custom_cnn"\nbatch_size = 8\naugment = false\n[model_args]\ndepth = 2\nbase_filters = 4\n'
+        "[preprocess]\ninput_size = [32, 32]\n[search]\ntrials = 2\nepochs = 1\nseed = 1\n"
+    )
+    out = tmp_path / "search"
+    args = [
+        "search",
+        "--config",
+        str(config_file),
+        "--data",
+        str(kit_manifest),
+        "--split",
+        str(split),
+        "--out",
+        str(out),
+        "--max-per-part",
+        "8",
+    ]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    rows = (out / "search_results.csv").read_text().splitlines()
+    assert rows[0].split(",")[:2] == ["trial", "val_loss"] and len(rows) == 3
+    assert {"dropout", "activation", "optimizer"} <= set(rows[0].split(","))
+    best = TrainConfig.load(out / "best_config.json")
+    assert best.optimizer in ("sgd", "adam") and 0.1 <= best.model_args["dropout"] <= 0.7
+
+
+def test_evaluate_run_prints_a_table_row(stage1):
+    result = CliRunner().invoke(main, ["evaluate-run", str(stage1)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[0].startswith("| run | split | accuracy | AUC")
+    test_row = next(line for line in lines if "| test |" in line)
+    assert test_row.count("|") == 10 and "n/a" not in test_row.split("|")[3]
+    evaluation = json.loads((stage1 / "evaluation.json").read_text())
+    assert evaluation["test"]["n"] == PER_PART and evaluation["params"] > 0

@@ -1,0 +1,104 @@
+"""Every architecture builds, trains one step, converts to TFLite and matches Keras, at a tiny input."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from convert.tflite import to_tflite
+from cxr_edge.engine import Engine
+from cxr_edge.errors import SpecError
+from cxr_edge.preprocess import PreprocessSpec
+from train.config import TrainConfig
+from train.zoo import PRESETS, apply_weight_decay, build_model, preset, transfer_model
+
+pytestmark = pytest.mark.train
+
+
+def tiny_config(name: str, labels=("covid", "normal", "pneumonia_unknown"), **kw) -> TrainConfig:
+    p = preset(name)
+    # 64 px for backbones: at 32 px their last blocks are 1x1, and BatchNorm over 2 images x 1 pixel
+    # has near-zero variance, so even one small training step can blow DenseNet up.
+    size = max(p.min_size, 32 if p.application is None else 64)
+    spec = PreprocessSpec(input_size=(size, size), channels=p.channels)
+    return TrainConfig(model=name, labels=labels, preprocess=spec, **kw)
+
+
+SLOW = {"densenet201", "inception_resnet_v2", "nasnet_mobile"}  # ~35 s each: conversion of 700+ layers
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in sorted(PRESETS)]
+)
+def test_architecture_builds_trains_one_step_and_converts(name, tmp_path):
+    keras.utils.set_random_seed(0)
+    config = tiny_config(name)
+    model = build_model(config)
+    assert model.count_params() == preset(name).params  # the registry's count is the real one
+    assert model.get_layer("features").output.shape[-1] in (512, 1024)
+    assert model.output_shape == (None, 3)
+    apply_weight_decay(model, 1e-4)
+    assert len(model.losses) > 0  # L2 attached to the kernels
+    # A small step: with 2 random images, BatchNorm gradients of deep nets (DenseNet) explode at 1e-3.
+    # run_eagerly: tracing the train step of a 700-layer graph costs more than the step itself.
+    model.compile(
+        optimizer=keras.optimizers.SGD(1e-5, momentum=0.9), loss="categorical_crossentropy", run_eagerly=True
+    )
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, *config.preprocess.input_shape)).astype(np.float32)
+    before = [w.copy() for w in model.get_weights()]
+    history = model.fit(x, np.eye(3, dtype=np.float32)[[0, 1, 2, 0]], epochs=1, batch_size=4, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
+    file = tmp_path / f"{name}.tflite"
+    file.write_bytes(to_tflite(model, "fp32"))
+    got = Engine(file)(x[0])
+    np.testing.assert_allclose(got, keras.ops.convert_to_numpy(model(x[:1], training=False))[0], atol=1e-4)
+
+
+def test_backbone_weights_load_from_a_local_file(tmp_path):
+    keras.utils.set_random_seed(1)
+    base = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
+    path = tmp_path / "vgg16_notop.weights.h5"
+    base.save_weights(path)
+    keras.utils.set_random_seed(2)  # a different random init, so equality proves the file was read
+    model = build_model(tiny_config("vgg16", weights=str(path)))
+    np.testing.assert_array_equal(
+        model.get_layer("block1_conv1").get_weights()[0], base.get_layer("block1_conv1").get_weights()[0]
+    )
+    with pytest.raises(SpecError, match="weights file not found"):
+        build_model(tiny_config("vgg16", weights=str(tmp_path / "missing.h5")))
+
+
+def test_transfer_keeps_the_body_and_replaces_the_head():
+    keras.utils.set_random_seed(0)
+    stage1 = build_model(tiny_config("mobilenet_v2", labels=("normal", "pneumonia_unknown")))
+    stage2 = transfer_model(stage1, tiny_config("mobilenet_v2"))
+    assert stage1.output_shape == (None, 2) and stage2.output_shape == (None, 3)
+    np.testing.assert_array_equal(
+        stage2.get_layer("Conv1").get_weights()[0], stage1.get_layer("Conv1").get_weights()[0]
+    )
+    assert not np.array_equal(
+        stage2.get_layer("head_sepconv").get_weights()[0], stage1.get_layer("head_sepconv").get_weights()[0]
+    )
+
+
+def test_transfer_refuses_mismatched_inputs():
+    stage1 = build_model(tiny_config("custom_cnn", labels=("normal", "pneumonia_unknown")))
+    other = TrainConfig(preprocess=PreprocessSpec(input_size=(64, 64)))
+    with pytest.raises(SpecError, match="inputs differ"):
+        transfer_model(stage1, other)
+
+
+def test_input_checks():
+    with pytest.raises(SpecError, match="at least 75"):
+        build_model(
+            TrainConfig(model="inception_v3", preprocess=PreprocessSpec(input_size=(64, 64), channels=3))
+        )
+    with pytest.raises(SpecError, match="3-channel"):
+        build_model(TrainConfig(model="vgg16", preprocess=PreprocessSpec(input_size=(64, 64), channels=1)))
+    with pytest.raises(SpecError, match="unknown model"):
+        build_model(TrainConfig(model="resnet50"))
+    with pytest.raises(SpecError, match="no layer"):
+        build_model(tiny_config("vgg16", model_args={"truncate_at": "block9_conv1"}))
