@@ -173,3 +173,55 @@ def test_evaluate_run_prints_a_table_row(stage1):
     assert test_row.count("|") == 10 and "n/a" not in test_row.split("|")[3]
     evaluation = json.loads((stage1 / "evaluation.json").read_text())
     assert evaluation["test"]["n"] == PER_PART and evaluation["params"] > 0
+
+
+def test_study_runs_three_stages_and_tabulates(kit_manifest, split, tmp_path):
+    from train.study import report, run_model
+
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    common = "epochs = 1\nbatch_size = 8\naugment = false\n[model_args]\ndepth = 2\nbase_filters = 4\n"
+    common += "[preprocess]\ninput_size = [32, 32]\n"
+    (configs / "zoo_stage1.toml").write_text('labels = ["normal", "pneumonia_unknown"]\n' + common)
+    (configs / "zoo_stage2.toml").write_text(common)
+    rows = run_model(
+        "custom_cnn", str(kit_manifest), str(split), tmp_path / "zoo", configs, max_per_part=8, progress=False
+    )
+    assert [r["kind"] for r in rows] == ["stage1", "stage2", "scratch"]
+    assert rows[1]["info"]["init_from"]["run"] == str(tmp_path / "zoo" / "custom_cnn-stage1")
+    assert rows[2]["info"]["init_from"] is None
+    table = report(rows)
+    assert table.count("| custom_cnn |") == 3 and "--init-from" in table
+    again = run_model(
+        "custom_cnn", str(kit_manifest), str(split), tmp_path / "zoo", configs, max_per_part=8, progress=False
+    )  # completed runs are not retrained
+    assert [r["info"]["created"] for r in again] == [r["info"]["created"] for r in rows]
+
+
+def test_cli_model_override_sets_channels_and_holdout(kit_manifest, split, tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text("epochs = 1\nbatch_size = 4\naugment = false\n[preprocess]\ninput_size = [32, 32]\n")
+    out = tmp_path / "run"
+    args = [
+        "train",
+        "--config",
+        str(config),
+        "--model",
+        "mobilenet_v2",
+        "--data",
+        str(kit_manifest),
+        "--split",
+        str(split),
+        "--out",
+        str(out),
+        "--max-per-part",
+        "4",
+        "--holdout-source",
+        "montreal",
+    ]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    saved = TrainConfig.load(out / "config.json")
+    assert saved.model == "mobilenet_v2" and saved.preprocess.channels == 3
+    assert saved.holdout_sources == ("montreal",)
+    assert json.loads((out / "run.json").read_text())["holdout_metrics"]["n"] == 4

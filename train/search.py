@@ -31,7 +31,7 @@ from cxr_edge.configio import from_dict
 from cxr_edge.errors import SpecError
 from train.config import TrainConfig
 from train.data import CxrSequence, class_weights, label_indices, load_images, preprocess_all
-from train.fit import load_task, make_optimizer
+from train.fit import load_task, make_optimizer, with_policy
 from train.zoo import apply_weight_decay, build_model, preset
 
 RESULTS = "search_results.csv"
@@ -117,6 +117,8 @@ def search(
     def build(hp: keras_tuner.HyperParameters) -> keras.Model:
         cfg = _trial_config(hp, config)
         model = build_model(cfg)
+        if cfg.mixed_precision:
+            model = with_policy(model, "mixed_bfloat16")
         apply_weight_decay(model, cfg.weight_decay)
         model.compile(optimizer=make_optimizer(cfg), loss="categorical_crossentropy", metrics=["accuracy"])
         return model

@@ -12,6 +12,15 @@ import click
 from cxr_edge.cli.common import clean_errors, data_option, max_per_part_option, root_option, split_option
 
 
+def _select_model(config, name: str | None):
+    """``--model NAME``: swaps the architecture and sets the input channels it needs."""
+    if name is None:
+        return config
+    p = _needs_train_extra("train.zoo").preset(name)
+    spec = dataclasses.replace(config.preprocess, channels=p.channels)
+    return dataclasses.replace(config, model=name, preprocess=spec)
+
+
 def _needs_train_extra(module: str):
     """Imports a training-side module, or explains how to install what it needs."""
     try:
@@ -25,6 +34,13 @@ def _needs_train_extra(module: str):
         raise
 
 
+model_option = click.option(
+    "--model",
+    default=None,
+    help="Architecture (see `cxr-edge zoo`); overrides the config and sets its input channels.",
+)
+
+
 @click.command("train")
 @click.option(
     "--config",
@@ -33,6 +49,7 @@ def _needs_train_extra(module: str):
     type=click.Path(exists=True, dir_okay=False),
     help="Training config (TOML or a run's config.json), e.g. configs/custom_cnn.toml.",
 )
+@model_option
 @data_option
 @split_option(required=False)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory to create.")
@@ -54,6 +71,12 @@ def _needs_train_extra(module: str):
     default=None,
     help="Train in mixed_bfloat16 (overrides the config).",
 )
+@click.option(
+    "--holdout-source",
+    "holdout_sources",
+    multiple=True,
+    help="Leave this source out of training and report the model on it (cross-source check).",
+)
 @max_per_part_option
 @root_option
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out (same config).")
@@ -61,6 +84,7 @@ def _needs_train_extra(module: str):
 @clean_errors
 def train_cmd(
     config_path,
+    model,
     manifest_path,
     split_path,
     out,
@@ -68,6 +92,7 @@ def train_cmd(
     weights,
     init_from,
     mixed_precision,
+    holdout_sources,
     max_per_part,
     root,
     resume,
@@ -76,12 +101,13 @@ def train_cmd(
     """Train a classifier; writes config, history, metrics and the best model to --out."""
     config_mod = _needs_train_extra("train.config")
     fit = _needs_train_extra("train.fit")
-    config = config_mod.TrainConfig.load(config_path)
+    config = _select_model(config_mod.TrainConfig.load(config_path), model)
     overrides = {
         "epochs": epochs,
         "weights": weights,
         "init_from": init_from,
         "mixed_precision": mixed_precision,
+        "holdout_sources": tuple(holdout_sources) or None,
     }
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     run = fit.train_run(
@@ -105,6 +131,7 @@ def train_cmd(
     type=click.Path(exists=True, dir_okay=False),
     help="Training config with a [search] table, e.g. configs/search_custom_cnn.toml.",
 )
+@model_option
 @data_option
 @split_option()
 @click.option(
@@ -118,10 +145,11 @@ def train_cmd(
 @max_per_part_option
 @root_option
 @clean_errors
-def search_cmd(config_path, manifest_path, split_path, out, trials, epochs, max_per_part, root):
+def search_cmd(config_path, model, manifest_path, split_path, out, trials, epochs, max_per_part, root):
     """Randomised hyper-parameter search; writes search_results.csv and best_config.json."""
     search = _needs_train_extra("train.search")
     config, budget = search.load_search_config(config_path)
+    config = _select_model(config, model)
     overrides = {"trials": trials, "epochs": epochs}
     budget = dataclasses.replace(budget, **{k: v for k, v in overrides.items() if v is not None})
     folder = search.search(
