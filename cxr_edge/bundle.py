@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cxr_edge.configio import from_dict, to_dict
+from cxr_edge.ensemble import METHODS, Stacker
 from cxr_edge.errors import BundleError, SpecError
 from cxr_edge.manifest import file_sha256
 from cxr_edge.preprocess import PreprocessSpec
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
-ENSEMBLE_METHODS = ("mean", "weighted")
 
 
 @dataclass(frozen=True)
@@ -79,28 +79,38 @@ class ModelEntry:
 
 @dataclass(frozen=True)
 class EnsembleConfig:
-    """How member models' probabilities are combined.
+    """How member models' probabilities are combined (see :mod:`cxr_edge.ensemble`).
 
     Attributes:
-        method: ``mean`` or ``weighted`` (weights fitted on validation).
-        members: Names of the models that run by default.
-        weights: One weight per member for ``weighted``.
+        method: ``vote``, ``mean``, ``weighted`` or ``stacking``.
+        members: Names of the models that run by default, in the order weights/stacking expect.
+        weights: One weight per member for ``weighted`` (fitted on validation).
+        stacking: The fitted meta-learner for ``stacking``.
+        temperature: Temperature applied to the combined probabilities (fitted on validation; 1 = none).
     """
 
     method: str = "mean"
     members: tuple[str, ...] = ()
     weights: tuple[float, ...] | None = None
+    stacking: Stacker | None = None
+    temperature: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.method not in ENSEMBLE_METHODS:
-            raise SpecError(
-                "unknown ensemble method", expected=" or ".join(ENSEMBLE_METHODS), received=self.method
-            )
+        if self.method not in METHODS:
+            raise SpecError("unknown ensemble method", expected=" or ".join(METHODS), received=self.method)
         if self.method == "weighted" and (self.weights is None or len(self.weights) != len(self.members)):
             raise SpecError(
                 "weighted ensemble needs one weight per member",
                 expected=f"{len(self.members)} weights",
                 received=str(self.weights),
+            )
+        if self.method == "stacking" and self.stacking is None:
+            raise SpecError(
+                "stacking ensemble needs its meta-learner", expected="a stacking object", received="none"
+            )
+        if not self.temperature > 0:
+            raise SpecError(
+                "invalid temperature", expected="a positive number", received=str(self.temperature)
             )
 
 
@@ -163,6 +173,19 @@ class BundleManifest:
             raise BundleError(
                 "ensemble names unknown models", expected=f"names among {names}", received=str(unknown)
             )
+        stacker = self.ensemble.stacking
+        if stacker is not None:
+            n_in, n_out = len(self.ensemble.members) * len(self.labels), len(self.labels)
+            if (
+                len(stacker.w1) != n_in
+                or len(stacker.b2) != n_out
+                or any(len(r) != n_out for r in stacker.w2)
+            ):
+                raise BundleError(
+                    "stacking meta-learner does not fit the members and labels",
+                    expected=f"{n_in} inputs and {n_out} outputs",
+                    received=f"{len(stacker.w1)} inputs and {len(stacker.b2)} outputs",
+                )
         for m in self.models:
             probs = m.outputs.get("probs")
             if probs is None or tuple(probs.shape) != (1, len(self.labels)):

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cxr_edge.bundle import Bundle
+from cxr_edge.bundle import Bundle, EnsembleConfig
 from cxr_edge.engine import Engine
-from cxr_edge.ensemble import combine
-from cxr_edge.errors import BundleError, CxrEdgeError, InputError
+from cxr_edge.ensemble import apply_temperature, combine
+from cxr_edge.errors import CxrEdgeError, InputError
 from cxr_edge.imaging import ImageInfo, ReadOptions, read_image
 from cxr_edge.preprocess import preprocess
 
@@ -76,17 +76,16 @@ class Predictor:
         ensemble = self.bundle.manifest.ensemble
         names = tuple(self.members) if self.members else ensemble.members
         entries = [self.bundle.manifest.model(n) for n in names]
-        self._weights = None
-        if ensemble.method == "weighted" and not self.members:
-            self._weights = ensemble.weights
-        elif ensemble.method == "weighted":
-            raise BundleError(
-                "a weighted ensemble cannot run a chosen subset of members",
-                expected="no --models override",
-                received=", ".join(names),
-            )
-        self._method = ensemble.method
+        # A chosen subset of members cannot use weights, a stacker or a temperature fitted for the full
+        # ensemble: it is averaged instead (and says so in its method).
+        same = not self.members or tuple(self.members) == ensemble.members
+        self._ensemble = ensemble if same else EnsembleConfig(method="mean", members=names)
         self._engines = {e.name: Engine(self.bundle.path_of(e), e, threads=self.threads) for e in entries}
+
+    @property
+    def method(self) -> str:
+        """The combiner this predictor uses (``mean`` for a chosen subset of members)."""
+        return self._ensemble.method
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -105,7 +104,10 @@ class Predictor:
             per_model.append(engine(x))
             timings[name] = _ms(t)
         t = time.perf_counter()
-        probs = combine(np.stack(per_model), self._method, self._weights)
+        e = self._ensemble
+        probs = combine(np.stack(per_model), e.method, e.weights, e.stacking)
+        if e.temperature != 1.0:
+            probs = apply_temperature(probs, e.temperature)
         timings["combine"] = _ms(t)
         labels = self.labels
         return Prediction(
