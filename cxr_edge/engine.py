@@ -52,7 +52,8 @@ class Engine:
             x: float32 ``(H, W, C)`` or ``(1, H, W, C)`` model input.
 
         Returns:
-            float32 probabilities of shape ``(n_classes,)``.
+            float32 probabilities of shape ``(n_classes,)``, summing to 1 (quantised outputs are
+            renormalised).
         """
         x = np.asarray(x, dtype=np.float32)
         if x.ndim == len(self.input_spec.shape) - 1:
@@ -63,8 +64,13 @@ class Engine:
             )
         self._interpreter.set_tensor(self._input["index"], quantize(x, self.input_spec))
         self._interpreter.invoke()
-        out = self._interpreter.get_tensor(self._output["index"])
-        return dequantize(out, self.output_spec)[0]
+        probs = dequantize(self._interpreter.get_tensor(self._output["index"]), self.output_spec)[0]
+        if self.output_spec.quantized:
+            # An 8-bit softmax has steps of 1/256, so its rows miss 1 by up to a few steps; renormalise so
+            # that every consumer (combiners, calibration, reports) receives probabilities.
+            total = float(probs.sum())
+            probs = probs / total if total > 0 else np.full_like(probs, 1.0 / probs.size)
+        return probs
 
 
 def quantize(x: np.ndarray, spec: TensorSpec) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from cxr_edge.cli.learning import convert_cmd, evaluate_run_cmd, search_cmd, train_cmd, zoo_cmd
-from cxr_edge.cli.runtime import demo_cmd, info_cmd, predict_cmd, split_cmd
+from cxr_edge.cli.runtime import demo_cmd, evaluate_cmd, info_cmd, predict_cmd, split_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -13,7 +13,7 @@ from cxr_edge.cli.runtime import demo_cmd, info_cmd, predict_cmd, split_cmd
 def main() -> None:
     """cxr-edge: chest X-ray classifiers from training to the edge.
 
-    Runtime commands (predict, info, demo, split) need only the runtime install; train, search,
+    Runtime commands (predict, info, demo, split, evaluate) need only the runtime install; train, search,
     evaluate-run, convert and zoo need the [train] extra (TensorFlow + Keras).
     """
 
@@ -22,6 +22,7 @@ for command in (
     predict_cmd,
     info_cmd,
     demo_cmd,
+    evaluate_cmd,
     split_cmd,
     train_cmd,
     search_cmd,

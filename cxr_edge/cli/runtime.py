@@ -16,7 +16,7 @@ from cxr_edge.manifest import load_manifest
 from cxr_edge.outputs import RowWriter, outcome_row
 from cxr_edge.pipeline import Outcome, Predictor, expand_inputs
 from cxr_edge.samples import load_samples
-from cxr_edge.splits import make_split, write_split
+from cxr_edge.splits import make_split, read_split, write_split
 
 
 def _predictor(bundle_dir: str | None, models: str | None, threads: int) -> Predictor:
@@ -224,3 +224,81 @@ def split_cmd(manifest_path, out, test_fraction, val_fraction, seed, root, force
             f"{part:<6} {counts['patients']:>8} " + " ".join(f"{counts.get(lab, 0):>18}" for lab in labels)
         )
     click.echo(f"split written to {Path(out)} (sha256 {split.sha256[:16]}...); no patient is in two parts")
+
+
+@click.command("evaluate")
+@bundle_option
+@click.option(
+    "--manifest",
+    "manifest_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Labelled manifest CSV (the data kit's format).",
+)
+@root_option
+@click.option(
+    "--split",
+    "split_path",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Evaluate only one part of this split (see --part).",
+)
+@click.option(
+    "--part",
+    default="test",
+    show_default=True,
+    type=click.Choice(["train", "val", "test"]),
+    help="Split part evaluated when --split is given.",
+)
+@click.option(
+    "--out", required=True, type=click.Path(file_okay=False), help="Folder for metrics.json and report.md."
+)
+@click.option(
+    "--audit-source", is_flag=True, help="Also test whether the source is predictable from the outputs."
+)
+@click.option(
+    "--n-boot", default=2000, show_default=True, type=click.IntRange(100), help="Bootstrap replicates."
+)
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 64), help="LiteRT threads.")
+@click.option("--force", is_flag=True, help="Overwrite a previous evaluation in --out.")
+@clean_errors
+def evaluate_cmd(
+    bundle_dir, manifest_path, root, split_path, part, out, audit_source, n_boot, threads, force
+):
+    """Evaluate a bundle on a labelled manifest: metrics with intervals, per source, paired tests.
+
+    Rows with labels the bundle does not know, and files that cannot be read, are listed in the
+    report and skipped; they do not stop the evaluation.
+    """
+    from cxr_edge.evaluate import ensemble_probs, evaluate
+    from cxr_edge.report import write_evaluation
+    from cxr_edge.shortcut import audit
+
+    bundle = Bundle.load(bundle_dir)
+    manifest = load_manifest(manifest_path, root, check_files=False)
+    records = list(manifest.records)
+    if split_path:
+        records = read_split(split_path, manifest).records(manifest, part)
+    metrics, preds = evaluate(bundle, records, n_boot=n_boot, threads=threads)
+    if audit_source:
+        metrics["audit"] = audit(
+            preds.per_model,
+            bundle.manifest.ensemble.members,
+            bundle.labels,
+            preds.y,
+            [r.source for r in preds.records],
+            [r.patient_id for r in preds.records],
+        )
+    title = f"Evaluation of {bundle.manifest.name} on {Path(manifest_path).name}" + (
+        f" ({part})" if split_path else ""
+    )
+    folder = write_evaluation(
+        out, metrics, preds.y, ensemble_probs(bundle, preds), title=title, overwrite=force
+    )
+    ens = metrics["ensemble"]
+    click.echo(
+        f"{metrics['n']} images ({len(metrics['skipped'])} skipped): accuracy {ens['accuracy']:.3f} "
+        f"[{ens['accuracy_ci'][0]:.3f}, {ens['accuracy_ci'][1]:.3f}], macro AUC "
+        + (f"{ens['auc_macro']:.3f}" if ens["auc_macro"] is not None else "n/a")
+    )
+    click.echo(f"report: {folder / 'report.md'}")

@@ -1,0 +1,231 @@
+"""``cxr-edge evaluate``: a bundle on a labelled manifest, with intervals, paired tests and calibration.
+
+Every image goes through the bundle's own pipeline (read -> preprocess -> every model); the members'
+probabilities are then combined with every method the bundle can do. For each model and method:
+
+* accuracy with a Clopper-Pearson interval; sensitivity/specificity per class with Clopper-Pearson;
+* AUC per class (one-vs-rest) with DeLong intervals; macro AUC and MCC with a *patient-level*,
+  label-stratified bootstrap (images of one patient are resampled together);
+* the paper's "Clopper-Pearson on the AUC", labelled as such (``auc_macro_ci_paper``) -- it is not a
+  valid AUC interval and is reported only for comparison with Rajaraman et al. (2020);
+* calibration: expected calibration error, Brier score and the reliability curve.
+
+Paired tests: McNemar (accuracy) and paired DeLong (per-class AUC) of the ensemble against its best
+member (chosen on the *validation* metrics stored in the bundle, not on the data evaluated here).
+Results are also broken down by source, because in the kit the source gives the label away.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm import tqdm
+
+from cxr_edge.bundle import Bundle
+from cxr_edge.engine import Engine
+from cxr_edge.ensemble import apply_temperature, combine
+from cxr_edge.errors import CxrEdgeError, InputError
+from cxr_edge.imaging import read_image
+from cxr_edge.manifest import Record
+from cxr_edge.metrics import classification_metrics
+from cxr_edge.preprocess import preprocess
+from cxr_edge.stats import (
+    auc_ci_clopper_pearson,
+    bootstrap_ci,
+    brier_score,
+    clopper_pearson,
+    delong,
+    delong_paired,
+    expected_calibration_error,
+    mcnemar,
+    reliability_curve,
+)
+
+
+@dataclass
+class Predictions:
+    """Per-image outputs of every model of a bundle on a manifest.
+
+    Attributes:
+        records: The records that were classified, in order.
+        y: True class indices (bundle label order).
+        per_model: ``{model name: (n, k) probabilities}`` for every model in the bundle.
+        skipped: ``[(path, reason)]`` for rows that could not be used (unknown label, unreadable file).
+    """
+
+    records: list[Record]
+    y: np.ndarray
+    per_model: dict[str, np.ndarray]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def predict_records(
+    bundle: Bundle, records: Sequence[Record], *, threads: int = 1, progress: bool = True
+) -> Predictions:
+    """Runs every model of ``bundle`` on ``records``; bad rows are skipped and reported, never fatal."""
+    labels = bundle.labels
+    engines = {e.name: Engine(bundle.path_of(e), e, threads=threads) for e in bundle.manifest.models}
+    kept, y, skipped = [], [], []
+    outputs: dict[str, list[np.ndarray]] = {name: [] for name in engines}
+    for record in tqdm(records, desc="evaluate", unit="img", disable=not progress):
+        if record.label not in labels:
+            skipped.append((record.path, f"label {record.label!r} is not one of the bundle's {list(labels)}"))
+            continue
+        try:
+            x = preprocess(read_image(record.file)[0], bundle.spec)
+        except CxrEdgeError as exc:
+            skipped.append((record.path, f"{type(exc).__name__}: {exc}"))
+            continue
+        for name, engine in engines.items():
+            outputs[name].append(engine(x))
+        kept.append(record)
+        y.append(labels.index(record.label))
+    if not kept:
+        raise InputError(
+            "nothing to evaluate",
+            expected="readable images with the bundle's labels",
+            received=f"{len(skipped)} rows skipped",
+        )
+    return Predictions(kept, np.array(y), {n: np.stack(v) for n, v in outputs.items()}, skipped)
+
+
+def method_probs(bundle: Bundle, preds: Predictions) -> dict[str, np.ndarray]:
+    """Combined probabilities of every method the bundle can do (``weighted``/``stacking`` need fitted
+    parameters in the manifest). No temperature: that belongs to the bundle's configured method."""
+    ens = bundle.manifest.ensemble
+    stacked = np.stack([preds.per_model[m] for m in ens.members])
+    out = {"vote": combine(stacked, "vote"), "mean": combine(stacked, "mean")}
+    if ens.weights is not None:
+        out["weighted"] = combine(stacked, "weighted", ens.weights)
+    if ens.stacking is not None:
+        out["stacking"] = combine(stacked, "stacking", stacker=ens.stacking)
+    return out
+
+
+def ensemble_probs(bundle: Bundle, preds: Predictions) -> np.ndarray:
+    """The bundle's configured ensemble, temperature included (what ``cxr-edge predict`` outputs)."""
+    ens = bundle.manifest.ensemble
+    probs = method_probs(bundle, preds)[ens.method]
+    return apply_temperature(probs, ens.temperature) if ens.temperature != 1.0 else probs
+
+
+def metric_block(
+    y: np.ndarray,
+    probs: np.ndarray,
+    labels: Sequence[str],
+    groups: np.ndarray,
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> dict:
+    """Point metrics with intervals and calibration for one set of probabilities."""
+    m = classification_metrics(y, probs, labels)
+    correct = probs.argmax(axis=1) == y
+    per_class = {}
+    for c, label in enumerate(labels):
+        pc = m["per_class"][label]
+        positive = y == c
+        entry = {k: pc[k] for k in ("n", "auc", "sensitivity", "specificity", "precision", "f1")}
+        tp = int((correct & positive).sum())
+        tn = int(((probs.argmax(axis=1) != c) & ~positive).sum())
+        entry["sensitivity_ci"] = list(clopper_pearson(tp, int(positive.sum()))) if positive.any() else None
+        entry["specificity_ci"] = (
+            list(clopper_pearson(tn, int((~positive).sum()))) if (~positive).any() else None
+        )
+        enough = positive.sum() >= 2 and (~positive).sum() >= 2
+        entry["auc_ci"] = delong(probs[:, c], positive)["ci"] if enough else None
+        per_class[label] = entry
+
+    def macro_auc(idx):
+        return classification_metrics(y[idx], probs[idx], labels)["auc_macro"]
+
+    def mcc(idx):
+        return classification_metrics(y[idx], probs[idx], labels)["mcc"]
+
+    auc_boot = bootstrap_ci(macro_auc, len(y), groups=groups, strata=y, n_boot=n_boot, seed=seed)
+    mcc_boot = bootstrap_ci(mcc, len(y), groups=groups, strata=y, n_boot=n_boot, seed=seed)
+    return {
+        "n": len(y),
+        "accuracy": m["accuracy"],
+        "accuracy_ci": list(clopper_pearson(int(correct.sum()), len(y))),
+        "auc_macro": m["auc_macro"],
+        "auc_macro_ci": auc_boot["ci"] if m["auc_macro"] is not None else None,
+        "auc_macro_ci_paper": (
+            list(auc_ci_clopper_pearson(m["auc_macro"], len(y))) if m["auc_macro"] is not None else None
+        ),
+        "sensitivity_macro": m["sensitivity_macro"],
+        "precision_macro": m["precision_macro"],
+        "f1_macro": m["f1_macro"],
+        "mcc": m["mcc"],
+        "mcc_ci": mcc_boot["ci"] if m["mcc"] is not None else None,
+        "per_class": per_class,
+        "confusion": m["confusion"],
+        "ece": expected_calibration_error(probs, y),
+        "brier": brier_score(probs, y),
+        "reliability": reliability_curve(probs, y),
+    }
+
+
+def by_source(y: np.ndarray, probs: np.ndarray, records: Sequence[Record], labels: Sequence[str]) -> dict:
+    """``{source: {"n", "accuracy", "auc_macro"}}`` (AUC is null where a source holds one class)."""
+    sources = np.array([r.source for r in records])
+    out = {}
+    for s in sorted(set(sources)):
+        mask = sources == s
+        m = classification_metrics(y[mask], probs[mask], labels)
+        out[s] = {"n": int(mask.sum()), "accuracy": m["accuracy"], "auc_macro": m["auc_macro"]}
+    return out
+
+
+def paired(y: np.ndarray, probs_a: np.ndarray, probs_b: np.ndarray, labels: Sequence[str]) -> dict:
+    """McNemar on correctness and paired DeLong per class, A versus B on the same images."""
+    out = {"mcnemar": mcnemar(probs_a.argmax(1) == y, probs_b.argmax(1) == y), "delong": {}}
+    for c, label in enumerate(labels):
+        positive = y == c
+        if positive.sum() >= 2 and (~positive).sum() >= 2:
+            out["delong"][label] = delong_paired(probs_a[:, c], probs_b[:, c], positive)
+    return out
+
+
+def best_member(bundle: Bundle, preds: Predictions) -> str:
+    """The member with the best *validation* macro AUC recorded in the bundle (first member if none)."""
+    members = bundle.manifest.ensemble.members
+
+    def val_auc(name):
+        auc = bundle.manifest.model(name).metrics.get("val", {}).get("auc_macro")
+        return -1.0 if auc is None else auc
+
+    return max(members, key=val_auc)
+
+
+def evaluate(
+    bundle: Bundle, records: Sequence[Record], *, n_boot: int = 2000, threads: int = 1, progress: bool = True
+) -> tuple[dict, Predictions]:
+    """Evaluates a bundle on labelled records; returns the ``metrics.json`` content and predictions."""
+    preds = predict_records(bundle, records, threads=threads, progress=progress)
+    labels, y = bundle.labels, preds.y
+    groups = np.array([r.patient_id for r in preds.records])
+    ens = bundle.manifest.ensemble
+    ens_probs = ensemble_probs(bundle, preds)
+    block = {"method": ens.method, "temperature": ens.temperature, "members": list(ens.members)}
+    result = {
+        "labels": list(labels),
+        "n": len(y),
+        "skipped": [{"path": p, "reason": r} for p, r in preds.skipped],
+        "ensemble": block | metric_block(y, ens_probs, labels, groups, n_boot=n_boot),
+        "models": {n: metric_block(y, p, labels, groups, n_boot=n_boot) for n, p in preds.per_model.items()},
+        "methods": {
+            n: metric_block(y, p, labels, groups, n_boot=n_boot)
+            for n, p in method_probs(bundle, preds).items()
+        },
+        "by_source": by_source(y, ens_probs, preds.records, labels),
+    }
+    if len(ens.members) > 1:
+        best = best_member(bundle, preds)
+        result["paired"] = {
+            "ensemble_vs_best_member": {"best_member": best}
+            | paired(y, ens_probs, preds.per_model[best], labels)
+        }
+    return result, preds

@@ -1,0 +1,145 @@
+"""cxr-edge evaluate: every method with intervals, bad rows reported, paired tests, audit, report files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cxr_edge.bundle import Bundle, default_bundle_path
+from cxr_edge.cli import main
+from cxr_edge.configio import to_dict
+from cxr_edge.ensemble import fit_stacker
+from cxr_edge.evaluate import evaluate
+from cxr_edge.manifest import load_manifest
+from cxr_edge.shortcut import source_auc
+from cxr_edge.splits import read_split
+
+KEYS = {"accuracy", "accuracy_ci", "auc_macro", "auc_macro_ci", "per_class", "ece"}
+
+
+@pytest.fixture(scope="module")
+def test_records(kit_manifest):
+    from pathlib import Path
+
+    manifest = load_manifest(kit_manifest)
+    split = read_split(Path(__file__).resolve().parents[1] / "splits" / "kit.csv", manifest)
+    return split.records(manifest, "test")
+
+
+@pytest.fixture
+def two_member_bundle(tmp_path):
+    """The shipped bundle's fp32 and int8 models as a two-member stacking ensemble."""
+    dst = tmp_path / "bundle"
+    shutil.copytree(default_bundle_path(), dst)
+    data = json.loads((dst / "manifest.json").read_text())
+    rng = np.random.default_rng(0)
+    fake_val = rng.dirichlet(np.ones(3), size=(2, 60))
+    stacker = fit_stacker(fake_val, rng.integers(0, 3, 60), l2_grid=(0.1,), folds=2)
+    data["ensemble"] = {
+        "method": "stacking",
+        "members": ["custom_cnn-fp32", "custom_cnn-int8"],
+        "weights": [0.7, 0.3],
+        "stacking": to_dict(stacker),
+        "temperature": 1.5,
+    }
+    (dst / "manifest.json").write_text(json.dumps(data))
+    return Bundle.load(dst)
+
+
+def test_metrics_follow_the_documented_schema(test_records):
+    metrics, _preds = evaluate(Bundle.load(), test_records[:40], n_boot=200, progress=False)
+    assert metrics["labels"] == ["covid", "normal", "pneumonia_unknown"] and metrics["n"] == 40
+    assert set(metrics["ensemble"]) >= KEYS and metrics["ensemble"]["method"] == "mean"
+    for block in [metrics["ensemble"], *metrics["models"].values(), *metrics["methods"].values()]:
+        assert set(block) >= KEYS
+        lo, hi = block["accuracy_ci"]
+        assert lo <= block["accuracy"] <= hi
+        if block["auc_macro"] is not None:
+            assert block["auc_macro_ci"][0] <= block["auc_macro"] + 1e-9
+        assert set(block["per_class"]["normal"]) >= {"auc", "sensitivity", "specificity"}
+    assert set(metrics["methods"]) == {"vote", "mean"}  # no fitted weights or stacker in the default bundle
+    assert set(metrics["by_source"]) <= {"hannover", "montreal", "nih"}
+    assert sum(s["n"] for s in metrics["by_source"].values()) == 40
+    json.dumps(metrics)  # JSON-serialisable as it is
+
+
+def test_bad_rows_are_reported_not_fatal(test_records, tmp_path):
+    from dataclasses import replace
+
+    broken = replace(test_records[0], path="missing/nowhere.png")
+    alien = replace(test_records[1], label="tb")
+    metrics, _ = evaluate(Bundle.load(), [broken, alien, *test_records[2:12]], n_boot=100, progress=False)
+    assert metrics["n"] == 10
+    reasons = {s["path"]: s["reason"] for s in metrics["skipped"]}
+    assert "file not found" in reasons["missing/nowhere.png"] and "'tb'" in reasons[alien.path]
+
+
+def test_every_method_and_paired_tests(two_member_bundle, test_records):
+    metrics, _ = evaluate(two_member_bundle, test_records[:30], n_boot=100, progress=False)
+    assert set(metrics["methods"]) == {"vote", "mean", "weighted", "stacking"}
+    assert metrics["ensemble"]["method"] == "stacking" and metrics["ensemble"]["temperature"] == 1.5
+    paired = metrics["paired"]["ensemble_vs_best_member"]
+    assert paired["best_member"] in ("custom_cnn-fp32", "custom_cnn-int8")
+    assert 0.0 <= paired["mcnemar"]["p_value"] <= 1.0
+
+
+def test_source_audit_detects_source_signal():
+    rng = np.random.default_rng(0)
+    n = 120
+    sources = np.array(["a", "b"] * (n // 2))
+    groups = np.arange(n).astype(str)
+    informative = rng.normal(size=(n, 3)) + 3.0 * (sources == "a")[:, None]
+    assert source_auc(informative, sources, groups) > 0.95
+    assert abs(source_auc(rng.normal(size=(n, 3)), sources, groups) - 0.5) < 0.15
+    assert source_auc(informative, np.array(["a"] * n), groups) is None
+
+
+def test_cli_writes_report_and_protects_previous_results(kit_manifest, tmp_path):
+    from pathlib import Path
+
+    split = Path(__file__).resolve().parents[1] / "splits" / "kit.csv"
+    out = tmp_path / "eval"
+    args = [
+        "evaluate",
+        "--manifest",
+        str(kit_manifest),
+        "--split",
+        str(split),
+        "--out",
+        str(out),
+        "--n-boot",
+        "100",
+        "--audit-source",
+    ]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert {p.name for p in out.iterdir()} >= {
+        "metrics.json",
+        "report.md",
+        "roc.png",
+        "confusion.png",
+        "reliability.png",
+    }
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n"] == 112 and "audit" in metrics
+    report = (out / "report.md").read_text()
+    assert "Clopper-Pearson" in report and "By source" in report and "Shortcut audit" in report
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 1 and "already used" in again.output
+
+
+def test_report_without_matplotlib(test_records, tmp_path, monkeypatch):
+    from cxr_edge.evaluate import ensemble_probs
+    from cxr_edge.report import write_evaluation
+
+    bundle = Bundle.load()
+    metrics, preds = evaluate(bundle, test_records[:20], n_boot=100, progress=False)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    out = write_evaluation(tmp_path / "r", metrics, preds.y, ensemble_probs(bundle, preds), title="t")
+    assert "Plots need matplotlib" in (out / "report.md").read_text()
+    assert not (out / "roc.png").exists()
