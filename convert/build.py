@@ -6,6 +6,7 @@ nothing is chosen on it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -20,11 +21,12 @@ from convert.gates import parity
 from convert.tflite import Quant, to_tflite
 from cxr_edge.bundle import FORMAT_VERSION, BundleManifest, EnsembleConfig, ModelEntry, write_manifest
 from cxr_edge.engine import Engine
-from cxr_edge.ensemble import combine
+from cxr_edge.ensemble import accuracy_weights, fit_stacker, logloss_weights
 from cxr_edge.errors import SpecError
 from cxr_edge.manifest import Record, file_sha256
 from cxr_edge.metrics import classification_metrics
 from cxr_edge.provenance import git_commit, now_utc, versions
+from cxr_edge.stats import fit_temperature
 from train.config import TrainConfig
 from train.data import label_indices, load_images, preprocess_all
 from train.fit import BEST_MODEL, load_task
@@ -40,6 +42,8 @@ def build_bundle(
     *,
     quants: Sequence[str] = ("fp32", "int8"),
     member_quant: str = "int8",
+    method: str = "mean",
+    weight_rule: str = "logloss",
     root: str | Path | None = None,
     name: str = "cxr-edge",
     n_calibration: int = DEFAULT_CALIBRATION,
@@ -57,6 +61,9 @@ def build_bundle(
         out_dir: Bundle folder to create.
         quants: Variants to convert (``fp32``, ``int8``).
         member_quant: Which variant the ensemble runs by default.
+        method: The default combiner (``vote``, ``mean``, ``weighted``, ``stacking``); with two or more
+            runs, weights and the stacker are fitted on validation and stored whatever the method.
+        weight_rule: ``logloss`` (optimised on the simplex) or ``accuracy`` (the paper's rule).
         root: Image root.
         name: Bundle name.
         n_calibration: Training images used to calibrate int8 (spread over the split).
@@ -127,14 +134,23 @@ def build_bundle(
                     for p in ("val", "test"):
                         member_probs[p].append(probs[p])
         members = tuple(e.name for e in entries if e.quant == member_quant)
-        ensemble_probs = {p: combine(np.stack(member_probs[p])) for p in ("val", "test")}
+        val_groups = np.array([r.patient_id for r in task.parts["val"]])
+        ensemble, fit_info = fit_ensemble(
+            members,
+            np.stack(member_probs["val"]),
+            y["val"],
+            val_groups,
+            method=method,
+            weight_rule=weight_rule,
+        )
+        ensemble_probs = {p: ensemble.apply(np.stack(member_probs[p])) for p in ("val", "test")}
         manifest = BundleManifest(
             format_version=FORMAT_VERSION,
             name=name,
             labels=tuple(labels),
             preprocess=spec,
             models=tuple(entries),
-            ensemble=EnsembleConfig(method="mean", members=members),
+            ensemble=ensemble,
             provenance={
                 "created": now_utc(),
                 "git_commit": commit,
@@ -146,6 +162,7 @@ def build_bundle(
                 "max_per_part": max_per_part,
                 "runs": [_run_summary(r) for r in runs],
                 "weights": sorted({json.loads((r / "run.json").read_text())["weights"] for r in runs}),
+                "ensemble_fit": fit_info,
                 "ensemble_metrics": _metrics(ensemble_probs, y, labels, task.parts["test"]),
             },
         )
@@ -157,6 +174,49 @@ def build_bundle(
         if staging.exists():
             shutil.rmtree(staging)
     return out
+
+
+def fit_ensemble(
+    members: tuple[str, ...],
+    val_probs: np.ndarray,
+    y_val: np.ndarray,
+    val_groups: np.ndarray,
+    *,
+    method: str = "mean",
+    weight_rule: str = "logloss",
+) -> tuple[EnsembleConfig, dict]:
+    """Fits every combiner's parameters on the validation split and picks ``method`` as the default.
+
+    Weights (``weight_rule``) and the stacking meta-learner need two or more members. The temperature
+    is fitted on validation for ``mean`` and ``weighted`` (vote shares and the stacker's own NLL
+    training make it meaningless or circular for the other two).
+    """
+    if method not in ("vote", "mean", "weighted", "stacking"):
+        raise SpecError(
+            "unknown ensemble method", expected="vote, mean, weighted or stacking", received=method
+        )
+    if method in ("weighted", "stacking") and len(members) < 2:
+        raise SpecError(f"{method} needs two or more members", expected="several runs", received=str(members))
+    rules = {"logloss": logloss_weights, "accuracy": accuracy_weights}
+    if weight_rule not in rules:
+        raise SpecError("unknown weight rule", expected="logloss or accuracy", received=weight_rule)
+    weights = stacker = None
+    info: dict = {"method": method, "fitted_on": "validation split"}
+    if len(members) >= 2:
+        weights = rules[weight_rule](val_probs, y_val)
+        stacker = fit_stacker(val_probs, y_val, groups=val_groups)
+        info |= {
+            "weight_rule": weight_rule,
+            "weights": list(weights),
+            "stacking_l2": stacker.l2,
+            "accuracy_weights": list(accuracy_weights(val_probs, y_val)),
+        }
+    untempered = EnsembleConfig(method=method, members=members, weights=weights, stacking=stacker)
+    temperature = 1.0
+    if method in ("mean", "weighted"):
+        temperature = fit_temperature(untempered.apply(val_probs), y_val)
+    info["temperature"] = temperature
+    return dataclasses.replace(untempered, temperature=temperature), info
 
 
 def _run(engine: Engine, x: np.ndarray, desc: str, progress: bool) -> np.ndarray:

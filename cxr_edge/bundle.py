@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from cxr_edge.configio import from_dict, to_dict
-from cxr_edge.ensemble import METHODS, Stacker
+from cxr_edge.ensemble import METHODS, Stacker, apply_temperature, combine
 from cxr_edge.errors import BundleError, SpecError
 from cxr_edge.manifest import file_sha256
 from cxr_edge.preprocess import PreprocessSpec
@@ -112,6 +114,16 @@ class EnsembleConfig:
             raise SpecError(
                 "invalid temperature", expected="a positive number", received=str(self.temperature)
             )
+
+    def apply(self, member_probs: np.ndarray) -> np.ndarray:
+        """What the runtime outputs for the members' probabilities: the combiner, then the temperature.
+
+        Args:
+            member_probs: ``(n_members, n_classes)`` or ``(n_members, n_images, n_classes)``, in
+                ``members`` order.
+        """
+        probs = combine(member_probs, self.method, self.weights, self.stacking)
+        return apply_temperature(probs, self.temperature) if self.temperature != 1.0 else probs
 
 
 @dataclass(frozen=True)

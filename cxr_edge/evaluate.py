@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from cxr_edge.bundle import Bundle
 from cxr_edge.engine import Engine
-from cxr_edge.ensemble import apply_temperature, combine
+from cxr_edge.ensemble import combine
 from cxr_edge.errors import CxrEdgeError, InputError
 from cxr_edge.imaging import read_image
 from cxr_edge.manifest import Record
@@ -107,8 +107,7 @@ def method_probs(bundle: Bundle, preds: Predictions) -> dict[str, np.ndarray]:
 def ensemble_probs(bundle: Bundle, preds: Predictions) -> np.ndarray:
     """The bundle's configured ensemble, temperature included (what ``cxr-edge predict`` outputs)."""
     ens = bundle.manifest.ensemble
-    probs = method_probs(bundle, preds)[ens.method]
-    return apply_temperature(probs, ens.temperature) if ens.temperature != 1.0 else probs
+    return ens.apply(np.stack([preds.per_model[m] for m in ens.members]))
 
 
 def metric_block(

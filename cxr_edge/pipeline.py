@@ -16,7 +16,6 @@ import numpy as np
 
 from cxr_edge.bundle import Bundle, EnsembleConfig
 from cxr_edge.engine import Engine
-from cxr_edge.ensemble import apply_temperature, combine
 from cxr_edge.errors import CxrEdgeError, InputError
 from cxr_edge.imaging import ImageInfo, ReadOptions, read_image
 from cxr_edge.preprocess import preprocess
@@ -104,10 +103,7 @@ class Predictor:
             per_model.append(engine(x))
             timings[name] = _ms(t)
         t = time.perf_counter()
-        e = self._ensemble
-        probs = combine(np.stack(per_model), e.method, e.weights, e.stacking)
-        if e.temperature != 1.0:
-            probs = apply_temperature(probs, e.temperature)
+        probs = self._ensemble.apply(np.stack(per_model))
         timings["combine"] = _ms(t)
         labels = self.labels
         return Prediction(

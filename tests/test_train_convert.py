@@ -176,3 +176,70 @@ def test_config_rejects_unknown_keys(tmp_path):
         TrainConfig.load(tmp_path / "c.toml")
     with pytest.raises(SpecError, match="label"):
         dataclasses.replace(TINY, labels=("covid",))
+
+
+def test_two_run_bundle_fits_every_combiner_on_validation(tiny_run, kit_manifest, kit_split, tmp_path):
+    from convert.build import build_bundle
+    from cxr_edge.evaluate import evaluate
+    from cxr_edge.manifest import load_manifest
+    from cxr_edge.splits import read_split
+    from train.fit import train_run
+
+    other = train_run(
+        dataclasses.replace(TINY, seed=7, epochs=1),
+        kit_manifest,
+        kit_split,
+        tmp_path / "other",
+        max_per_part=PER_PART,
+        progress=False,
+    )
+    out = build_bundle(
+        [tiny_run, other],
+        kit_manifest,
+        kit_split,
+        tmp_path / "bundle",
+        quants=("fp32",),
+        member_quant="fp32",
+        method="stacking",
+        n_calibration=8,
+        max_per_part=PER_PART,
+        progress=False,
+    )
+    bundle = Bundle.load(out)
+    ens = bundle.manifest.ensemble
+    assert ens.method == "stacking" and len(ens.members) == 2 and ens.temperature == 1.0
+    assert ens.weights is not None and sum(ens.weights) == pytest.approx(1.0) and ens.stacking is not None
+    fit = bundle.manifest.provenance["ensemble_fit"]
+    assert fit["fitted_on"] == "validation split" and fit["weight_rule"] == "logloss"
+    pred = Predictor(bundle).predict_file(load_samples_first())
+    assert abs(sum(pred.probs.values()) - 1) < 1e-6 and set(pred.per_model) == set(ens.members)
+    manifest = load_manifest(kit_manifest)
+    records = read_split(kit_split, manifest).records(manifest, "test")[:20]
+    metrics, _ = evaluate(bundle, records, n_boot=100, progress=False)
+    assert set(metrics["methods"]) == {"vote", "mean", "weighted", "stacking"}
+    assert "ensemble_vs_best_member" in metrics["paired"]
+
+
+def test_single_member_weighted_is_refused(tiny_run, kit_manifest, kit_split, tmp_path):
+    from convert.build import build_bundle
+    from cxr_edge.errors import SpecError
+
+    with pytest.raises(SpecError, match="two or more members"):
+        build_bundle(
+            [tiny_run],
+            kit_manifest,
+            kit_split,
+            tmp_path / "b",
+            quants=("fp32",),
+            member_quant="fp32",
+            method="weighted",
+            n_calibration=8,
+            max_per_part=PER_PART,
+            progress=False,
+        )
+
+
+def load_samples_first():
+    from cxr_edge.samples import load_samples
+
+    return load_samples()[0].file

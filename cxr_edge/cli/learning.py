@@ -226,13 +226,39 @@ def zoo_cmd():
     show_default=True,
     help="Variant the ensemble runs by default.",
 )
+@click.option(
+    "--ensemble",
+    "method",
+    default="mean",
+    show_default=True,
+    type=click.Choice(["vote", "mean", "weighted", "stacking"]),
+    help="Default combiner; with several runs, weights and the stacker are fitted on validation anyway.",
+)
+@click.option(
+    "--weight-rule",
+    default="logloss",
+    show_default=True,
+    type=click.Choice(["logloss", "accuracy"]),
+    help="How weighted averaging is fitted: minimum validation log-loss, or the paper's accuracy rule.",
+)
 @click.option("--name", default="cxr-edge", show_default=True, help="Bundle name.")
 @max_per_part_option
 @root_option
 @click.option("--force", is_flag=True, help="Replace an existing bundle folder.")
 @clean_errors
 def convert_cmd(
-    run_dirs, manifest_path, split_path, out, quant, member_quant, name, max_per_part, root, force
+    run_dirs,
+    manifest_path,
+    split_path,
+    out,
+    quant,
+    member_quant,
+    method,
+    weight_rule,
+    name,
+    max_per_part,
+    root,
+    force,
 ):
     """Convert trained runs to TFLite (fp32, int8), check parity on validation and write a bundle."""
     build = _needs_train_extra("convert.build")
@@ -243,6 +269,8 @@ def convert_cmd(
         out,
         quants=[q.strip() for q in quant.split(",")],
         member_quant=member_quant,
+        method=method,
+        weight_rule=weight_rule,
         root=root,
         name=name,
         max_per_part=max_per_part,
