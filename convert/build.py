@@ -83,6 +83,7 @@ def build_bundle(
     if member_quant not in quants:
         raise SpecError("member variant not converted", expected=f"one of {quants}", received=member_quant)
     runs = [Path(r) for r in run_dirs]
+    _check_method(method, len(runs))  # before minutes of conversion, not after
     configs = [TrainConfig.load(r / "config.json") for r in runs]
     first = configs[0]
     for r, c in zip(runs, configs, strict=True):
@@ -191,12 +192,7 @@ def fit_ensemble(
     is fitted on validation for ``mean`` and ``weighted`` (vote shares and the stacker's own NLL
     training make it meaningless or circular for the other two).
     """
-    if method not in ("vote", "mean", "weighted", "stacking"):
-        raise SpecError(
-            "unknown ensemble method", expected="vote, mean, weighted or stacking", received=method
-        )
-    if method in ("weighted", "stacking") and len(members) < 2:
-        raise SpecError(f"{method} needs two or more members", expected="several runs", received=str(members))
+    _check_method(method, len(members))
     rules = {"logloss": logloss_weights, "accuracy": accuracy_weights}
     if weight_rule not in rules:
         raise SpecError("unknown weight rule", expected="logloss or accuracy", received=weight_rule)
@@ -217,6 +213,17 @@ def fit_ensemble(
         temperature = fit_temperature(untempered.apply(val_probs), y_val)
     info["temperature"] = temperature
     return dataclasses.replace(untempered, temperature=temperature), info
+
+
+def _check_method(method: str, n_members: int) -> None:
+    if method not in ("vote", "mean", "weighted", "stacking"):
+        raise SpecError(
+            "unknown ensemble method", expected="vote, mean, weighted or stacking", received=method
+        )
+    if method in ("weighted", "stacking") and n_members < 2:
+        raise SpecError(
+            f"{method} needs two or more members", expected="several runs", received=f"{n_members}"
+        )
 
 
 def _run(engine: Engine, x: np.ndarray, desc: str, progress: bool) -> np.ndarray:
