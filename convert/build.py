@@ -29,7 +29,8 @@ from cxr_edge.provenance import git_commit, now_utc, versions
 from cxr_edge.stats import fit_temperature
 from train.config import TrainConfig
 from train.data import label_indices, load_images, preprocess_all
-from train.fit import BEST_MODEL, load_task
+from train.fit import load_task
+from train.rundir import BEST_MODEL
 
 DEFAULT_CALIBRATION = 200
 

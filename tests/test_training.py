@@ -14,7 +14,8 @@ from cxr_edge.cli import main
 from cxr_edge.errors import SpecError
 from cxr_edge.preprocess import PreprocessSpec
 from train.config import TrainConfig
-from train.fit import LAST_MODEL, train_run
+from train.fit import train_run
+from train.rundir import LAST_MODEL
 
 pytestmark = pytest.mark.train
 

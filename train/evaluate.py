@@ -14,7 +14,8 @@ from cxr_edge.errors import SpecError
 from cxr_edge.metrics import classification_metrics
 from train.config import TrainConfig
 from train.data import label_indices, load_images, preprocess_all
-from train.fit import BEST_MODEL, load_task
+from train.fit import load_task
+from train.rundir import BEST_MODEL
 
 COLUMNS = ("accuracy", "auc_macro", "sensitivity_macro", "precision_macro", "f1_macro", "mcc")
 EVALUATION = "evaluation.json"

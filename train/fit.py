@@ -12,7 +12,6 @@ A run directory holds::
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 from dataclasses import dataclass, field
@@ -28,10 +27,17 @@ from cxr_edge.provenance import git_commit, now_utc, versions
 from cxr_edge.splits import Split, make_split, read_split, write_split
 from train.config import TrainConfig
 from train.data import CxrSequence, class_weights, label_indices, load_images, preprocess_all
+from train.rundir import (
+    BEST_MODEL,
+    HISTORY,
+    LAST_MODEL,
+    best_epoch,
+    checkpoint_callbacks,
+    history_state,
+    prepare_run_dir,
+)
 from train.zoo import apply_weight_decay, build_model, transfer_model
 
-BEST_MODEL = "best.keras"
-LAST_MODEL = "last.keras"
 RUN_SPLIT = "split.csv"
 
 
@@ -144,7 +150,7 @@ def train_run(
     started = time.perf_counter()
     commit = git_commit(Path(__file__).parent)  # the code the run starts with, not what it ends with
     resuming = resume and (out / LAST_MODEL).is_file()
-    _prepare_run_dir(out, config, overwrite=overwrite, resume=resume)
+    prepare_run_dir(out, config, overwrite=overwrite, resume=resume)
     if split_path is None:
         split_path = out / RUN_SPLIT
         if not split_path.is_file():
@@ -177,7 +183,7 @@ def train_run(
     initial_epoch, best_so_far = 0, None
     if resuming:
         model = keras.models.load_model(out / LAST_MODEL)
-        initial_epoch, best_so_far = _history_state(out / "history.csv")
+        initial_epoch, best_so_far = history_state(out / HISTORY)
     else:
         model = _initial_model(config)
         if config.mixed_precision:
@@ -191,15 +197,7 @@ def train_run(
 
     toolkit_callbacks = [
         _ValidationAUC(x_val, y_val, labels),
-        keras.callbacks.ModelCheckpoint(
-            str(out / BEST_MODEL),
-            monitor="val_loss",
-            save_best_only=True,
-            initial_value_threshold=best_so_far,
-        ),
-        keras.callbacks.ModelCheckpoint(str(out / LAST_MODEL)),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience),
-        keras.callbacks.CSVLogger(str(out / "history.csv"), append=resuming),
+        *checkpoint_callbacks(out, resuming=resuming, best_so_far=best_so_far, patience=config.patience),
     ]
     if config.lr_schedule == "plateau":
         toolkit_callbacks.append(
@@ -220,7 +218,7 @@ def train_run(
         best = with_policy(best, "float32")
         best.save(out / BEST_MODEL)
     val_metrics = classification_metrics(y_val, best.predict(x_val, verbose=0, batch_size=32), labels)
-    epochs_run, _ = _history_state(out / "history.csv")
+    epochs_run, _ = history_state(out / HISTORY)
     run = {
         "created": now_utc(),
         "git_commit": commit,
@@ -236,7 +234,7 @@ def train_run(
         "init_from": _init_origin(config),
         "params": int(best.count_params()),
         "epochs_run": epochs_run,
-        "best_epoch": _best_epoch(out / "history.csv"),
+        "best_epoch": best_epoch(out / HISTORY),
         "resumed": resuming,
         "wall_time_s": round(time.perf_counter() - started, 1),
         "val_metrics": val_metrics,
@@ -245,28 +243,6 @@ def train_run(
     (out / "run.json").write_text(json.dumps(run, indent=2) + "\n")
     (out / LAST_MODEL).unlink(missing_ok=True)
     return out
-
-
-def _prepare_run_dir(out: Path, config: TrainConfig, *, overwrite: bool, resume: bool) -> None:
-    config_file = out / "config.json"
-    if resume and config_file.is_file():
-        if TrainConfig.load(config_file) != config:
-            raise SpecError(
-                "cannot resume with a different config",
-                expected=f"the config in {config_file}",
-                received="a changed config",
-            )
-        if (out / "run.json").is_file() and not (out / LAST_MODEL).is_file():
-            raise SpecError("run already complete", expected="an interrupted run", received=str(out))
-        return
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise SpecError(
-            "run directory is not empty", expected="a new folder (or --force, or --resume)", received=str(out)
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    for name in (LAST_MODEL, BEST_MODEL, "history.csv", "run.json"):
-        (out / name).unlink(missing_ok=True)
-    config_file.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
 
 
 def _initial_model(config: TrainConfig) -> keras.Model:
@@ -292,21 +268,6 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int | None = None) -> k
     if config.optimizer == "adam":
         return keras.optimizers.Adam(learning_rate=learning_rate)
     return keras.optimizers.SGD(learning_rate=learning_rate, momentum=config.momentum)
-
-
-def _history_state(path: Path) -> tuple[int, float | None]:
-    """Epochs completed and best validation loss so far, from history.csv."""
-    if not path.is_file():
-        return 0, None
-    with open(path, newline="") as fh:
-        losses = [float(row["val_loss"]) for row in csv.DictReader(fh)]
-    return len(losses), (min(losses) if losses else None)
-
-
-def _best_epoch(path: Path) -> int | None:
-    with open(path, newline="") as fh:
-        losses = [float(row["val_loss"]) for row in csv.DictReader(fh)]
-    return int(np.argmin(losses)) + 1 if losses else None
 
 
 def _weights_origin(config: TrainConfig) -> str:
