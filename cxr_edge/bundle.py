@@ -20,6 +20,7 @@ import numpy as np
 from cxr_edge.configio import from_dict, to_dict
 from cxr_edge.ensemble import METHODS, Stacker, apply_temperature, combine
 from cxr_edge.errors import BundleError, SpecError
+from cxr_edge.lungcrop import CropSpec
 from cxr_edge.manifest import file_sha256
 from cxr_edge.preprocess import PreprocessSpec
 
@@ -76,6 +77,37 @@ class ModelEntry:
     outputs: dict[str, TensorSpec]
     params: int
     parity: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SegmenterEntry:
+    """The lung segmenter stage: its model file, its own preprocessing and the crop rule.
+
+    Attributes:
+        name: Name, e.g. ``unet16-int8``.
+        file: ``.tflite`` file name inside the bundle.
+        sha256: Hex digest of that file.
+        quant: Variant (``fp32``, ``int8``...).
+        input: Input tensor.
+        outputs: ``{"mask": (1, H, W, 1) lung probabilities}``.
+        params: Parameter count of the source Keras model.
+        macs: Multiply-accumulates per image.
+        preprocess: How the image is prepared for the segmenter (no border crop).
+        crop: Mask -> box rule and quality gate (:class:`cxr_edge.lungcrop.CropSpec`).
+        metrics: Dice/IoU of this variant on held-out patients.
+    """
+
+    name: str
+    file: str
+    sha256: str
+    quant: str
+    input: TensorSpec
+    outputs: dict[str, TensorSpec]
+    params: int
+    macs: int
+    preprocess: PreprocessSpec
+    crop: CropSpec = field(default_factory=CropSpec)
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
@@ -138,6 +170,7 @@ class BundleManifest:
         models: All classifiers in the bundle.
         ensemble: Which models run by default and how they are combined.
         provenance: Where the bundle came from (git commit, data hashes, metrics, commands).
+        segmenter: The lung segmenter stage (decode -> segment -> crop -> classify), or None.
     """
 
     format_version: int
@@ -147,6 +180,7 @@ class BundleManifest:
     models: tuple[ModelEntry, ...]
     ensemble: EnsembleConfig
     provenance: dict[str, Any] = field(default_factory=dict)
+    segmenter: SegmenterEntry | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
@@ -172,7 +206,15 @@ class BundleManifest:
         return manifest
 
     def check(self) -> None:
-        """Cross-field checks: unique labels and names, members exist, shapes agree with labels."""
+        """Cross-field checks: unique labels and names, members exist, shapes agree with labels.
+
+        A bundle holds classifiers, a segmenter, or both; a segmenter-only bundle (no models, labels or
+        members) is what the lung-crop training data are made with.
+        """
+        if self.segmenter is not None:
+            self._check_segmenter(self.segmenter)
+            if not self.models and not self.labels and not self.ensemble.members:
+                return
         if not self.labels or len(set(self.labels)) != len(self.labels):
             raise BundleError("invalid label list", expected="unique labels", received=str(self.labels))
         names = [m.name for m in self.models]
@@ -212,6 +254,23 @@ class BundleManifest:
                     expected=str((1, *self.preprocess.input_shape)),
                     received=str(m.input.shape),
                 )
+
+    @staticmethod
+    def _check_segmenter(seg: SegmenterEntry) -> None:
+        mask = seg.outputs.get("mask")
+        expected = (1, *seg.preprocess.input_size, 1)
+        if mask is None or tuple(mask.shape) != expected:
+            raise BundleError(
+                f"segmenter {seg.name} has no mask output matching its input",
+                expected=f"outputs.mask of shape {expected}",
+                received=str(mask.shape if mask else sorted(seg.outputs)),
+            )
+        if tuple(seg.input.shape) != (1, *seg.preprocess.input_shape):
+            raise BundleError(
+                f"segmenter {seg.name} input does not match its preprocessing spec",
+                expected=str((1, *seg.preprocess.input_shape)),
+                received=str(seg.input.shape),
+            )
 
     def model(self, name: str) -> ModelEntry:
         """Returns the entry called ``name``."""
@@ -265,7 +324,8 @@ class Bundle:
             raise BundleError("bundle manifest is not valid JSON", received=f"{exc}") from exc
         manifest = BundleManifest.from_dict(data)
         bundle = cls(root, manifest)
-        for entry in manifest.models:
+        entries = [*manifest.models, *([manifest.segmenter] if manifest.segmenter else [])]
+        for entry in entries:
             file = bundle.path_of(entry)
             if not file.is_file():
                 raise BundleError(
@@ -289,7 +349,7 @@ class Bundle:
         """The preprocessing spec."""
         return self.manifest.preprocess
 
-    def path_of(self, entry: ModelEntry) -> Path:
+    def path_of(self, entry: ModelEntry | SegmenterEntry) -> Path:
         """Absolute path of a model's file (refusing names that escape the bundle folder)."""
         file = (self.root / entry.file).resolve()
         if file.parent != self.root.resolve():
@@ -300,7 +360,8 @@ class Bundle:
 
     def size_bytes(self) -> int:
         """Total size of the manifest and model files."""
-        files = [self.root / MANIFEST_NAME, *(self.path_of(m) for m in self.manifest.models)]
+        seg = [self.manifest.segmenter] if self.manifest.segmenter else []
+        files = [self.root / MANIFEST_NAME, *(self.path_of(m) for m in [*self.manifest.models, *seg])]
         return sum(f.stat().st_size for f in files)
 
 

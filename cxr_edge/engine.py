@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
-from cxr_edge.bundle import ModelEntry, TensorSpec
+from cxr_edge.bundle import ModelEntry, SegmenterEntry, TensorSpec
 from cxr_edge.errors import BundleError, ModelRuntimeError
 
 _DTYPES = {np.float32: "float32", np.int8: "int8", np.uint8: "uint8"}
@@ -25,9 +25,16 @@ class Engine:
         path: The model file.
         entry: Its bundle entry (checked against the file's tensors), or None to trust the file.
         threads: Interpreter threads (1 gives the most repeatable latency).
+        output: The entry's output role this file's output tensor is (``probs`` or ``mask``).
     """
 
-    def __init__(self, path: str | Path, entry: ModelEntry | None = None, threads: int = 1):
+    def __init__(
+        self,
+        path: str | Path,
+        entry: ModelEntry | SegmenterEntry | None = None,
+        threads: int = 1,
+        output: str = "probs",
+    ):
         try:
             self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
             self._interpreter.allocate_tensors()
@@ -43,17 +50,13 @@ class Engine:
         self.output_spec = _spec(self._output)
         if entry is not None:
             _check_matches(entry.name, "input", entry.input, self.input_spec)
-            _check_matches(entry.name, "probs output", entry.outputs["probs"], self.output_spec)
+            _check_matches(entry.name, f"{output} output", entry.outputs[output], self.output_spec)
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Runs one preprocessed input.
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Runs one preprocessed input and returns the dequantised output without its batch axis.
 
         Args:
             x: float32 ``(H, W, C)`` or ``(1, H, W, C)`` model input.
-
-        Returns:
-            float32 probabilities of shape ``(n_classes,)``, summing to 1 (quantised outputs are
-            renormalised).
         """
         x = np.asarray(x, dtype=np.float32)
         if x.ndim == len(self.input_spec.shape) - 1:
@@ -64,7 +67,15 @@ class Engine:
             )
         self._interpreter.set_tensor(self._input["index"], quantize(x, self.input_spec))
         self._interpreter.invoke()
-        probs = dequantize(self._interpreter.get_tensor(self._output["index"]), self.output_spec)[0]
+        return dequantize(self._interpreter.get_tensor(self._output["index"]), self.output_spec)[0]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities of one preprocessed input (a classifier's ``(n_classes,)`` output).
+
+        Returns:
+            float32 probabilities summing to 1 (quantised outputs are renormalised).
+        """
+        probs = self.run(x)
         if self.output_spec.quantized:
             # An 8-bit softmax has steps of 1/256, so its rows miss 1 by up to a few steps; renormalise so
             # that every consumer (combiners, calibration, reports) receives probabilities.

@@ -18,7 +18,8 @@ class TrainConfig:
     """Everything that defines a training run (hashable into provenance).
 
     Attributes:
-        model: Architecture name in :data:`train.zoo.MODELS`.
+        task: ``classify`` (the zoo's classifiers) or ``segment`` (the lung U-Net, ``model = "unet"``).
+        model: Architecture name in :data:`train.zoo.PRESETS` (or ``unet`` for segmentation).
         labels: The task's label set, in model output order (manifest label strings).
         preprocess: The preprocessing spec (stored in the bundle later).
         model_args: Keyword arguments for the architecture builder.
@@ -43,6 +44,7 @@ class TrainConfig:
             cross-source check (e.g. ``["montreal"]``: covid learned from Hannover only).
     """
 
+    task: Literal["classify", "segment"] = "classify"
     model: str = "custom_cnn"
     labels: tuple[str, ...] = ("covid", "normal", "pneumonia_unknown")
     preprocess: PreprocessSpec = field(default_factory=PreprocessSpec)

@@ -58,6 +58,7 @@ def build_unet(
     return keras.Model(inputs, outputs, name=name or f"unet{width}")
 
 
+@keras.saving.register_keras_serializable(package="cxr_edge")
 def masked_bce_dice(y_true, y_pred):
     """Binary cross-entropy plus soft Dice over the *valid* pixels only.
 

@@ -110,6 +110,22 @@ def train_cmd(
         "holdout_sources": tuple(holdout_sources) or None,
     }
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    if config.task == "segment":
+        if split_path is None:
+            raise click.UsageError("segmentation training needs --split (masks are assigned by patient)")
+        segment = _needs_train_extra("train.segment")
+        run = segment.train_segmenter(
+            config,
+            manifest_path,
+            split_path,
+            out,
+            root=root,
+            overwrite=force,
+            resume=resume,
+            max_per_part=max_per_part,
+        )
+        click.echo(f"run written to {run}; held-out Dice in {run}/run.json")
+        return
     run = fit.train_run(
         config,
         manifest_path,

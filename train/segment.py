@@ -1,0 +1,220 @@
+"""Training the lung U-Net on the kit's masks, patient-level, with held-out Dice and IoU.
+
+Which masks are used where (the classifier's split stays the authority, so the segmenter never
+trains on a patient whose images the classifiers are tested on):
+
+* **fit / validation**: masks of patients in the split's *train* part, divided by patient (80/20,
+  seeded) -- validation picks the checkpoint;
+* **held-out**: masks of patients in the split's *val* and *test* parts: Dice and IoU reported.
+
+Masks hold 0 (background), 255 (lung) and 127 ("ignore": devices over the lung); ignored pixels are
+left out of the loss and of the metrics. The kit's (V7) lung outline includes most of the heart.
+Images and masks go through the same geometric augmentation; images then through the single
+preprocessing implementation (:func:`cxr_edge.preprocess.preprocess`).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+
+import cv2
+import keras
+import numpy as np
+
+from cxr_edge.errors import SpecError
+from cxr_edge.imaging import read_image
+from cxr_edge.manifest import Record, load_manifest
+from cxr_edge.preprocess import preprocess, resize
+from cxr_edge.provenance import git_commit, now_utc, versions
+from cxr_edge.splits import read_split
+from train.config import TrainConfig
+from train.fit import make_optimizer
+from train.macs import count_macs
+from train.rundir import (
+    BEST_MODEL,
+    HISTORY,
+    LAST_MODEL,
+    best_epoch,
+    checkpoint_callbacks,
+    history_state,
+    prepare_run_dir,
+)
+from train.unet import build_unet, masked_bce_dice
+from train.zoo import apply_weight_decay
+
+IGNORE, LUNG = 127, 255
+
+
+def load_pair(record: Record, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Image (float, resized) and target ``(H, W, 2)``: lung 0/1 and validity 0/1, at ``size``."""
+    image = resize(read_image(record.file)[0], size)
+    mask = cv2.imread(str(record.mask_file), cv2.IMREAD_GRAYSCALE)
+    if mask is None:
+        raise SpecError("unreadable mask", expected="an 8-bit PNG mask", received=str(record.mask_path))
+    mask = cv2.resize(mask, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
+    return image, np.stack([(mask == LUNG), (mask != IGNORE)], axis=-1).astype(np.float32)
+
+
+def _joint_affine(image, target, rng):
+    """Same small rotation/scale/shift for image and mask (mask: nearest neighbour), then exposure jitter."""
+    h, w = image.shape
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), rng.uniform(-10, 10), rng.uniform(0.9, 1.1))
+    m[:, 2] += rng.uniform(-0.06, 0.06, size=2) * (w, h)
+    image = cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    # Outside the image after the warp: background that counts (valid) rather than ignored pixels.
+    target = cv2.warpAffine(
+        target, m, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 1)
+    )
+    image = np.clip(image, 0, 1) ** rng.uniform(0.7, 1.4)
+    return np.clip(image, 0, 1).astype(np.float32), target
+
+
+class MaskSequence(keras.utils.PyDataset):
+    """Batches of (preprocessed image, 2-channel target), optionally augmented."""
+
+    def __init__(self, pairs, spec, *, batch_size=4, augment=False, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        self.pairs, self.spec, self.batch_size, self.augment = pairs, spec, batch_size, augment
+        self._rng = np.random.default_rng(seed)
+        self._order = np.arange(len(pairs))
+
+    def __len__(self):
+        return int(np.ceil(len(self.pairs) / self.batch_size))
+
+    def __getitem__(self, index):
+        xs, ys = [], []
+        for i in self._order[index * self.batch_size : (index + 1) * self.batch_size]:
+            image, target = self.pairs[i]
+            if self.augment:
+                image, target = _joint_affine(image, target, self._rng)
+            xs.append(preprocess(image, self.spec))
+            ys.append(target)
+        return np.stack(xs), np.stack(ys)
+
+    def on_epoch_end(self):
+        if self.augment:
+            self._rng.shuffle(self._order)
+
+
+def dice_iou(prob: np.ndarray, target: np.ndarray, threshold: float = 0.5) -> tuple[float, float]:
+    """Dice and IoU of a thresholded prediction over the valid pixels of one image."""
+    valid = target[..., 1] > 0
+    pred = (prob[..., 0] >= threshold) & valid
+    truth = (target[..., 0] > 0) & valid
+    inter, union = float((pred & truth).sum()), float((pred | truth).sum())
+    total = float(pred.sum() + truth.sum())
+    return (2 * inter / total if total else 1.0), (inter / union if union else 1.0)
+
+
+def mask_parts(manifest_path, split_path, root=None, seed: int = 0) -> dict[str, list[Record]]:
+    """Masked records: ``fit`` / ``val`` (train-part patients, 80/20) and ``heldout`` (val+test parts)."""
+    manifest = load_manifest(manifest_path, root)
+    split = read_split(split_path, manifest)
+    masked = [r for r in manifest.records if r.mask_file is not None]
+    train = [r for r in masked if split.parts[r.path] == "train"]
+    patients = sorted({r.patient_id for r in train})
+    random.Random(seed).shuffle(patients)
+    val_patients = set(patients[: max(1, round(0.2 * len(patients)))])
+    return {
+        "fit": [r for r in train if r.patient_id not in val_patients],
+        "val": [r for r in train if r.patient_id in val_patients],
+        "heldout": [r for r in masked if split.parts[r.path] != "train"],
+    }
+
+
+def train_segmenter(
+    config: TrainConfig,
+    manifest_path,
+    split_path,
+    out_dir,
+    *,
+    root=None,
+    progress=True,
+    overwrite=False,
+    resume=False,
+    max_per_part: int | None = None,
+) -> Path:
+    """Trains the U-Net of ``config`` and writes a run directory (best model on validation loss).
+
+    Returns:
+        The run directory; ``run.json`` holds held-out Dice/IoU, parameters and MACs.
+    """
+    if config.task != "segment" or config.model != "unet":
+        raise SpecError(
+            "not a segmentation config",
+            expected='task = "segment", model = "unet"',
+            received=f"task={config.task}, model={config.model}",
+        )
+    out = Path(out_dir)
+    started, commit = time.perf_counter(), git_commit(Path(__file__).parent)
+    resuming = resume and (out / LAST_MODEL).is_file()
+    prepare_run_dir(out, config, overwrite=overwrite, resume=resume)
+    keras.utils.set_random_seed(config.seed)
+    parts = mask_parts(manifest_path, split_path, root, config.seed)
+    if max_per_part is not None:
+        parts = {k: v[:max_per_part] for k, v in parts.items()}
+    size = config.preprocess.input_size
+    pairs = {k: [load_pair(r, size) for r in v] for k, v in parts.items()}
+    fit_seq = MaskSequence(
+        pairs["fit"],
+        config.preprocess,
+        batch_size=config.batch_size,
+        augment=config.augment,
+        seed=config.seed,
+    )
+    val_seq = MaskSequence(pairs["val"], config.preprocess, batch_size=config.batch_size)
+
+    initial_epoch, best_so_far = 0, None
+    if resuming:
+        model = keras.models.load_model(out / LAST_MODEL)  # optimiser state included
+        initial_epoch, best_so_far = history_state(out / HISTORY)
+    else:
+        model = build_unet(config.preprocess.input_shape, **config.model_args)
+        model.compile(optimizer=make_optimizer(config, steps_per_epoch=len(fit_seq)), loss=masked_bce_dice)
+    apply_weight_decay(model, config.weight_decay)
+    if initial_epoch < config.epochs:
+        model.fit(
+            fit_seq,
+            validation_data=val_seq,
+            epochs=config.epochs,
+            initial_epoch=initial_epoch,
+            callbacks=checkpoint_callbacks(
+                out, resuming=resuming, best_so_far=best_so_far, patience=config.patience
+            ),
+            verbose=1 if progress else 0,
+        )
+    best = keras.models.load_model(out / BEST_MODEL, compile=False)
+    scores = {}
+    for part in ("val", "heldout"):
+        x = np.stack([preprocess(image, config.preprocess) for image, _ in pairs[part]])
+        probs = best.predict(x, verbose=0, batch_size=4)
+        per_image = [dice_iou(p, t) for p, (_, t) in zip(probs, pairs[part], strict=True)]
+        scores[part] = {
+            "n": len(per_image),
+            "dice": float(np.mean([d for d, _ in per_image])),
+            "iou": float(np.mean([i for _, i in per_image])),
+            "dice_per_image": [round(d, 4) for d, _ in per_image],
+        }
+    run = {
+        "created": now_utc(),
+        "git_commit": commit,
+        "versions": versions("keras", "tensorflow-cpu", "numpy", "opencv-python-headless"),
+        "data_manifest": str(Path(manifest_path)),
+        "split": str(Path(split_path)),
+        "max_per_part": max_per_part,
+        "n_images": {k: len(v) for k, v in parts.items()},
+        "weights": "random initialisation",
+        "params": int(best.count_params()),
+        "macs": count_macs(best),
+        "epochs_run": history_state(out / HISTORY)[0],
+        "best_epoch": best_epoch(out / HISTORY),
+        "wall_time_s": round(time.perf_counter() - started, 1),
+        "val_metrics": scores["val"],
+        "heldout_metrics": scores["heldout"],
+    }
+    (out / "run.json").write_text(json.dumps(run, indent=2) + "\n")
+    (out / LAST_MODEL).unlink(missing_ok=True)
+    return out
