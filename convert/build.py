@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from convert.gates import parity
 from convert.tflite import Quant, to_tflite
-from cxr_edge.bundle import FORMAT_VERSION, BundleManifest, EnsembleConfig, ModelEntry, write_manifest
+from cxr_edge.bundle import FORMAT_VERSION, Bundle, BundleManifest, EnsembleConfig, ModelEntry, write_manifest
 from cxr_edge.engine import Engine
 from cxr_edge.ensemble import accuracy_weights, fit_stacker, logloss_weights
 from cxr_edge.errors import SpecError
@@ -28,7 +28,7 @@ from cxr_edge.metrics import classification_metrics
 from cxr_edge.provenance import git_commit, now_utc, versions
 from cxr_edge.stats import fit_temperature
 from train.config import TrainConfig
-from train.data import label_indices, load_images, preprocess_all
+from train.data import crop_table, label_indices, load_images, preprocess_all
 from train.fit import load_task
 from train.rundir import BEST_MODEL
 
@@ -45,6 +45,7 @@ def build_bundle(
     member_quant: str = "int8",
     method: str = "mean",
     weight_rule: str = "logloss",
+    segmenter: str | Path | None = None,
     root: str | Path | None = None,
     name: str = "cxr-edge",
     n_calibration: int = DEFAULT_CALIBRATION,
@@ -65,6 +66,8 @@ def build_bundle(
         method: The default combiner (``vote``, ``mean``, ``weighted``, ``stacking``); with two or more
             runs, weights and the stacker are fitted on validation and stored whatever the method.
         weight_rule: ``logloss`` (optimised on the simplex) or ``accuracy`` (the paper's rule).
+        segmenter: Segmenter bundle (``cxr-edge convert-segmenter``) for lung-crop runs; it must be the
+            one that made the runs' crop table.
         root: Image root.
         name: Bundle name.
         n_calibration: Training images used to calibrate int8 (spread over the split).
@@ -88,19 +91,27 @@ def build_bundle(
     configs = [TrainConfig.load(r / "config.json") for r in runs]
     first = configs[0]
     for r, c in zip(runs, configs, strict=True):
-        if c.labels != first.labels or c.preprocess != first.preprocess:
+        if c.labels != first.labels or c.preprocess != first.preprocess or c.crops != first.crops:
             raise SpecError(
-                "runs disagree on labels or preprocessing",
+                "runs disagree on labels, preprocessing or crops",
                 expected="one spec per bundle",
                 received=f"{r} differs from {runs[0]}",
             )
+    crops = crop_table(first)
+    seg_bundle = _segmenter_for(crops, segmenter)
     task = load_task(first, manifest_path, split_path, root, max_per_part)
     labels, spec = first.labels, first.preprocess
     calib_recs = task.parts["train"][:: max(1, len(task.parts["train"]) // n_calibration)][:n_calibration]
     x = {
-        "calibration": preprocess_all(load_images(calib_recs, desc="decode calib", progress=progress), spec),
-        "val": preprocess_all(load_images(task.parts["val"], desc="decode val", progress=progress), spec),
-        "test": preprocess_all(load_images(task.parts["test"], desc="decode test", progress=progress), spec),
+        "calibration": preprocess_all(
+            load_images(calib_recs, crops=crops, desc="calib", progress=progress), spec
+        ),
+        "val": preprocess_all(
+            load_images(task.parts["val"], crops=crops, desc="val", progress=progress), spec
+        ),
+        "test": preprocess_all(
+            load_images(task.parts["test"], crops=crops, desc="test", progress=progress), spec
+        ),
     }
     y = {p: label_indices(task.parts[p], labels) for p in ("val", "test")}
 
@@ -153,6 +164,7 @@ def build_bundle(
             preprocess=spec,
             models=tuple(entries),
             ensemble=ensemble,
+            segmenter=seg_bundle.manifest.segmenter if seg_bundle else None,
             provenance={
                 "created": now_utc(),
                 "git_commit": commit,
@@ -168,6 +180,10 @@ def build_bundle(
                 "ensemble_metrics": _metrics(ensemble_probs, y, labels, task.parts["test"]),
             },
         )
+        if seg_bundle is not None:
+            shutil.copyfile(
+                seg_bundle.path_of(seg_bundle.manifest.segmenter), staging / manifest.segmenter.file
+            )
         write_manifest(staging, manifest)
         if out.exists():
             shutil.rmtree(out)
@@ -214,6 +230,31 @@ def fit_ensemble(
         temperature = fit_temperature(untempered.apply(val_probs), y_val)
     info["temperature"] = temperature
     return dataclasses.replace(untempered, temperature=temperature), info
+
+
+def _segmenter_for(crops, segmenter: str | Path | None) -> Bundle | None:
+    """The segmenter bundle to ship, checked against the crops the classifiers were trained on."""
+    if crops is None and segmenter is None:
+        return None
+    if crops is None:
+        raise SpecError(
+            "classifiers were trained without lung crops",
+            expected="runs trained with `crops`",
+            received=f"--segmenter {segmenter}: at run time they would see crops they never saw",
+        )
+    if segmenter is None:
+        raise SpecError(
+            "lung-crop classifiers need their segmenter", expected="--segmenter BUNDLE_DIR", received="none"
+        )
+    seg_bundle = Bundle.load(segmenter)
+    entry = seg_bundle.manifest.segmenter
+    if entry is None or entry.sha256 != crops.segmenter_sha256:
+        raise SpecError(
+            "segmenter differs from the one that made the crop table",
+            expected=crops.segmenter_sha256[:16] + "...",
+            received=(entry.sha256[:16] + "...") if entry else "no segmenter in the bundle",
+        )
+    return seg_bundle
 
 
 def _check_method(method: str, n_members: int) -> None:

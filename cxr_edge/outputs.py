@@ -15,9 +15,10 @@ FORMATS = {".csv": "csv", ".jsonl": "jsonl"}
 
 
 def outcome_row(outcome: Outcome, labels: Sequence[str]) -> dict:
-    """The flat row written for one input: ``path, status, error, label, prob_<label>..., latency_ms``."""
+    """The flat row for one input: ``path, status, error, label, prob_<label>..., crop, latency_ms``."""
     row: dict = {"path": outcome.path, "status": "ok" if outcome.ok else "error", "error": "", "label": ""}
     row.update({f"prob_{label}": "" for label in labels})
+    row["crop"] = ""
     row["latency_ms"] = ""
     if outcome.error is not None:
         row["error"] = f"{type(outcome.error).__name__}: {outcome.error}"
@@ -25,6 +26,7 @@ def outcome_row(outcome: Outcome, labels: Sequence[str]) -> dict:
         pred = outcome.prediction
         row["label"] = pred.label
         row.update({f"prob_{label}": round(pred.probs[label], 6) for label in labels})
+        row["crop"] = pred.crop if pred.crop != "fallback" else f"fallback ({pred.crop_reason})"
         row["latency_ms"] = round(pred.timings_ms.get("total", 0.0), 2)
     return row
 

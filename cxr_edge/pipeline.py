@@ -6,6 +6,7 @@ The segmentation and heat-map stages join this pipeline in later issues; every s
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -16,9 +17,10 @@ import numpy as np
 
 from cxr_edge.bundle import Bundle, EnsembleConfig
 from cxr_edge.engine import Engine
-from cxr_edge.errors import CxrEdgeError, InputError
+from cxr_edge.errors import BundleError, CxrEdgeError, InputError
 from cxr_edge.imaging import ImageInfo, ReadOptions, read_image
 from cxr_edge.preprocess import preprocess
+from cxr_edge.segmenter import Segmenter
 
 
 @dataclass(frozen=True)
@@ -29,9 +31,13 @@ class Prediction:
         label: Predicted label (argmax of the combined probabilities).
         probs: Combined probability per label.
         per_model: Probabilities of each member model.
-        timings_ms: Milliseconds per stage (``decode``, ``preprocess``, one per model, ``combine``,
-            ``total``).
+        timings_ms: Milliseconds per stage (``decode``, ``segment``, ``preprocess``, one per model,
+            ``combine``, ``total``).
         info: How the image was read (no patient identifiers).
+        crop: ``lung`` (segmenter box), ``fallback`` (implausible mask: default crop) or ``none``
+            (the bundle has no segmenter).
+        crop_reason: Why the fallback was used.
+        crop_box: ``(x0, y0, x1, y1)`` in source pixels, when a segmenter ran.
     """
 
     label: str
@@ -39,6 +45,9 @@ class Prediction:
     per_model: dict[str, dict[str, float]]
     timings_ms: dict[str, float]
     info: ImageInfo | None = None
+    crop: str = "none"
+    crop_reason: str = ""
+    crop_box: tuple[int, int, int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -74,12 +83,19 @@ class Predictor:
     def __post_init__(self) -> None:
         ensemble = self.bundle.manifest.ensemble
         names = tuple(self.members) if self.members else ensemble.members
+        if not names:
+            raise BundleError(
+                "bundle holds no classifiers",
+                expected="a bundle with models",
+                received=f"{self.bundle.root} (segmenter only)",
+            )
         entries = [self.bundle.manifest.model(n) for n in names]
         # A chosen subset of members cannot use weights, a stacker or a temperature fitted for the full
         # ensemble: it is averaged instead (and says so in its method).
         same = not self.members or tuple(self.members) == ensemble.members
         self._ensemble = ensemble if same else EnsembleConfig(method="mean", members=names)
         self._engines = {e.name: Engine(self.bundle.path_of(e), e, threads=self.threads) for e in entries}
+        self._segmenter = Segmenter(self.bundle, self.threads) if self.bundle.manifest.segmenter else None
 
     @property
     def method(self) -> str:
@@ -94,8 +110,13 @@ class Predictor:
     def predict_image(self, image: np.ndarray, info: ImageInfo | None = None) -> Prediction:
         """Classifies a decoded image (2-D float in [0, 1])."""
         timings: dict[str, float] = {}
+        crop = None
+        if self._segmenter is not None:
+            t = time.perf_counter()
+            crop = self._segmenter(image)
+            timings["segment"] = _ms(t)
         t0 = time.perf_counter()
-        x = preprocess(image, self.bundle.spec)
+        x = preprocess(image, self.bundle.spec, crop_box=crop.box if crop else None)
         timings["preprocess"] = _ms(t0)
         per_model = []
         for name, engine in self._engines.items():
@@ -112,6 +133,9 @@ class Predictor:
             per_model={n: _named(labels, p) for n, p in zip(self._engines, per_model, strict=True)},
             timings_ms=timings,
             info=info,
+            crop=crop.status if crop else "none",
+            crop_reason=crop.reason if crop else "",
+            crop_box=crop.box if crop else None,
         )
 
     def predict_file(self, path: str | os.PathLike) -> Prediction:
@@ -121,7 +145,7 @@ class Predictor:
         decode_ms = _ms(t0)
         pred = self.predict_image(image, info)
         timings = {"decode": decode_ms, **pred.timings_ms, "total": _ms(t0)}
-        return Prediction(pred.label, pred.probs, pred.per_model, timings, info)
+        return dataclasses.replace(pred, timings_ms=timings)
 
     def predict_many(self, paths: Iterable[str | os.PathLike]) -> Iterator[Outcome]:
         """Classifies many files; a bad file yields an error outcome and the rest go on."""

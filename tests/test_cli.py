@@ -62,11 +62,13 @@ def test_predict_mixed_folder(mixed_folder, tmp_path):
         "error",
         "label",
         *(f"prob_{lab}" for lab in LABELS),
+        "crop",
         "latency_ms",
     ]
     for name in ("covid.png", "normal.png", "normal_as_dicom"):
         row = rows[name]
         assert row["status"] == "ok" and row["error"] == "" and row["label"] in LABELS
+        assert row["crop"] == "none"  # the default bundle has no segmenter
         assert abs(sum(float(row[f"prob_{lab}"]) for lab in LABELS) - 1) < 0.02
     for lab in LABELS:  # the DICOM holds the PNG's pixels: same result
         assert float(rows["normal_as_dicom"][f"prob_{lab}"]) == pytest.approx(

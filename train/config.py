@@ -40,6 +40,8 @@ class TrainConfig:
         init_from: Run directory of a stage-1 model to transfer from (modality-specific transfer).
         mixed_precision: Train with ``mixed_bfloat16`` (about 5x faster for VGG-16 on AMX/AVX-512
             CPUs); the saved model is float32.
+        crops: Crop table (``cxr-edge segment --manifest ... --out DIR`` writes ``DIR/crops.csv``) for
+            a lung-crop model: every image is cropped to its segmenter box instead of the border crop.
         holdout_sources: Sources left out of train/val/test entirely and reported as a
             cross-source check (e.g. ``["montreal"]``: covid learned from Hannover only).
     """
@@ -65,6 +67,7 @@ class TrainConfig:
     init_from: str | None = None
     mixed_precision: bool = False
     holdout_sources: tuple[str, ...] = ()
+    crops: str | None = None
 
     def __post_init__(self) -> None:
         if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):

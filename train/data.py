@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -10,19 +11,43 @@ from tqdm import tqdm
 
 from cxr_edge.imaging import read_image
 from cxr_edge.manifest import Record
-from cxr_edge.preprocess import PreprocessSpec, preprocess
+from cxr_edge.preprocess import CropBox, PreprocessSpec, preprocess
+from cxr_edge.segmenter import CropTable
 from train.augment import make_augment
+from train.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Decoded images and, for lung-crop models, their crop boxes (None = the spec's border crop)."""
+
+    images: list[np.ndarray]
+    boxes: list[CropBox | None]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def crop_table(config: TrainConfig) -> CropTable | None:
+    """The config's crop table (``crops``), or None for border-crop models."""
+    return CropTable.read(config.crops) if config.crops else None
 
 
 def load_images(
-    records: Sequence[Record], *, desc: str = "decode", progress: bool = True
-) -> list[np.ndarray]:
+    records: Sequence[Record], *, crops: CropTable | None = None, desc: str = "decode", progress: bool = True
+) -> Inputs:
     """Decodes every record's image once (float32 in [0, 1]) so epochs do not re-read files.
 
     The kit's images are at most 512 px, so the whole kit fits in about 1 GB; a larger data set
     would want a disk cache instead.
+
+    Args:
+        crops: Lung-crop boxes by manifest path (from ``cxr-edge segment --manifest``); every record
+            must have one.
     """
-    return [read_image(r.file)[0] for r in tqdm(records, desc=desc, disable=not progress, leave=False)]
+    images = [read_image(r.file)[0] for r in tqdm(records, desc=desc, disable=not progress, leave=False)]
+    boxes = [crops.box(r.path) if crops else None for r in records]
+    return Inputs(images, boxes)
 
 
 def label_indices(records: Sequence[Record], labels: Sequence[str]) -> np.ndarray:
@@ -31,9 +56,13 @@ def label_indices(records: Sequence[Record], labels: Sequence[str]) -> np.ndarra
     return np.array([index[r.label] for r in records], dtype=np.int64)
 
 
-def preprocess_all(images: Sequence[np.ndarray], spec: PreprocessSpec) -> np.ndarray:
+def preprocess_all(inputs: Inputs, spec: PreprocessSpec) -> np.ndarray:
     """Deterministic model inputs ``(n, H, W, C)`` for validation, calibration and testing."""
-    return np.stack([preprocess(im, spec) for im in images]) if images else np.zeros((0, *spec.input_shape))
+    if not len(inputs):
+        return np.zeros((0, *spec.input_shape), dtype=np.float32)
+    return np.stack(
+        [preprocess(im, spec, crop_box=box) for im, box in zip(inputs.images, inputs.boxes, strict=True)]
+    )
 
 
 def class_weights(y: np.ndarray, n_classes: int) -> dict[int, float]:
@@ -46,7 +75,7 @@ class CxrSequence(keras.utils.PyDataset):
     """Batches of preprocessed (optionally augmented) images with one-hot labels.
 
     Args:
-        images: Decoded images.
+        inputs: Decoded images and their crop boxes.
         y: Class indices.
         spec: Preprocessing spec.
         n_classes: Number of classes.
@@ -58,24 +87,27 @@ class CxrSequence(keras.utils.PyDataset):
     """
 
     def __init__(
-        self, images, y, spec, n_classes, *, batch_size=16, augment=False, shuffle=False, seed=0, **kwargs
+        self, inputs, y, spec, n_classes, *, batch_size=16, augment=False, shuffle=False, seed=0, **kwargs
     ):
         super().__init__(**kwargs)
-        self.images, self.y, self.spec = list(images), np.asarray(y), spec
+        self.inputs, self.y, self.spec = inputs, np.asarray(y), spec
         self.n_classes, self.batch_size = n_classes, batch_size
         self.shuffle = shuffle
         self._rng = np.random.default_rng(seed)
         self._augment = make_augment(self._rng) if augment else None
-        self._order = np.arange(len(self.images))
+        self._order = np.arange(len(inputs))
         if shuffle:
             self._rng.shuffle(self._order)
 
     def __len__(self) -> int:
-        return int(np.ceil(len(self.images) / self.batch_size))
+        return int(np.ceil(len(self.inputs) / self.batch_size))
 
     def __getitem__(self, index: int):
         idx = self._order[index * self.batch_size : (index + 1) * self.batch_size]
-        x = np.stack([preprocess(self.images[i], self.spec, augment=self._augment) for i in idx])
+        images, boxes = self.inputs.images, self.inputs.boxes
+        x = np.stack(
+            [preprocess(images[i], self.spec, crop_box=boxes[i], augment=self._augment) for i in idx]
+        )
         y = np.eye(self.n_classes, dtype=np.float32)[self.y[idx]]
         return x, y
 

@@ -13,7 +13,7 @@ import keras
 from cxr_edge.errors import SpecError
 from cxr_edge.metrics import classification_metrics
 from train.config import TrainConfig
-from train.data import label_indices, load_images, preprocess_all
+from train.data import crop_table, label_indices, load_images, preprocess_all
 from train.fit import load_task
 from train.rundir import BEST_MODEL
 
@@ -58,7 +58,7 @@ def evaluate_run(
         )
     model = keras.models.load_model(run / BEST_MODEL)
     test = task.parts["test"]
-    x = preprocess_all(load_images(test, desc="decode test"), config.preprocess)
+    x = preprocess_all(load_images(test, crops=crop_table(config), desc="decode test"), config.preprocess)
     metrics = classification_metrics(
         label_indices(test, config.labels), model.predict(x, verbose=0, batch_size=32), config.labels
     )

@@ -26,7 +26,7 @@ from cxr_edge.metrics import classification_metrics
 from cxr_edge.provenance import git_commit, now_utc, versions
 from cxr_edge.splits import Split, make_split, read_split, write_split
 from train.config import TrainConfig
-from train.data import CxrSequence, class_weights, label_indices, load_images, preprocess_all
+from train.data import CxrSequence, class_weights, crop_table, label_indices, load_images, preprocess_all
 from train.rundir import (
     BEST_MODEL,
     HISTORY,
@@ -167,8 +167,11 @@ def train_run(
         )
     labels, k = config.labels, len(config.labels)
     y_train, y_val = label_indices(train_recs, labels), label_indices(val_recs, labels)
-    train_images = load_images(train_recs, desc="decode train", progress=progress)
-    x_val = preprocess_all(load_images(val_recs, desc="decode val", progress=progress), config.preprocess)
+    crops = crop_table(config)
+    train_images = load_images(train_recs, crops=crops, desc="decode train", progress=progress)
+    x_val = preprocess_all(
+        load_images(val_recs, crops=crops, desc="decode val", progress=progress), config.preprocess
+    )
     train_seq = CxrSequence(
         train_images,
         y_train,
@@ -294,7 +297,7 @@ def _init_origin(config: TrainConfig) -> dict | None:
 
 def _holdout_metrics(model: keras.Model, records: list[Record], config: TrainConfig) -> dict:
     """Metrics on the held-out sources (cross-source check): per-label sensitivity where defined."""
-    x = preprocess_all(load_images(records, progress=False), config.preprocess)
+    x = preprocess_all(load_images(records, crops=crop_table(config), progress=False), config.preprocess)
     y = label_indices(records, config.labels)
     m = classification_metrics(y, model.predict(x, verbose=0, batch_size=32), config.labels)
     return {

@@ -30,7 +30,7 @@ import numpy as np
 from cxr_edge.configio import from_dict
 from cxr_edge.errors import SpecError
 from train.config import TrainConfig
-from train.data import CxrSequence, class_weights, label_indices, load_images, preprocess_all
+from train.data import CxrSequence, class_weights, crop_table, label_indices, load_images, preprocess_all
 from train.fit import load_task, make_optimizer, with_policy
 from train.zoo import apply_weight_decay, build_model, preset
 
@@ -103,7 +103,7 @@ def search(
     train, val = task.parts["train"], task.parts["val"]
     y_train, y_val = label_indices(train, labels), label_indices(val, labels)
     train_seq = CxrSequence(
-        load_images(train, progress=progress),
+        load_images(train, crops=crop_table(config), progress=progress),
         y_train,
         config.preprocess,
         k,
@@ -112,7 +112,7 @@ def search(
         shuffle=True,
         seed=config.seed,
     )
-    x_val = preprocess_all(load_images(val, progress=progress), config.preprocess)
+    x_val = preprocess_all(load_images(val, crops=crop_table(config), progress=progress), config.preprocess)
 
     def build(hp: keras_tuner.HyperParameters) -> keras.Model:
         cfg = _trial_config(hp, config)

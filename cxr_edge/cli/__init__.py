@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import click
 
-from cxr_edge.cli.learning import convert_cmd, evaluate_run_cmd, search_cmd, train_cmd, zoo_cmd
-from cxr_edge.cli.runtime import demo_cmd, evaluate_cmd, info_cmd, predict_cmd, split_cmd
+from cxr_edge.cli.learning import (
+    convert_cmd,
+    convert_segmenter_cmd,
+    evaluate_run_cmd,
+    search_cmd,
+    train_cmd,
+    zoo_cmd,
+)
+from cxr_edge.cli.runtime import demo_cmd, evaluate_cmd, info_cmd, predict_cmd, segment_cmd, split_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -23,11 +30,13 @@ for command in (
     info_cmd,
     demo_cmd,
     evaluate_cmd,
+    segment_cmd,
     split_cmd,
     train_cmd,
     search_cmd,
     evaluate_run_cmd,
     convert_cmd,
+    convert_segmenter_cmd,
     zoo_cmd,
 ):
     main.add_command(command)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import shlex
 import sys
 from importlib import import_module
+from pathlib import Path
 
 import click
 
@@ -72,6 +74,12 @@ model_option = click.option(
     help="Train in mixed_bfloat16 (overrides the config).",
 )
 @click.option(
+    "--crops",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Crop table from `cxr-edge segment --manifest` (trains a lung-crop classifier).",
+)
+@click.option(
     "--holdout-source",
     "holdout_sources",
     multiple=True,
@@ -92,6 +100,7 @@ def train_cmd(
     weights,
     init_from,
     mixed_precision,
+    crops,
     holdout_sources,
     max_per_part,
     root,
@@ -108,6 +117,7 @@ def train_cmd(
         "init_from": init_from,
         "mixed_precision": mixed_precision,
         "holdout_sources": tuple(holdout_sources) or None,
+        "crops": crops,
     }
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     if config.task == "segment":
@@ -257,6 +267,12 @@ def zoo_cmd():
     type=click.Choice(["logloss", "accuracy"]),
     help="How weighted averaging is fitted: minimum validation log-loss, or the paper's accuracy rule.",
 )
+@click.option(
+    "--segmenter",
+    default=None,
+    type=click.Path(exists=True, file_okay=False),
+    help="Segmenter bundle to ship with lung-crop classifiers (the one that made their crop table).",
+)
 @click.option("--name", default="cxr-edge", show_default=True, help="Bundle name.")
 @max_per_part_option
 @root_option
@@ -271,6 +287,7 @@ def convert_cmd(
     member_quant,
     method,
     weight_rule,
+    segmenter,
     name,
     max_per_part,
     root,
@@ -287,6 +304,7 @@ def convert_cmd(
         member_quant=member_quant,
         method=method,
         weight_rule=weight_rule,
+        segmenter=segmenter,
         root=root,
         name=name,
         max_per_part=max_per_part,
@@ -299,3 +317,42 @@ def convert_cmd(
     for line in model_lines(Bundle.load(bundle)):
         click.echo(line)
     click.echo(f"bundle written to {bundle}; inspect it with: cxr-edge info --bundle {bundle}")
+
+
+@click.command("convert-segmenter")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@data_option
+@split_option()
+@click.option(
+    "--out", required=True, type=click.Path(file_okay=False), help="Segmenter bundle folder to create."
+)
+@click.option(
+    "--quant",
+    default="int8",
+    show_default=True,
+    type=click.Choice(["fp32", "int8"]),
+    help="Variant to ship (both are measured).",
+)
+@root_option
+@click.option("--force", is_flag=True, help="Replace an existing folder.")
+@clean_errors
+def convert_segmenter_cmd(run_dir, manifest_path, split_path, out, quant, root, force):
+    """Convert a U-Net run to a segmenter bundle (fp32 and int8 measured on held-out masks)."""
+    seg = _needs_train_extra("convert.segmenter")
+    bundle = seg.build_segmenter_bundle(
+        run_dir,
+        manifest_path,
+        split_path,
+        out,
+        quant=quant,
+        root=root,
+        overwrite=force,
+        command=shlex.join(["cxr-edge", *sys.argv[1:]]),
+    )
+    variants = json.loads((Path(bundle) / "manifest.json").read_text())["provenance"]["variants"]
+    for q, v in variants.items():
+        click.echo(
+            f"{q:<5} held-out Dice {v['dice']:.4f}  IoU {v['iou']:.4f}  ({v['n']} images)  "
+            f"{v['bytes'] / 1024:.0f} KiB"
+        )
+    click.echo(f"segmenter bundle written to {bundle}")

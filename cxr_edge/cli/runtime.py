@@ -302,3 +302,66 @@ def evaluate_cmd(
         + (f"{ens['auc_macro']:.3f}" if ens["auc_macro"] is not None else "n/a")
     )
     click.echo(f"report: {folder / 'report.md'}")
+
+
+@click.command("segment")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=str))
+@bundle_option
+@click.option(
+    "--manifest",
+    "manifest_path",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Segment every image of a manifest (keys of crops.csv are its `path` column).",
+)
+@root_option
+@click.option(
+    "--out", required=True, type=click.Path(file_okay=False), help="Folder for crops.csv, masks, overlays."
+)
+@click.option("--images/--no-images", default=True, show_default=True, help="Write mask and overlay PNGs.")
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 64), help="LiteRT threads.")
+@click.option("--force", is_flag=True, help="Replace an existing crops.csv in --out.")
+@clean_errors
+def segment_cmd(paths, bundle_dir, manifest_path, root, out, images, threads, force):
+    """Segment the lungs: crops.csv (box, lung/fallback and why) plus mask and overlay PNGs.
+
+    Unreadable files get an error row and the rest are processed; exit code 2 when any failed.
+    """
+    import cv2
+
+    from cxr_edge.lungcrop import overlay
+    from cxr_edge.segmenter import Segmenter, segment_paths, write_crop_table
+
+    if bool(paths) == bool(manifest_path):
+        raise click.UsageError("give either PATH... or --manifest")
+    out_dir = Path(out)
+    if (out_dir / "crops.csv").exists() and not force:
+        raise click.ClickException(f"{out_dir / 'crops.csv'} exists (use --force to replace it)")
+    segmenter = Segmenter(Bundle.load(bundle_dir), threads=threads)
+    if manifest_path:
+        items = [(r.path, r.file) for r in load_manifest(manifest_path, root, check_files=False).records]
+    else:
+        items = [(str(p), p) for p in expand_inputs(paths)]
+    if images:
+        (out_dir / "masks").mkdir(parents=True, exist_ok=True)
+        (out_dir / "overlays").mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows, counts = [], {"lung": 0, "fallback": 0, "error": 0}
+    for row, image, result in tqdm(
+        segment_paths(segmenter, items), total=len(items), desc="segment", disable=None, file=sys.stderr
+    ):
+        rows.append(row)
+        counts[row.status] += 1
+        if row.status == "error":
+            click.echo(f"error: {row.path}: {row.reason}", err=True)
+        elif images:
+            stem = row.path.strip("/").replace("/", "__").rsplit(".", 1)[0]
+            cv2.imwrite(str(out_dir / "masks" / f"{stem}_mask.png"), result.mask)
+            cv2.imwrite(str(out_dir / "overlays" / f"{stem}_overlay.png"), overlay(image, result))
+    write_crop_table(out_dir / "crops.csv", rows)
+    click.echo(
+        f"{counts['lung']} lung crops, {counts['fallback']} fallbacks, {counts['error']} errors; "
+        f"table in {out_dir / 'crops.csv'}",
+        err=True,
+    )
+    sys.exit(2 if counts["error"] else 0)
