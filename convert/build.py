@@ -30,6 +30,7 @@ from cxr_edge.stats import fit_temperature
 from train.config import TrainConfig
 from train.data import crop_table, label_indices, load_images, preprocess_all
 from train.fit import load_task
+from train.macs import count_macs
 from train.rundir import BEST_MODEL
 
 DEFAULT_CALIBRATION = 200
@@ -121,6 +122,7 @@ def build_bundle(
     try:
         for run, config in zip(runs, configs, strict=True):
             model = keras.models.load_model(run / BEST_MODEL)
+            run_info = json.loads((run / "run.json").read_text())
             keras_probs = {p: model.predict(x[p], verbose=0, batch_size=32) for p in ("val", "test")}
             for quant in quants:
                 model_name = f"{config.model}-{quant}" if len(runs) == 1 else f"{run.name}-{quant}"
@@ -139,6 +141,9 @@ def build_bundle(
                         input=engine.input_spec,
                         outputs={"probs": engine.output_spec},
                         params=int(model.count_params()),
+                        params_unpruned=int(run_info.get("params_unpruned") or model.count_params()),
+                        macs=count_macs(model),
+                        pruned_fraction=float(run_info.get("pruned_fraction") or 0.0),
                         parity=gate,
                         metrics=_metrics(probs, y, labels, task.parts["test"]),
                     )

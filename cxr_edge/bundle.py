@@ -66,6 +66,9 @@ class ModelEntry:
         params: Parameter count of the source Keras model.
         parity: Agreement with the Keras model on the validation split.
         metrics: Validation/test metrics of this variant.
+        params_unpruned: Parameters before APoZ pruning (equal to ``params`` when not pruned).
+        macs: Multiply-accumulates per image.
+        pruned_fraction: Fraction of the prunable channels removed (0 when not pruned).
     """
 
     name: str
@@ -78,6 +81,9 @@ class ModelEntry:
     params: int
     parity: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    params_unpruned: int | None = None
+    macs: int | None = None
+    pruned_fraction: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -4,15 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cxr_edge.cli.learning import (
-    convert_cmd,
-    convert_segmenter_cmd,
-    evaluate_run_cmd,
-    search_cmd,
-    train_cmd,
-    zoo_cmd,
-)
-from cxr_edge.cli.runtime import demo_cmd, evaluate_cmd, info_cmd, predict_cmd, segment_cmd, split_cmd
+from cxr_edge.cli import learning, runtime
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,25 +12,30 @@ from cxr_edge.cli.runtime import demo_cmd, evaluate_cmd, info_cmd, predict_cmd, 
 def main() -> None:
     """cxr-edge: chest X-ray classifiers from training to the edge.
 
-    Runtime commands (predict, info, demo, split, evaluate) need only the runtime install; train, search,
-    evaluate-run, convert and zoo need the [train] extra (TensorFlow + Keras).
+    Runtime commands (predict, info, demo, segment, evaluate, split) need only the runtime install;
+    train, search, evaluate-run, prune, convert, convert-segmenter and zoo need the [train] extra
+    (TensorFlow + Keras), which they import only when run.
     """
 
 
-for command in (
-    predict_cmd,
-    info_cmd,
-    demo_cmd,
-    evaluate_cmd,
-    segment_cmd,
-    split_cmd,
-    train_cmd,
-    search_cmd,
-    evaluate_run_cmd,
-    convert_cmd,
-    convert_segmenter_cmd,
-    zoo_cmd,
-):
+RUNTIME_COMMANDS = (
+    runtime.predict_cmd,
+    runtime.info_cmd,
+    runtime.demo_cmd,
+    runtime.segment_cmd,
+    runtime.evaluate_cmd,
+    runtime.split_cmd,
+)
+LEARNING_COMMANDS = (
+    learning.train_cmd,
+    learning.search_cmd,
+    learning.evaluate_run_cmd,
+    learning.prune_cmd,
+    learning.convert_cmd,
+    learning.convert_segmenter_cmd,
+    learning.zoo_cmd,
+)
+for command in RUNTIME_COMMANDS + LEARNING_COMMANDS:
     main.add_command(command)
 
 __all__ = ["main"]

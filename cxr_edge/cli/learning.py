@@ -356,3 +356,73 @@ def convert_segmenter_cmd(run_dir, manifest_path, split_path, out, quant, root, 
             f"{v['bytes'] / 1024:.0f} KiB"
         )
     click.echo(f"segmenter bundle written to {bundle}")
+
+
+@click.command("prune")
+@click.option(
+    "--run",
+    "run_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Training run to prune (its best.keras).",
+)
+@data_option
+@split_option(required=False)
+@click.option("--step", default=0.02, show_default=True, type=float, help="Fraction removed per step.")
+@click.option(
+    "--max", "max_fraction", default=0.5, show_default=True, type=float, help="Fraction to stop at."
+)
+@click.option(
+    "--ranking",
+    default="layer",
+    show_default=True,
+    type=click.Choice(["layer", "global"]),
+    help="Rank APoZ within each layer (the paper's text) or across layers (the authors' code).",
+)
+@click.option(
+    "--epochs",
+    "finetune_epochs",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Fine-tuning epochs after each step.",
+)
+@click.option("--no-latency", is_flag=True, help="Skip the int8 TFLite latency measurement per step.")
+@click.option(
+    "--out", required=True, type=click.Path(file_okay=False), help="Pruning folder (re-run to continue)."
+)
+@max_per_part_option
+@root_option
+@clean_errors
+def prune_cmd(
+    run_dir,
+    manifest_path,
+    split_path,
+    step,
+    max_fraction,
+    ranking,
+    finetune_epochs,
+    no_latency,
+    out,
+    max_per_part,
+    root,
+):
+    """Iterative APoZ channel pruning with fine-tuning; the best step on validation goes to OUT/best."""
+    loop = _needs_train_extra("train.prune.loop")
+    cfg = loop.PruneConfig(
+        step=step,
+        max_fraction=max_fraction,
+        ranking=ranking,
+        finetune_epochs=finetune_epochs,
+        latency=not no_latency,
+    )
+    folder = loop.prune_run(
+        run_dir, manifest_path, split_path, out, cfg, root=root, max_per_part=max_per_part
+    )
+    click.echo((Path(folder) / loop.RESULTS).read_text())
+    best = json.loads((Path(folder) / "best" / "run.json").read_text())
+    click.echo(
+        f"best on validation: step {best['pruning_step']} ({best['pruned_fraction']:.0%} of prunable "
+        f"channels removed), {best['params']:,} of {best['params_unpruned']:,} parameters; "
+        f"bundle it with: cxr-edge convert --runs {Path(folder) / 'best'} ..."
+    )

@@ -80,7 +80,10 @@ def _is_relu(node) -> bool:
         return getattr(layer, "negative_slope", 0.0) == 0.0 and getattr(layer, "threshold", 0.0) == 0.0
     activation = getattr(layer, "activation", None)
     name = getattr(activation, "__name__", None)
-    return node.cls in ("Activation", "Conv2D", "SeparableConv2D", "Dense", "Conv2DTranspose") and name in RELU_ACTIVATIONS
+    return (
+        node.cls in ("Activation", "Conv2D", "SeparableConv2D", "Dense", "Conv2DTranspose")
+        and name in RELU_ACTIVATIONS
+    )
 
 
 def _coupled(name: str, consumers, by_name) -> bool:
@@ -91,7 +94,9 @@ def _coupled(name: str, consumers, by_name) -> bool:
         for nxt in consumers[current]:
             if nxt.cls in ELEMENTWISE_PAIRS:
                 return True
-            if (nxt.cls in PASS_THROUGH or nxt.cls in ("Concatenate", "DepthwiseConv2D")) and nxt.name not in seen:
+            if (
+                nxt.cls in PASS_THROUGH or nxt.cls in ("Concatenate", "DepthwiseConv2D")
+            ) and nxt.name not in seen:
                 seen.add(nxt.name)
                 stack.append(nxt.name)
     return False
@@ -107,8 +112,10 @@ class ApozStats:
 
     def constants(self) -> dict[str, dict[int, float]]:
         """Channels whose activation does not vary: ``{activation layer: {channel: value}}``."""
-        return {name: {int(c): float(self.mean[name][c]) for c in np.nonzero(s < _CONSTANT_STD)[0]}
-                for name, s in self.std.items()}
+        return {
+            name: {int(c): float(self.mean[name][c]) for c in np.nonzero(s < _CONSTANT_STD)[0]}
+            for name, s in self.std.items()
+        }
 
 
 def measure(model: keras.Model, layers: list[Prunable], x: np.ndarray, batch_size: int = 16) -> ApozStats:
@@ -134,8 +141,14 @@ def measure(model: keras.Model, layers: list[Prunable], x: np.ndarray, batch_siz
     return ApozStats({n: zeros[n] / count[n] for n in names}, mean, std)
 
 
-def select(layers: list[Prunable], stats: ApozStats, current: dict[str, np.ndarray], original: dict[str, int],
-           fraction: float, ranking: str = "layer") -> dict[str, np.ndarray]:
+def select(
+    layers: list[Prunable],
+    stats: ApozStats,
+    current: dict[str, np.ndarray],
+    original: dict[str, int],
+    fraction: float,
+    ranking: str = "layer",
+) -> dict[str, np.ndarray]:
     """Channels to keep so that ``fraction`` of the original channels are removed in total.
 
     Args:
@@ -158,7 +171,9 @@ def select(layers: list[Prunable], stats: ApozStats, current: dict[str, np.ndarr
     if ranking != "global":
         raise ValueError(f"unknown ranking {ranking!r}: expected 'layer' or 'global'")
     total = sum(original[p.producer] for p in layers)
-    to_remove = int(np.floor(fraction * total)) - sum(original[p.producer] - len(current[p.producer]) for p in layers)
+    to_remove = int(np.floor(fraction * total)) - sum(
+        original[p.producer] - len(current[p.producer]) for p in layers
+    )
     candidates = []
     for p in layers:
         floor_keep = max(1, int(np.ceil(MIN_KEEP * original[p.producer])))
@@ -170,7 +185,9 @@ def select(layers: list[Prunable], stats: ApozStats, current: dict[str, np.ndarr
     for _, producer, c in candidates[: max(0, to_remove)]:
         removed[producer].add(c)
     for p in layers:
-        keep[p.producer] = np.array([c for c in range(len(current[p.producer])) if c not in removed[p.producer]])
+        keep[p.producer] = np.array(
+            [c for c in range(len(current[p.producer])) if c not in removed[p.producer]]
+        )
     return keep
 
 

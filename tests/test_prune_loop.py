@@ -1,0 +1,152 @@
+"""The iterative pruning loop on a tiny model: steps recorded, validation-only selection, resumable,
+and the best step converts into a bundle that records parameters before and after."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from cxr_edge.bundle import Bundle
+from cxr_edge.cli import main
+from cxr_edge.errors import SpecError
+from cxr_edge.preprocess import PreprocessSpec
+from train.config import TrainConfig
+from train.prune.loop import PruneConfig, choose, prune_run
+
+pytestmark = pytest.mark.train
+TINY = TrainConfig(
+    preprocess=PreprocessSpec(input_size=(32, 32)),
+    model_args={"depth": 3, "base_filters": 8},
+    epochs=1,
+    batch_size=8,
+    augment=False,
+)
+
+
+@pytest.fixture(scope="module")
+def split(kit_manifest, tmp_path_factory):
+    from cxr_edge.manifest import load_manifest
+    from cxr_edge.splits import make_split, write_split
+
+    manifest = load_manifest(kit_manifest)
+    path = tmp_path_factory.mktemp("split") / "split.csv"
+    write_split(path, manifest, make_split(manifest))
+    return path
+
+
+@pytest.fixture(scope="module")
+def run(kit_manifest, split, tmp_path_factory):
+    from train.fit import train_run
+
+    return train_run(
+        TINY, kit_manifest, split, tmp_path_factory.mktemp("run") / "tiny", max_per_part=16, progress=False
+    )
+
+
+@pytest.fixture(scope="module")
+def pruned(run, kit_manifest, split, tmp_path_factory):
+    cfg = PruneConfig(step=0.25, max_fraction=0.5, latency_runs=3)
+    return prune_run(
+        run, kit_manifest, split, tmp_path_factory.mktemp("p") / "prune", cfg, max_per_part=16, progress=False
+    )
+
+
+def test_every_step_is_recorded_and_channels_shrink(pruned):
+    with open(pruned / "prune_results.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [float(r["fraction"]) for r in rows] == [0.0, 0.25, 0.5]
+    params = [int(r["params"]) for r in rows]
+    macs = [int(r["macs"]) for r in rows]
+    assert params[0] > params[1] > params[2] and macs[0] > macs[1] > macs[2]
+    assert all(float(r["int8_latency_ms"]) > 0 for r in rows)
+    channels = json.loads((pruned / "step_02" / "channels.json").read_text())
+    assert len(channels["block1_sepconv"]) == 8 - 4 and len(channels["block3_sepconv"]) == 32 - 16
+    assert (pruned / "prune_plot.png").is_file()
+
+
+def test_best_step_is_chosen_on_validation_and_exported_as_a_run(pruned):
+    rows = [json.loads((pruned / f"step_{i:02d}" / "metrics.json").read_text()) for i in range(3)]
+    best = json.loads((pruned / "best" / "run.json").read_text())
+    assert best["pruning_step"] == choose(rows)["step"]
+    assert (
+        best["params_unpruned"] == rows[0]["params"]
+        and best["params"] == rows[best["pruning_step"]]["params"]
+    )
+    assert best["val_metrics"]["auc_macro"] == max(r["val_auc_macro"] for r in rows)
+    assert "test" not in json.dumps(rows)  # nothing measured on the test split
+
+
+def test_rerun_continues_instead_of_redoing(pruned, run, kit_manifest, split):
+    before = (pruned / "step_01" / "metrics.json").stat().st_mtime_ns
+    prune_run(
+        run,
+        kit_manifest,
+        split,
+        pruned,
+        PruneConfig(step=0.25, max_fraction=0.5, latency_runs=3),
+        max_per_part=16,
+        progress=False,
+    )
+    assert (pruned / "step_01" / "metrics.json").stat().st_mtime_ns == before
+    with pytest.raises(SpecError, match="different settings"):
+        prune_run(
+            run,
+            kit_manifest,
+            split,
+            pruned,
+            PruneConfig(step=0.1, max_fraction=0.5),
+            max_per_part=16,
+            progress=False,
+        )
+
+
+def test_pruned_model_converts_and_the_bundle_records_its_reduction(pruned, kit_manifest, split, tmp_path):
+    from convert.build import build_bundle
+
+    out = build_bundle(
+        [pruned / "best"],
+        kit_manifest,
+        split,
+        tmp_path / "bundle",
+        quants=("int8",),
+        n_calibration=8,
+        max_per_part=16,
+        progress=False,
+    )
+    entry = Bundle.load(out).manifest.models[0]
+    assert entry.params_unpruned > entry.params or entry.pruned_fraction == 0.0
+    assert entry.macs > 0
+
+
+def test_global_ranking_and_cli(run, kit_manifest, split, tmp_path):
+    result = CliRunner().invoke(
+        main,
+        [
+            "prune",
+            "--run",
+            str(run),
+            "--data",
+            str(kit_manifest),
+            "--split",
+            str(split),
+            "--step",
+            "0.5",
+            "--max",
+            "0.5",
+            "--ranking",
+            "global",
+            "--no-latency",
+            "--out",
+            str(tmp_path / "g"),
+            "--max-per-part",
+            "16",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "best on validation" in result.output
+    with open(tmp_path / "g" / "prune_results.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert int(rows[1]["params"]) < int(rows[0]["params"]) and rows[1]["int8_latency_ms"] == ""
