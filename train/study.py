@@ -75,17 +75,19 @@ def run_model(
     configs: Path,
     max_per_part: int | None = None,
     progress: bool = True,
+    scratch: bool = True,
 ) -> list[dict]:
     """Trains (or continues) the three runs of one model and evaluates them.
 
     Args:
         max_per_part: Cap images per split part (tests only; recorded in each run).
+        scratch: Also train stage 2 from scratch (the comparison run).
     """
     plan = [
         ("stage1", configs / "zoo_stage1.toml", None),
         ("stage2", configs / "zoo_stage2.toml", out / f"{model}-stage1"),
         ("scratch", configs / "zoo_stage2.toml", None),
-    ]
+    ][: 3 if scratch else 2]
     rows = []
     for kind, config_file, init_from in plan:
         run = out / f"{model}-{kind}"
@@ -146,17 +148,23 @@ def _f(value) -> str:
 @click.option("--models", default="custom_cnn,mobilenet_v2,inception_v3,vgg16,vgg19", show_default=True)
 @click.option("--configs", default="configs", show_default=True, type=click.Path(file_okay=False))
 @click.option(
+    "--scratch-models",
+    default=None,
+    help="Models that also get the from-scratch stage-2 run (default: all); the rest get two runs.",
+)
+@click.option(
     "--report",
     "report_path",
     default=None,
     type=click.Path(dir_okay=False),
     help="Markdown file for the results table (rewritten after every run).",
 )
-def main(data, split, out, models, configs, report_path):
+def main(data, split, out, models, configs, scratch_models, report_path):
     """Run the stage-1 / stage-2 / scratch study for each model and tabulate it."""
     rows: list[dict] = []
     for model in [m.strip() for m in models.split(",")]:
-        rows += run_model(model, data, split, Path(out), Path(configs))
+        scratch = scratch_models is None or model in scratch_models.split(",")
+        rows += run_model(model, data, split, Path(out), Path(configs), scratch=scratch)
         if report_path:
             Path(report_path).parent.mkdir(parents=True, exist_ok=True)
             Path(report_path).write_text(report(rows))
