@@ -17,7 +17,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from convert.gates import parity
+from convert.gates import GateError, GateThresholds, gate, parity, quantization_report
 from convert.tflite import Quant, to_tflite
 from cxr_edge.bundle import FORMAT_VERSION, Bundle, BundleManifest, EnsembleConfig, ModelEntry, write_manifest
 from cxr_edge.engine import Engine
@@ -34,6 +34,7 @@ from train.macs import count_macs
 from train.rundir import BEST_MODEL
 
 DEFAULT_CALIBRATION = 200
+DEFAULT_GATE = GateThresholds()
 
 
 def build_bundle(
@@ -54,6 +55,9 @@ def build_bundle(
     command: str = "",
     overwrite: bool = False,
     progress: bool = True,
+    thresholds: GateThresholds = DEFAULT_GATE,
+    allow_degraded: bool = False,
+    calibration: np.ndarray | None = None,
 ) -> Path:
     """Converts the best model of each run and writes a bundle folder.
 
@@ -76,15 +80,21 @@ def build_bundle(
         command: The command line, recorded in provenance.
         overwrite: Replace an existing bundle folder.
         progress: Show progress bars.
+        thresholds: Accuracy gate applied to every converted variant (on validation).
+        allow_degraded: Keep variants that fail the gate (recorded in the manifest) instead of stopping.
+        calibration: Preprocessed calibration inputs overriding the training-split sample (experiments).
 
     Returns:
         The bundle folder.
+
+    Raises:
+        GateError: A variant failed its gate; ``OUT.gate-report.json`` names the worst layers.
     """
     out = Path(out_dir)
     commit = git_commit(Path(__file__).parent)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise SpecError("bundle folder is not empty", expected="a new folder (or --force)", received=str(out))
-    quants = [Quant(q).value for q in quants]
+    quants = [Quant(q) for q in quants]
     if member_quant not in quants:
         raise SpecError("member variant not converted", expected=f"one of {quants}", received=member_quant)
     runs = [Path(r) for r in run_dirs]
@@ -104,9 +114,9 @@ def build_bundle(
     labels, spec = first.labels, first.preprocess
     calib_recs = task.parts["train"][:: max(1, len(task.parts["train"]) // n_calibration)][:n_calibration]
     x = {
-        "calibration": preprocess_all(
-            load_images(calib_recs, crops=crops, desc="calib", progress=progress), spec
-        ),
+        "calibration": calibration
+        if calibration is not None
+        else preprocess_all(load_images(calib_recs, crops=crops, desc="calib", progress=progress), spec),
         "val": preprocess_all(
             load_images(task.parts["val"], crops=crops, desc="val", progress=progress), spec
         ),
@@ -124,27 +134,42 @@ def build_bundle(
             model = keras.models.load_model(run / BEST_MODEL)
             run_info = json.loads((run / "run.json").read_text())
             keras_probs = {p: model.predict(x[p], verbose=0, batch_size=32) for p in ("val", "test")}
+            cam = cam_weights(model)
             for quant in quants:
                 model_name = f"{config.model}-{quant}" if len(runs) == 1 else f"{run.name}-{quant}"
                 file = staging / f"{model_name}.tflite"
-                file.write_bytes(to_tflite(model, quant, x["calibration"] if quant == "int8" else None))
+                file.write_bytes(
+                    to_tflite(
+                        model,
+                        quant,
+                        x["calibration"] if quant.calibrated else None,
+                        outputs=("probs", "features") if cam is not None else None,
+                    )
+                )
                 engine = Engine(file)
                 probs = {p: _run(engine, x[p], f"{model_name} {p}", progress) for p in ("val", "test")}
-                gate = parity(keras_probs["val"], probs["val"], y["val"], labels)
+                check = parity(keras_probs["val"], probs["val"], y["val"], labels)
+                verdict = gate(check, thresholds)
+                if not verdict["passed"]:
+                    if not allow_degraded:
+                        _fail(out, model_name, quant, verdict, model, x)
+                    verdict["allowed_degraded"] = True
                 entries.append(
                     ModelEntry(
                         name=model_name,
                         file=file.name,
                         sha256=file_sha256(file),
                         architecture=config.model,
-                        quant=quant,
+                        quant=quant.value,
                         input=engine.input_spec,
-                        outputs={"probs": engine.output_spec},
+                        outputs=dict(engine.output_specs),
                         params=int(model.count_params()),
                         params_unpruned=int(run_info.get("params_unpruned") or model.count_params()),
                         macs=count_macs(model),
                         pruned_fraction=float(run_info.get("pruned_fraction") or 0.0),
-                        parity=gate,
+                        parity=check,
+                        gate=verdict,
+                        cam_weights=cam,
                         metrics=_metrics(probs, y, labels, task.parts["test"]),
                     )
                 )
@@ -235,6 +260,45 @@ def fit_ensemble(
         temperature = fit_temperature(untempered.apply(val_probs), y_val)
     info["temperature"] = temperature
     return dataclasses.replace(untempered, temperature=temperature), info
+
+
+def cam_weights(model: keras.Model) -> tuple[tuple[float, ...], ...] | None:
+    """Dense weights for class activation maps, when the head is features -> GAP -> (dropout) -> dense.
+
+    Returns None for any other head (no heat maps are exported then).
+    """
+    try:
+        dense = model.get_layer("probs")
+        model.get_layer("features")
+    except ValueError:
+        return None
+    layer = dense
+    while True:
+        source = layer.input._keras_history[0]
+        if source.name == "features":
+            break
+        if not isinstance(source, keras.layers.GlobalAveragePooling2D | keras.layers.Dropout):
+            return None
+        layer = source
+    kernel = dense.get_weights()[0]
+    return tuple(map(tuple, kernel.astype(float).tolist()))
+
+
+def _fail(out: Path, name: str, quant: Quant, verdict: dict, model: keras.Model, x: dict) -> None:
+    """Writes the gate report (worst layers for full-integer variants) and raises :class:`GateError`."""
+    worst = (
+        quantization_report(model, x["calibration"], x["val"][:32], quant.value) if quant.calibrated else []
+    )
+    report = out.parent / f"{out.name}.gate-report.json"
+    report.write_text(json.dumps({"model": name, "gate": verdict, "worst_layers": worst}, indent=2) + "\n")
+    layers = ", ".join(f"{w['tensor']} ({w['rmse_per_step']:.1f} steps)" for w in worst[:3])
+    raise GateError(
+        f"{name} failed its accuracy gate: {'; '.join(verdict['failures'])}"
+        + (f"; worst layers: {layers}" if layers else "")
+        + f"; report in {report}",
+        expected="a converted model that behaves like its Keras source",
+        received="use --allow-degraded to keep it anyway (recorded in the manifest)",
+    )
 
 
 def _segmenter_for(crops, segmenter: str | Path | None) -> Bundle | None:

@@ -69,6 +69,9 @@ class ModelEntry:
         params_unpruned: Parameters before APoZ pruning (equal to ``params`` when not pruned).
         macs: Multiply-accumulates per image.
         pruned_fraction: Fraction of the prunable channels removed (0 when not pruned).
+        cam_weights: ``(K, n_classes)`` dense weights after global average pooling, with which the
+            runtime turns the ``features`` output into class activation maps (= Grad-CAM).
+        gate: The conversion's accuracy gate (thresholds, pass/fail, whether degraded was allowed).
     """
 
     name: str
@@ -84,6 +87,8 @@ class ModelEntry:
     params_unpruned: int | None = None
     macs: int | None = None
     pruned_fraction: float = 0.0
+    cam_weights: tuple[tuple[float, ...], ...] | None = None
+    gate: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
-"""Thin wrapper over the LiteRT interpreter: one model, float in, float probabilities out.
+"""Thin wrapper over the LiteRT interpreter: one model, float in, named float outputs out.
 
-Quantised models (int8/uint8 input or output) are handled here, at the boundary, with the scale and
-zero point read from the model itself; the bundle manifest's copy is checked against them so that a
-manifest that lies about its model is refused.
+Quantised tensors (int8/uint8) are (de)quantised here, at the boundary, with the scale and zero point
+read from the model itself; the bundle manifest's copy is checked against them so that a manifest that
+lies about its model is refused. A model may have several outputs (a classifier's ``probs`` and
+``features``); they are told apart by shape, because TFLite does not keep Keras output order.
 """
 
 from __future__ import annotations
@@ -19,22 +20,17 @@ _DTYPES = {np.float32: "float32", np.int8: "int8", np.uint8: "uint8"}
 
 
 class Engine:
-    """Runs one ``.tflite`` classifier.
+    """Runs one ``.tflite`` model.
 
     Args:
         path: The model file.
-        entry: Its bundle entry (checked against the file's tensors), or None to trust the file.
+        entry: Its bundle entry (tensors checked against the file), or None to trust the file; without
+            an entry, outputs are named by shape: 2-D ``probs``, 4-D with one channel ``mask``, other
+            4-D ``features``.
         threads: Interpreter threads (1 gives the most repeatable latency).
-        output: The entry's output role this file's output tensor is (``probs`` or ``mask``).
     """
 
-    def __init__(
-        self,
-        path: str | Path,
-        entry: ModelEntry | SegmenterEntry | None = None,
-        threads: int = 1,
-        output: str = "probs",
-    ):
+    def __init__(self, path: str | Path, entry: ModelEntry | SegmenterEntry | None = None, threads: int = 1):
         try:
             self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
             self._interpreter.allocate_tensors()
@@ -45,15 +41,27 @@ class Engine:
                 received=f"{Path(path).name}: {exc}",
             ) from exc
         self._input = self._interpreter.get_input_details()[0]
-        self._output = self._interpreter.get_output_details()[0]
         self.input_spec = _spec(self._input)
-        self.output_spec = _spec(self._output)
+        details = self._interpreter.get_output_details()
+        name = entry.name if entry is not None else Path(path).name
         if entry is not None:
-            _check_matches(entry.name, "input", entry.input, self.input_spec)
-            _check_matches(entry.name, f"{output} output", entry.outputs[output], self.output_spec)
+            _check_matches(name, "input", entry.input, self.input_spec)
+            self._outputs = _match_outputs(name, details, entry.outputs)
+        else:
+            self._outputs = {_role_by_shape(d): d for d in details}
+        self.output_specs = {role: _spec(d) for role, d in self._outputs.items()}
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """Runs one preprocessed input and returns the dequantised output without its batch axis.
+    @property
+    def output_spec(self) -> TensorSpec:
+        """Spec of the primary output (``probs``, or ``mask`` for a segmenter)."""
+        return (
+            self.output_specs.get("probs")
+            or self.output_specs.get("mask")
+            or next(iter(self.output_specs.values()))
+        )
+
+    def run_all(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Runs one preprocessed input; every output dequantised, without its batch axis.
 
         Args:
             x: float32 ``(H, W, C)`` or ``(1, H, W, C)`` model input.
@@ -67,21 +75,33 @@ class Engine:
             )
         self._interpreter.set_tensor(self._input["index"], quantize(x, self.input_spec))
         self._interpreter.invoke()
-        return dequantize(self._interpreter.get_tensor(self._output["index"]), self.output_spec)[0]
+        return {
+            role: dequantize(self._interpreter.get_tensor(d["index"]), self.output_specs[role])[0]
+            for role, d in self._outputs.items()
+        }
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """The primary output of one input (see :meth:`run_all`)."""
+        outputs = self.run_all(x)
+        role = "probs" if "probs" in outputs else "mask" if "mask" in outputs else next(iter(outputs))
+        return outputs[role]
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Class probabilities of one preprocessed input (a classifier's ``(n_classes,)`` output).
+        """Class probabilities of one preprocessed input, summing to 1.
 
-        Returns:
-            float32 probabilities summing to 1 (quantised outputs are renormalised).
+        Quantised probabilities are renormalised: an 8-bit softmax has steps of 1/256, so its rows
+        miss 1 by up to a few steps, and every consumer (combiners, calibration, reports) expects
+        probabilities.
         """
-        probs = self.run(x)
-        if self.output_spec.quantized:
-            # An 8-bit softmax has steps of 1/256, so its rows miss 1 by up to a few steps; renormalise so
-            # that every consumer (combiners, calibration, reports) receives probabilities.
-            total = float(probs.sum())
-            probs = probs / total if total > 0 else np.full_like(probs, 1.0 / probs.size)
+        return normalise(self.run(x), self.output_spec)
+
+
+def normalise(probs: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """Renormalises quantised probabilities (no-op for float outputs)."""
+    if not spec.quantized:
         return probs
+    total = float(probs.sum())
+    return probs / total if total > 0 else np.full_like(probs, 1.0 / probs.size)
 
 
 def quantize(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
@@ -108,6 +128,37 @@ def _spec(detail: dict) -> TensorSpec:
         )
     scale, zero_point = detail.get("quantization", (0.0, 0))
     return TensorSpec(tuple(int(d) for d in detail["shape"]), dtype, float(scale), int(zero_point))
+
+
+def _role_by_shape(detail: dict) -> str:
+    shape = tuple(detail["shape"])
+    if len(shape) == 2:
+        return "probs"
+    return "mask" if shape[-1] == 1 else "features"
+
+
+def _match_outputs(name: str, details: list[dict], declared: dict[str, TensorSpec]) -> dict[str, dict]:
+    """Pairs the manifest's output roles with the file's output tensors by shape (then checks them)."""
+    if len(details) != len(declared):
+        raise BundleError(
+            f"model {name}: manifest and file disagree on outputs",
+            expected=f"{len(declared)} outputs ({', '.join(declared)})",
+            received=f"{len(details)}",
+        )
+    remaining = list(details)
+    matched = {}
+    for role, spec in declared.items():
+        hit = next((d for d in remaining if tuple(int(s) for s in d["shape"]) == tuple(spec.shape)), None)
+        if hit is None:
+            raise BundleError(
+                f"model {name}: no output of the declared {role} shape",
+                expected=str(spec.shape),
+                received=str([tuple(d["shape"]) for d in remaining]),
+            )
+        remaining.remove(hit)
+        _check_matches(name, f"{role} output", spec, _spec(hit))
+        matched[role] = hit
+    return matched
 
 
 def _check_matches(name: str, which: str, declared: TensorSpec, actual: TensorSpec) -> None:

@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from cxr_edge.bundle import Bundle, EnsembleConfig
-from cxr_edge.engine import Engine
+from cxr_edge.cam import class_activation_map, place
+from cxr_edge.engine import Engine, normalise
 from cxr_edge.errors import BundleError, CxrEdgeError, InputError
 from cxr_edge.imaging import ImageInfo, ReadOptions, read_image
-from cxr_edge.preprocess import preprocess
+from cxr_edge.preprocess import crop_region, preprocess
 from cxr_edge.segmenter import Segmenter
 
 
@@ -38,6 +39,9 @@ class Prediction:
             (the bundle has no segmenter).
         crop_reason: Why the fallback was used.
         crop_box: ``(x0, y0, x1, y1)`` in source pixels, when a segmenter ran.
+        cam: Class activation map (= Grad-CAM) of the predicted label at the feature-map resolution,
+            averaged over the members that export features; None when none does.
+        cam_region: The source-image region the classifiers saw (where ``cam`` belongs).
     """
 
     label: str
@@ -48,6 +52,12 @@ class Prediction:
     crop: str = "none"
     crop_reason: str = ""
     crop_box: tuple[int, int, int, int] | None = None
+    cam: np.ndarray | None = field(default=None, repr=False, compare=False)
+    cam_region: tuple[int, int, int, int] | None = None
+
+    def heatmap(self, image_shape: tuple[int, int]) -> np.ndarray | None:
+        """The heat map in source-image pixels (zero outside the region the classifiers saw)."""
+        return None if self.cam is None else place(self.cam, image_shape, self.cam_region)
 
 
 @dataclass(frozen=True)
@@ -95,6 +105,9 @@ class Predictor:
         same = not self.members or tuple(self.members) == ensemble.members
         self._ensemble = ensemble if same else EnsembleConfig(method="mean", members=names)
         self._engines = {e.name: Engine(self.bundle.path_of(e), e, threads=self.threads) for e in entries}
+        self._cam_weights = {
+            e.name: None if e.cam_weights is None else np.asarray(e.cam_weights) for e in entries
+        }
         self._segmenter = Segmenter(self.bundle, self.threads) if self.bundle.manifest.segmenter else None
 
     @property
@@ -116,17 +129,29 @@ class Predictor:
             crop = self._segmenter(image)
             timings["segment"] = _ms(t)
         t0 = time.perf_counter()
-        x = preprocess(image, self.bundle.spec, crop_box=crop.box if crop else None)
+        box = crop.box if crop else None
+        x = preprocess(image, self.bundle.spec, crop_box=box)
         timings["preprocess"] = _ms(t0)
-        per_model = []
+        per_model, features = [], {}
         for name, engine in self._engines.items():
             t = time.perf_counter()
-            per_model.append(engine(x))
+            outputs = engine.run_all(x)
+            per_model.append(normalise(outputs["probs"], engine.output_specs["probs"]))
+            if "features" in outputs and self._cam_weights.get(name) is not None:
+                features[name] = outputs["features"]
             timings[name] = _ms(t)
         t = time.perf_counter()
         probs = self._ensemble.apply(np.stack(per_model))
         timings["combine"] = _ms(t)
         labels = self.labels
+        cam = None
+        if features:
+            t = time.perf_counter()
+            index = int(np.argmax(probs))
+            cam = np.mean(
+                [class_activation_map(f, self._cam_weights[n], index) for n, f in features.items()], axis=0
+            )
+            timings["heatmap"] = _ms(t)
         return Prediction(
             label=labels[int(np.argmax(probs))],
             probs=_named(labels, probs),
@@ -135,7 +160,9 @@ class Predictor:
             info=info,
             crop=crop.status if crop else "none",
             crop_reason=crop.reason if crop else "",
-            crop_box=crop.box if crop else None,
+            crop_box=box,
+            cam=cam,
+            cam_region=crop_region(image.shape, self.bundle.spec, box) if cam is not None else None,
         )
 
     def predict_file(self, path: str | os.PathLike) -> Prediction:

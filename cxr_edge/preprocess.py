@@ -139,20 +139,28 @@ def preprocess(
     return normalize(u8, spec)
 
 
-def crop(image: np.ndarray, spec: PreprocessSpec, crop_box: CropBox | None = None) -> np.ndarray:
-    """Step 1: crops to ``crop_box`` or removes ``spec.border`` of each side."""
-    if image.ndim != 2:
-        raise InputError("image must be 2-D", expected="a greyscale (H, W) array", received=str(image.shape))
-    h, w = image.shape
+def crop_region(shape: tuple[int, int], spec: PreprocessSpec, crop_box: CropBox | None = None) -> CropBox:
+    """The region step 1 keeps, ``(x0, y0, x1, y1)`` in source pixels (heat maps are placed back there).
+
+    Raises:
+        InputError: The crop box lies outside the image.
+    """
+    h, w = shape
     if crop_box is not None:
         x0, y0, x1, y1 = (int(v) for v in crop_box)
         if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
             raise InputError("crop box outside the image", expected=f"inside {w}x{h}", received=str(crop_box))
-        return image[y0:y1, x0:x1]
-    if spec.border > 0:
-        dy, dx = round(h * spec.border), round(w * spec.border)
-        return image[dy : h - dy, dx : w - dx]
-    return image
+        return (x0, y0, x1, y1)
+    dy, dx = round(h * spec.border), round(w * spec.border)
+    return (dx, dy, w - dx, h - dy)
+
+
+def crop(image: np.ndarray, spec: PreprocessSpec, crop_box: CropBox | None = None) -> np.ndarray:
+    """Step 1: crops to ``crop_box`` or removes ``spec.border`` of each side."""
+    if image.ndim != 2:
+        raise InputError("image must be 2-D", expected="a greyscale (H, W) array", received=str(image.shape))
+    x0, y0, x1, y1 = crop_region(image.shape, spec, crop_box)
+    return image[y0:y1, x0:x1]
 
 
 def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -42,7 +42,7 @@ class Segmenter:
                 received=str(bundle.root),
             )
         self.entry = entry
-        self._engine = Engine(bundle.path_of(entry), entry, threads=threads, output="mask")
+        self._engine = Engine(bundle.path_of(entry), entry, threads=threads)
 
     def probabilities(self, image: np.ndarray) -> np.ndarray:
         """``(h, w)`` lung probabilities at the segmenter's resolution."""

@@ -115,6 +115,7 @@ def test_pruned_model_converts_and_the_bundle_records_its_reduction(pruned, kit_
         n_calibration=8,
         max_per_part=16,
         progress=False,
+        allow_degraded=True,  # a barely trained 16-image model: the gate's verdict is recorded, not enforced
     )
     entry = Bundle.load(out).manifest.models[0]
     assert entry.params_unpruned > entry.params or entry.pruned_fraction == 0.0
