@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from convert.gates import GateError, GateThresholds, gate, parity, quantization_report
-from convert.tflite import Quant, to_tflite
+from convert.tflite import Quant, to_tflite_variants
 from cxr_edge.bundle import FORMAT_VERSION, Bundle, BundleManifest, EnsembleConfig, ModelEntry, write_manifest
 from cxr_edge.engine import Engine
 from cxr_edge.ensemble import accuracy_weights, fit_stacker, logloss_weights
@@ -135,17 +135,15 @@ def build_bundle(
             run_info = json.loads((run / "run.json").read_text())
             keras_probs = {p: model.predict(x[p], verbose=0, batch_size=32) for p in ("val", "test")}
             cam = cam_weights(model)
+            calibrated = any(q.calibrated for q in quants)
+            outputs = ("probs", "features") if cam is not None else None
+            flatbuffers = to_tflite_variants(
+                model, quants, x["calibration"] if calibrated else None, outputs=outputs
+            )
             for quant in quants:
                 model_name = f"{config.model}-{quant}" if len(runs) == 1 else f"{run.name}-{quant}"
                 file = staging / f"{model_name}.tflite"
-                file.write_bytes(
-                    to_tflite(
-                        model,
-                        quant,
-                        x["calibration"] if quant.calibrated else None,
-                        outputs=("probs", "features") if cam is not None else None,
-                    )
-                )
+                file.write_bytes(flatbuffers[quant])
                 engine = Engine(file)
                 probs = {p: _run(engine, x[p], f"{model_name} {p}", progress) for p in ("val", "test")}
                 check = parity(keras_probs["val"], probs["val"], y["val"], labels)

@@ -58,11 +58,8 @@ def export_model(model: keras.Model, outputs: Sequence[str]) -> keras.Model:
     return keras.Model(model.input, tensors if len(tensors) > 1 else tensors[0], name=model.name)
 
 
-def converter_for(
-    model: keras.Model, quant: Quant | str, calibration: Iterable[np.ndarray] | None, saved_model_dir: str
-) -> tf.lite.TFLiteConverter:
-    """A configured converter for ``model`` (written as a SavedModel into ``saved_model_dir``)."""
-    quant = Quant(quant)
+def write_saved_model(model: keras.Model, saved_model_dir: str) -> None:
+    """Exports ``model`` (batch 1, inference mode) as the SavedModel every variant is converted from."""
     shape = (1, *model.input_shape[1:])
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -72,6 +69,21 @@ def converter_for(
         input_signature=[tf.TensorSpec(shape, tf.float32, name="image")],
     )
     archive.write_out(saved_model_dir, verbose=False)
+
+
+def converter_for(
+    model: keras.Model,
+    quant: Quant | str,
+    calibration: Iterable[np.ndarray] | None,
+    saved_model_dir: str,
+    *,
+    exported: bool = False,
+) -> tf.lite.TFLiteConverter:
+    """A configured converter for ``model`` (exported into ``saved_model_dir`` unless ``exported``)."""
+    quant = Quant(quant)
+    shape = (1, *model.input_shape[1:])
+    if not exported:
+        write_saved_model(model, saved_model_dir)
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quant is Quant.FP16:
@@ -99,24 +111,38 @@ def converter_for(
     return converter
 
 
+def to_tflite_variants(
+    model: keras.Model,
+    quants: Sequence[Quant | str],
+    calibration: Iterable[np.ndarray] | None = None,
+    outputs: Sequence[str] | None = None,
+) -> dict[Quant, bytes]:
+    """Converts ``model`` to several variants from one export (the export is the slow part).
+
+    Args:
+        model: A functional Keras model with one image input.
+        quants: :class:`Quant` variants.
+        calibration: Preprocessed training inputs, required for ``int8``/``uint8``.
+        outputs: Layer names to export as outputs (default: the model's own outputs).
+
+    Returns:
+        ``{variant: .tflite bytes}``.
+    """
+    source = export_model(model, outputs) if outputs else model
+    calibration = list(calibration) if calibration is not None else None
+    with tempfile.TemporaryDirectory() as saved_model_dir:
+        write_saved_model(source, saved_model_dir)
+        return {
+            Quant(q): converter_for(source, q, calibration, saved_model_dir, exported=True).convert()
+            for q in quants
+        }
+
+
 def to_tflite(
     model: keras.Model,
     quant: Quant | str = Quant.FP32,
     calibration: Iterable[np.ndarray] | None = None,
     outputs: Sequence[str] | None = None,
 ) -> bytes:
-    """Converts a Keras model to a TFLite flatbuffer.
-
-    Args:
-        model: A functional Keras model with one image input.
-        quant: A :class:`Quant` variant.
-        calibration: For ``int8``/``uint8``: preprocessed inputs ``(H, W, C)`` from the training split
-            (a few hundred suffice); required for those variants.
-        outputs: Layer names to export as outputs (default: the model's own outputs).
-
-    Returns:
-        The ``.tflite`` bytes.
-    """
-    source = export_model(model, outputs) if outputs else model
-    with tempfile.TemporaryDirectory() as saved_model_dir:
-        return converter_for(source, quant, calibration, saved_model_dir).convert()
+    """Converts a Keras model to one TFLite variant (see :func:`to_tflite_variants`)."""
+    return to_tflite_variants(model, [quant], calibration, outputs)[Quant(quant)]

@@ -6,7 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from convert.tflite import to_tflite
+from convert.gates import gate, parity
+from convert.tflite import Quant, to_tflite_variants
 from cxr_edge.engine import Engine
 from cxr_edge.errors import SpecError
 from cxr_edge.preprocess import PreprocessSpec
@@ -53,10 +54,29 @@ def test_architecture_builds_trains_one_step_and_converts(name, tmp_path):
     history = model.fit(x, np.eye(3, dtype=np.float32)[[0, 1, 2, 0]], epochs=1, batch_size=4, verbose=0)
     assert np.isfinite(history.history["loss"][0])
     assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
-    file = tmp_path / f"{name}.tflite"
-    file.write_bytes(to_tflite(model, "fp32"))
-    got = Engine(file)(x[0])
-    np.testing.assert_allclose(got, keras.ops.convert_to_numpy(model(x[:1], training=False))[0], atol=1e-4)
+    # All variants from one export; each is gated against Keras on the same inputs.
+    flatbuffers = to_tflite_variants(model, list(Quant), calibration=x, outputs=("probs", "features"))
+    reference = keras.ops.convert_to_numpy(model(x, training=False))
+    for quant, data in flatbuffers.items():
+        file = tmp_path / f"{name}-{quant}.tflite"
+        file.write_bytes(data)
+        engine = Engine(file)
+        assert set(engine.output_specs) == {"probs", "features"}
+        assert engine.input_spec.dtype == {"int8": "int8", "uint8": "uint8"}.get(quant.value, "float32")
+        got = np.stack([engine(xi) for xi in x])
+        verdict = gate(parity(reference, got, [0, 1, 2, 0], ["a", "b", "c"]))
+        assert isinstance(verdict["passed"], bool)
+        np.testing.assert_allclose(got, reference, atol=TOLERANCE[quant])
+
+
+#: Keras vs TFLite probability tolerance per variant at these tiny, random-weight sizes.
+TOLERANCE = {
+    Quant.FP32: 1e-4,
+    Quant.FP16: 5e-3,
+    Quant.DYNAMIC_INT8: 0.05,
+    Quant.INT8: 0.15,
+    Quant.UINT8: 0.15,
+}
 
 
 def test_backbone_weights_load_from_a_local_file(tmp_path):

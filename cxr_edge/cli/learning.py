@@ -243,7 +243,29 @@ def zoo_cmd():
 @split_option()
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Bundle folder to create.")
 @click.option(
-    "--quant", default="fp32,int8", show_default=True, help="Variants to convert (comma-separated)."
+    "--quant",
+    default="fp32,int8",
+    show_default=True,
+    help="Variants to convert, comma-separated: fp32, fp16, dynamic_int8, int8, uint8.",
+)
+@click.option(
+    "--allow-degraded",
+    is_flag=True,
+    help="Keep variants that fail the accuracy gate (the failure is recorded in the manifest).",
+)
+@click.option(
+    "--min-agreement",
+    default=0.99,
+    show_default=True,
+    type=float,
+    help="Gate: argmax agreement with Keras on validation.",
+)
+@click.option(
+    "--max-auc-drop",
+    default=0.01,
+    show_default=True,
+    type=float,
+    help="Gate: largest allowed macro-AUC loss on validation.",
 )
 @click.option(
     "--member",
@@ -284,6 +306,9 @@ def convert_cmd(
     split_path,
     out,
     quant,
+    allow_degraded,
+    min_agreement,
+    max_auc_drop,
     member_quant,
     method,
     weight_rule,
@@ -310,6 +335,8 @@ def convert_cmd(
         max_per_part=max_per_part,
         command=shlex.join(["cxr-edge", *sys.argv[1:]]),
         overwrite=force,
+        thresholds=build.GateThresholds(min_agreement=min_agreement, max_auc_drop=max_auc_drop),
+        allow_degraded=allow_degraded,
     )
     from cxr_edge.bundle import Bundle
     from cxr_edge.cli.runtime import model_lines
