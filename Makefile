@@ -6,7 +6,7 @@ CLI     = $(VENV)/bin/cxr-edge
 KIT    ?= ../shared/data/manifest.csv
 SPLIT  ?= splits/kit.csv
 
-.PHONY: demo test lint format bundle clean
+.PHONY: demo test lint format bundle schema clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,3 +45,7 @@ bundle: $(VENV)/.full
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache
+
+# Regenerate the bundle manifest's JSON Schema from its dataclasses (a test checks they agree).
+schema: $(VENV)/.runtime
+	$(PY) -c "import json; from cxr_edge.bundle import SCHEMA_FILE, manifest_schema; SCHEMA_FILE.write_text(json.dumps(manifest_schema(), indent=2) + '\n')"

@@ -17,15 +17,20 @@ from typing import Any, Literal
 
 import numpy as np
 
-from cxr_edge.configio import from_dict, to_dict
+from cxr_edge.configio import from_dict, json_schema, to_dict
 from cxr_edge.ensemble import METHODS, Stacker, apply_temperature, combine
 from cxr_edge.errors import BundleError, SpecError
 from cxr_edge.lungcrop import CropSpec
 from cxr_edge.manifest import file_sha256
 from cxr_edge.preprocess import PreprocessSpec
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions this runtime reads. Version 2 added segmenters, feature outputs with CAM weights,
+#: accuracy gates, fitted ensembles (weights, stacking, temperature) and pruning records; a
+#: version-1 manifest is a valid version-2 manifest without them.
+READABLE_VERSIONS = (1, 2)
 MANIFEST_NAME = "manifest.json"
+SCHEMA_FILE = Path(__file__).resolve().parent / "schema" / "bundle-manifest.schema.json"
 
 
 @dataclass(frozen=True)
@@ -203,12 +208,13 @@ class BundleManifest:
         if not isinstance(data, dict):
             raise BundleError("bundle manifest is not a JSON object", received=type(data).__name__)
         version = data.get("format_version")
-        if version != FORMAT_VERSION:
+        if version not in READABLE_VERSIONS:
             raise BundleError(
                 "unsupported bundle format",
-                expected=f"format_version {FORMAT_VERSION}",
+                expected=f"format_version in {READABLE_VERSIONS}",
                 received=f"format_version {version!r}",
             )
+        _validate_schema(data)
         try:
             manifest = from_dict(cls, data, what="bundle manifest")
         except SpecError as exc:
@@ -290,6 +296,27 @@ class BundleManifest:
                 return m
         raise BundleError(
             "no such model in the bundle", expected=str([m.name for m in self.models]), received=name
+        )
+
+
+def manifest_schema() -> dict:
+    """The JSON Schema of ``manifest.json``, derived from :class:`BundleManifest`."""
+    return json_schema(BundleManifest, title="cxr-edge bundle manifest")
+
+
+def _validate_schema(data: dict) -> None:
+    """Validates a manifest against the committed JSON Schema (what other runtimes validate with too)."""
+    import jsonschema  # deferred: only loading a bundle needs it
+
+    schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(data), key=lambda e: list(e.path))
+    if errors:
+        first = errors[0]
+        where = "/".join(str(p) for p in first.path) or "(top level)"
+        raise BundleError(
+            f"bundle manifest does not follow its schema at {where}: {first.message}",
+            expected=f"a manifest valid against {SCHEMA_FILE.name}",
+            received=f"{len(errors)} schema violation(s)",
         )
 
 

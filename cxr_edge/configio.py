@@ -124,3 +124,58 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             raise SpecError(f"invalid value for {where}", expected="a string", received=repr(value))
         return value
     return value
+
+
+def json_schema(cls: type, *, title: str | None = None) -> dict:
+    """A JSON Schema (draft 2020-12) describing the JSON form of a config dataclass.
+
+    It is derived from the dataclass's type hints, so the schema and the parser cannot drift apart:
+    unknown keys are refused, fields without defaults are required, enums and literals become ``enum``.
+    """
+    schema = _schema_for(cls)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    if title:
+        schema["title"] = title
+    return schema
+
+
+def _schema_for(hint: Any) -> dict:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return {"anyOf": [_schema_for(a) for a in args]}
+    if hint is type(None):
+        return {"type": "null"}
+    if origin is typing.Literal:
+        return {"enum": list(args)}
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return {"type": "array", "items": _schema_for(args[0])}
+        return {
+            "type": "array",
+            "prefixItems": [_schema_for(a) for a in args],
+            "minItems": len(args),
+            "maxItems": len(args),
+        }
+    if origin is dict or hint is dict:
+        value = _schema_for(args[1]) if len(args) == 2 else {}
+        return {"type": "object", "additionalProperties": value}
+    if dataclasses.is_dataclass(hint):
+        hints = typing.get_type_hints(hint)
+        fields = [f for f in dataclasses.fields(hint) if f.init]
+        required = [
+            f.name
+            for f in fields
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
+        return {
+            "type": "object",
+            "properties": {f.name: _schema_for(hints[f.name]) for f in fields},
+            "required": required,
+            "additionalProperties": False,
+        }
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return {"enum": [m.value for m in hint]}
+    simple = {bool: "boolean", int: "integer", float: "number", str: "string"}
+    if hint in simple:
+        return {"type": simple[hint]}
+    return {}

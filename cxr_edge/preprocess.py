@@ -130,13 +130,24 @@ def preprocess(
     Raises:
         InputError: The image is not 2-D or the crop box lies outside it.
     """
-    image = crop(image, spec, crop_box)
-    resized = resize(image, spec.input_size)
+    return normalize(preprocess_u8(image, spec, crop_box, augment), spec)
+
+
+def preprocess_u8(
+    image: np.ndarray,
+    spec: PreprocessSpec,
+    crop_box: CropBox | None = None,
+    augment: Augment | None = None,
+) -> np.ndarray:
+    """Steps 1-6: the 8-bit image after crop, resize, quantisation, CLAHE and median filter.
+
+    Every runtime must reproduce this array exactly (golden vectors check it); only step 7-8 are
+    floating point.
+    """
+    resized = resize(crop(image, spec, crop_box), spec.input_size)
     if augment is not None:
         resized = np.clip(augment(resized), 0.0, 1.0).astype(np.float32)
-    u8 = quantize(resized)
-    u8 = enhance(u8, spec)
-    return normalize(u8, spec)
+    return enhance(quantize(resized), spec)
 
 
 def crop_region(shape: tuple[int, int], spec: PreprocessSpec, crop_box: CropBox | None = None) -> CropBox:

@@ -79,13 +79,14 @@ def test_not_a_bundle(tmp_path):
     ("change", "match"),
     [
         (lambda d: d.update(format_version=99), "unsupported bundle format"),
-        (lambda d: d.update(colour="blue"), "unknown keys"),
+        (lambda d: d.update(colour="blue"), "does not follow its schema.*'colour' was unexpected"),
         (lambda d: d["ensemble"].update(members=["nope"]), "unknown models"),
         (lambda d: d["ensemble"].update(method="median"), "ensemble method"),
         (lambda d: d.update(labels=["covid", "covid", "normal"]), "label"),
         (lambda d: d["preprocess"].update(input_size=[128, 128]), "does not match the preprocessing"),
         (lambda d: d["models"][0].update(file="../escape.tflite"), "outside the bundle|incomplete"),
-        (lambda d: d["models"][0].pop("sha256"), "incomplete bundle manifest"),
+        (lambda d: d["models"][0].pop("sha256"), "schema at models/0: 'sha256' is a required property"),
+        (lambda d: d["models"][0].update(params="many"), "schema at models/0/params"),
         (lambda d: d["models"][0].update(outputs={}), "no probability output"),
         (lambda d: d["models"][0]["outputs"]["probs"].update(dtype="float64"), "dtype"),
     ],
@@ -122,3 +123,14 @@ def test_fp32_and_int8_members_agree_on_a_sample():
     p32 = Predictor(bundle, members=[names["fp32"]]).predict_file(sample).probs
     p8 = Predictor(bundle, members=[names["int8"]]).predict_file(sample).probs
     np.testing.assert_allclose(list(p8.values()), list(p32.values()), atol=0.1)
+
+
+def test_committed_schema_is_the_generated_one():
+    from cxr_edge.bundle import SCHEMA_FILE, manifest_schema
+
+    assert json.loads(SCHEMA_FILE.read_text()) == manifest_schema(), "regenerate it with `make schema`"
+
+
+def test_version_1_manifests_still_load(bundle_copy):
+    edit_manifest(bundle_copy, lambda d: d.update(format_version=1))
+    assert Bundle.load(bundle_copy).manifest.format_version == 1

@@ -360,18 +360,28 @@ def convert_cmd(
     type=click.Choice(["fp32", "int8"]),
     help="Variant to ship (both are measured).",
 )
+@click.option(
+    "--margin",
+    default=0.05,
+    show_default=True,
+    type=float,
+    help="Crop margin: fraction of the lung box's width/height added on each side.",
+)
 @root_option
 @click.option("--force", is_flag=True, help="Replace an existing folder.")
 @clean_errors
-def convert_segmenter_cmd(run_dir, manifest_path, split_path, out, quant, root, force):
+def convert_segmenter_cmd(run_dir, manifest_path, split_path, out, quant, margin, root, force):
     """Convert a U-Net run to a segmenter bundle (fp32 and int8 measured on held-out masks)."""
     seg = _needs_train_extra("convert.segmenter")
+    from cxr_edge.lungcrop import CropSpec
+
     bundle = seg.build_segmenter_bundle(
         run_dir,
         manifest_path,
         split_path,
         out,
         quant=quant,
+        crop=CropSpec(margin=margin),
         root=root,
         overwrite=force,
         command=shlex.join(["cxr-edge", *sys.argv[1:]]),

@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from cxr_edge.bundle import Bundle
 from cxr_edge.cli.common import bundle_option, clean_errors, data_option, root_option
+from cxr_edge.imaging import read_image
 from cxr_edge.manifest import load_manifest
 from cxr_edge.outputs import RowWriter, outcome_row
 from cxr_edge.pipeline import Outcome, Predictor, expand_inputs
@@ -38,8 +39,15 @@ def _predictor(bundle_dir: str | None, models: str | None, threads: int) -> Pred
     "--models", default=None, help="Comma-separated model names to run instead of the ensemble members."
 )
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 64), help="LiteRT threads.")
+@click.option(
+    "--heatmaps",
+    "heatmap_dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Write a heat-map overlay PNG (Grad-CAM of the predicted label) per image into DIR.",
+)
 @clean_errors
-def predict_cmd(paths, bundle_dir, out, force, models, threads):
+def predict_cmd(paths, bundle_dir, out, force, models, threads, heatmap_dir):
     """Classify chest X-rays (PNG, JPEG, DICOM files or folders, searched recursively).
 
     Writes one row per input: path, status, error, label, prob_<label>..., latency_ms. A file that
@@ -71,6 +79,8 @@ def predict_cmd(paths, bundle_dir, out, force, models, threads):
                 stdout_csv.writerow(outcome_row(outcome, predictor.labels))
             if not outcome.ok:
                 click.echo(f"error: {outcome.path}: {outcome.error}", err=True)
+            elif heatmap_dir:
+                _write_heatmap(Path(heatmap_dir), outcome)
     finally:
         if writer is not None:
             writer.close()
@@ -81,6 +91,22 @@ def predict_cmd(paths, bundle_dir, out, force, models, threads):
         err=True,
     )
     sys.exit(2 if failed else 0)
+
+
+def _write_heatmap(folder: Path, outcome: Outcome) -> None:
+    """Overlay of the predicted label's heat map on the image (re-read: predictions keep no pixels)."""
+    import cv2
+
+    from cxr_edge.cam import overlay
+
+    pred = outcome.prediction
+    if pred.cam is None:
+        return
+    image, _ = read_image(outcome.path)
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = str(outcome.path).strip("/").replace("/", "__").rsplit(".", 1)[0]
+    picture = overlay(image, pred.heatmap(image.shape), f"{pred.label} {pred.probs[pred.label]:.2f}")
+    cv2.imwrite(str(folder / f"{stem}_heatmap.png"), picture)
 
 
 @click.command("info")
@@ -127,11 +153,21 @@ def model_lines(bundle: Bundle) -> list[str]:
         lines.append(
             f"{e.name:<24} {e.quant:<5} {size:8.1f} KiB  {e.params:>9,} params  input {e.input.dtype}  "
             f"parity(val) agree={_fmt(par.get('argmax_agreement'))} "
-            f"maxdiff={_fmt(par.get('max_abs_diff'), 4)}  "
+            f"maxdiff={_fmt(par.get('max_abs_diff'), 4)} gate={_gate(e.gate)}  "
             f"val acc={_fmt(val.get('accuracy'))} auc={_fmt(val.get('auc_macro'))}  "
             f"test acc={_fmt(test.get('accuracy'))} auc={_fmt(test.get('auc_macro'))}"
         )
     return lines
+
+
+def _gate(verdict: dict) -> str:
+    if not verdict:
+        return "n/a"
+    return (
+        "pass"
+        if verdict.get("passed")
+        else ("FAIL (kept: --allow-degraded)" if verdict.get("allowed_degraded") else "FAIL")
+    )
 
 
 def _fmt(value, digits: int = 3) -> str:

@@ -1,0 +1,108 @@
+"""Golden vectors: what the Python runtime computes for a few shipped samples, stage by stage.
+
+Other runtimes (the browser app, the Android core) load these files and prove they compute the same
+thing: the 8-bit preprocessed image (exactly), the model input (float, ~1e-6), each model's outputs,
+the ensemble's probabilities and the heat map. Arrays are stored as base64 of little-endian bytes
+with their dtype and shape, so any language can read them without a numpy dependency.
+
+Regenerate after rebuilding the default bundle: ``make golden`` (a test fails until you do).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+
+from cxr_edge.bundle import Bundle
+from cxr_edge.engine import Engine
+from cxr_edge.imaging import read_image
+from cxr_edge.pipeline import Predictor
+from cxr_edge.preprocess import preprocess, preprocess_u8
+from cxr_edge.segmenter import Segmenter
+
+
+def encode(array: np.ndarray) -> dict:
+    """``{"dtype", "shape", "base64"}`` of an array (little-endian)."""
+    a = np.ascontiguousarray(array)
+    return {
+        "dtype": str(a.dtype),
+        "shape": list(a.shape),
+        "base64": base64.b64encode(a.astype(a.dtype.newbyteorder("<")).tobytes()).decode("ascii"),
+    }
+
+
+def decode(entry: dict) -> np.ndarray:
+    """Inverse of :func:`encode`."""
+    data = base64.b64decode(entry["base64"])
+    return np.frombuffer(data, dtype=np.dtype(entry["dtype"]).newbyteorder("<")).reshape(entry["shape"])
+
+
+def vectors(bundle: Bundle, image_file: Path) -> dict:
+    """Every intermediate result of the bundle's pipeline on one image."""
+    image, info = read_image(image_file)
+    spec = bundle.spec
+    out: dict = {
+        "file": image_file.name,
+        "bundle_name": bundle.manifest.name,
+        "image": {"width": info.width, "height": info.height},
+    }
+    box = None
+    if bundle.manifest.segmenter is not None:
+        segmenter = Segmenter(bundle)
+        result = segmenter(image)
+        box = result.box
+        # float16 keeps the file small; compare with the stated tolerance.
+        out["segmenter"] = {
+            "mask_probabilities": encode(segmenter.probabilities(image).astype(np.float16)),
+            "crop": {"status": result.status, "reason": result.reason, "box": list(box)},
+        }
+    x = preprocess(image, spec, crop_box=box)
+    out["preprocessed_u8"] = encode(preprocess_u8(image, spec, crop_box=box))
+    # The float input is (u8 / 255 - mean) / std (or u8 / 255 for "unit"); its statistics suffice.
+    out["model_input"] = {
+        "shape": list(x.shape),
+        "mean": float(x.mean()),
+        "std": float(x.std()),
+        "first": x.reshape(-1)[:16].tolist(),
+    }
+    members = {}
+    for entry in bundle.manifest.models:
+        outputs = Engine(bundle.path_of(entry), entry).run_all(x)
+        members[entry.name] = {
+            "probs": outputs["probs"].astype(float).tolist(),
+            "features_sum": float(outputs["features"].sum()) if "features" in outputs else None,
+        }
+    out["models"] = members
+    pred = Predictor(bundle).predict_image(image)
+    out["ensemble"] = {"label": pred.label, "probs": [pred.probs[label] for label in bundle.labels]}
+    out["cam"] = encode(pred.cam.astype(np.float32)) if pred.cam is not None else None
+    return out
+
+
+def write(bundle: Bundle, images: list[Path], folder: str | Path) -> list[Path]:
+    """Writes one ``<stem>.json`` per image plus ``index.json`` (bundle checksums, tolerances)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for image in images:
+        path = folder / f"{image.stem}.json"
+        path.write_text(json.dumps(vectors(bundle, image)) + "\n")
+        written.append(path)
+    index = {
+        "bundle_models": {m.name: m.sha256 for m in bundle.manifest.models},
+        "segmenter": bundle.manifest.segmenter.sha256 if bundle.manifest.segmenter else None,
+        "files": [p.name for p in written],
+        "tolerances": {
+            "preprocessed_u8": 0,
+            "mask_probabilities": 1e-3,
+            "model_input": 1e-5,
+            "probs_float_models": 1e-5,
+            "probs_quantized_models": 1 / 128,
+            "cam": 1e-4,
+        },
+    }
+    (folder / "index.json").write_text(json.dumps(index, indent=2) + "\n")
+    return written
