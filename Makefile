@@ -6,7 +6,7 @@ CLI     = $(VENV)/bin/cxr-edge
 KIT    ?= ../shared/data/manifest.csv
 SPLIT  ?= splits/kit.csv
 
-.PHONY: demo test lint format bundle schema clean
+.PHONY: demo test lint format bundle schema golden clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,3 +49,7 @@ clean:
 # Regenerate the bundle manifest's JSON Schema from its dataclasses (a test checks they agree).
 schema: $(VENV)/.runtime
 	$(PY) -c "import json; from cxr_edge.bundle import SCHEMA_FILE, manifest_schema; SCHEMA_FILE.write_text(json.dumps(manifest_schema(), indent=2) + '\n')"
+
+# Rewrite the golden vectors of the default bundle (after rebuilding it).
+golden: $(VENV)/.runtime
+	$(PY) -m cxr_edge.golden

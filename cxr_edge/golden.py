@@ -106,3 +106,59 @@ def write(bundle: Bundle, images: list[Path], folder: str | Path) -> list[Path]:
     }
     (folder / "index.json").write_text(json.dumps(index, indent=2) + "\n")
     return written
+
+
+def check(bundle: Bundle, folder: str | Path) -> list[str]:
+    """Differences between stored golden vectors and what this runtime computes now ([] = identical).
+
+    Used by the test suite; other runtimes implement the same comparison in their own language.
+    """
+    folder = Path(folder)
+    index = json.loads((folder / "index.json").read_text())
+    tol = index["tolerances"]
+    problems = []
+    if index["bundle_models"] != {m.name: m.sha256 for m in bundle.manifest.models}:
+        return ["the bundle changed since the golden vectors were written: run `make golden`"]
+    from cxr_edge.samples import samples_dir
+
+    for name in index["files"]:
+        stored = json.loads((folder / name).read_text())
+        now = vectors(bundle, samples_dir() / stored["file"])
+        if not np.array_equal(decode(stored["preprocessed_u8"]), decode(now["preprocessed_u8"])):
+            problems.append(f"{name}: 8-bit preprocessed image differs")
+        if "segmenter" in stored:
+            a = decode(stored["segmenter"]["mask_probabilities"]).astype(np.float32)
+            b = decode(now["segmenter"]["mask_probabilities"]).astype(np.float32)
+            if np.abs(a - b).max() > tol["mask_probabilities"]:
+                problems.append(f"{name}: segmenter mask differs")
+            if stored["segmenter"]["crop"] != now["segmenter"]["crop"]:
+                problems.append(f"{name}: crop differs")
+        for key in ("mean", "std"):
+            if abs(stored["model_input"][key] - now["model_input"][key]) > tol["model_input"]:
+                problems.append(f"{name}: model input {key} differs")
+        for model, out in stored["models"].items():
+            quantized = bundle.manifest.model(model).input.quantized
+            limit = tol["probs_quantized_models"] if quantized else tol["probs_float_models"]
+            if np.abs(np.array(out["probs"]) - np.array(now["models"][model]["probs"])).max() > limit:
+                problems.append(f"{name}: {model} probabilities differ")
+        if stored["ensemble"]["label"] != now["ensemble"]["label"]:
+            problems.append(f"{name}: ensemble label differs")
+        cams = stored["cam"], now["cam"]
+        if cams[0] is not None and np.abs(decode(cams[0]) - decode(cams[1])).max() > tol["cam"]:
+            problems.append(f"{name}: heat map differs")
+    return problems
+
+
+def main() -> None:
+    """``python -m cxr_edge.golden``: golden vectors of the default bundle into ``tests/golden``."""
+    from cxr_edge.samples import load_samples
+
+    samples = load_samples()
+    picks = [next(s for s in samples if s.label == label).file for label in ("covid", "pneumonia_unknown")]
+    target = Path(__file__).resolve().parents[1] / "tests" / "golden"
+    for path in write(Bundle.load(), picks, target):
+        print(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -112,13 +112,17 @@ def _write_heatmap(folder: Path, outcome: Outcome) -> None:
 @click.command("info")
 @bundle_option
 @click.option("--json", "as_json", is_flag=True, help="Print the whole manifest as JSON.")
+@click.option("--markdown", is_flag=True, help="Print the models as a Markdown table (for reports).")
 @clean_errors
-def info_cmd(bundle_dir, as_json):
+def info_cmd(bundle_dir, as_json, markdown):
     """Show what a bundle holds and where it is (checksums are verified)."""
     bundle = Bundle.load(bundle_dir)
     m = bundle.manifest
     if as_json:
         click.echo(json.dumps(m.to_dict(), indent=2))
+        return
+    if markdown:
+        click.echo(model_table(bundle))
         return
     click.echo(f"bundle      {m.name}  (format {m.format_version})")
     click.echo(f"location    {bundle.root}")
@@ -129,7 +133,17 @@ def info_cmd(bundle_dir, as_json):
         f"preprocess  {spec.input_size[0]}x{spec.input_size[1]}x{spec.channels}, border {spec.border}, "
         f"CLAHE {'on' if spec.clahe else 'off'}, median {spec.median}, {spec.normalize}"
     )
-    click.echo(f"ensemble    {m.ensemble.method} of {', '.join(m.ensemble.members)}")
+    ens = m.ensemble
+    click.echo(
+        f"ensemble    {ens.method} of {', '.join(ens.members) or '(none)'}, temperature {ens.temperature:.3g}"
+    )
+    if m.segmenter is not None:
+        seg = m.segmenter
+        click.echo(
+            f"segmenter   {seg.name} ({seg.quant}, {bundle.path_of(seg).stat().st_size / 1024:.0f} KiB, "
+            f"{seg.macs / 1e9:.1f} GMACs), held-out Dice {_fmt(seg.metrics.get('heldout_dice'))}, "
+            f"crop margin {seg.crop.margin}"
+        )
     click.echo("models")
     for line in model_lines(bundle):
         click.echo(f"  {line}")
@@ -142,6 +156,24 @@ def info_cmd(bundle_dir, as_json):
         f"            data manifest {str(prov.get('data_manifest_sha256', '?'))[:16]}..., "
         f"split {str(prov.get('split_sha256', '?'))[:16]}..."
     )
+
+
+def model_table(bundle: Bundle) -> str:
+    """Markdown table: variant, size, parameters, parity and gate on validation, val/test metrics."""
+    rows = [
+        "| model | variant | size (KiB) | params | agreement | max Δp | AUC drop | gate | val acc | val AUC "
+        "| test acc | test AUC |",
+        "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for e in bundle.manifest.models:
+        par, val, test = e.parity, e.metrics.get("val", {}), e.metrics.get("test", {})
+        rows.append(
+            f"| {e.name} | {e.quant} | {bundle.path_of(e).stat().st_size / 1024:.1f} | {e.params:,} | "
+            f"{_fmt(par.get('argmax_agreement'))} | {_fmt(par.get('max_abs_diff'), 4)} | "
+            f"{_fmt(par.get('auc_macro_drop'), 4)} | {_gate(e.gate)} | {_fmt(val.get('accuracy'))} | "
+            f"{_fmt(val.get('auc_macro'))} | {_fmt(test.get('accuracy'))} | {_fmt(test.get('auc_macro'))} |"
+        )
+    return "\n".join(rows)
 
 
 def model_lines(bundle: Bundle) -> list[str]:
