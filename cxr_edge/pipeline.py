@@ -111,6 +111,11 @@ class Predictor:
         self._segmenter = Segmenter(self.bundle, self.threads) if self.bundle.manifest.segmenter else None
 
     @property
+    def member_names(self) -> tuple[str, ...]:
+        """Names of the models this predictor runs."""
+        return tuple(self._engines)
+
+    @property
     def method(self) -> str:
         """The combiner this predictor uses (``mean`` for a chosen subset of members)."""
         return self._ensemble.method

@@ -7,7 +7,21 @@ import click
 from cxr_edge.cli import learning, runtime
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """Adds ``bench``, which lives in ``benchmarks`` and is imported only when it is run."""
+
+    def list_commands(self, ctx):
+        return sorted([*super().list_commands(ctx), "bench"])
+
+    def get_command(self, ctx, name):
+        if name == "bench":
+            from benchmarks.latency import main as bench  # the runtime never imports benchmarks otherwise
+
+            return bench
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="cxr-edge")
 def main() -> None:
     """cxr-edge: chest X-ray classifiers from training to the edge.

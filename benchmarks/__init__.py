@@ -1,0 +1,1 @@
+"""Benchmarks: latency, memory and size of bundles (``python -m benchmarks.latency``), RESULTS.md."""
