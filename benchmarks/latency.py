@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import resource
+import shlex
 import subprocess
 import sys
 import time
@@ -27,7 +28,17 @@ from cxr_edge.provenance import now_utc, versions
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process (MiB)."""
+    """Peak resident memory of this process (MiB).
+
+    Linux's ``VmHWM`` is used where available: ``ru_maxrss`` of a child that was forked from a large
+    parent (pytest with TensorFlow loaded) starts at the parent's size and would overstate the runtime.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -268,6 +279,9 @@ def main(bundle_dir, image_paths, threads, runs, baseline_runs, variants, out):
         runs=runs,
         baseline=list(baseline_runs),
         variants=variants,
+    )
+    result["command"] = shlex.join(
+        ["cxr-edge", "bench", *sys.argv[2:]] if "bench" in sys.argv[1:2] else sys.argv
     )
     text = json.dumps(result, indent=2)
     if out:

@@ -1,0 +1,121 @@
+"""``python -m benchmarks.report``: RESULTS.md (and plots) from benchmark JSON files.
+
+    python -m benchmarks.report benchmarks/results/*.json --out benchmarks/RESULTS.md
+
+Each JSON is what ``cxr-edge bench --out`` writes. The report states the machine, versions, date and
+commands, and tabulates end-to-end and per-stage latency, memory, size, parameters and MACs, and the
+speed-up over the unpruned fp32 Keras baseline measured in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+NOTE = (
+    "This CPU has AVX-512 VNNI (and the brief's machine AMX), which make int8 inference faster here "
+    "than on phone CPUs; scale by the MAC counts to estimate another device. Timings are medians over "
+    "repeated passes after a warm-up, single-threaded unless stated, measured while the machine may be "
+    "shared: compare ratios within one file, not absolute numbers across files."
+)
+
+
+def render(results: list[tuple[str, dict]], commands: dict[str, str]) -> str:
+    """The Markdown report for ``[(name, bench JSON)]``."""
+    first = results[0][1]
+    m = first["machine"]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores; ISA: {', '.join(m['isa']) or 'n/a'}; {m['platform']}.",
+        f"Versions: {', '.join(f'{k} {v}' for k, v in first['versions'].items())}.",
+        "",
+        NOTE,
+        "",
+        "## End to end (decode -> [segment] -> preprocess -> classify -> combine -> heat map)",
+        "",
+        "| bundle | date | size (MiB) | p50 ms | p95 ms | img/s | peak RSS (MiB) | Keras baseline p50 ms | "
+        "baseline RSS (MiB) | speed-up |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in results:
+        e, base = r["end_to_end"], r.get("baseline")
+        cells = [
+            name,
+            r["created"][:10],
+            f"{r['bundle_mb']:.2f}",
+            f"{e['p50_ms']:.1f}",
+            f"{e['p95_ms']:.1f}",
+            f"{e['throughput_img_s']:.0f}",
+            f"{r['peak_rss_mb']:.0f}",
+        ]
+        if base:
+            cells += [
+                f"{base['end_to_end']['p50_ms']:.1f}",
+                f"{base['peak_rss_mb']:.0f}",
+                f"{r['speedup_vs_baseline']:.1f}x",
+            ]
+        else:
+            cells += ["n/a"] * 3
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "## Stages (p50 ms)", ""]
+    for name, r in results:
+        lines += [f"**{name}**: " + ", ".join(f"{s} {p['p50_ms']:.2f}" for s, p in r["stages"].items()), ""]
+    lines += [
+        "## Models",
+        "",
+        "| bundle | model | variant | file (MiB) | params | params unpruned | GMACs | alone p50 ms |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in results:
+        for model, info in r["models"].items():
+            alone = r.get("variants", {}).get(model, {}).get("end_to_end", {}).get("p50_ms")
+            lines.append(
+                f"| {name} | {model} | {info['quant']} | {info['file_mb']:.2f} | {info['params']:,} | "
+                f"{(info['params_unpruned'] or info['params']):,} | "
+                f"{(info['macs'] or 0) / 1e9:.2f} | {'n/a' if alone is None else f'{alone:.1f}'} |"
+            )
+        if r.get("segmenter"):
+            s = r["segmenter"]
+            lines.append(
+                f"| {name} | {s['name']} (segmenter) | | {s['file_mb']:.2f} | | | {s['macs'] / 1e9:.2f} | |"
+            )
+    lines += [
+        "",
+        "## Runtime alone (no TensorFlow)",
+        "",
+        "| bundle | import ms | RSS after import (MiB) | init ms | peak RSS (MiB) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, r in results:
+        one = r["by_threads"][next(iter(r["by_threads"]))]
+        lines.append(
+            f"| {name} | {one.get('import_ms', 0):.0f} | {one.get('rss_after_import_mb', 0):.0f} | "
+            f"{one['init_ms']:.0f} | {one['peak_rss_mb']:.0f} |"
+        )
+    if any(len(r["by_threads"]) > 1 for _, r in results):
+        lines += ["", "## Threads", "", "| bundle | threads | p50 ms |", "|---|---:|---:|"]
+        for name, r in results:
+            lines += [
+                f"| {name} | {t} | {v['end_to_end']['p50_ms']:.1f} |" for t, v in r["by_threads"].items()
+            ]
+    if commands:
+        lines += ["", "## Commands", "", "```sh", *commands.values(), "```"]
+    return "\n".join(lines) + "\n"
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", default="benchmarks/RESULTS.md", show_default=True, type=click.Path(dir_okay=False))
+def main(files, out):
+    """Write RESULTS.md from `cxr-edge bench` JSON files (a `command` key in each is quoted)."""
+    results = [(Path(f).stem, json.loads(Path(f).read_text())) for f in files]
+    commands = {name: r["command"] for name, r in results if r.get("command")}
+    Path(out).write_text(render(results, commands))
+    click.echo(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

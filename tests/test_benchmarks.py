@@ -1,0 +1,77 @@
+"""The benchmark harness: JSON contract of `cxr-edge bench`, per-stage numbers, the report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from benchmarks.report import render
+from cxr_edge.cli import main
+from cxr_edge.samples import load_samples
+
+
+@pytest.fixture(scope="module")
+def bench_json(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    images = [str(s.file) for s in load_samples()[:2]]
+    args = ["bench", "--runs", "1", "--threads", "1,2", "--variants", "--out", str(out)]
+    for image in images:
+        args += ["--images", image]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    return json.loads(out.read_text())
+
+
+def test_bench_json_contract(bench_json):
+    r = bench_json
+    assert r["bundle_mb"] > 0 and r["peak_rss_mb"] > 0
+    assert r["end_to_end"]["p50_ms"] > 0 and r["end_to_end"]["p95_ms"] >= r["end_to_end"]["p50_ms"]
+    assert {"decode", "preprocess", "combine"} <= set(r["stages"]) and all(
+        "p50_ms" in v for v in r["stages"].values()
+    )
+    assert set(r["by_threads"]) == {"1", "2"} and r["images"] == 2
+    assert set(r["variants"]) == set(r["models"])
+    one = r["by_threads"]["1"]
+    assert one["import_ms"] > 0 and 0 < one["rss_after_import_mb"] <= one["peak_rss_mb"]
+    assert r["machine"]["cores"] >= 1 and "command" in r
+
+
+def test_report_renders_every_section(bench_json):
+    text = render([("default", bench_json)], {"default": bench_json["command"]})
+    for heading in ("End to end", "Stages", "Models", "Runtime alone", "Threads", "Commands"):
+        assert f"## {heading}" in text
+    assert "AVX-512" in text
+
+
+@pytest.mark.train
+def test_baseline_is_the_unpruned_keras_model(tmp_path, kit_manifest):
+    from cxr_edge.manifest import load_manifest
+    from cxr_edge.preprocess import PreprocessSpec
+    from cxr_edge.splits import make_split, write_split
+    from train.config import TrainConfig
+    from train.fit import train_run
+
+    manifest = load_manifest(kit_manifest)
+    split = write_split(tmp_path / "split.csv", manifest, make_split(manifest))
+    del split
+    config = TrainConfig(
+        preprocess=PreprocessSpec(input_size=(32, 32)),
+        model_args={"depth": 2, "base_filters": 4},
+        epochs=1,
+        batch_size=4,
+        augment=False,
+    )
+    run = train_run(
+        config, kit_manifest, tmp_path / "split.csv", tmp_path / "run", max_per_part=4, progress=False
+    )
+    out = tmp_path / "b.json"
+    image = str(load_samples()[0].file)
+    result = CliRunner().invoke(
+        main, ["bench", "--runs", "1", "--images", image, "--baseline", str(run), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    r = json.loads(out.read_text())
+    assert r["baseline"]["end_to_end"]["p50_ms"] > 0 and r["baseline"]["peak_rss_mb"] > r["peak_rss_mb"]
+    assert r["speedup_vs_baseline"] > 0 and "faster than the fp32 Keras baseline" in result.output
