@@ -102,7 +102,10 @@ def build_bundle(
     configs = [TrainConfig.load(r / "config.json") for r in runs]
     first = configs[0]
     for r, c in zip(runs, configs, strict=True):
-        if c.labels != first.labels or c.preprocess != first.preprocess or c.crops != first.crops:
+        same_spec = dataclasses.replace(c.preprocess, channels=1) == dataclasses.replace(
+            first.preprocess, channels=1
+        )
+        if c.labels != first.labels or not same_spec or c.crops != first.crops:
             raise SpecError(
                 "runs disagree on labels, preprocessing or crops",
                 expected="one spec per bundle",
@@ -111,7 +114,9 @@ def build_bundle(
     crops = crop_table(first)
     seg_bundle = _segmenter_for(crops, segmenter)
     task = load_task(first, manifest_path, split_path, root, max_per_part)
-    labels, spec = first.labels, first.preprocess
+    labels = first.labels
+    # One spec per bundle; with mixed 1- and 3-channel models it yields grey, repeated per model.
+    spec = dataclasses.replace(first.preprocess, channels=min(c.preprocess.channels for c in configs))
     calib_recs = task.parts["train"][:: max(1, len(task.parts["train"]) // n_calibration)][:n_calibration]
     x = {
         "calibration": calibration
@@ -133,12 +138,14 @@ def build_bundle(
         for run, config in zip(runs, configs, strict=True):
             model = keras.models.load_model(run / BEST_MODEL)
             run_info = json.loads((run / "run.json").read_text())
-            keras_probs = {p: model.predict(x[p], verbose=0, batch_size=32) for p in ("val", "test")}
+            keras_probs = {
+                p: model.predict(_channels(x[p], model), verbose=0, batch_size=32) for p in ("val", "test")
+            }
             cam = cam_weights(model)
             calibrated = any(q.calibrated for q in quants)
             outputs = ("probs", "features") if cam is not None else None
             flatbuffers = to_tflite_variants(
-                model, quants, x["calibration"] if calibrated else None, outputs=outputs
+                model, quants, _channels(x["calibration"], model) if calibrated else None, outputs=outputs
             )
             for quant in quants:
                 model_name = f"{config.model}-{quant}" if len(runs) == 1 else f"{run.name}-{quant}"
@@ -260,6 +267,11 @@ def fit_ensemble(
     return dataclasses.replace(untempered, temperature=temperature), info
 
 
+def _channels(x: np.ndarray, model: keras.Model) -> np.ndarray:
+    """Grey inputs repeated to the channels a model takes (backbones take three)."""
+    return np.repeat(x, 3, axis=-1) if x.shape[-1] == 1 and model.input_shape[-1] == 3 else x
+
+
 def cam_weights(model: keras.Model) -> tuple[tuple[float, ...], ...] | None:
     """Dense weights for class activation maps, when the head is features -> GAP -> (dropout) -> dense.
 
@@ -285,7 +297,11 @@ def cam_weights(model: keras.Model) -> tuple[tuple[float, ...], ...] | None:
 def _fail(out: Path, name: str, quant: Quant, verdict: dict, model: keras.Model, x: dict) -> None:
     """Writes the gate report (worst layers for full-integer variants) and raises :class:`GateError`."""
     worst = (
-        quantization_report(model, x["calibration"], x["val"][:32], quant.value) if quant.calibrated else []
+        quantization_report(
+            model, _channels(x["calibration"], model), _channels(x["val"][:32], model), quant.value
+        )
+        if quant.calibrated
+        else []
     )
     report = out.parent / f"{out.name}.gate-report.json"
     report.write_text(json.dumps({"model": name, "gate": verdict, "worst_layers": worst}, indent=2) + "\n")

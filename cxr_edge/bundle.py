@@ -265,10 +265,12 @@ class BundleManifest:
                     expected=f"outputs.probs of shape {(1, len(self.labels))}",
                     received=str(probs.shape if probs else sorted(m.outputs)),
                 )
-            if tuple(m.input.shape) != (1, *self.preprocess.input_shape):
+            # Channels may differ per model: the grey image is repeated to what each model takes.
+            h, w = self.preprocess.input_size
+            if tuple(m.input.shape[:3]) != (1, h, w) or m.input.shape[3] not in (1, 3):
                 raise BundleError(
                     f"model {m.name} input does not match the preprocessing spec",
-                    expected=str((1, *self.preprocess.input_shape)),
+                    expected=f"(1, {h}, {w}, 1 or 3)",
                     received=str(m.input.shape),
                 )
 

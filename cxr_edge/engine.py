@@ -69,6 +69,8 @@ class Engine:
         x = np.asarray(x, dtype=np.float32)
         if x.ndim == len(self.input_spec.shape) - 1:
             x = x[None]
+        if x.shape[-1] == 1 and self.input_spec.shape[-1] == 3:
+            x = np.repeat(x, 3, axis=-1)  # grey repeated for backbones that take three channels
         if tuple(x.shape) != tuple(self.input_spec.shape):
             raise ModelRuntimeError(
                 "input tensor has the wrong shape", expected=str(self.input_spec.shape), received=str(x.shape)
