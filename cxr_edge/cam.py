@@ -40,6 +40,14 @@ def class_activation_map(features: np.ndarray, weights: np.ndarray, class_index:
     return (cam / peak if peak > 0 else cam).astype(np.float32)
 
 
+def average_maps(maps: list[np.ndarray]) -> np.ndarray:
+    """Mean of members' maps, each resized to the finest member resolution first (backbones differ)."""
+    h = max(m.shape[0] for m in maps)
+    w = max(m.shape[1] for m in maps)
+    same = [m if m.shape == (h, w) else cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR) for m in maps]
+    return np.mean(same, axis=0).astype(np.float32)
+
+
 def place(cam: np.ndarray, image_shape: tuple[int, int], region: CropBox) -> np.ndarray:
     """The heat map in source-image pixels: resized onto the crop region, zero elsewhere."""
     x0, y0, x1, y1 = region

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from cxr_edge.bundle import Bundle, EnsembleConfig
-from cxr_edge.cam import class_activation_map, place
+from cxr_edge.cam import average_maps, class_activation_map, place
 from cxr_edge.engine import Engine, normalise
 from cxr_edge.errors import BundleError, CxrEdgeError, InputError
 from cxr_edge.imaging import ImageInfo, ReadOptions, read_image
@@ -153,8 +153,8 @@ class Predictor:
         if features:
             t = time.perf_counter()
             index = int(np.argmax(probs))
-            cam = np.mean(
-                [class_activation_map(f, self._cam_weights[n], index) for n, f in features.items()], axis=0
+            cam = average_maps(
+                [class_activation_map(f, self._cam_weights[n], index) for n, f in features.items()]
             )
             timings["heatmap"] = _ms(t)
         return Prediction(

@@ -247,3 +247,34 @@ def load_samples_first():
     from cxr_edge.samples import load_samples
 
     return load_samples()[0].file
+
+
+def test_bundle_mixes_grey_and_three_channel_models(tiny_run, kit_manifest, kit_split, tmp_path):
+    from convert.build import build_bundle
+    from train.fit import train_run
+
+    spec3 = dataclasses.replace(TINY.preprocess, channels=3)
+    backbone = train_run(
+        dataclasses.replace(TINY, model="mobilenet_v2", model_args={}, preprocess=spec3, epochs=1),
+        kit_manifest,
+        kit_split,
+        tmp_path / "mnv2",
+        max_per_part=8,
+        progress=False,
+    )
+    out = build_bundle(
+        [tiny_run, backbone],
+        kit_manifest,
+        kit_split,
+        tmp_path / "bundle",
+        quants=("fp32",),
+        member_quant="fp32",
+        n_calibration=4,
+        max_per_part=8,
+        progress=False,
+    )
+    bundle = Bundle.load(out)
+    assert bundle.spec.channels == 1
+    assert sorted(m.input.shape[-1] for m in bundle.manifest.models) == [1, 3]
+    pred = Predictor(bundle).predict_file(load_samples_first())
+    assert len(pred.per_model) == 2 and abs(sum(pred.probs.values()) - 1) < 1e-5
