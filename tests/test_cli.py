@@ -127,7 +127,7 @@ def test_info_and_json():
     assert result.exit_code == 0, result.output
     assert "covid, normal, pneumonia_unknown" in result.output and "int8" in result.output
     data = json.loads(CliRunner().invoke(main, ["info", "--json"]).output)
-    assert data["format_version"] == 1 and data["labels"] == list(LABELS)
+    assert data["format_version"] == 2 and data["labels"] == list(LABELS)
 
 
 def test_demo_writes_one_row_per_sample(tmp_path):
