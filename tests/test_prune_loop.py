@@ -75,8 +75,24 @@ def test_best_step_is_chosen_on_validation_and_exported_as_a_run(pruned):
         best["params_unpruned"] == rows[0]["params"]
         and best["params"] == rows[best["pruning_step"]]["params"]
     )
-    assert best["val_metrics"]["auc_macro"] == max(r["val_auc_macro"] for r in rows)
+    assert best["val_metrics"]["auc_macro"] >= rows[0]["val_auc_macro"]  # no loss (the default rule)
+    assert best["pruning_selection"] == {"rule": "no_loss", "tolerance": 0.0}
     assert "test" not in json.dumps(rows)  # nothing measured on the test split
+
+
+def _rows(*aucs):
+    return [{"step": i, "fraction": i * 0.1, "val_auc_macro": a} for i, a in enumerate(aucs)]
+
+
+def test_no_loss_takes_the_most_pruned_step_that_keeps_the_unpruned_auc():
+    rows = _rows(0.90, 0.91, 0.89, 0.90, 0.85)
+    assert choose(rows)["step"] == 3  # 0.90 >= 0.90; step 4 lost AUC
+    assert choose(rows, tolerance=0.011)["step"] == 3
+    assert choose(rows, tolerance=0.06)["step"] == 4
+    assert choose(rows, "best")["step"] == 1
+    assert choose(_rows(0.9, 0.8, 0.7))["step"] == 0  # every step lost: keep the unpruned model
+    with pytest.raises(SpecError, match="selection rule"):
+        choose(rows, "fastest")
 
 
 def test_rerun_continues_instead_of_redoing(pruned, run, kit_manifest, split):
@@ -91,6 +107,18 @@ def test_rerun_continues_instead_of_redoing(pruned, run, kit_manifest, split):
         progress=False,
     )
     assert (pruned / "step_01" / "metrics.json").stat().st_mtime_ns == before
+    prune_run(  # another selection rule re-chooses without pruning again
+        run,
+        kit_manifest,
+        split,
+        pruned,
+        PruneConfig(step=0.25, max_fraction=0.5, latency_runs=3),
+        max_per_part=16,
+        progress=False,
+        selection="best",
+    )
+    assert (pruned / "step_01" / "metrics.json").stat().st_mtime_ns == before
+    assert json.loads((pruned / "best" / "run.json").read_text())["pruning_selection"]["rule"] == "best"
     with pytest.raises(SpecError, match="different settings"):
         prune_run(
             run,
@@ -147,7 +175,7 @@ def test_global_ranking_and_cli(run, kit_manifest, split, tmp_path):
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "best on validation" in result.output
+    assert "chosen (no-loss): step" in result.output
     with open(tmp_path / "g" / "prune_results.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert int(rows[1]["params"]) < int(rows[0]["params"]) and rows[1]["int8_latency_ms"] == ""

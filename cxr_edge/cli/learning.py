@@ -426,6 +426,17 @@ def convert_segmenter_cmd(run_dir, manifest_path, split_path, out, quant, margin
 )
 @click.option("--no-latency", is_flag=True, help="Skip the int8 TFLite latency measurement per step.")
 @click.option(
+    "--select",
+    default="no-loss",
+    show_default=True,
+    type=click.Choice(["no-loss", "best"]),
+    help="Step exported to OUT/best: the most pruned one with no loss of validation macro AUC "
+    "(within --tolerance), or the one with the best validation AUC (the paper's rule).",
+)
+@click.option(
+    "--tolerance", default=0.0, show_default=True, type=float, help="Validation AUC drop allowed by no-loss."
+)
+@click.option(
     "--out", required=True, type=click.Path(file_okay=False), help="Pruning folder (re-run to continue)."
 )
 @max_per_part_option
@@ -440,11 +451,17 @@ def prune_cmd(
     ranking,
     finetune_epochs,
     no_latency,
+    select,
+    tolerance,
     out,
     max_per_part,
     root,
 ):
-    """Iterative APoZ channel pruning with fine-tuning; the best step on validation goes to OUT/best."""
+    """Iterative APoZ channel pruning with fine-tuning; the chosen step goes to OUT/best.
+
+    Re-run with the same settings to continue an interrupted run, or with another --select to
+    choose again without pruning again.
+    """
     loop = _needs_train_extra("train.prune.loop")
     cfg = loop.PruneConfig(
         step=step,
@@ -454,12 +471,20 @@ def prune_cmd(
         latency=not no_latency,
     )
     folder = loop.prune_run(
-        run_dir, manifest_path, split_path, out, cfg, root=root, max_per_part=max_per_part
+        run_dir,
+        manifest_path,
+        split_path,
+        out,
+        cfg,
+        root=root,
+        max_per_part=max_per_part,
+        selection=select.replace("-", "_"),
+        tolerance=tolerance,
     )
     click.echo((Path(folder) / loop.RESULTS).read_text())
     best = json.loads((Path(folder) / "best" / "run.json").read_text())
     click.echo(
-        f"best on validation: step {best['pruning_step']} ({best['pruned_fraction']:.0%} of prunable "
+        f"chosen ({select}): step {best['pruning_step']} ({best['pruned_fraction']:.0%} of prunable "
         f"channels removed), {best['params']:,} of {best['params_unpruned']:,} parameters; "
         f"bundle it with: cxr-edge convert --runs {Path(folder) / 'best'} ..."
     )

@@ -105,8 +105,13 @@ def prune_run(
     root=None,
     max_per_part: int | None = None,
     progress: bool = True,
+    selection: str = "no_loss",
+    tolerance: float = 0.0,
 ) -> Path:
     """Runs (or continues) iterative APoZ pruning of a training run.
+
+    The choice of the exported step (``selection``, ``tolerance``: see :func:`choose`) is not part of
+    the pruning settings: re-running with another rule re-chooses without pruning again.
 
     Returns:
         The output folder (its ``best`` sub-folder is a run directory).
@@ -225,14 +230,29 @@ def prune_run(
         rows.append(record(step, fraction, model, report))
 
     _write_results(out, rows)
-    best = choose(rows)
-    _export_best(out, run, config, source_info, rows, best)
+    best = choose(rows, selection, tolerance)
+    _export_best(out, run, config, source_info, rows, best, {"rule": selection, "tolerance": tolerance})
     return out
 
 
-def choose(rows: list[dict]) -> dict:
-    """The step with the best validation macro AUC (ties: the more pruned one)."""
-    return max(rows, key=lambda r: (r["val_auc_macro"] or 0.0, r["fraction"]))
+def choose(rows: list[dict], rule: str = "no_loss", tolerance: float = 0.0) -> dict:
+    """The step to export.
+
+    Args:
+        rows: One per step, step 0 (unpruned) first.
+        rule: ``no_loss`` -- the most pruned step whose validation macro AUC is at least the
+            unpruned model's minus ``tolerance`` (the question a deployer asks: how much can go at
+            no loss); ``best`` -- the step with the best validation macro AUC, ties to the more
+            pruned one (the paper's choice, which on ~90 validation images often picks noise).
+        tolerance: Allowed AUC drop for ``no_loss``.
+    """
+    auc = [r["val_auc_macro"] or 0.0 for r in rows]
+    if rule == "best":
+        return max(rows, key=lambda r: (r["val_auc_macro"] or 0.0, r["fraction"]))
+    if rule != "no_loss":
+        raise SpecError("unknown selection rule", expected="no_loss or best", received=rule)
+    fine = [r for r, a in zip(rows, auc, strict=True) if a >= auc[0] - tolerance]
+    return max(fine, key=lambda r: r["fraction"])
 
 
 def _write_results(out: Path, rows: list[dict]) -> None:
@@ -262,7 +282,13 @@ def _write_results(out: Path, rows: list[dict]) -> None:
 
 
 def _export_best(
-    out: Path, run: Path, config: TrainConfig, source_info: dict, rows: list[dict], best: dict
+    out: Path,
+    run: Path,
+    config: TrainConfig,
+    source_info: dict,
+    rows: list[dict],
+    best: dict,
+    selection: dict,
 ) -> None:
     folder = out / "best"
     if folder.exists():
@@ -292,6 +318,7 @@ def _export_best(
         "pruned_from": str(run),
         "pruned_fraction": best["fraction"],
         "pruning_step": best["step"],
+        "pruning_selection": selection,
         "params": best["params"],
         "params_unpruned": unpruned["params"],
         "macs": best["macs"],
