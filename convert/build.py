@@ -131,11 +131,12 @@ def build_bundle(
     }
     y = {p: label_indices(task.parts[p], labels) for p in ("val", "test")}
 
+    stems = member_stems(runs, configs)
     staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out.parent if out.parent.exists() else None))
     entries: list[ModelEntry] = []
     member_probs = {"val": [], "test": []}
     try:
-        for run, config in zip(runs, configs, strict=True):
+        for run, config, stem in zip(runs, configs, stems, strict=True):
             model = keras.models.load_model(run / BEST_MODEL)
             run_info = json.loads((run / "run.json").read_text())
             keras_probs = {
@@ -148,7 +149,7 @@ def build_bundle(
                 model, quants, _channels(x["calibration"], model) if calibrated else None, outputs=outputs
             )
             for quant in quants:
-                model_name = f"{config.model}-{quant}" if len(runs) == 1 else f"{run.name}-{quant}"
+                model_name = f"{stem}-{quant}"
                 file = staging / f"{model_name}.tflite"
                 file.write_bytes(flatbuffers[quant])
                 engine = Engine(file)
@@ -292,6 +293,24 @@ def cam_weights(model: keras.Model) -> tuple[tuple[float, ...], ...] | None:
         layer = source
     kernel = dense.get_weights()[0]
     return tuple(map(tuple, kernel.astype(float).tolist()))
+
+
+def member_stems(runs: Sequence[Path], configs: Sequence[TrainConfig]) -> list[str]:
+    """Model names in the bundle (before ``-{quant}``): the architecture for one run, else run names.
+
+    A pruning folder's ``best`` run is named after its folder (``mobilenet_v2-stage2-pruned``), so
+    that the three pruned members of an ensemble do not all become ``best``.
+    """
+    if len(runs) == 1:
+        return [configs[0].model]
+    stems = [f"{r.parent.name}-pruned" if r.name == "best" else r.name for r in runs]
+    if len(set(stems)) < len(stems):
+        raise SpecError(
+            "ensemble members need distinct run folder names",
+            expected="distinct names",
+            received=", ".join(stems),
+        )
+    return stems
 
 
 def _fail(out: Path, name: str, quant: Quant, verdict: dict, model: keras.Model, x: dict) -> None:

@@ -179,3 +179,13 @@ def test_global_ranking_and_cli(run, kit_manifest, split, tmp_path):
     with open(tmp_path / "g" / "prune_results.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert int(rows[1]["params"]) < int(rows[0]["params"]) and rows[1]["int8_latency_ms"] == ""
+
+
+def test_pruned_members_are_named_after_their_pruning_folder(tmp_path):
+    from convert.build import member_stems
+
+    runs = [tmp_path / "mobilenet_v2-stage2" / "best", tmp_path / "custom_cnn-scratch" / "best"]
+    assert member_stems(runs, [TINY, TINY]) == ["mobilenet_v2-stage2-pruned", "custom_cnn-scratch-pruned"]
+    assert member_stems(runs[:1], [TINY]) == [TINY.model]
+    with pytest.raises(SpecError, match="distinct"):
+        member_stems([tmp_path / "a" / "best", tmp_path / "b" / "a-pruned"], [TINY, TINY])

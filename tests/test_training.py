@@ -226,3 +226,16 @@ def test_cli_model_override_sets_channels_and_holdout(kit_manifest, split, tmp_p
     assert saved.model == "mobilenet_v2" and saved.preprocess.channels == 3
     assert saved.holdout_sources == ("montreal",)
     assert json.loads((out / "run.json").read_text())["holdout_metrics"]["n"] == 4
+
+
+def test_study_picks_a_model_or_family_recipe_before_the_shared_one(tmp_path):
+    from train.study import config_file
+
+    for name in ("zoo_stage1.toml", "zoo_stage1_vgg.toml", "zoo_stage2.toml", "zoo_stage2_vgg19.toml"):
+        (tmp_path / name).write_text("")
+    assert config_file(tmp_path, "stage1", "vgg16").name == "zoo_stage1_vgg.toml"
+    assert config_file(tmp_path, "stage2", "vgg19").name == "zoo_stage2_vgg19.toml"
+    assert config_file(tmp_path, "stage2", "vgg16").name == "zoo_stage2.toml"
+    assert config_file(tmp_path, "stage1", "mobilenet_v2").name == "zoo_stage1.toml"
+    with pytest.raises(FileNotFoundError):
+        config_file(tmp_path, "stage3", "vgg16")

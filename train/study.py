@@ -44,6 +44,20 @@ def study_config(base: Path, model: str, init_from: Path | None = None) -> Train
     )
 
 
+def config_file(configs: Path, stage: str, model: str) -> Path:
+    """The recipe file: ``zoo_{stage}_{model}.toml``, else ``zoo_{stage}_{family}.toml`` (``vgg``), else
+    ``zoo_{stage}.toml``.
+
+    One recipe for every architecture is the fair comparison, but a recipe that leaves a model at
+    chance compares nothing: a model-specific file records the exception and its reason.
+    """
+    family = model.rstrip("0123456789_")
+    for name in (f"zoo_{stage}_{model}.toml", f"zoo_{stage}_{family}.toml", f"zoo_{stage}.toml"):
+        if (configs / name).is_file():
+            return configs / name
+    raise FileNotFoundError(configs / f"zoo_{stage}.toml")
+
+
 def command(config_file: Path, model: str, data: str, split: str, out: Path, init_from: Path | None) -> str:
     """The equivalent ``cxr-edge train`` command line (for the report)."""
     args = [
@@ -84,15 +98,15 @@ def run_model(
         scratch: Also train stage 2 from scratch (the comparison run).
     """
     plan = [
-        ("stage1", configs / "zoo_stage1.toml", None),
-        ("stage2", configs / "zoo_stage2.toml", out / f"{model}-stage1"),
-        ("scratch", configs / "zoo_stage2.toml", None),
+        ("stage1", config_file(configs, "stage1", model), None),
+        ("stage2", config_file(configs, "stage2", model), out / f"{model}-stage1"),
+        ("scratch", config_file(configs, "stage2", model), None),
     ][: 3 if scratch else 2]
     rows = []
-    for kind, config_file, init_from in plan:
+    for kind, recipe, init_from in plan:
         run = out / f"{model}-{kind}"
         if not (run / "run.json").is_file() or (run / "last.keras").is_file():
-            config = study_config(config_file, model, init_from)
+            config = study_config(recipe, model, init_from)
             train_run(
                 config, data, split, run, resume=run.exists(), max_per_part=max_per_part, progress=progress
             )
@@ -107,7 +121,7 @@ def run_model(
                 "run": str(run),
                 "info": info,
                 "evaluation": evaluation,
-                "command": command(config_file, model, data, split, run, init_from),
+                "command": command(recipe, model, data, split, run, init_from),
             }
         )
     return rows
