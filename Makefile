@@ -6,7 +6,7 @@ CLI     = $(VENV)/bin/cxr-edge
 KIT    ?= ../shared/data/manifest.csv
 SPLIT  ?= splits/kit.csv
 
-.PHONY: demo test lint format bundle schema golden clean
+.PHONY: demo test lint format bundle schema golden clean paper paper-prune paper-bundles paper-eval paper-bench
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,3 +53,39 @@ schema: $(VENV)/.runtime
 # Rewrite the golden vectors of the default bundle (after rebuilding it).
 golden: $(VENV)/.runtime
 	$(PY) -m cxr_edge.golden
+
+# The paper's pruning and ensemble tables (VI, V, VII) and benchmarks/RESULTS.md for the top-3 models
+# of the zoo study (`python -m train.study ...`, see docs/zoo_results.md). About an hour on 2 cores.
+TOP3    ?= mobilenet_v2-stage2 inception_v3-stage2 custom_cnn-scratch
+UNPRUNED = $(foreach m,$(TOP3),--runs runs/zoo/$(m))
+PRUNED   = $(foreach m,$(TOP3),--runs runs/prune/$(m)/best)
+CONVERT  = $(CLI) convert --data $(KIT) --split $(SPLIT) --allow-degraded --force
+
+paper: paper-prune paper-bundles paper-eval paper-bench
+
+paper-prune: $(VENV)/.full
+	for m in $(TOP3); do $(CLI) prune --run runs/zoo/$$m --data $(KIT) --split $(SPLIT) \
+		--step 0.05 --max 0.5 --out runs/prune/$$m || exit 1; done
+
+paper-bundles: $(VENV)/.full
+	$(CONVERT) $(UNPRUNED) --quant fp32,int8 --member fp32 --name top3-unpruned --out bundles/top3_unpruned
+	$(CONVERT) $(PRUNED) --quant fp32,int8 --member fp32 --name top3-pruned --out bundles/top3_pruned
+	$(CONVERT) $(PRUNED) --quant int8 --member int8 --name top3-pruned-int8 --out bundles/top3_pruned_int8
+
+paper-eval: $(VENV)/.full
+	for b in top3_unpruned top3_pruned top3_pruned_int8; do $(CLI) evaluate --bundle bundles/$$b \
+		--manifest $(KIT) --split $(SPLIT) --out docs/ensembles/$$b --force || exit 1; done
+
+paper-bench: $(VENV)/.full
+	mkdir -p benchmarks/results
+	$(CLI) bench --variants --baseline runs/custom_cnn --out benchmarks/results/default.json
+	$(CLI) bench --bundle bundles/top3_unpruned --variants --out benchmarks/results/top3_unpruned.json
+	$(CLI) bench --bundle bundles/top3_pruned --variants --out benchmarks/results/top3_pruned.json
+	$(CLI) bench --bundle bundles/top3_pruned_int8 --variants \
+		$(foreach m,$(TOP3),--baseline runs/zoo/$(m)) --out benchmarks/results/top3_pruned_int8.json
+	$(PY) -m benchmarks.report benchmarks/results/default.json benchmarks/results/top3_pruned_int8.json \
+		benchmarks/results/top3_pruned.json benchmarks/results/top3_unpruned.json --out benchmarks/RESULTS.md
+	$(PY) -m benchmarks.pruning_table $(foreach m,$(TOP3),--prune runs/prune/$(m)) \
+		--eval unpruned=docs/ensembles/top3_unpruned --eval pruned=docs/ensembles/top3_pruned \
+		--bench unpruned=benchmarks/results/top3_unpruned.json --bench pruned=benchmarks/results/top3_pruned.json \
+		--out docs/pruning/table_vi.md --plot docs/pruning/prune_curves.png
