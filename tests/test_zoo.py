@@ -124,3 +124,19 @@ def test_input_checks():
         build_model(TrainConfig(model="resnet50"))
     with pytest.raises(SpecError, match="no layer"):
         build_model(tiny_config("vgg16", model_args={"truncate_at": "block9_conv1"}))
+
+
+def test_plain_backbones_from_random_init_get_he_kernels_and_the_signal_survives():
+    from train.zoo import build_backbone, preset
+
+    keras.utils.set_random_seed(0)
+    base = build_backbone(preset("vgg16"), (32, 32, 3))
+    conv = base.get_layer("block5_conv3")
+    fan_in = int(np.prod(conv.kernel.shape[:-1]))
+    std = float(np.std(keras.ops.convert_to_numpy(conv.kernel)))
+    assert std == pytest.approx(np.sqrt(2.0 / fan_in), rel=0.1)  # He-normal, not Glorot (~0.6x)
+    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
+    features = keras.ops.convert_to_numpy(base(x))
+    assert float(np.std(features)) > 1e-2  # Glorot leaves ~1e-3 after 13 ReLU layers
+    mobilenet = build_backbone(preset("mobilenet_v2"), (32, 32, 3))  # has BN: left as Keras builds it
+    assert mobilenet.get_layer("Conv1").kernel.shape[-1] == 32
