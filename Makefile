@@ -56,6 +56,8 @@ golden: $(VENV)/.runtime
 
 # The paper's pruning and ensemble tables (VI, V, VII) and benchmarks/RESULTS.md for the top-3 models
 # of the zoo study (`python -m train.study ...`, see docs/zoo_results.md). About an hour on 2 cores.
+# Pruned models: the most pruned step within 0.01 validation macro AUC of the unpruned model (the
+# conversion gate's own tolerance; ~90 validation images cannot resolve smaller differences).
 TOP3    ?= mobilenet_v2-stage2 inception_v3-stage2 custom_cnn-scratch
 UNPRUNED = $(foreach m,$(TOP3),--runs runs/zoo/$(m))
 PRUNED   = $(foreach m,$(TOP3),--runs runs/prune/$(m)/best)
@@ -65,7 +67,7 @@ paper: paper-prune paper-bundles paper-eval paper-bench
 
 paper-prune: $(VENV)/.full
 	for m in $(TOP3); do $(CLI) prune --run runs/zoo/$$m --data $(KIT) --split $(SPLIT) \
-		--step 0.05 --max 0.5 --out runs/prune/$$m || exit 1; done
+		--step 0.05 --max 0.5 --select no-loss --tolerance 0.01 --out runs/prune/$$m || exit 1; done
 
 paper-bundles: $(VENV)/.full
 	$(CONVERT) $(UNPRUNED) --quant fp32,int8 --member fp32 --name top3-unpruned --out bundles/top3_unpruned
