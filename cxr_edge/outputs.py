@@ -31,6 +31,51 @@ def outcome_row(outcome: Outcome, labels: Sequence[str]) -> dict:
     return row
 
 
+def written_paths(path: str | Path, labels: Sequence[str]) -> set[str]:
+    """The ``path`` of every complete row already in a CSV/JSONL output (empty when there is no file).
+
+    Used by ``predict --resume``. The file is only read, never changed.
+
+    Raises:
+        InputError: The file ends with an incomplete row (a crash mid-write: fix or remove that line), a
+            CSV header differs from this bundle's columns, or a JSONL line is not a row.
+    """
+    p = Path(path)
+    if not p.exists() or p.stat().st_size == 0:
+        return set()
+    text = p.read_text(encoding="utf-8")
+    if not text.endswith("\n"):
+        raise InputError(
+            "output ends with an incomplete row",
+            expected="complete rows (remove or fix the last line, then resume)",
+            received=f"{p}: {text.rsplit(chr(10), 1)[-1][:60]!r}",
+        )
+    if FORMATS.get(p.suffix.lower()) == "csv":
+        reader = csv.DictReader(text.splitlines())
+        fields = list(outcome_row(Outcome(""), labels))
+        if reader.fieldnames != fields:
+            raise InputError(
+                "output has other columns",
+                expected=",".join(fields),
+                received=",".join(reader.fieldnames or []),
+            )
+        return {row["path"] for row in reader}
+    done = set()
+    for number, line in enumerate(text.splitlines(), 1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(
+                "output holds a line that is not JSON", expected="JSONL rows", received=f"line {number}"
+            ) from exc
+        if not isinstance(row, dict) or "path" not in row:
+            raise InputError(
+                "output holds a line that is not a row", expected="a 'path' key", received=f"line {number}"
+            )
+        done.add(row["path"])
+    return done
+
+
 class RowWriter:
     """Streams rows to a ``.csv`` or ``.jsonl`` file (JSONL rows add per-model probabilities and timings).
 
@@ -38,27 +83,38 @@ class RowWriter:
         path: Output file; its suffix picks the format.
         labels: Label order of the bundle.
         overwrite: Replace an existing file (otherwise refuse: outputs are never lost silently).
+        append: Keep an existing file and append to it (``--resume``); its rows' paths are in
+            :attr:`done_paths`. Nothing written before is changed.
     """
 
-    def __init__(self, path: str | Path, labels: Sequence[str], *, overwrite: bool = False):
+    def __init__(
+        self, path: str | Path, labels: Sequence[str], *, overwrite: bool = False, append: bool = False
+    ):
         self.path = Path(path)
         self.format = FORMATS.get(self.path.suffix.lower())
         if self.format is None:
             raise InputError(
                 "unknown output format", expected="a .csv or .jsonl file", received=self.path.name
             )
-        if self.path.exists() and not overwrite:
+        if overwrite and append:
+            raise InputError("conflicting options", expected="either overwrite or append", received="both")
+        if self.path.exists() and not (overwrite or append):
             raise InputError(
                 "output file exists", expected="a new file (or --force)", received=str(self.path)
             )
         self.labels = tuple(labels)
+        #: Paths that already had a row when the file was opened for appending (``--resume``).
+        self.done_paths: set[str] = written_paths(self.path, self.labels) if append else set()
+        resuming = append and self.path.exists() and self.path.stat().st_size > 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh: IO[str] = open(self.path, "w", newline="", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        mode = "a" if resuming else "w"
+        self._fh: IO[str] = open(self.path, mode, newline="", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self._csv = None
         if self.format == "csv":
             fields = list(outcome_row(Outcome(""), self.labels))
             self._csv = csv.DictWriter(self._fh, fieldnames=fields, lineterminator="\n")
-            self._csv.writeheader()
+            if not resuming:
+                self._csv.writeheader()
 
     def write(self, outcome: Outcome) -> None:
         """Appends the row of one input and flushes (a crash loses at most the current row)."""

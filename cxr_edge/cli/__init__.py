@@ -26,7 +26,7 @@ class _Group(click.Group):
 def main() -> None:
     """cxr-edge: chest X-ray classifiers from training to the edge.
 
-    Runtime commands (predict, info, demo, segment, evaluate, split) need only the runtime install;
+    Runtime commands (predict, info, demo, segment, evaluate, split, serve) need only the runtime install;
     train, search, evaluate-run, prune, convert, convert-segmenter and zoo need the [train] extra
     (TensorFlow + Keras), which they import only when run.
     """
@@ -39,6 +39,7 @@ RUNTIME_COMMANDS = (
     runtime.segment_cmd,
     runtime.evaluate_cmd,
     runtime.split_cmd,
+    runtime.serve_group,
 )
 LEARNING_COMMANDS = (
     learning.train_cmd,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -12,12 +13,15 @@ from tqdm import tqdm
 
 from cxr_edge.bundle import Bundle
 from cxr_edge.cli.common import bundle_option, clean_errors, data_option, root_option
+from cxr_edge.cli.serve import serve_group
 from cxr_edge.imaging import read_image
 from cxr_edge.manifest import load_manifest
 from cxr_edge.outputs import RowWriter, outcome_row
 from cxr_edge.pipeline import Outcome, Predictor, expand_inputs
 from cxr_edge.samples import load_samples
 from cxr_edge.splits import make_split, read_split, write_split
+
+__all__ = ["demo_cmd", "evaluate_cmd", "info_cmd", "predict_cmd", "segment_cmd", "serve_group", "split_cmd"]
 
 
 def _predictor(bundle_dir: str | None, models: str | None, threads: int) -> Predictor:
@@ -36,6 +40,11 @@ def _predictor(bundle_dir: str | None, models: str | None, threads: int) -> Pred
 )
 @click.option("--force", is_flag=True, help="Replace an existing --out file.")
 @click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue an interrupted run: keep --out, skip inputs that already have a row, append the rest.",
+)
+@click.option(
     "--models", default=None, help="Comma-separated model names to run instead of the ensemble members."
 )
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 64), help="LiteRT threads.")
@@ -47,17 +56,23 @@ def _predictor(bundle_dir: str | None, models: str | None, threads: int) -> Pred
     help="Write a heat-map overlay PNG (Grad-CAM of the predicted label) per image into DIR.",
 )
 @clean_errors
-def predict_cmd(paths, bundle_dir, out, force, models, threads, heatmap_dir):
+def predict_cmd(paths, bundle_dir, out, force, resume, models, threads, heatmap_dir):
     """Classify chest X-rays (PNG, JPEG, DICOM files or folders, searched recursively).
 
     Writes one row per input: path, status, error, label, prob_<label>..., latency_ms. A file that
     cannot be read gets status=error with the reason and the others are still processed. Exits with
-    0 when every input succeeded and 2 when any failed.
+    0 when every input succeeded and 2 when any failed. With --resume, inputs that already have a row
+    in --out (matched by path) are skipped and new rows are appended; nothing written is changed.
     """
+    if resume and (force or not out):
+        raise click.UsageError("--resume needs --out and cannot be combined with --force")
     predictor = _predictor(bundle_dir, models, threads)
     files = expand_inputs(paths)
     failed = 0
-    writer = RowWriter(out, predictor.labels, overwrite=force) if out else None
+    writer = RowWriter(out, predictor.labels, overwrite=force, append=resume) if out else None
+    if resume:
+        files, skipped = _not_yet_written(files, writer.done_paths)
+        click.echo(f"resuming {out}: {skipped} inputs already have a row, {len(files)} to go", err=True)
     stdout_csv = None
     if writer is None:
         header = list(outcome_row(Outcome(""), predictor.labels))
@@ -91,6 +106,19 @@ def predict_cmd(paths, bundle_dir, out, force, models, threads, heatmap_dir):
         err=True,
     )
     sys.exit(2 if failed else 0)
+
+
+def _not_yet_written(files: list[Path], done: set[str]) -> tuple[list[Path], int]:
+    """Inputs without a row yet (matched as written or as absolute paths), each once, and the skip count."""
+    done_abs = {os.path.abspath(p) for p in done}
+    todo, seen = [], set()
+    for f in files:
+        key = os.path.abspath(f)
+        if str(f) in done or key in done_abs or key in seen:
+            continue
+        seen.add(key)
+        todo.append(f)
+    return todo, len(files) - len(todo)
 
 
 def _write_heatmap(folder: Path, outcome: Outcome) -> None:

@@ -1,0 +1,139 @@
+"""``cxr-edge serve`` (run the DICOM node) and ``cxr-edge serve health`` (check a running one)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from cxr_edge.cli.common import clean_errors
+from cxr_edge.errors import CxrEdgeError
+from cxr_edge.serve.config import ServeConfig, load_config, override
+
+
+def _config(config_path, host, port, ae_title, allow, inbox, audit, bundle_dir) -> ServeConfig:
+    config = load_config(config_path)
+    return override(
+        config,
+        node__host=host,
+        node__port=port,
+        node__ae_title=ae_title,
+        node__allow=tuple(allow) if allow else None,
+        storage__inbox=inbox,
+        storage__audit=audit,
+        triage__bundle=bundle_dir,
+    )
+
+
+@click.group("serve", invoke_without_command=True)
+@click.option(
+    "--config",
+    "config_path",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="serve.toml (default: built-in defaults, see docs/serve.md).",
+)
+@click.option("--host", default=None, help="Address to bind (default 127.0.0.1: loopback only).")
+@click.option("--port", default=None, type=click.IntRange(0, 65535), help="TCP port (default 11112).")
+@click.option("--ae-title", default=None, help="This node's AE title (default CXR_EDGE).")
+@click.option(
+    "--allow",
+    "allow",
+    multiple=True,
+    help="Calling AE title allowed to send (repeatable; default: as configured, else anyone).",
+)
+@click.option("--inbox", default=None, type=click.Path(file_okay=False), help="Durable inbox folder.")
+@click.option("--audit", default=None, type=click.Path(dir_okay=False), help="Append-only JSONL audit log.")
+@click.option(
+    "--bundle", "bundle_dir", default=None, type=click.Path(), help="Bundle (default: the shipped one)."
+)
+@click.pass_context
+@clean_errors
+def serve_group(ctx, config_path, host, port, ae_title, allow, inbox, audit, bundle_dir):
+    """Run a DICOM Storage SCP that triages received chest X-rays (stop with SIGTERM or Ctrl-C).
+
+    Every instance is written durably to the inbox before it is acknowledged, then checked (view,
+    modality, body part, resolution, blank, frontal pattern), classified, referred to a radiologist
+    when the model is not confident, and recorded in the append-only audit log (no patient
+    identifiers). Results go back as DICOM (Basic Text SR or Secondary Capture) when a destination is
+    configured. A restart resumes what is left in the inbox; an instance is never audited twice.
+    """
+    config = _config(config_path, host, port, ae_title, allow, inbox, audit, bundle_dir)
+    ctx.obj = config
+    if ctx.invoked_subcommand is not None:
+        return
+    from cxr_edge.serve.node import Node
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # its debug output can dump datasets
+    try:
+        node = Node(config)
+    except OSError as exc:
+        raise click.ClickException(f"cannot prepare the inbox or audit log: {exc}") from exc
+    try:
+        node.run_forever()
+    except OSError as exc:  # e.g. the port is taken
+        raise click.ClickException(f"cannot listen on {config.node.host}:{config.node.port}: {exc}") from exc
+    click.echo(f"stopped; audit log {config.storage.audit}", err=True)
+
+
+@serve_group.command("health")
+@click.option(
+    "--status-file",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Status file (default: from the config, <inbox>/status.json).",
+)
+@click.option(
+    "--max-age", default=10.0, show_default=True, type=float, help="Oldest acceptable heartbeat (s)."
+)
+@click.option("--calling-ae", default=None, help="AE title for the C-ECHO (default: first allowed caller).")
+@click.option("--no-echo", is_flag=True, help="Only read the status file; send no C-ECHO.")
+@click.pass_obj
+@clean_errors
+def health_cmd(config: ServeConfig, status_file, max_age, calling_ae, no_echo):
+    """Check a running node: fresh status file, state running, and a C-ECHO answered.
+
+    Prints one line and exits 0 when healthy, 1 when not. Options of `cxr-edge serve` (--config,
+    --port, ...) given before `health` say which node to check.
+    """
+    from cxr_edge.serve.scu import echo
+
+    path = Path(status_file) if status_file else config.storage.status_path
+    problems = []
+    try:
+        status = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        status = {}
+        problems.append(f"no readable status file {path} ({type(exc).__name__})")
+    if status:
+        age = time.time() - float(status.get("heartbeat", 0))
+        if status.get("state") != "running":
+            problems.append(f"state {status.get('state')}")
+        if age > max_age:
+            problems.append(f"heartbeat {age:.0f} s old")
+    node = config.node
+    host = "127.0.0.1" if node.host in ("0.0.0.0", "") else node.host
+    port = int(status.get("port") or node.port)
+    if not no_echo:
+        caller = calling_ae or (node.allow[0] if node.allow else "CXR_EDGE_HEALTH")
+        try:
+            code = echo(host, port, node.ae_title, caller, timeout_s=5.0)
+            if code != 0:
+                problems.append(f"C-ECHO status {code:#06x}")
+        except CxrEdgeError as exc:
+            problems.append(f"C-ECHO failed: {exc}")
+    counts = status.get("counts", {})
+    summary = (
+        f"{node.ae_title} on {host}:{port}: pending {status.get('pending', '?')}, audited "
+        f"{status.get('audited', '?')}, "
+        + ", ".join(f"{k} {counts.get(k, 0)}" for k in ("classified", "refer", "rejected"))
+    )
+    if problems:
+        click.echo(f"unhealthy: {summary}; " + "; ".join(problems))
+        sys.exit(1)
+    click.echo(f"healthy: {summary}")

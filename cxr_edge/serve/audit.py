@@ -1,0 +1,106 @@
+"""The append-only JSONL audit log: one line per triaged instance, the source of truth of the node.
+
+Each record is written with one ``write`` of a complete line, flushed and ``fsync``-ed before the
+instance's file leaves ``pending/``. On start-up the log is read back and every instance key in it is
+considered done, so an instance gets exactly one record even when the node was killed between the
+record and the move to ``done/``. A last line cut short by a crash is ignored when reading and the
+next record starts on a fresh line; nothing already written is ever rewritten or truncated.
+
+Record schema (``schema`` = 1); no patient identifiers, no UIDs, no file paths from the sender:
+
+``schema`` (int), ``time`` (UTC ISO 8601, when the record was written), ``instance`` (SHA-256 hex of
+the SOP Instance UID), ``sop_class`` (SOP Class UID of the received object; a class, not an
+identifier), ``calling_ae`` (sender's AE title), ``inbox_file`` (name in the inbox), ``bundle``
+(``{"name", "sha256"}``: SHA-256 of the bundle's manifest.json, which pins every model file),
+``decision`` (``classified``, ``refer`` or ``rejected``), ``label`` (reported label; null unless
+classified), ``probs`` (calibrated probabilities; null when rejected), ``per_model``, ``reason`` (why
+referred or rejected, else null), ``check`` (the failed check: a quality check name, ``read`` or
+``error``; null otherwise), ``image`` (how the pixels were read: format, size, modality, view, body
+part, photometric, transfer syntax...; null when unreadable), ``timings_ms`` (``queue``: received to
+start of triage, ``decode``, ``quality``, model stages, ``total``), ``delivery`` (``{"status":
+"sent"|"failed"|"off"|"skipped", "kinds": [...], "error"}``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+
+
+def read_records(path: str | Path) -> Iterator[dict]:
+    """Yields the complete records of an audit log (a torn last line and foreign lines are skipped)."""
+    p = Path(path)
+    if not p.exists():
+        return
+    with open(p, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            if not line.endswith("\n"):
+                return  # cut short by a crash
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and "instance" in record:
+                yield record
+
+
+class AuditLog:
+    """Appends records to the JSONL audit log and knows which instances are already done.
+
+    Args:
+        path: The log file (created with its folder when missing).
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._done = {r["instance"] for r in read_records(self.path)}
+        self._lock = threading.Lock()
+        needs_newline = (
+            self.path.exists() and self.path.stat().st_size > 0 and not _ends_with_newline(self.path)
+        )
+        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        if needs_newline:  # a torn last line: keep it, start the next record on its own line
+            self._fh.write("\n")
+            self._sync()
+
+    def __contains__(self, instance: str) -> bool:
+        return instance in self._done
+
+    def __len__(self) -> int:
+        return len(self._done)
+
+    def append(self, record: dict) -> dict:
+        """Writes one record durably (``schema`` and ``time`` are added) and returns it."""
+        full = {
+            "schema": SCHEMA_VERSION,
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            **record,
+        }
+        line = json.dumps(full, separators=(",", ":"), allow_nan=False) + "\n"
+        with self._lock:
+            self._fh.write(line)
+            self._sync()
+            self._done.add(full["instance"])
+        return full
+
+    def _sync(self) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        """Closes the file."""
+        with self._lock:
+            self._fh.close()
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1) == b"\n"

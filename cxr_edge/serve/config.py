@@ -1,0 +1,188 @@
+"""The DICOM node's configuration: frozen dataclasses read from TOML through :mod:`cxr_edge.configio`.
+
+Relative paths are taken from the directory ``cxr-edge serve`` runs in (not the config file's folder),
+so ``configs/serve.toml`` can be used from the repository root as it is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from cxr_edge.configio import from_dict
+from cxr_edge.errors import SpecError
+from cxr_edge.quality import AbstainConfig, QualityConfig
+
+_AE_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-. ")
+
+
+def check_ae_title(title: str, what: str) -> str:
+    """Returns ``title`` stripped, or raises :class:`SpecError` if it is not a valid AE title."""
+    stripped = title.strip()
+    if not 1 <= len(stripped) <= 16 or not set(stripped) <= _AE_CHARS:
+        raise SpecError(
+            f"invalid {what}", expected="1-16 letters, digits, space, '_', '-' or '.'", received=repr(title)
+        )
+    return stripped
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Where the Storage SCP listens and who may send to it.
+
+    Attributes:
+        ae_title: This node's AE title (called AE title the modality must use).
+        host: Address to bind; ``127.0.0.1`` (loopback) unless a network is configured on purpose.
+        port: TCP port (11112 is the registered DICOM port; 104 needs root).
+        allow: Calling AE titles allowed to associate; empty accepts any caller.
+        heartbeat_s: How often the status file is rewritten.
+        drain_s: On shutdown, how long associations already open may finish before they are aborted.
+    """
+
+    ae_title: str = "CXR_EDGE"
+    host: str = "127.0.0.1"
+    port: int = 11112
+    allow: tuple[str, ...] = ()
+    heartbeat_s: float = 2.0
+    drain_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ae_title", check_ae_title(self.ae_title, "node.ae_title"))
+        object.__setattr__(self, "allow", tuple(check_ae_title(a, "node.allow entry") for a in self.allow))
+        if not 0 <= self.port <= 65535:
+            raise SpecError(
+                "invalid node.port", expected="0-65535 (0: any free port)", received=str(self.port)
+            )
+        if self.heartbeat_s <= 0 or self.drain_s < 0:
+            raise SpecError(
+                "invalid node timing",
+                expected="heartbeat_s > 0 and drain_s >= 0",
+                received=f"{self.heartbeat_s}, {self.drain_s}",
+            )
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """The durable inbox, the audit log and back-pressure limits.
+
+    Attributes:
+        inbox: Folder holding ``incoming/`` (partial writes), ``pending/`` (received, acknowledged,
+            not yet triaged) and ``done/`` (triaged).
+        audit: Append-only JSONL audit log (the source of truth for what was triaged).
+        status_file: JSON status rewritten every heartbeat; empty: ``<inbox>/status.json``.
+        queue_size: Capacity of the in-memory work queue. When it is full, received instances are still
+            stored and acknowledged; the worker finds them by rescanning ``pending/``.
+        max_pending: Refuse new instances with status 0xA700 (out of resources) while this many wait.
+        min_free_mb: Refuse new instances with 0xA700 when the inbox disk has less free space than this.
+    """
+
+    inbox: str = "build/serve/inbox"
+    audit: str = "build/serve/audit.jsonl"
+    status_file: str = ""
+    queue_size: int = 64
+    max_pending: int = 10_000
+    min_free_mb: int = 256
+
+    def __post_init__(self) -> None:
+        if self.queue_size < 1 or self.max_pending < 1 or self.min_free_mb < 0:
+            raise SpecError(
+                "invalid storage limits",
+                expected="queue_size >= 1, max_pending >= 1, min_free_mb >= 0",
+                received=f"{self.queue_size}, {self.max_pending}, {self.min_free_mb}",
+            )
+
+    @property
+    def status_path(self) -> Path:
+        """The status file (default: ``status.json`` in the inbox)."""
+        return Path(self.status_file) if self.status_file else Path(self.inbox) / "status.json"
+
+
+@dataclass(frozen=True)
+class TriageConfig:
+    """Which bundle judges the images and when it must refer instead.
+
+    Attributes:
+        bundle: Bundle folder; empty: the bundle shipped with cxr-edge.
+        models: Model names to run instead of the bundle's ensemble (empty: the ensemble).
+        threads: LiteRT threads.
+        abstain: The abstention band (refer to a radiologist below it).
+        quality: Input checks.
+    """
+
+    bundle: str = ""
+    models: tuple[str, ...] = ()
+    threads: int = 1
+    abstain: AbstainConfig = field(default_factory=AbstainConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+
+
+@dataclass(frozen=True)
+class DestinationConfig:
+    """Where DICOM results are sent (optional).
+
+    Attributes:
+        ae_title: Called AE title of the destination (PACS, viewer, router).
+        host: Its address.
+        port: Its port.
+        kind: ``sr`` (Basic Text SR), ``sc`` (Secondary Capture with heat map and text) or ``both``.
+        send_rejections: Also send a short "not triaged: <reason>" result for images refused by the
+            quality checks (never for objects that are not readable images).
+        timeout_s: Network timeout of one delivery.
+    """
+
+    ae_title: str
+    host: str = "127.0.0.1"
+    port: int = 11113
+    kind: Literal["sr", "sc", "both"] = "sr"
+    send_rejections: bool = True
+    timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ae_title", check_ae_title(self.ae_title, "destination.ae_title"))
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """The whole ``serve.toml``: ``[node]``, ``[storage]``, ``[triage]`` (with ``[triage.abstain]`` and
+    ``[triage.quality]``) and an optional ``[destination]``."""
+
+    node: NodeConfig = field(default_factory=NodeConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    triage: TriageConfig = field(default_factory=TriageConfig)
+    destination: DestinationConfig | None = None
+
+
+def load_config(path: str | Path | None = None) -> ServeConfig:
+    """Reads a ``serve.toml`` (or returns the defaults when ``path`` is None).
+
+    Raises:
+        SpecError: The file is missing, not TOML, or holds unknown keys or invalid values.
+    """
+    if path is None:
+        return ServeConfig()
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise SpecError("config file not found", expected="an existing TOML file", received=str(p)) from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SpecError("config is not valid TOML", expected="TOML", received=f"{p}: {exc}") from exc
+    return from_dict(ServeConfig, data, what="serve config")
+
+
+def override(config: ServeConfig, **changes) -> ServeConfig:
+    """Applies command-line overrides given as ``section__field=value`` (None values are ignored)."""
+    sections: dict[str, dict] = {}
+    for key, value in changes.items():
+        if value is None or value == ():
+            continue
+        section, name = key.split("__", 1)
+        sections.setdefault(section, {})[name] = value
+    for section, values in sections.items():
+        config = dataclasses.replace(
+            config, **{section: dataclasses.replace(getattr(config, section), **values)}
+        )
+    return config

@@ -1,0 +1,127 @@
+"""Triage of one inbox file: read -> input checks -> classify -> abstention band -> audit record.
+
+:class:`Triage` never raises for a bad input: every outcome, including a decoder crash, becomes an
+audit record with a decision (``classified``, ``refer`` or ``rejected``). The record holds no patient
+identifiers (see :mod:`cxr_edge.serve.audit` for the schema).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cxr_edge.bundle import MANIFEST_NAME, Bundle
+from cxr_edge.errors import CxrEdgeError
+from cxr_edge.imaging import read_image
+from cxr_edge.manifest import file_sha256
+from cxr_edge.pipeline import Prediction, Predictor
+from cxr_edge.quality import abstain, check
+from cxr_edge.serve.config import TriageConfig
+from cxr_edge.serve.inbox import key_of
+
+
+@dataclass
+class Triaged:
+    """The outcome of one file: its audit record, plus what a DICOM result needs.
+
+    Attributes:
+        record: The audit record (without ``schema``/``time``, which the log adds).
+        image: The decoded image, when it could be read.
+        prediction: The model's prediction, when one was made.
+    """
+
+    record: dict
+    image: np.ndarray | None = None
+    prediction: Prediction | None = None
+
+
+def bundle_sha256(bundle: Bundle) -> str:
+    """SHA-256 of the bundle's ``manifest.json`` (which pins every model file by its own SHA-256)."""
+    return file_sha256(bundle.root / MANIFEST_NAME)
+
+
+def received_ns(path: Path) -> int | None:
+    """Receive time (ns since the epoch) encoded in an inbox file name, or None."""
+    head = path.name.split("-", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+class Triage:
+    """Judges inbox files with a bundle.
+
+    Args:
+        config: Bundle, models, threads, input checks and abstention band.
+        predictor: An already built predictor (tests); default: one built from ``config``.
+    """
+
+    def __init__(self, config: TriageConfig, predictor: Predictor | None = None):
+        self.config = config
+        if predictor is None:
+            bundle = Bundle.load(config.bundle or None)
+            predictor = Predictor(bundle, members=list(config.models) or None, threads=config.threads)
+        self.predictor = predictor
+        self.bundle = {"name": predictor.bundle.manifest.name, "sha256": bundle_sha256(predictor.bundle)}
+
+    def __call__(self, path: Path, calling_ae: str = "", sop_class: str = "") -> Triaged:
+        """Triages one inbox file; never raises for a bad input."""
+        start = time.time_ns()
+        t0 = time.perf_counter()
+        arrived = received_ns(path)
+        timings = {"queue": round((start - arrived) / 1e6, 3)} if arrived else {}
+        record = {
+            "instance": key_of(path),
+            "sop_class": sop_class or None,
+            "calling_ae": calling_ae or None,
+            "inbox_file": path.name,
+            "bundle": self.bundle,
+            "decision": "rejected",
+            "label": None,
+            "probs": None,
+            "per_model": None,
+            "reason": None,
+            "check": None,
+            "image": None,
+            "timings_ms": timings,
+        }
+        try:
+            image, info = read_image(path, self.predictor.read_options)
+        except CxrEdgeError as exc:
+            record.update(check="read", reason=f"{type(exc).__name__}: {exc}")
+            return self._done(record, t0)
+        except Exception as exc:  # a decoder bug must not stop the node; it is recorded on this file
+            record.update(check="error", reason=f"unexpected {type(exc).__name__}: {str(exc)[:200]}")
+            return self._done(record, t0)
+        timings["decode"] = _ms(t0)
+        record["image"] = {k: v for k, v in info.to_dict().items() if k != "source_file"}
+        t = time.perf_counter()
+        rejection = check(image, info, self.config.quality)
+        timings["quality"] = _ms(t)
+        if rejection is not None:
+            record.update(check=rejection.check, reason=rejection.reason)
+            return self._done(record, t0, image=image)
+        try:
+            pred = self.predictor.predict_image(image, info)
+        except Exception as exc:  # e.g. ModelRuntimeError: recorded, the node goes on
+            record.update(check="error", reason=f"{type(exc).__name__}: {str(exc)[:200]}")
+            return self._done(record, t0, image=image)
+        timings.update({k: round(v, 3) for k, v in pred.timings_ms.items()})
+        record["probs"] = {k: round(v, 6) for k, v in pred.probs.items()}
+        record["per_model"] = {m: {k: round(v, 6) for k, v in p.items()} for m, p in pred.per_model.items()}
+        why = abstain(pred.probs, self.config.abstain)
+        if why is None:
+            record.update(decision="classified", label=pred.label)
+        else:
+            record.update(decision="refer", reason=f"refer to a radiologist: {why}")
+        return self._done(record, t0, image=image, prediction=pred)
+
+    @staticmethod
+    def _done(record: dict, t0: float, **extra) -> Triaged:
+        record["timings_ms"]["total"] = _ms(t0)
+        return Triaged(record=record, **extra)
+
+
+def _ms(t0: float) -> float:
+    return round((time.perf_counter() - t0) * 1000.0, 3)
