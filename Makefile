@@ -8,6 +8,9 @@ SPLIT  ?= splits/kit.csv
 
 .PHONY: demo test lint format bundle schema golden clean paper paper-prune paper-bundles paper-eval paper-bench
 
+.DEFAULT_GOAL := demo
+include mk/web.mk
+
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
@@ -24,7 +27,8 @@ $(VENV)/.full: pyproject.toml | $(VENV)/bin/python
 demo: $(VENV)/.runtime
 	$(CLI) demo --out build/demo_predictions.csv --force
 
-test: $(VENV)/.full
+# Browser tests need Chromium and web_demo/node_modules (mk/web.mk installs them).
+test: $(VENV)/.full web-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest

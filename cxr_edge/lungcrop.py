@@ -101,7 +101,7 @@ def clean_mask(prob: np.ndarray, threshold: float) -> tuple[np.ndarray, int]:
     _, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
     areas = stats[1:, cv2.CC_STAT_AREA]
     significant = int((areas >= _SIGNIFICANT * binary.size).sum())
-    keep = np.argsort(areas)[::-1][:2] + 1
+    keep = np.argsort(areas, kind="stable")[::-1][:2] + 1
     mask = np.isin(labels, keep).astype(np.uint8) * 255
     # Fill holes: flood the background from the border; what stays unreached inside is a hole.
     padded = cv2.copyMakeBorder(mask, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)

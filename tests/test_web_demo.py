@@ -1,0 +1,674 @@
+"""The browser runtime (``web_demo/``) against the Python runtime.
+
+Two layers:
+
+* **Node** runs the app's pure modules (resize, CLAHE, median, preprocessing, PNG decoder, bundle
+  checks, lung crop, ensemble) on many random inputs and compares them with OpenCV/numpy/``cxr_edge``
+  (``web_demo/test/node_ops.mjs``): the 8-bit images must be bit-identical.
+* **Headless Chromium** (playwright-core driving ``/usr/bin/chromium``, ``web_demo/test/driver.mjs``)
+  runs LiteRT.js: the default bundle's golden vectors, a tiny bundle with a lung segmenter built here,
+  the real UI through its file input (screenshot), a non-image file, and an offline reload served by
+  the service worker. One browser session does all of it (module fixture ``browser``).
+
+Without node, Chromium or ``web_demo/node_modules`` (``make web-deps``) these tests skip, unless
+``CXR_EDGE_REQUIRE_BROWSER=1``, which turns the skip into a failure (CI). ``web_demo/screenshot.png``
+is written when missing or when ``CXR_EDGE_UPDATE_SCREENSHOT=1``.
+
+Tolerances (observed on x86-64 with AVX-512; see web_demo/README.md):
+
+* decoded image, 8-bit preprocessed image, model input: bit-identical (asserted exactly);
+* member probabilities of the default bundle (fp32, fp16, int8): bit-identical (asserted exactly);
+  the tiny bundle's 3-channel fp16 model differs by ~3e-8 (XNNPack picks another first-layer kernel),
+  asserted to ``FLOAT_PROBS``;
+* ensemble probabilities: float64 log/exp differ in the last bits (~1e-19), asserted to ``ENSEMBLE``;
+* heat map (CAM and its placement on the image): asserted to ``CAM`` (observed 0).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cxr_edge.bundle import Bundle
+from cxr_edge.cli import main as cli
+from cxr_edge.ensemble import Stacker, apply_temperature, combine
+from cxr_edge.golden import decode, encode, vectors
+from cxr_edge.imaging import decode_image, read_image
+from cxr_edge.lungcrop import CropSpec, lung_crop
+from cxr_edge.pipeline import Predictor
+from cxr_edge.preprocess import PreprocessSpec, preprocess, preprocess_u8
+from cxr_edge.samples import samples_dir
+from cxr_edge.segmenter import Segmenter
+
+REPO = Path(__file__).resolve().parents[1]
+WEB = REPO / "web_demo"
+GOLDEN = REPO / "tests" / "golden"
+SCREENSHOT = WEB / "screenshot.png"
+CHROMIUM = Path(os.environ.get("CXR_EDGE_CHROMIUM", "/usr/bin/chromium"))
+REQUIRE = os.environ.get("CXR_EDGE_REQUIRE_BROWSER") == "1"
+UI_SAMPLE = "pneumonia_unknown_nih_00004075_000.png"
+
+FLOAT_PROBS = 1e-6  # float members that are not bit-identical (3-channel fp16 of the tiny bundle)
+ENSEMBLE = 1e-12  # combined probabilities (float64 log/exp of the temperature)
+CAM = 1e-6  # class activation map and the heat map placed on the image
+INT8_STEP = 1 / 256  # one quantisation step of an int8 probability output
+
+
+def _unavailable(browser: bool) -> str | None:
+    """Why the web tests cannot run here (None when they can)."""
+    if shutil.which("node") is None:
+        return "node is not installed (run `make web-deps`)"
+    if browser:
+        if not CHROMIUM.is_file():
+            return f"Chromium not found at {CHROMIUM} (run `make web-deps`)"
+        for package in ("@litertjs/core", "playwright-core"):
+            if not (WEB / "node_modules" / package / "package.json").is_file():
+                return f"web_demo/node_modules/{package} is missing (run `make web-deps`)"
+    return None
+
+
+def _require(browser: bool) -> None:
+    reason = _unavailable(browser)
+    if reason is None:
+        return
+    if REQUIRE:
+        pytest.fail(f"CXR_EDGE_REQUIRE_BROWSER=1 but {reason}")
+    pytest.skip(reason)
+
+
+def run_node_ops(cases: list[dict]) -> list:
+    """Runs ``web_demo/test/node_ops.mjs`` on cases; returns each result (failing on a JS error)."""
+    _require(browser=False)
+    proc = subprocess.run(
+        ["node", str(WEB / "test" / "node_ops.mjs")],
+        input=json.dumps({"cases": cases}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads(proc.stdout)["results"]
+    return results
+
+
+def _ok(results: list) -> list:
+    errors = [r["error"] for r in results if not r["ok"]]
+    assert not errors, errors[:3]
+    return [r["result"] for r in results]
+
+
+# --------------------------------------------------------------------------------------------- Node
+
+#: (source h, w, target h, w): integer factors (OpenCV's fast path, SIMD and scalar columns) and not.
+AREA_SIZES = [
+    (479, 512, 256, 256),
+    (512, 512, 256, 256),
+    (518, 518, 259, 259),
+    (1024, 768, 256, 256),
+    (256, 512, 256, 256),
+    (300, 301, 32, 32),
+    (900, 700, 224, 200),
+]
+#: (h, w, clip limit, tiles): sizes that are and are not multiples of the tile grid.
+CLAHE_CASES = [
+    (256, 256, 2.0, 8),
+    (64, 64, 2.0, 8),
+    (100, 77, 2.0, 8),
+    (255, 256, 3.5, 4),
+    (37, 41, 1.0, 5),
+    (50, 50, 40.0, 3),
+    (128, 96, 0.01, 16),
+]
+
+
+def test_resize_clahe_median_are_bit_identical_to_opencv():
+    rng = np.random.default_rng(0)
+    cases, expected = [], []
+    for h, w, dh, dw in AREA_SIZES:
+        a = rng.random((h, w), dtype=np.float32)
+        cases.append({"op": "resize_area", "image": encode(a), "width": dw, "height": dh})
+        expected.append(cv2.resize(a, (dw, dh), interpolation=cv2.INTER_AREA))
+    for h, w, dh, dw in [(200, 180, 256, 256), (100, 300, 256, 256), (8, 8, 479, 512), (3, 5, 7, 9)]:
+        a = rng.random((h, w), dtype=np.float32)
+        cases.append({"op": "resize_linear", "image": encode(a), "width": dw, "height": dh})
+        expected.append(cv2.resize(a, (dw, dh), interpolation=cv2.INTER_LINEAR))
+    for h, w, clip, tiles in CLAHE_CASES:
+        yy, xx = np.mgrid[0:h, 0:w]
+        smooth = 128 + 100 * np.sin(xx / 7.0) * np.cos(yy / 5.0) + rng.normal(0, 10, (h, w))
+        for a in (rng.integers(0, 256, (h, w), dtype=np.uint8), np.clip(smooth, 0, 255).astype(np.uint8)):
+            cases.append({"op": "clahe", "image": encode(a), "clip": clip, "tiles": tiles})
+            expected.append(cv2.createCLAHE(clipLimit=clip, tileGridSize=(tiles, tiles)).apply(a))
+    for k in (3, 5, 7):
+        for h, w in [(256, 256), (31, 17), (2, 3)]:
+            a = rng.integers(0, 256, (h, w), dtype=np.uint8)
+            cases.append({"op": "median", "image": encode(a), "k": k})
+            expected.append(cv2.medianBlur(a, k))
+    for case, want, got in zip(cases, expected, _ok(run_node_ops(cases)), strict=True):
+        out = decode(got)
+        assert out.dtype == want.dtype and np.array_equal(out, want), (case["op"], case["image"]["shape"])
+
+
+def test_preprocessing_of_every_sample_is_bit_identical():
+    specs = [
+        PreprocessSpec(),
+        PreprocessSpec(input_size=(32, 32)),
+        PreprocessSpec(input_size=(64, 64), border=0.05, channels=3, median=5),
+        PreprocessSpec(input_size=(224, 200), clahe_clip=3.0, clahe_tiles=6, normalize="unit"),
+    ]
+    cases, expected = [], []
+    for i, path in enumerate(sorted(samples_dir().glob("*.png"))):
+        image, _ = read_image(path)
+        spec = specs[i % len(specs)]
+        h, w = image.shape
+        box = [None, (37, 51, 37 + int(w * 0.7), 51 + int(h * 0.6)), (100, 100, 250, 260)][i % 3]
+        cases.append(
+            {
+                "op": "preprocess",
+                "image": encode(image),
+                "spec": spec.to_dict(),
+                "crop_box": box and list(box),
+            }
+        )
+        expected.append((preprocess_u8(image, spec, box), preprocess(image, spec, box)))
+    for (u8, x), got in zip(expected, _ok(run_node_ops(cases)), strict=True):
+        assert np.array_equal(decode(got["u8"]), u8)
+        assert np.array_equal(decode(got["x"]), x)  # standardisation in numpy's float32 order
+
+
+def _png(pixels: np.ndarray, color_type: int, depth: int, palette=None, interlace=False) -> bytes:
+    """A minimal PNG encoder (filter 0) for the variants OpenCV cannot write."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    h, w = pixels.shape[:2]
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[color_type]
+    flat = pixels.reshape(h, w, channels)
+
+    def rows(img: np.ndarray) -> bytes:
+        out = b""
+        for row in img:
+            if depth == 16:
+                out += b"\0" + row.astype(">u2").tobytes()
+            elif depth == 8:
+                out += b"\0" + row.astype(np.uint8).tobytes()
+            else:
+                out += (
+                    b"\0"
+                    + np.packbits(
+                        np.unpackbits(row.astype(np.uint8)[:, :, None], axis=2)[:, :, -depth:]
+                    ).tobytes()
+                )
+        return out
+
+    if interlace:
+        passes = [
+            (0, 0, 8, 8),
+            (4, 0, 8, 8),
+            (0, 4, 4, 8),
+            (2, 0, 4, 4),
+            (0, 2, 2, 4),
+            (1, 0, 2, 2),
+            (0, 1, 1, 2),
+        ]
+        raw = b"".join(rows(flat[y0::dy, x0::dx]) for x0, y0, dx, dy in passes if w > x0 and h > y0)
+    else:
+        raw = rows(flat)
+    head = struct.pack(">IIBBBBB", w, h, depth, color_type, 0, 0, int(interlace))
+    body = chunk(b"IHDR", head) + (chunk(b"PLTE", palette.tobytes()) if palette is not None else b"")
+    return b"\x89PNG\r\n\x1a\n" + body + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+def test_png_decoder_matches_the_python_reader():
+    rng = np.random.default_rng(1)
+    grey = rng.integers(0, 256, (37, 53), dtype=np.uint8)
+    colour = rng.integers(0, 256, (29, 31, 3), dtype=np.uint8)
+    files = {
+        "grey8": cv2.imencode(".png", grey)[1].tobytes(),
+        "grey16": cv2.imencode(".png", rng.integers(100, 40000, (33, 20), dtype=np.uint16))[1].tobytes(),
+        "rgb-colour": cv2.imencode(".png", colour)[1].tobytes(),
+        "rgb-grey": cv2.imencode(".png", np.repeat(grey[..., None], 3, axis=2))[1].tobytes(),
+        "rgba": cv2.imencode(".png", rng.integers(0, 256, (17, 23, 4), dtype=np.uint8))[1].tobytes(),
+        "rgb16": cv2.imencode(".png", rng.integers(0, 65536, (9, 11, 3), dtype=np.uint16))[1].tobytes(),
+        "grey-alpha": _png(rng.integers(0, 256, (13, 17, 2), dtype=np.uint8), 4, 8),
+        "grey4": _png(rng.integers(0, 16, (15, 13), dtype=np.uint8), 0, 4),
+        "grey1": _png(rng.integers(0, 2, (10, 21), dtype=np.uint8), 0, 1),
+        "palette": _png(
+            rng.integers(0, 7, (12, 9), dtype=np.uint8), 3, 8, rng.integers(0, 256, (7, 3), dtype=np.uint8)
+        ),
+        "interlaced": _png(rng.integers(0, 256, (19, 23), dtype=np.uint8), 0, 8, interlace=True),
+        "interlaced16": _png(rng.integers(0, 65536, (11, 5), dtype=np.uint16), 0, 16, interlace=True),
+        "sample": (samples_dir() / UI_SAMPLE).read_bytes(),
+    }
+    cases = [
+        {"op": "decode", "bytes": base64.b64encode(b).decode(), "name": f"{k}.png"} for k, b in files.items()
+    ]
+    for (name, data), got in zip(files.items(), _ok(run_node_ops(cases)), strict=True):
+        image, info = decode_image(data, name=f"{name}.png")
+        assert np.array_equal(decode(got["image"]), image), name
+        assert (
+            got["info"]["intensity"] == info.intensity
+            and got["info"]["converted_from"] == info.converted_from
+        )
+
+
+def test_bad_files_get_the_python_error_messages():
+    good = cv2.imencode(".png", np.zeros((8, 8), np.uint8))[1].tobytes()
+    files = {
+        "text": b"not an image, just some text\n" * 4,
+        "binary": bytes(range(200, 256)) * 3,
+        "truncated": good[: len(good) - 20],
+        "empty": b"",
+    }
+    cases = [{"op": "decode", "bytes": base64.b64encode(b).decode(), "name": "x.png"} for b in files.values()]
+    for (name, data), got in zip(files.items(), run_node_ops(cases), strict=True):
+        assert not got["ok"], name
+        with pytest.raises(Exception) as python_error:
+            decode_image(data, name="x.png")
+        assert got["error"].split(": ", 1)[1] == str(python_error.value), name
+
+
+def test_bundles_are_checked_like_the_python_loader(tmp_path):
+    source = Bundle.load().root
+    variants = {}
+    for name in ("intact", "tampered", "incomplete", "future"):
+        variants[name] = shutil.copytree(source, tmp_path / name)
+    model = Bundle.load().manifest.models[0].file
+    with open(variants["tampered"] / model, "r+b") as fh:
+        fh.seek(100)
+        byte = fh.read(1)
+        fh.seek(100)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    (variants["incomplete"] / model).unlink()
+    manifest = json.loads((variants["future"] / "manifest.json").read_text())
+    (variants["future"] / "manifest.json").write_text(json.dumps(manifest | {"format_version": 99}))
+    cases = [{"op": "load_bundle", "dir": str(d)} for d in variants.values()]
+    intact, tampered, incomplete, future = run_node_ops(cases)
+    assert intact["ok"] and intact["result"]["members"] == list(Bundle.load().manifest.ensemble.members)
+    assert "checksum mismatch" in tampered["error"] and model in tampered["error"]
+    assert "bundle is incomplete" in incomplete["error"]
+    assert "unsupported bundle format" in future["error"]
+
+
+def test_service_worker_precaches_every_app_module():
+    shell = set(re.findall(r"'\./([^']+)'", (WEB / "sw.js").read_text()))
+    modules = {f"src/{p.name}" for p in (WEB / "src").glob("*.js")}
+    assert modules | {"index.html", "app.js", "styles.css", "app.webmanifest"} <= shell
+
+
+def _blob_map(rng: np.random.Generator, size: tuple[int, int], n_blobs: int) -> np.ndarray:
+    h, w = size
+    yy, xx = np.mgrid[0:h, 0:w] / np.array([h, w])[:, None, None]
+    prob = rng.uniform(0, 0.3, size)
+    for _ in range(n_blobs):
+        cx, cy, rx, ry = (
+            rng.uniform(0.1, 0.9),
+            rng.uniform(0.1, 0.9),
+            rng.uniform(0.03, 0.4),
+            rng.uniform(0.03, 0.4),
+        )
+        inside = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 < 1
+        prob[inside] = rng.uniform(0.45, 1.0)
+    return prob.astype(np.float32)
+
+
+def _ambiguous(prob: np.ndarray, threshold: float) -> bool:
+    """Whether the 2nd and 3rd largest components tie (numpy's unstable argsort then decides)."""
+    binary = (prob >= np.float32(threshold)).astype(np.uint8)
+    areas = sorted(
+        cv2.connectedComponentsWithStats(binary, connectivity=8)[2][1:, cv2.CC_STAT_AREA], reverse=True
+    )
+    return len(areas) > 2 and areas[1] == areas[2]
+
+
+def test_lung_crop_matches_python_including_fallbacks():
+    rng = np.random.default_rng(2)
+    specs = [
+        CropSpec(),
+        CropSpec(threshold=0.45, margin=0.1, max_components=2, min_aspect=0.8, max_aspect=1.5),
+    ]
+    cases, expected = [], []
+    probs = [np.zeros((64, 64), np.float32), np.ones((48, 40), np.float32)]
+    probs += [_blob_map(rng, (64, 64) if i % 2 else (48, 40), int(rng.integers(1, 9))) for i in range(60)]
+    for i, prob in enumerate(probs):
+        spec = specs[i % 2]
+        if _ambiguous(prob, spec.threshold):
+            continue
+        shape = (int(rng.integers(300, 700)), int(rng.integers(300, 700)))
+        cases.append(
+            {"op": "lung_crop", "prob": encode(prob), "image_shape": list(shape), "crop": spec.to_dict()}
+        )
+        expected.append(lung_crop(prob, shape, spec))
+    outcomes = set()
+    for want, got in zip(expected, _ok(run_node_ops(cases)), strict=True):
+        assert (tuple(got["box"]), got["status"], got["reason"]) == (want.box, want.status, want.reason)
+        assert np.array_equal(decode(got["mask"]), want.mask)
+        outcomes.add(" ".join(want.reason.split(" ")[:2]) if want.reason else "lung")
+    assert outcomes == {"lung", "no lung", "lung area", "mask fragmented", "box width/height"}  # every gate
+
+
+def test_ensemble_methods_match_python():
+    rng = np.random.default_rng(3)
+    cases, expected = [], []
+    for i in range(40):
+        n, k = int(rng.integers(1, 5)), 3
+        probs = rng.dirichlet(np.ones(k), size=n)
+        if i % 10 == 0:
+            probs = np.array([[0.5, 0.3, 0.2], [0.2, 0.5, 0.3], [0.1, 0.2, 0.7], [0.6, 0.2, 0.2]])[
+                : max(n, 2)
+            ]
+        n = len(probs)
+        method = ["mean", "weighted", "vote", "stacking"][i % 4]
+        weights = rng.uniform(0.1, 1, n).tolist() if method == "weighted" else None
+        stacker = None
+        if method == "stacking":
+            stacker = Stacker(
+                w1=tuple(map(tuple, rng.normal(0, 1, (n * k, 9)))),
+                b1=tuple(rng.normal(0, 0.1, 9)),
+                w2=tuple(map(tuple, rng.normal(0, 1, (9, k)))),
+                b2=tuple(rng.normal(0, 0.1, k)),
+            )
+        temperature = float(rng.choice([1.0, 0.7, 1.3]))
+        want = combine(probs, method, weights, stacker)
+        want = apply_temperature(want, temperature) if temperature != 1.0 else want
+        stacking = None if stacker is None else {k: getattr(stacker, k) for k in ("w1", "b1", "w2", "b2")}
+        cases.append(
+            {
+                "op": "combine",
+                "probs": probs.tolist(),
+                "method": method,
+                "weights": weights,
+                "stacking": stacking,
+            }
+            | {"temperature": temperature}
+        )
+        expected.append(want)
+    for case, want, got in zip(cases, expected, _ok(run_node_ops(cases)), strict=True):
+        assert np.abs(np.array(got) - want).max() <= ENSEMBLE, case["method"]
+        assert int(np.argmax(got)) == int(np.argmax(want))
+
+
+# ------------------------------------------------------------------------------------------ browser
+
+
+def _tiny_segmenter_bundle(out: Path) -> Path:
+    """A small bundle with an int8 lung segmenter (64 px, a fixed two-ellipse prior nudged by the image)
+    and three 32-px classifiers (fp32, int8, 3-channel fp16) in a weighted ensemble with a temperature."""
+    import keras
+
+    from convert.build import cam_weights
+    from convert.tflite import to_tflite, to_tflite_variants
+    from cxr_edge.bundle import (
+        FORMAT_VERSION,
+        BundleManifest,
+        EnsembleConfig,
+        ModelEntry,
+        SegmenterEntry,
+        write_manifest,
+    )
+    from cxr_edge.engine import Engine
+    from cxr_edge.manifest import file_sha256
+
+    class PriorMap(keras.layers.Layer):
+        def __init__(self, prior, **kwargs):
+            super().__init__(**kwargs)
+            self.prior = prior
+
+        def build(self, input_shape):
+            init = keras.initializers.Constant(self.prior)
+            self.map = self.add_weight(
+                shape=self.prior.shape, initializer=init, trainable=False, name="prior"
+            )
+
+        def call(self, x):
+            return x + self.map
+
+    size = 64
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    ellipse = np.minimum(((xx - 0.32) / 0.16) ** 2, ((xx - 0.68) / 0.16) ** 2) + ((yy - 0.5) / 0.32) ** 2
+    prior = (4.0 * (1.0 - ellipse)).clip(-6, 6)[..., None].astype(np.float32)
+    inp = keras.Input((size, size, 1))
+    smooth = keras.layers.Conv2D(1, 5, padding="same", kernel_initializer=keras.initializers.Constant(-0.06))(
+        inp
+    )
+    segmenter = keras.Model(inp, keras.layers.Activation("sigmoid", name="mask")(PriorMap(prior)(smooth)))
+
+    out.mkdir(parents=True, exist_ok=True)
+    images = [read_image(p)[0] for p in sorted(samples_dir().glob("*.png"))[:8]]
+    seg_spec, spec = PreprocessSpec(input_size=(size, size)), PreprocessSpec(input_size=(32, 32))
+    seg_file = out / "tinyseg-int8.tflite"
+    seg_file.write_bytes(to_tflite(segmenter, "int8", [preprocess(im, seg_spec) for im in images]))
+    seg = Engine(seg_file)
+    seg_entry = SegmenterEntry(
+        name=seg_file.stem,
+        file=seg_file.name,
+        sha256=file_sha256(seg_file),
+        quant="int8",
+        input=seg.input_spec,
+        outputs={"mask": seg.output_spec},
+        params=int(segmenter.count_params()),
+        macs=0,
+        preprocess=seg_spec,
+        crop=CropSpec(),
+    )
+    calibration = [preprocess(im, spec) for im in images]
+    models = []
+    for name, channels, quant, seed in (
+        ("tiny-fp32", 1, "fp32", 0),
+        ("tiny-int8", 1, "int8", 1),
+        ("tiny3-fp16", 3, "fp16", 2),
+    ):
+        keras.utils.set_random_seed(seed)
+        inp = keras.Input((32, 32, channels))
+        x = keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu")(inp)
+        x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="features")(x)
+        x = keras.layers.GlobalAveragePooling2D()(keras.layers.Dropout(0.1)(x))
+        model = keras.Model(inp, keras.layers.Dense(3, activation="softmax", name="probs")(x))
+        calib = [np.repeat(c, channels, axis=-1) for c in calibration] if quant == "int8" else None
+        file = out / f"{name}.tflite"
+        file.write_bytes(to_tflite_variants(model, [quant], calib, outputs=("probs", "features"))[quant])
+        engine = Engine(file)
+        models.append(
+            ModelEntry(
+                name=name,
+                file=file.name,
+                sha256=file_sha256(file),
+                architecture="tiny_cnn",
+                quant=quant,
+                input=engine.input_spec,
+                outputs=engine.output_specs,
+                params=int(model.count_params()),
+                cam_weights=cam_weights(model),
+            )
+        )
+    members = tuple(m.name for m in models)
+    manifest = BundleManifest(
+        format_version=FORMAT_VERSION,
+        name="tiny-segmenter-test",
+        labels=("covid", "normal", "pneumonia_unknown"),
+        preprocess=spec,
+        models=tuple(models),
+        ensemble=EnsembleConfig(method="weighted", members=members, weights=(0.5, 0.3, 0.2), temperature=1.3),
+        provenance={"purpose": "web demo tests"},
+        segmenter=seg_entry,
+    )
+    write_manifest(out, manifest)
+    return out
+
+
+TINY_SAMPLES = ("covid_hannover_006f3a8a.png", "normal_nih_00003552_004.png")
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tmp_path_factory) -> Path | None:
+    """The tiny segmenter bundle, or None without TensorFlow (the [train] extra)."""
+    _require(browser=True)  # only the browser tests use it: do not build it when they cannot run
+    try:
+        import keras  # noqa: F401
+    except ImportError:
+        return None
+    return _tiny_segmenter_bundle(tmp_path_factory.mktemp("web") / "tiny_bundle")
+
+
+@pytest.fixture(scope="module")
+def browser(tiny_bundle, tmp_path_factory) -> dict:
+    """One headless-Chromium session over every browser scenario (``web_demo/test/driver.mjs``)."""
+    _require(browser=True)
+    tmp = tmp_path_factory.mktemp("browser")
+    bad = tmp / "notes.png"
+    bad.write_text("this is not an image, just some text\n")
+    golden = json.loads((GOLDEN / "index.json").read_text())["files"]
+    stems = [json.loads((GOLDEN / g).read_text())["file"] for g in golden]
+    items = [{"name": f"default/{s}", "bundleUrl": "/bundle/", "imageUrl": f"/samples/{s}"} for s in stems]
+    items.append(
+        {
+            "name": f"threaded/{stems[0]}",
+            "bundleUrl": "/bundle/",
+            "imageUrl": f"/samples/{stems[0]}",
+            "threads": 2,
+        }
+    )
+    mounts = {"/bundle/": str(Bundle.load().root), "/samples/": str(samples_dir())}
+    if tiny_bundle is not None:
+        mounts["/tiny/"] = str(tiny_bundle)
+        items += [
+            {"name": f"tiny/{s}", "bundleUrl": "/tiny/", "imageUrl": f"/samples/{s}"} for s in TINY_SAMPLES
+        ]
+    config = {
+        "mounts": mounts,
+        "golden": items,
+        "threads": 1,
+        "ui": {"image": str(samples_dir() / UI_SAMPLE), "bad": str(bad), "screenshot": str(tmp / "shot.png")}
+        | {"offline": True},
+    }
+    (tmp / "config.json").write_text(json.dumps(config))
+    proc = subprocess.run(
+        ["node", str(WEB / "test" / "driver.mjs"), str(tmp / "config.json")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=WEB,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    result["golden"] = {g["name"]: g for g in result["golden"]}
+    return result
+
+
+def test_default_bundle_reproduces_the_golden_vectors(browser):
+    runtime = browser["runtimes"]["1"]
+    assert runtime["threads"] == 1 and runtime["crossOriginIsolated"]
+    for name in json.loads((GOLDEN / "index.json").read_text())["files"]:
+        stored = json.loads((GOLDEN / name).read_text())
+        got = browser["golden"][f"default/{stored['file']}"]
+        image, _ = read_image(samples_dir() / stored["file"])
+        assert np.array_equal(decode(got["decoded"]), image)  # deterministic PNG decoder
+        assert np.array_equal(decode(got["preprocessed_u8"]), decode(stored["preprocessed_u8"]))
+        x = decode(got["model_input"])
+        assert np.abs(x - preprocess(image, Bundle.load().spec)).max() <= 1e-6
+        assert np.abs(x.reshape(-1)[:16] - stored["model_input"]["first"]).max() <= 1e-6
+        assert abs(float(x.mean()) - stored["model_input"]["mean"]) <= 1e-6
+        for model, want in stored["models"].items():
+            mine = got["models"][model]
+            assert np.array_equal(np.float32(mine["probs"]), np.float32(want["probs"])), (
+                model
+            )  # bit-identical
+            assert float(decode(mine["features"]).sum()) == pytest.approx(want["features_sum"], rel=1e-6)
+        assert got["ensemble"]["label"] == stored["ensemble"]["label"]
+        assert np.abs(np.array(got["ensemble"]["probs"]) - stored["ensemble"]["probs"]).max() <= ENSEMBLE
+        assert np.abs(decode(got["cam"]) - decode(stored["cam"])).max() <= CAM
+        heat = Predictor().predict_image(image).heatmap(image.shape)
+        assert np.abs(decode(got["heatmap"]) - heat).max() <= CAM
+    assert not browser["harnessErrors"], browser["harnessErrors"]
+
+
+def test_threaded_wasm_gives_the_same_results(browser):
+    runtime = browser["runtimes"]["2"]
+    assert runtime["wasm"] == "litert_wasm_threaded_internal" and runtime["threads"] == 2
+    name = next(k for k in browser["golden"] if k.startswith("threaded/"))
+    threaded, single = browser["golden"][name], browser["golden"][name.replace("threaded/", "default/")]
+    for model, out in single["models"].items():
+        assert np.abs(np.array(threaded["models"][model]["probs"]) - out["probs"]).max() <= FLOAT_PROBS
+    assert np.abs(np.array(threaded["ensemble"]["probs"]) - single["ensemble"]["probs"]).max() <= FLOAT_PROBS
+
+
+@pytest.mark.train
+def test_segmenter_bundle_crop_and_probabilities_match_python(browser, tiny_bundle):
+    if tiny_bundle is None:
+        pytest.skip("needs TensorFlow (the [train] extra) to build the tiny segmenter bundle")
+    bundle = Bundle.load(tiny_bundle)
+    predictor, segmenter = Predictor(bundle), Segmenter(bundle)
+    for sample in TINY_SAMPLES:
+        got = browser["golden"][f"tiny/{sample}"]
+        want = vectors(bundle, samples_dir() / sample)
+        image, _ = read_image(samples_dir() / sample)
+        mask = segmenter.probabilities(image)
+        assert np.abs(decode(got["segmenter"]["mask_probabilities"]) - mask).max() <= 1e-6
+        assert got["segmenter"]["crop"] == want["segmenter"]["crop"]
+        assert want["segmenter"]["crop"]["status"] == "lung"  # the lung-crop path, not the fallback
+        assert np.array_equal(decode(got["preprocessed_u8"]), decode(want["preprocessed_u8"]))
+        for model, out in want["models"].items():
+            limit = INT8_STEP if bundle.manifest.model(model).quant == "int8" else FLOAT_PROBS
+            assert np.abs(np.array(got["models"][model]["probs"]) - out["probs"]).max() <= limit, model
+        assert got["ensemble"]["label"] == want["ensemble"]["label"]
+        assert np.abs(np.array(got["ensemble"]["probs"]) - want["ensemble"]["probs"]).max() <= FLOAT_PROBS
+        pred = predictor.predict_image(image)
+        assert tuple(got["cam_region"]) == pred.cam_region == tuple(want["segmenter"]["crop"]["box"])
+        assert np.abs(decode(got["heatmap"]) - pred.heatmap(image.shape)).max() <= 1e-5
+
+
+def _cli_prediction(path: Path) -> dict:
+    result = CliRunner().invoke(cli, ["predict", str(path)])
+    assert result.exit_code == 0, result.output
+    row = next(csv.DictReader(io.StringIO(result.stdout)))
+    return {"label": row["label"], **{k[5:]: float(v) for k, v in row.items() if k.startswith("prob_")}}
+
+
+def test_ui_predicts_the_cli_label_and_saves_a_screenshot(browser):
+    ui = browser["ui"]
+    assert ui["initialState"] == "ready" and "cxr-edge-default" in ui["bundleName"]
+    first = ui["steps"]["first"]
+    assert first["state"] == "done" and first["resultVisible"] and first["error"] is None
+    python = _cli_prediction(samples_dir() / UI_SAMPLE)
+    assert first["prediction"]["label"] == python["label"]
+    for label, p in first["prediction"]["probs"].items():
+        assert p == pytest.approx(python[label], abs=1e-6)
+    assert first["members"] == len(Bundle.load().manifest.ensemble.members) and first["timingRows"] >= 5
+    assert {"decode", "preprocess", "combine", "heatmap", "total"} <= set(first["prediction"]["timings_ms"])
+    shot = Path(ui["screenshot"])
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+    if os.environ.get("CXR_EDGE_UPDATE_SCREENSHOT") == "1" or not SCREENSHOT.exists():
+        shutil.copyfile(shot, SCREENSHOT)
+    assert not ui["consoleErrors"], ui["consoleErrors"]
+
+
+def test_bad_input_shows_an_error_and_the_next_image_works(browser):
+    steps = browser["ui"]["steps"]
+    assert steps["bad"]["state"] == "error" and not steps["bad"]["resultVisible"]
+    assert "not an image" in steps["bad"]["error"] and "received text data" in steps["bad"]["error"]
+    assert steps["again"]["state"] == "done" and steps["again"]["error"] is None
+    assert steps["again"]["prediction"]["probs"] == steps["first"]["prediction"]["probs"]
+
+
+def test_app_works_offline_from_the_service_worker_cache(browser):
+    ui = browser["ui"]
+    assert "Offline: ready" in ui["offlineText"] and ui["offlineControlled"]
+    offline = ui["steps"]["offline"]
+    assert offline["state"] == "done", offline["error"]
+    assert offline["prediction"]["probs"] == ui["steps"]["first"]["prediction"]["probs"]

@@ -1,0 +1,218 @@
+/**
+ * The web demo's UI: load a bundle, pick an image, show the prediction, the members' votes and
+ * probabilities, the latency of every stage and the heat map. All computation happens in this
+ * browser; nothing is uploaded, and no file names or pixel data are logged.
+ *
+ * URL parameters: `bundle` (bundle folder URL, default `bundle/`), `threads` (XNNPack threads; > 1
+ * needs the server's cross-origin isolation headers).
+ *
+ * The page reports its state in `document.body.dataset.state` (`loading`, `ready`, `busy`, `done`,
+ * `error`), which the browser tests wait on.
+ *
+ * @module app
+ */
+
+import { loadBundleFromFiles, loadBundleFromUrl } from './src/bundle.js';
+import { overlay } from './src/cam.js';
+import { initLiteRt } from './src/engine.js';
+import { Predictor } from './src/pipeline.js';
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const state = { predictor: null, last: null, image: null, heat: null, runtime: null };
+
+/**
+ * @param {'loading'|'ready'|'busy'|'done'|'error'} s
+ */
+function setState(s) {
+  document.body.dataset.state = s;
+}
+
+/**
+ * Shows an error (one sentence plus expected/received) and hides stale results.
+ * @param {unknown} err
+ */
+function showError(err) {
+  const box = $('error');
+  box.textContent = `Cannot classify this file: ${err?.message ?? String(err)}`;
+  box.hidden = false;
+  $('result').hidden = true;
+  setState('error');
+}
+
+function clearError() {
+  $('error').hidden = true;
+  $('error').textContent = '';
+}
+
+/**
+ * @param {number} ms
+ */
+const fmtMs = (ms) => `${ms.toFixed(1)} ms`;
+
+/**
+ * Loads a bundle and compiles its models.
+ * @param {() => Promise<import('./src/bundle.js').Bundle>} load
+ */
+async function useBundle(load) {
+  setState('loading');
+  $('bundle-name').textContent = 'loading…';
+  const t0 = performance.now();
+  const bundle = await load();
+  const predictor = await Predictor.create(bundle);
+  state.predictor?.delete();
+  state.predictor = predictor;
+  const m = bundle.manifest;
+  const seg = m.segmenter ? ` + segmenter ${m.segmenter.name}` : '';
+  $('bundle-name').textContent = `${m.name} (${m.ensemble.members.join(', ')}${seg})`;
+  $('runtime').textContent =
+    `LiteRT.js ${state.runtime.wasm}.wasm, ${state.runtime.threads} thread(s)` +
+    `${state.runtime.crossOriginIsolated ? ', cross-origin isolated' : ''}; ` +
+    `bundle verified (sha256) and compiled in ${fmtMs(performance.now() - t0)}`;
+  setState('ready');
+}
+
+/**
+ * Classifies a picked file and renders the result.
+ * @param {File} file
+ */
+async function classify(file) {
+  if (!state.predictor) return;
+  clearError();
+  setState('busy');
+  try {
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    const { prediction, image } = await state.predictor.predictBytes(bytes, file.name);
+    state.last = prediction;
+    state.image = image;
+    state.heat = state.predictor.heatmap(prediction, [image.height, image.width]);
+    render(prediction);
+    setState('done');
+  } catch (err) {
+    state.last = null;
+    showError(err);
+  }
+}
+
+/** Draws the radiograph (with the heat map when enabled). */
+function draw() {
+  const { image, heat } = state;
+  if (!image) return;
+  const canvas = $('view');
+  canvas.width = image.width;
+  canvas.height = image.height;
+  const pic = overlay(image, $('show-heat').checked ? heat : null);
+  canvas.getContext('2d').putImageData(new ImageData(pic.data, pic.width, pic.height), 0, 0);
+}
+
+/**
+ * @param {import('./src/pipeline.js').Prediction} p
+ */
+function render(p) {
+  const labels = state.predictor.labels;
+  $('label').textContent = `${p.label} (${(100 * p.probs[p.label]).toFixed(1)}%)`;
+  $('crop').textContent =
+    p.crop === 'none'
+      ? `Crop: border (no segmenter in this bundle). Image ${p.info?.width}×${p.info?.height}, ${p.info?.format}.`
+      : `Crop: ${p.crop}${p.cropReason ? ` (${p.cropReason})` : ''}, box ${JSON.stringify(p.cropBox)}.`;
+  $('probs').tBodies[0].innerHTML = labels
+    .map((l) => {
+      const v = p.probs[l];
+      return `<tr class="${l === p.label ? 'top' : ''}"><td>${esc(l)}</td><td><div class="bar"><span style="width:${(100 * v).toFixed(1)}%"></span></div></td><td>${v.toFixed(4)}</td></tr>`;
+    })
+    .join('');
+  $('method').textContent = `${state.predictor.method}${state.predictor.ensemble.temperature !== 1 ? `, T=${state.predictor.ensemble.temperature.toFixed(3)}` : ''}`;
+  $('members').tHead.innerHTML = `<tr><th>model</th><th>vote</th>${labels.map((l) => `<th>${wrap(l)}</th>`).join('')}<th>latency</th></tr>`;
+  $('members').tBodies[0].innerHTML = Object.entries(p.perModel)
+    .map(([name, probs]) => `<tr><td>${wrap(name)}</td><td>${wrap(p.votes[name])}</td>${labels.map((l) => `<td>${probs[l].toFixed(4)}</td>`).join('')}<td>${fmtMs(p.timings_ms[name])}</td></tr>`)
+    .join('');
+  $('timings').tBodies[0].innerHTML = Object.entries(p.timings_ms)
+    .map(([stage, ms]) => `<tr><td>${esc(stage)}</td><td>${fmtMs(ms)}</td></tr>`)
+    .join('');
+  $('result').hidden = false;
+  draw();
+}
+
+/**
+ * @param {string} s
+ */
+function esc(s) {
+  return String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/**
+ * Escaped text that may break after `_` and `-` (long label and model names in narrow columns).
+ * @param {string} s
+ */
+function wrap(s) {
+  return esc(s).replace(/([_-])/g, '$1<wbr>');
+}
+
+/**
+ * Registers the service worker and hands it every same-origin URL this page has fetched so far (the
+ * WASM runtime and the bundle were fetched before the worker controlled the page).
+ */
+async function registerServiceWorker() {
+  if (!('serviceWorker' in navigator)) {
+    $('offline').textContent = 'Offline: not available in this browser';
+    return;
+  }
+  try {
+    await navigator.serviceWorker.register('./sw.js');
+    const registration = await navigator.serviceWorker.ready;
+    const urls = performance
+      .getEntriesByType('resource')
+      .map((e) => e.name)
+      .filter((u) => new URL(u).origin === location.origin);
+    const reply = await new Promise((resolve) => {
+      const channel = new MessageChannel();
+      channel.port1.onmessage = (e) => resolve(e.data);
+      registration.active.postMessage({ type: 'cache', urls: [location.href.split('?')[0], ...urls] }, [channel.port2]);
+    });
+    if (reply.error) throw new Error(reply.error);
+    $('offline').textContent = `Offline: ready (${reply.cached} files cached: app, LiteRT.js, this bundle)`;
+    document.body.dataset.offline = 'ready';
+  } catch (err) {
+    $('offline').textContent = `Offline: service worker failed (${err.message})`;
+  }
+}
+
+async function main() {
+  $('image-input').addEventListener('change', (e) => {
+    const file = e.target.files?.[0];
+    e.target.value = ''; // picking the same file again fires `change` again
+    if (file) classify(file);
+  });
+  const drop = $('drop');
+  drop.addEventListener('dragover', (e) => {
+    e.preventDefault();
+    drop.classList.add('over');
+  });
+  drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+  drop.addEventListener('drop', (e) => {
+    e.preventDefault();
+    drop.classList.remove('over');
+    const file = e.dataTransfer?.files?.[0];
+    if (file) classify(file);
+  });
+  $('show-heat').addEventListener('change', draw);
+  $('bundle-input').addEventListener('change', async (e) => {
+    const files = Array.from(e.target.files ?? []);
+    try {
+      clearError();
+      await useBundle(() => loadBundleFromFiles(files));
+    } catch (err) {
+      showError(err);
+    }
+  });
+  try {
+    state.runtime = await initLiteRt({ threads: Number(params.get('threads') ?? 1) });
+    await useBundle(() => loadBundleFromUrl(params.get('bundle') ?? 'bundle/'));
+  } catch (err) {
+    $('bundle-name').textContent = 'none';
+    showError(err);
+  }
+  if (params.get('sw') !== '0') await registerServiceWorker();
+}
+
+window.cxrEdgeApp = { state, ready: main() };

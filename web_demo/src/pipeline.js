@@ -1,0 +1,185 @@
+/**
+ * decode -> (segment -> lung crop) -> preprocess -> each member -> combine -> heat map, timed per
+ * stage, mirroring `Predictor` in `cxr_edge/pipeline.py`.
+ *
+ * @module pipeline
+ */
+
+import { averageMaps, classActivationMap, place } from './cam.js';
+import { decodeImage } from './decode.js';
+import { applyEnsemble } from './ensemble.js';
+import { BundleError } from './errors.js';
+import { Engine, normalise } from './engine.js';
+import { lungCrop } from './lungcrop.js';
+import { cropRegion, normalize, preprocessU8, preprocess } from './preprocess.js';
+
+/**
+ * The result for one image (`Prediction`).
+ * @typedef {object} Prediction
+ * @property {string} label argmax of the combined probabilities
+ * @property {Record<string, number>} probs combined probability per label
+ * @property {Record<string, Record<string, number>>} perModel probabilities of each member
+ * @property {Record<string, string>} votes each member's argmax label
+ * @property {Record<string, number>} timings_ms milliseconds per stage
+ * @property {import('./decode.js').ImageInfo|null} info
+ * @property {'lung'|'fallback'|'none'} crop
+ * @property {string} cropReason
+ * @property {number[]|null} cropBox
+ * @property {import('./resize.js').FloatImage|null} cam CAM at feature-map resolution
+ * @property {number[]|null} camRegion where the CAM belongs in the source image
+ * @property {object} [trace] intermediate results (when asked for)
+ */
+
+const now = () => performance.now();
+
+/** Classifies images with a bundle's ensemble. */
+export class Predictor {
+  /**
+   * @param {object} parts
+   */
+  constructor(parts) {
+    Object.assign(this, parts);
+  }
+
+  /**
+   * Compiles the bundle's member models (and its segmenter).
+   * @param {import('./bundle.js').Bundle} bundle
+   * @param {{members?: string[]|null}} [options] run these models instead of the ensemble members
+   *     (then averaged: weights/stacking/temperature belong to the full ensemble)
+   * @returns {Promise<Predictor>}
+   */
+  static async create(bundle, { members = null } = {}) {
+    const m = bundle.manifest;
+    const config = m.ensemble;
+    const names = members?.length ? members : config.members;
+    if (!names.length) throw new BundleError('bundle holds no classifiers', { expected: 'a bundle with models', received: `${bundle.source} (segmenter only)` });
+    const same = !members?.length || members.join() === config.members.join();
+    const ensemble = same ? config : { method: 'mean', members: names, weights: null, stacking: null, temperature: 1 };
+    const engines = new Map();
+    for (const name of names) {
+      const entry = m.models.find((x) => x.name === name);
+      if (!entry) throw new BundleError('no such model in the bundle', { expected: JSON.stringify(m.models.map((x) => x.name)), received: name });
+      engines.set(name, await Engine.create(bundle.files.get(entry.file), entry));
+    }
+    const segmenter = m.segmenter ? await Engine.create(bundle.files.get(m.segmenter.file), m.segmenter) : null;
+    return new Predictor({ bundle, manifest: m, ensemble, engines, segmenter });
+  }
+
+  /** @returns {string[]} */
+  get labels() {
+    return this.manifest.labels;
+  }
+
+  /** @returns {string} the combiner in use */
+  get method() {
+    return this.ensemble.method;
+  }
+
+  /**
+   * Lung probabilities of an image at the segmenter's resolution.
+   * @param {import('./resize.js').FloatImage} image
+   */
+  async segmenterProbabilities(image) {
+    const s = this.manifest.segmenter;
+    const out = await this.segmenter.runAll(preprocess(image, s.preprocess));
+    const [h, w] = s.preprocess.input_size;
+    return { height: h, width: w, data: out.mask.data };
+  }
+
+  /**
+   * Classifies a decoded image (2-D float in [0, 1]).
+   * @param {import('./resize.js').FloatImage} image
+   * @param {{info?: object|null, trace?: boolean}} [options] `trace` keeps every intermediate result
+   * @returns {Promise<Prediction>}
+   */
+  async predictImage(image, { info = null, trace = false } = {}) {
+    const timings = {};
+    const tr = trace ? {} : null;
+    let crop = null;
+    if (this.segmenter) {
+      const t = now();
+      const prob = await this.segmenterProbabilities(image);
+      crop = lungCrop(prob, [image.height, image.width], this.manifest.segmenter.crop);
+      timings.segment = now() - t;
+      if (tr) Object.assign(tr, { maskProbabilities: prob, cropResult: crop });
+    }
+    const t0 = now();
+    const box = crop ? crop.box : null;
+    const spec = this.manifest.preprocess;
+    const u8 = preprocessU8(image, spec, box);
+    const x = normalize(u8, spec);
+    timings.preprocess = now() - t0;
+    if (tr) Object.assign(tr, { u8, x });
+    const perModel = [];
+    const features = [];
+    const raw = {};
+    for (const [name, engine] of this.engines) {
+      const t = now();
+      const outputs = await engine.runAll(x);
+      perModel.push(normalise(outputs.probs.data, engine.entry.outputs.probs));
+      if (outputs.features && engine.entry.cam_weights) features.push([engine.entry.cam_weights, outputs.features]);
+      timings[name] = now() - t;
+      raw[name] = outputs;
+    }
+    if (tr) tr.outputs = raw;
+    let t = now();
+    const probs = applyEnsemble(this.ensemble, perModel);
+    timings.combine = now() - t;
+    const labels = this.labels;
+    const index = probs.indexOf(Math.max(...probs));
+    let cam = null;
+    if (features.length) {
+      t = now();
+      cam = averageMaps(
+        features.map(([weights, f]) => classActivationMap({ height: f.shape[0], width: f.shape[1], channels: f.shape[2], data: f.data }, weights, index)),
+      );
+      timings.heatmap = now() - t;
+    }
+    const named = (p) => Object.fromEntries(labels.map((l, i) => [l, Number(p[i])]));
+    const names = [...this.engines.keys()];
+    return {
+      label: labels[index],
+      probs: named(probs),
+      perModel: Object.fromEntries(names.map((n, i) => [n, named(perModel[i])])),
+      votes: Object.fromEntries(names.map((n, i) => [n, labels[Array.from(perModel[i]).indexOf(Math.max(...perModel[i]))]])),
+      timings_ms: timings,
+      info,
+      crop: crop ? crop.status : 'none',
+      cropReason: crop ? crop.reason : '',
+      cropBox: box,
+      cam,
+      camRegion: cam ? cropRegion(image.height, image.width, spec, box) : null,
+      trace: tr ?? undefined,
+    };
+  }
+
+  /**
+   * Decodes and classifies one file's bytes.
+   * @param {Uint8Array} bytes
+   * @param {string} [name]
+   * @returns {Promise<{prediction: Prediction, image: import('./resize.js').FloatImage}>}
+   */
+  async predictBytes(bytes, name = '') {
+    const t0 = now();
+    const { image, info } = await decodeImage(bytes, name);
+    const decodeMs = now() - t0;
+    const pred = await this.predictImage(image, { info });
+    pred.timings_ms = { decode: decodeMs, ...pred.timings_ms, total: now() - t0 };
+    return { prediction: pred, image };
+  }
+
+  /**
+   * The heat map in source-image pixels.
+   * @param {Prediction} pred
+   * @param {[number, number]} shape (H, W)
+   */
+  heatmap(pred, shape) {
+    return pred.cam ? place(pred.cam, shape, pred.camRegion) : null;
+  }
+
+  /** Frees every model. */
+  delete() {
+    for (const e of this.engines.values()) e.delete();
+    this.segmenter?.delete();
+  }
+}

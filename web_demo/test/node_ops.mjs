@@ -1,0 +1,94 @@
+#!/usr/bin/env node
+/**
+ * Runs the app's pure modules (no browser, no LiteRT) on cases read as JSON from stdin and writes the
+ * results as JSON to stdout. `tests/test_web_demo.py` compares them with OpenCV/numpy/the Python
+ * runtime on many random inputs, which the two golden images alone cannot cover.
+ *
+ * Request: `{"cases": [{"op": ..., "image": {dtype, shape, base64}, ...params}]}`.
+ *
+ * @module test/node_ops
+ */
+
+import { clahe } from '../src/clahe.js';
+import { decodeImage } from '../src/decode.js';
+import { combine, applyTemperature } from '../src/ensemble.js';
+import { lungCrop } from '../src/lungcrop.js';
+import { medianBlur } from '../src/median.js';
+import { normalize, parseSpec, preprocessU8 } from '../src/preprocess.js';
+import { resizeArea, resizeLinear } from '../src/resize.js';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { loadBundleFromUrl } from '../src/bundle.js';
+import { decodeArray, encodeArray } from './arrays.mjs';
+
+function image2d(entry, Type) {
+  const { data, shape } = decodeArray(entry);
+  return { height: shape[0], width: shape[1], data: Type ? Type.from(data) : data };
+}
+
+const OPS = {
+  load_bundle: async (c) => {
+    // fetch() stand-in that reads the bundle folder from disk
+    const fetchFn = async (url) => {
+      try {
+        const bytes = await readFile(path.join(c.dir, new URL(url).pathname.split('/').pop()));
+        return new Response(bytes, { status: 200 });
+      } catch {
+        return new Response('', { status: 404 });
+      }
+    };
+    const bundle = await loadBundleFromUrl('http://bundle.invalid/b/', { fetchFn });
+    return { name: bundle.manifest.name, members: bundle.manifest.ensemble.members, files: [...bundle.files.keys()].sort() };
+  },
+  decode: async (c) => {
+    const { image, info } = await decodeImage(new Uint8Array(Buffer.from(c.bytes, 'base64')), c.name ?? '');
+    return { image: encodeArray(image.data, [image.height, image.width]), info };
+  },
+  resize_area: (c) => {
+    const r = resizeArea(image2d(c.image), c.width, c.height);
+    return encodeArray(r.data, [r.height, r.width]);
+  },
+  resize_linear: (c) => {
+    const r = resizeLinear(image2d(c.image), c.width, c.height);
+    return encodeArray(r.data, [r.height, r.width]);
+  },
+  clahe: (c) => {
+    const r = clahe(image2d(c.image), c.clip, c.tiles);
+    return encodeArray(r.data, [r.height, r.width]);
+  },
+  median: (c) => {
+    const r = medianBlur(image2d(c.image), c.k);
+    return encodeArray(r.data, [r.height, r.width]);
+  },
+  preprocess: (c) => {
+    const spec = parseSpec(c.spec);
+    const u8 = preprocessU8(image2d(c.image), spec, c.crop_box ?? null);
+    const x = normalize(u8, spec);
+    return {
+      u8: encodeArray(u8.data, [u8.height, u8.width]),
+      x: encodeArray(x.data, [x.height, x.width, x.channels]),
+    };
+  },
+  combine: (c) => {
+    const probs = combine(c.probs, c.method, c.weights ?? null, c.stacking ?? null);
+    return c.temperature && c.temperature !== 1 ? applyTemperature(probs, c.temperature) : probs;
+  },
+  lung_crop: (c) => {
+    const r = lungCrop(image2d(c.prob), c.image_shape, c.crop);
+    return { box: r.box, status: r.status, reason: r.reason, mask: encodeArray(r.mask.data, [r.mask.height, r.mask.width]) };
+  },
+};
+
+let input = '';
+process.stdin.setEncoding('utf8');
+for await (const chunk of process.stdin) input += chunk;
+const { cases } = JSON.parse(input);
+const results = [];
+for (const c of cases) {
+  try {
+    results.push({ ok: true, result: await OPS[c.op](c) });
+  } catch (err) {
+    results.push({ ok: false, error: `${err?.name ?? 'Error'}: ${err?.message ?? err}` });
+  }
+}
+process.stdout.write(JSON.stringify({ results }));
