@@ -10,6 +10,7 @@ SPLIT  ?= splits/kit.csv
 
 .DEFAULT_GOAL := demo
 include mk/web.mk
+include mk/android.mk
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +28,9 @@ $(VENV)/.full: pyproject.toml | $(VENV)/bin/python
 demo: $(VENV)/.runtime
 	$(CLI) demo --out build/demo_predictions.csv --force
 
-# Browser tests need Chromium and web_demo/node_modules (mk/web.mk installs them).
-test: $(VENV)/.full web-deps
+# Browser tests need Chromium and web_demo/node_modules (mk/web.mk); the Android core's tests need
+# javac and JUnit 5 (mk/android.mk). Both install them, or say why not and the tests skip.
+test: $(VENV)/.full web-deps android-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest

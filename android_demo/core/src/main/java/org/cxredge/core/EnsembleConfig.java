@@ -1,0 +1,99 @@
+package org.cxredge.core;
+
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.List;
+import java.util.Set;
+import java.util.TreeSet;
+
+/**
+ * How member models' probabilities are combined ({@code manifest.ensemble}); mirrors
+ * {@code cxr_edge.bundle.EnsembleConfig}. The maths lives in {@link Ensemble}.
+ */
+public final class EnsembleConfig {
+    /** The combiners, in the Python order. */
+    public static final List<String> METHODS =
+            Collections.unmodifiableList(Arrays.asList("vote", "mean", "weighted", "stacking"));
+
+    private static final Set<String> KEYS =
+            new TreeSet<>(Arrays.asList("method", "members", "weights", "stacking", "temperature"));
+
+    private final String method;
+    private final List<String> members;
+    private final double[] weights;
+    private final Stacker stacking;
+    private final double temperature;
+
+    /**
+     * Builds and checks a configuration (the Python {@code __post_init__} checks).
+     *
+     * @param method {@code vote}, {@code mean}, {@code weighted} or {@code stacking}
+     * @param members names of the models that run, in the order weights/stacking expect
+     * @param weights one weight per member for {@code weighted}, else may be null
+     * @param stacking the meta-learner for {@code stacking}, else may be null
+     * @param temperature applied to the combined probabilities (1 = none)
+     * @throws BundleFormatException inconsistent values
+     */
+    public EnsembleConfig(String method, List<String> members, double[] weights, Stacker stacking, double temperature) {
+        this.method = method;
+        this.members = Collections.unmodifiableList(members);
+        this.weights = weights == null ? null : weights.clone();
+        this.stacking = stacking;
+        this.temperature = temperature;
+        if (!METHODS.contains(method)) {
+            throw new BundleFormatException("ensemble.method", "unknown ensemble method",
+                    String.join(" or ", METHODS), method);
+        }
+        if ("weighted".equals(method) && (weights == null || weights.length != members.size())) {
+            throw new BundleFormatException("ensemble.weights", "weighted ensemble needs one weight per member",
+                    members.size() + " weights", weights == null ? "None" : Arrays.toString(weights));
+        }
+        if ("stacking".equals(method) && stacking == null) {
+            throw new BundleFormatException("ensemble.stacking", "stacking ensemble needs its meta-learner",
+                    "a stacking object", "none");
+        }
+        if (!(temperature > 0)) {
+            throw new BundleFormatException("ensemble.temperature", "invalid temperature", "a positive number",
+                    String.valueOf(temperature));
+        }
+    }
+
+    /** Parses {@code manifest.ensemble}; absent keys take the Python defaults (mean, no members). */
+    public static EnsembleConfig fromJson(JsonObject o) {
+        o.requireKnownKeys(KEYS, "ensemble config");
+        List<String> members = o.has("members") ? o.stringList("members") : Collections.<String>emptyList();
+        double[] weights = o.raw("weights") == null ? null : o.numberArray("weights");
+        Stacker stacking = o.raw("stacking") == null ? null : Stacker.fromJson(o.object("stacking"));
+        return new EnsembleConfig(o.string("method", "mean"), members, weights, stacking, o.number("temperature", 1.0));
+    }
+
+    /** The same members averaged (what a runtime uses for a chosen subset of members). */
+    public static EnsembleConfig meanOf(List<String> members) {
+        return new EnsembleConfig("mean", members, null, null, 1.0);
+    }
+
+    /** The combiner. */
+    public String method() {
+        return method;
+    }
+
+    /** Member names, in order. */
+    public List<String> members() {
+        return members;
+    }
+
+    /** Weights for {@code weighted} (a copy), or null. */
+    public double[] weights() {
+        return weights == null ? null : weights.clone();
+    }
+
+    /** The meta-learner for {@code stacking}, or null. */
+    public Stacker stacking() {
+        return stacking;
+    }
+
+    /** Temperature (1 = none). */
+    public double temperature() {
+        return temperature;
+    }
+}

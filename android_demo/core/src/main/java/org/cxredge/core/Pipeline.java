@@ -1,0 +1,175 @@
+package org.cxredge.core;
+
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * decode -> (segment -> crop) -> preprocess -> classify each member -> combine -> heat map: the
+ * Python {@code Predictor.predict_image}, with model execution behind a {@link ModelRunner}.
+ *
+ * <p>Not thread-safe if the runner is not; one pipeline per worker thread.
+ */
+public final class Pipeline {
+    private final BundleManifest manifest;
+    private final ModelRunner runner;
+    private final List<ModelEntry> members;
+    private final EnsembleConfig ensemble;
+    private final Preprocessor preprocessor;
+    private final Preprocessor segmenterPreprocessor;
+    private final LungCrop lungCrop;
+
+    /** A pipeline running the bundle's ensemble. */
+    public Pipeline(BundleManifest manifest, ModelRunner runner) {
+        this(manifest, runner, null);
+    }
+
+    /**
+     * A pipeline running chosen members; a subset other than the bundle's members is averaged
+     * (weights, stacker and temperature were fitted for the full ensemble), as in Python.
+     *
+     * @param members model names, or null for the bundle's ensemble members
+     */
+    public Pipeline(BundleManifest manifest, ModelRunner runner, List<String> members) {
+        this.manifest = manifest;
+        this.runner = runner;
+        EnsembleConfig config = manifest.ensemble();
+        List<String> names = members == null || members.isEmpty() ? config.members() : members;
+        if (names.isEmpty()) {
+            throw new BundleFormatException("models", "bundle holds no classifiers", "a bundle with models",
+                    "a segmenter-only bundle");
+        }
+        List<ModelEntry> entries = new ArrayList<>();
+        for (String name : names) {
+            entries.add(manifest.model(name));
+        }
+        this.members = entries;
+        this.ensemble = names.equals(config.members()) ? config : EnsembleConfig.meanOf(names);
+        this.preprocessor = new Preprocessor(manifest.preprocess());
+        SegmenterEntry seg = manifest.segmenter();
+        this.segmenterPreprocessor = seg == null ? null : new Preprocessor(seg.preprocess());
+        this.lungCrop = seg == null ? null : new LungCrop(seg.crop());
+    }
+
+    /** The models this pipeline runs, in order. */
+    public List<ModelEntry> members() {
+        return members;
+    }
+
+    /** The combiner in use ({@code mean} for a chosen subset). */
+    public EnsembleConfig ensemble() {
+        return ensemble;
+    }
+
+    /**
+     * Classifies one decoded image.
+     *
+     * @param image greyscale image, values in [0, 1]
+     * @throws InputImageException unusable image
+     * @throws ModelOutputException the runner returned outputs that do not fit the manifest
+     */
+    public Prediction predict(FloatImage image) {
+        Map<String, Double> timings = new LinkedHashMap<>();
+        CropDecision crop = null;
+        if (manifest.segmenter() != null) {
+            long t = System.nanoTime();
+            crop = segment(image);
+            timings.put("segment", ms(t));
+        }
+        long t0 = System.nanoTime();
+        PreprocessedImage x = preprocessor.run(image, crop == null ? null : crop.box());
+        timings.put("preprocess", ms(t0));
+
+        Map<String, float[]> perModel = new LinkedHashMap<>();
+        List<float[]> featureMaps = new ArrayList<>();
+        List<ModelEntry> withFeatures = new ArrayList<>();
+        double[][] memberProbs = new double[members.size()][];
+        for (int m = 0; m < members.size(); m++) {
+            ModelEntry entry = members.get(m);
+            long t = System.nanoTime();
+            Map<String, RawTensor> outputs = runModel(entry, x.inputFor(entry.input().dim(3)));
+            float[] probs = Quantization.renormalize(output(entry, outputs, "probs"), entry.outputs().get("probs"));
+            perModel.put(entry.name(), probs);
+            memberProbs[m] = toDouble(probs);
+            if (entry.hasHeatMap() && outputs.containsKey("features")) {
+                withFeatures.add(entry);
+                featureMaps.add(output(entry, outputs, "features"));
+            }
+            timings.put(entry.name(), ms(t));
+        }
+        long t = System.nanoTime();
+        double[] probs = Ensemble.apply(ensemble, memberProbs);
+        timings.put("combine", ms(t));
+
+        FloatImage cam = null;
+        if (!featureMaps.isEmpty()) {
+            t = System.nanoTime();
+            int index = Ensemble.argmax(probs);
+            List<FloatImage> maps = new ArrayList<>();
+            for (int i = 0; i < featureMaps.size(); i++) {
+                TensorSpec spec = withFeatures.get(i).outputs().get("features");
+                maps.add(HeatMap.classActivationMap(featureMaps.get(i), spec.dim(1), spec.dim(2),
+                        withFeatures.get(i).camWeights(), index));
+            }
+            cam = HeatMap.average(maps);
+            timings.put("heatmap", ms(t));
+        }
+        return new Prediction(manifest.labels(), probs, perModel, crop, x, cam, timings);
+    }
+
+    /** The segmenter stage: lung probabilities, then the crop rule. */
+    public CropDecision segment(FloatImage image) {
+        SegmenterEntry seg = manifest.segmenter();
+        if (seg == null) {
+            throw new BundleFormatException("segmenter", "bundle has no segmenter", "a bundle built with --segmenter",
+                    "none");
+        }
+        PreprocessedImage x = segmenterPreprocessor.run(image, null);
+        Map<String, RawTensor> outputs = runModel(seg, x.inputFor(seg.input().dim(3)));
+        TensorSpec mask = seg.outputs().get("mask");
+        FloatImage prob = new FloatImage(mask.dim(2), mask.dim(1), output(seg, outputs, "mask"));
+        return lungCrop.decide(prob, image.width(), image.height());
+    }
+
+    private Map<String, RawTensor> runModel(ModelFile model, float[] input) {
+        Map<String, RawTensor> outputs = runner.run(model, Quantization.quantize(input, model.input()));
+        if (outputs == null) {
+            throw new ModelOutputException("model runner returned nothing", "outputs " + model.outputs().keySet(),
+                    "null");
+        }
+        return outputs;
+    }
+
+    /** One output, checked against the manifest and dequantised. */
+    private static float[] output(ModelFile model, Map<String, RawTensor> outputs, String role) {
+        TensorSpec declared = model.outputs().get(role);
+        RawTensor t = outputs.get(role);
+        if (t == null || declared == null) {
+            throw new ModelOutputException("model " + model.name() + " gave no " + role + " output",
+                    "outputs " + model.outputs().keySet(), "outputs " + outputs.keySet());
+        }
+        if (!t.spec().hasShape(declared.shape()) || t.spec().dtype() != declared.dtype()) {
+            throw new ModelOutputException("model " + model.name() + " " + role + " output does not match the manifest",
+                    declared.toString(), t.spec().toString());
+        }
+        return Quantization.dequantize(t);
+    }
+
+    private static double[] toDouble(float[] v) {
+        double[] out = new double[v.length];
+        for (int i = 0; i < v.length; i++) {
+            out[i] = v[i];
+        }
+        return out;
+    }
+
+    private static double ms(long t0) {
+        return (System.nanoTime() - t0) / 1e6;
+    }
+
+    @Override
+    public String toString() {
+        return "Pipeline(" + manifest.name() + ", members=" + ModelEntry.names(members) + ")";
+    }
+}

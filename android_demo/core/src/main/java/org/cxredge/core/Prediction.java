@@ -1,0 +1,98 @@
+package org.cxredge.core;
+
+import java.util.Collections;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The result of the pipeline for one image (the Python {@code Prediction}): label, combined
+ * probabilities, each member's probabilities, the crop, the heat map and timings.
+ */
+public final class Prediction {
+    private final List<String> labels;
+    private final double[] probs;
+    private final Map<String, float[]> perModel;
+    private final CropDecision crop;
+    private final PreprocessedImage preprocessed;
+    private final FloatImage cam;
+    private final Map<String, Double> timingsMs;
+
+    Prediction(List<String> labels, double[] probs, Map<String, float[]> perModel, CropDecision crop,
+            PreprocessedImage preprocessed, FloatImage cam, Map<String, Double> timingsMs) {
+        this.labels = labels;
+        this.probs = probs;
+        this.perModel = Collections.unmodifiableMap(perModel);
+        this.crop = crop;
+        this.preprocessed = preprocessed;
+        this.cam = cam;
+        this.timingsMs = Collections.unmodifiableMap(timingsMs);
+    }
+
+    /** The predicted label (argmax of the combined probabilities, first on ties). */
+    public String label() {
+        return labels.get(labelIndex());
+    }
+
+    /** Index of the predicted label. */
+    public int labelIndex() {
+        return Ensemble.argmax(probs);
+    }
+
+    /** Class labels in output order. */
+    public List<String> labels() {
+        return labels;
+    }
+
+    /** Combined probability per label, in label order (a copy). */
+    public double[] probs() {
+        return probs.clone();
+    }
+
+    /** Each member's (renormalised) probabilities, in member order. */
+    public Map<String, float[]> perModel() {
+        return perModel;
+    }
+
+    /** {@code lung}, {@code fallback} or {@code none} (the bundle has no segmenter). */
+    public String cropStatus() {
+        return crop == null ? "none" : crop.status();
+    }
+
+    /** Why the crop fell back ("" otherwise). */
+    public String cropReason() {
+        return crop == null ? "" : crop.reason();
+    }
+
+    /** The segmenter's crop decision, or null without a segmenter. */
+    public CropDecision crop() {
+        return crop;
+    }
+
+    /** The preprocessing result (8-bit image, model input, region). */
+    public PreprocessedImage preprocessed() {
+        return preprocessed;
+    }
+
+    /**
+     * The class activation map of the predicted label at the feature-map resolution, averaged over
+     * the members that export features; null when none does.
+     */
+    public FloatImage cam() {
+        return cam;
+    }
+
+    /** The source-image region the classifiers saw (where {@link #cam()} belongs). */
+    public CropBox camRegion() {
+        return preprocessed.region();
+    }
+
+    /** The heat map in source-image pixels (zero outside the region), or null without a CAM. */
+    public FloatImage heatMap(int imageWidth, int imageHeight) {
+        return cam == null ? null : HeatMap.place(cam, imageWidth, imageHeight, camRegion());
+    }
+
+    /** Milliseconds per stage: segment, preprocess, one per model, combine, heatmap. */
+    public Map<String, Double> timingsMs() {
+        return timingsMs;
+    }
+}
