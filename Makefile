@@ -79,6 +79,8 @@ paper-bundles: $(VENV)/.full
 	$(CONVERT) $(UNPRUNED) --quant fp32,int8 --member fp32 --name top3-unpruned --out bundles/top3_unpruned
 	$(CONVERT) $(PRUNED) --quant fp32,int8 --member fp32 --name top3-pruned --out bundles/top3_pruned
 	$(CONVERT) $(PRUNED) --quant int8 --member int8 --name top3-pruned-int8 --out bundles/top3_pruned_int8
+	for m in $(TOP3); do $(CONVERT) --runs runs/prune/$$m/best --quant int8 --member int8 \
+		--name $$m-pruned-int8 --out bundles/$${m}_pruned_int8 || exit 1; done
 
 paper-eval: $(VENV)/.full
 	for b in top3_unpruned top3_pruned top3_pruned_int8; do $(CLI) evaluate --bundle bundles/$$b \
@@ -91,8 +93,12 @@ paper-bench: $(VENV)/.full
 	$(CLI) bench --bundle bundles/top3_pruned --variants --out benchmarks/results/top3_pruned.json
 	$(CLI) bench --bundle bundles/top3_pruned_int8 --variants \
 		$(foreach m,$(TOP3),--baseline runs/zoo/$(m)) --out benchmarks/results/top3_pruned_int8.json
+	for m in $(TOP3); do $(CLI) bench --bundle bundles/$${m}_pruned_int8 --baseline runs/prune/$$m/best \
+		--out benchmarks/results/$${m}_pruned_int8.json || exit 1; done
+	$(MAKE) web-bench
 	$(PY) -m benchmarks.report benchmarks/results/default.json benchmarks/results/top3_pruned_int8.json \
-		benchmarks/results/top3_pruned.json benchmarks/results/top3_unpruned.json --out benchmarks/RESULTS.md
+		$(foreach m,$(TOP3),benchmarks/results/$(m)_pruned_int8.json) benchmarks/results/top3_pruned.json \
+		benchmarks/results/top3_unpruned.json web_demo/results/browser_default.json --out benchmarks/RESULTS.md
 	$(PY) -m benchmarks.pruning_table $(foreach m,$(TOP3),--prune runs/prune/$(m)) \
 		--eval unpruned=docs/ensembles/top3_unpruned --eval pruned=docs/ensembles/top3_pruned \
 		--bench unpruned=benchmarks/results/top3_unpruned.json --bench pruned=benchmarks/results/top3_pruned.json \

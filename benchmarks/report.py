@@ -18,7 +18,10 @@ NOTE = (
     "This CPU has AVX-512 VNNI (and the brief's machine AMX), which make int8 inference faster here "
     "than on phone CPUs; scale by the MAC counts to estimate another device. Timings are medians over "
     "repeated passes after a warm-up, single-threaded unless stated, measured while the machine may be "
-    "shared: compare ratios within one file, not absolute numbers across files."
+    "shared: compare ratios within one file, not absolute numbers across files. The Keras baseline runs "
+    "each unpruned fp32 model through `predict_on_batch` (compiled), one image at a time, after the same "
+    "decode and preprocessing; the speed-up is baseline p50 / bundle p50, end to end, measured in one "
+    "invocation. Browser rows come from `web_demo/bench.mjs` (LiteRT.js WASM in headless Chromium)."
 )
 
 
@@ -66,7 +69,8 @@ def render(results: list[tuple[str, dict]], commands: dict[str, str]) -> str:
     lines += [
         "## Models",
         "",
-        "| bundle | model | variant | file (MiB) | params | params unpruned | GMACs | alone p50 ms |",
+        "| bundle | model | variant | file (MiB) | params | params unpruned | GMACs "
+        "| end to end with it alone, p50 ms |",
         "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for name, r in results:
