@@ -83,8 +83,10 @@ paper-bundles: $(VENV)/.full
 		--name $$m-pruned-int8 --out bundles/$${m}_pruned_int8 || exit 1; done
 
 paper-eval: $(VENV)/.full
-	for b in top3_unpruned top3_pruned top3_pruned_int8; do $(CLI) evaluate --bundle bundles/$$b \
-		--manifest $(KIT) --split $(SPLIT) --out docs/ensembles/$$b --force || exit 1; done
+	$(CLI) evaluate --bundle bundles/top3_unpruned --manifest $(KIT) --split $(SPLIT) \
+		--out docs/ensembles/top3_unpruned --force
+	for b in top3_pruned top3_pruned_int8; do $(CLI) evaluate --bundle bundles/$$b --manifest $(KIT) \
+		--split $(SPLIT) --compare bundles/top3_unpruned --out docs/ensembles/$$b --force || exit 1; done
 
 paper-bench: $(VENV)/.full
 	mkdir -p benchmarks/results

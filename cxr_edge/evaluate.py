@@ -199,6 +199,53 @@ def best_member(bundle: Bundle, preds: Predictions) -> str:
     return max(members, key=val_auc)
 
 
+def counterpart(name: str, others: Sequence[str]) -> str | None:
+    """The model of another bundle that ``name`` is compared with: the same name, or the unpruned one.
+
+    Pruned members are named ``RUN-pruned-QUANT`` (``convert.build.member_stems``), their sources
+    ``RUN-QUANT``.
+    """
+    for candidate in (name, name.replace("-pruned-", "-")):
+        if candidate in others:
+            return candidate
+    return None
+
+
+def compare(
+    bundle: Bundle, preds: Predictions, other: Bundle, *, threads: int = 1, progress: bool = True
+) -> dict:
+    """Paired tests of ``bundle`` against ``other`` on the same images (e.g. pruned vs unpruned).
+
+    The ensemble is compared with the other bundle's ensemble, and every model with its counterpart
+    (:func:`counterpart`) where there is one. Images the other bundle cannot use are left out of
+    every comparison and counted.
+    """
+    if tuple(other.labels) != tuple(bundle.labels):
+        raise InputError(
+            "bundles with different labels cannot be compared",
+            expected=str(list(bundle.labels)),
+            received=str(list(other.labels)),
+        )
+    theirs = predict_records(other, preds.records, threads=threads, progress=progress)
+    index = {r.path: i for i, r in enumerate(preds.records)}
+    keep = np.array([index[r.path] for r in theirs.records], dtype=int)
+    y, labels = preds.y[keep], bundle.labels
+    out: dict = {
+        "baseline_bundle": other.manifest.name,
+        "n": len(keep),
+        "left_out": len(preds.records) - len(keep),
+        "ensemble": paired(y, ensemble_probs(bundle, preds)[keep], ensemble_probs(other, theirs), labels),
+        "models": {},
+    }
+    for name, probs in preds.per_model.items():
+        match = counterpart(name, list(theirs.per_model))
+        if match is not None:
+            out["models"][name] = {"baseline_model": match} | paired(
+                y, probs[keep], theirs.per_model[match], labels
+            )
+    return out
+
+
 def evaluate(
     bundle: Bundle, records: Sequence[Record], *, n_boot: int = 2000, threads: int = 1, progress: bool = True
 ) -> tuple[dict, Predictions]:

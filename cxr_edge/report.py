@@ -77,7 +77,7 @@ def markdown(metrics: dict, title: str, plots: list[str] | None) -> str:
         f"| {s} | {v['n']} | {_f(v['accuracy'])} | {_f(v['auc_macro'])} |"
         for s, v in metrics["by_source"].items()
     ]
-    if "paired" in metrics:
+    if "ensemble_vs_best_member" in metrics.get("paired", {}):
         p = metrics["paired"]["ensemble_vs_best_member"]
         mc = p["mcnemar"]
         lines += [
@@ -94,6 +94,8 @@ def markdown(metrics: dict, title: str, plots: list[str] | None) -> str:
             f"| {lab} | {_f(d['auc_a'])} | {_f(d['auc_b'])} | {_f(d['p_value'])} |"
             for lab, d in p["delong"].items()
         ]
+    if "vs_bundle" in metrics.get("paired", {}):
+        lines += _comparison(metrics["paired"]["vs_bundle"])
     if "audit" in metrics:
         a = metrics["audit"]
         lines += [
@@ -117,6 +119,35 @@ def markdown(metrics: dict, title: str, plots: list[str] | None) -> str:
         else ["Plots need matplotlib (`pip install 'cxr-edge[train]'` or `pip install matplotlib`)."]
     )
     return "\n".join(lines) + "\n"
+
+
+def _comparison(c: dict) -> list[str]:
+    """Section: this bundle against another one (McNemar b = only this one right, c = only the other)."""
+    lines = [
+        "",
+        f"## Against `{c['baseline_bundle']}` on the same {c['n']} images",
+        "",
+        "McNemar b: images only this bundle's model gets right; c: only the other one's. Paired DeLong p "
+        "per class (this AUC / other AUC).",
+        "",
+        "| this | other | McNemar b / c | p | " + " | ".join(c["ensemble"]["delong"]) + " |",
+        "|---|---|---|---|" + "---|" * len(c["ensemble"]["delong"]),
+    ]
+    pairs = [("ensemble", "ensemble", c["ensemble"])] + [
+        (f"`{name}`", f"`{v['baseline_model']}`", v) for name, v in c["models"].items()
+    ]
+    for this, other, v in pairs:
+        mc = v["mcnemar"]
+        cells = [f"{_f(d['auc_a'])} / {_f(d['auc_b'])} (p {_f(d['p_value'])})" for d in v["delong"].values()]
+        lines.append(
+            f"| {this} | {other} | {mc['b']} / {mc['c']} | {_f(mc['p_value'])} | " + " | ".join(cells) + " |"
+        )
+    if c["left_out"]:
+        lines += [
+            "",
+            f"{c['left_out']} images the other bundle could not use are left out of this comparison.",
+        ]
+    return lines
 
 
 def _row(name: str, m: dict) -> str:

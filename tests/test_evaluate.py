@@ -143,3 +143,43 @@ def test_report_without_matplotlib(test_records, tmp_path, monkeypatch):
     out = write_evaluation(tmp_path / "r", metrics, preds.y, ensemble_probs(bundle, preds), title="t")
     assert "Plots need matplotlib" in (out / "report.md").read_text()
     assert not (out / "roc.png").exists()
+
+
+def test_pruned_members_find_their_unpruned_counterparts():
+    from cxr_edge.evaluate import counterpart
+
+    others = ["mnet-stage2-fp32", "mnet-stage2-int8", "custom-fp32"]
+    assert counterpart("mnet-stage2-pruned-int8", others) == "mnet-stage2-int8"
+    assert counterpart("custom-fp32", others) == "custom-fp32"
+    assert counterpart("inception-pruned-fp32", others) is None
+
+
+def test_compare_against_another_bundle(two_member_bundle, test_records, tmp_path):
+    """The stacking bundle against the shipped one: paired per model; itself: no discordant image."""
+    from cxr_edge.errors import InputError
+    from cxr_edge.evaluate import compare
+
+    records = test_records[:24]
+    metrics, preds = evaluate(two_member_bundle, records, n_boot=100, progress=False)
+    shipped = Bundle.load()
+    c = compare(two_member_bundle, preds, shipped, progress=False)
+    assert c["n"] == 24 and c["left_out"] == 0
+    assert set(c["models"]) == {"custom_cnn-fp32", "custom_cnn-fp16", "custom_cnn-int8"}
+    same = c["models"]["custom_cnn-int8"]
+    assert same["baseline_model"] == "custom_cnn-int8"
+    assert same["mcnemar"]["b"] == same["mcnemar"]["c"] == 0  # the same model on the same images
+    assert set(c["ensemble"]["delong"]) <= set(shipped.labels)
+    assert all(0.0 <= d["p_value"] <= 1.0 for d in c["ensemble"]["delong"].values())
+    from cxr_edge.report import markdown
+
+    metrics.setdefault("paired", {})["vs_bundle"] = c
+    text = markdown(metrics, "t", None)
+    assert f"Against `{shipped.manifest.name}` on the same 24 images" in text
+    assert "| `custom_cnn-int8` | `custom_cnn-int8` | 0 / 0 |" in text
+    binary = tmp_path / "binary"
+    shutil.copytree(default_bundle_path(), binary)
+    data = json.loads((binary / "manifest.json").read_text())
+    data["labels"] = ["covid", "normal", "other"]
+    (binary / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(InputError, match="different labels"):
+        compare(two_member_bundle, preds, Bundle.load(binary), progress=False)

@@ -356,17 +356,25 @@ def split_cmd(manifest_path, out, test_fraction, val_fraction, seed, root, force
     "--n-boot", default=2000, show_default=True, type=click.IntRange(100), help="Bootstrap replicates."
 )
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 64), help="LiteRT threads.")
+@click.option(
+    "--compare",
+    "compare_dir",
+    default=None,
+    type=click.Path(exists=True, file_okay=False),
+    help="Another bundle to test against on the same images (e.g. the unpruned one): McNemar and "
+    "paired DeLong for the ensembles and for each model and its counterpart.",
+)
 @click.option("--force", is_flag=True, help="Overwrite a previous evaluation in --out.")
 @clean_errors
 def evaluate_cmd(
-    bundle_dir, manifest_path, root, split_path, part, out, audit_source, n_boot, threads, force
+    bundle_dir, manifest_path, root, split_path, part, out, audit_source, n_boot, threads, compare_dir, force
 ):
     """Evaluate a bundle on a labelled manifest: metrics with intervals, per source, paired tests.
 
     Rows with labels the bundle does not know, and files that cannot be read, are listed in the
     report and skipped; they do not stop the evaluation.
     """
-    from cxr_edge.evaluate import ensemble_probs, evaluate
+    from cxr_edge.evaluate import compare, ensemble_probs, evaluate
     from cxr_edge.report import write_evaluation
     from cxr_edge.shortcut import audit
 
@@ -376,6 +384,10 @@ def evaluate_cmd(
     if split_path:
         records = read_split(split_path, manifest).records(manifest, part)
     metrics, preds = evaluate(bundle, records, n_boot=n_boot, threads=threads)
+    if compare_dir:
+        metrics.setdefault("paired", {})["vs_bundle"] = compare(
+            bundle, preds, Bundle.load(compare_dir), threads=threads
+        )
     if audit_source:
         metrics["audit"] = audit(
             preds.per_model,
