@@ -71,6 +71,7 @@ def measure_bundle(
     t0 = time.perf_counter()
     predictor = Predictor(bundle, members=members, threads=threads)
     init_ms = (time.perf_counter() - t0) * 1000.0
+    rss_after_init = peak_rss_mb()  # memory per stage: import -> models loaded -> inference (peak)
     for path in images:  # warm-up
         predictor.predict_file(path)
     stages: dict[str, list[float]] = {}
@@ -85,6 +86,7 @@ def measure_bundle(
         "threads": threads,
         "members": list(predictor.member_names),
         "init_ms": init_ms,
+        "rss_after_init_mb": rss_after_init,
         "peak_rss_mb": peak_rss_mb(),
         "end_to_end": percentiles(total) | {"throughput_img_s": runs * len(images) / wall},
         "stages": {name: percentiles(v) for name, v in stages.items()},
@@ -230,6 +232,9 @@ def bench(
                 "params": m.params,
                 "params_unpruned": m.params_unpruned,
                 "macs": m.macs,
+                # Recorded at conversion; the report's accuracy/latency plot uses them.
+                "val_auc_macro": m.metrics.get("val", {}).get("auc_macro"),
+                "test_accuracy": m.metrics.get("test", {}).get("accuracy"),
             }
             for m in manifest.models
         },

@@ -25,7 +25,7 @@ NOTE = (
 )
 
 
-def render(results: list[tuple[str, dict]], commands: dict[str, str]) -> str:
+def render(results: list[tuple[str, dict]], commands: dict[str, str], plots: list[str] | None = None) -> str:
     """The Markdown report for ``[(name, bench JSON)]``."""
     first = results[0][1]
     m = first["machine"]
@@ -90,14 +90,15 @@ def render(results: list[tuple[str, dict]], commands: dict[str, str]) -> str:
         "",
         "## Runtime alone (no TensorFlow)",
         "",
-        "| bundle | import ms | RSS after import (MiB) | init ms | peak RSS (MiB) |",
-        "|---|---:|---:|---:|---:|",
+        "| bundle | import ms | RSS after import (MiB) | init ms | RSS with models loaded (MiB) "
+        "| peak RSS (MiB) |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for name, r in results:
         one = r["by_threads"][next(iter(r["by_threads"]))]
         lines.append(
             f"| {name} | {one.get('import_ms', 0):.0f} | {one.get('rss_after_import_mb', 0):.0f} | "
-            f"{one['init_ms']:.0f} | {one['peak_rss_mb']:.0f} |"
+            f"{one['init_ms']:.0f} | {_mb(one.get('rss_after_init_mb'))} | {one['peak_rss_mb']:.0f} |"
         )
     if any(len(r["by_threads"]) > 1 for _, r in results):
         lines += ["", "## Threads", "", "| bundle | threads | p50 ms |", "|---|---:|---:|"]
@@ -105,9 +106,89 @@ def render(results: list[tuple[str, dict]], commands: dict[str, str]) -> str:
             lines += [
                 f"| {name} | {t} | {v['end_to_end']['p50_ms']:.1f} |" for t, v in r["by_threads"].items()
             ]
+    if plots:
+        lines += ["", "## Plots", "", *[f"![{p}]({p})" for p in plots]]
     if commands:
         lines += ["", "## Commands", "", "```sh", *commands.values(), "```"]
     return "\n".join(lines) + "\n"
+
+
+def pareto_points(results: list[tuple[str, dict]]) -> list[tuple[str, float, float]]:
+    """``(label, latency ms, validation macro AUC)`` of every model timed alone that has a recorded AUC."""
+    points = []
+    for name, r in results:
+        for model, info in r["models"].items():
+            alone = r.get("variants", {}).get(model, {}).get("stages", {}).get(model, {}).get("p50_ms")
+            if alone is not None and info.get("val_auc_macro") is not None:
+                points.append((f"{model} ({name})", alone, info["val_auc_macro"]))
+    return points
+
+
+def pareto_front(points: list[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
+    """The points no other point beats on both latency (lower) and AUC (higher), fastest first."""
+    front, best = [], -1.0
+    for p in sorted(points, key=lambda p: (p[1], -p[2])):
+        if p[2] > best:
+            front.append(p)
+            best = p[2]
+    return front
+
+
+def write_plots(results: list[tuple[str, dict]], folder: Path) -> list[str]:
+    """``pareto.png`` (model latency vs validation AUC) and ``memory.png`` (RSS per stage); their names."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # the runtime-only install has no matplotlib: tables only
+        return []
+    written = []
+    points = pareto_points(results)
+    if points:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for label, ms, auc in points:
+            ax.scatter(ms, auc, s=18)
+            ax.annotate(
+                label.split(" (")[0], (ms, auc), fontsize=6, xytext=(3, 2), textcoords="offset points"
+            )
+        front = pareto_front(points)
+        ax.plot([p[1] for p in front], [p[2] for p in front], "k--", lw=1, label="Pareto front")
+        ax.set(xscale="log", xlabel="model alone, p50 ms (LiteRT, 1 thread)", ylabel="validation macro AUC")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(folder / "pareto.png", dpi=110)
+        plt.close(fig)
+        written.append("pareto.png")
+    names = [n for n, r in results if "by_threads" in r]
+    if names:
+        first = {n: r["by_threads"][next(iter(r["by_threads"]))] for n, r in results if n in names}
+        stages = {
+            "after import": [first[n].get("rss_after_import_mb", 0) for n in names],
+            "models loaded": [first[n].get("rss_after_init_mb", 0) for n in names],
+            "peak (inference)": [first[n]["peak_rss_mb"] for n in names],
+            "Keras baseline peak": [
+                dict(results)[n].get("baseline", {}).get("peak_rss_mb", 0) for n in names
+            ],
+        }
+        fig, ax = plt.subplots(figsize=(8, 4))
+        width = 0.2
+        for i, (stage, values) in enumerate(stages.items()):
+            ax.bar([j + i * width for j in range(len(names))], values, width, label=stage)
+        ax.set_xticks(
+            [j + 1.5 * width for j in range(len(names))], names, rotation=20, ha="right", fontsize=7
+        )
+        ax.set_ylabel("resident memory (MiB)")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(folder / "memory.png", dpi=110)
+        plt.close(fig)
+        written.append("memory.png")
+    return written
+
+
+def _mb(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f}"
 
 
 @click.command()
@@ -117,7 +198,8 @@ def main(files, out):
     """Write RESULTS.md from `cxr-edge bench` JSON files (a `command` key in each is quoted)."""
     results = [(Path(f).stem, json.loads(Path(f).read_text())) for f in files]
     commands = {name: r["command"] for name, r in results if r.get("command")}
-    Path(out).write_text(render(results, commands))
+    plots = write_plots(results, Path(out).parent)
+    Path(out).write_text(render(results, commands, plots))
     click.echo(f"wrote {out}")
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from benchmarks.report import render
+from benchmarks.report import pareto_front, render, write_plots
 from cxr_edge.cli import main
 from cxr_edge.samples import load_samples
 
@@ -34,7 +34,11 @@ def test_bench_json_contract(bench_json):
     assert set(r["by_threads"]) == {"1", "2"} and r["images"] == 2
     assert set(r["variants"]) == set(r["models"])
     one = r["by_threads"]["1"]
-    assert one["import_ms"] > 0 and 0 < one["rss_after_import_mb"] <= one["peak_rss_mb"]
+    assert (
+        one["import_ms"] > 0
+        and 0 < one["rss_after_import_mb"] <= one["rss_after_init_mb"] <= one["peak_rss_mb"]
+    )
+    assert all(0.5 < m["val_auc_macro"] <= 1 for m in r["models"].values())
     assert r["machine"]["cores"] >= 1 and "command" in r
 
 
@@ -75,3 +79,17 @@ def test_baseline_is_the_unpruned_keras_model(tmp_path, kit_manifest):
     r = json.loads(out.read_text())
     assert r["baseline"]["end_to_end"]["p50_ms"] > 0 and r["baseline"]["peak_rss_mb"] > r["peak_rss_mb"]
     assert r["speedup_vs_baseline"] > 0 and "faster than the fp32 Keras baseline" in result.output
+
+
+def test_plots_and_the_pareto_front(bench_json, tmp_path):
+    assert write_plots([("default", bench_json)], tmp_path) == ["pareto.png", "memory.png"]
+    assert all((tmp_path / f).stat().st_size > 1000 for f in ("pareto.png", "memory.png"))
+    points = [
+        ("slow-good", 10.0, 0.95),
+        ("fast-bad", 1.0, 0.80),
+        ("dominated", 5.0, 0.79),
+        ("mid", 3.0, 0.90),
+    ]
+    assert [p[0] for p in pareto_front(points)] == ["fast-bad", "mid", "slow-good"]
+    text = render([("default", bench_json)], {}, ["pareto.png"])
+    assert "![pareto.png](pareto.png)" in text
