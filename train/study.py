@@ -130,6 +130,13 @@ def run_model(
 def report(rows: list[dict]) -> str:
     """The Markdown results table (test split) with validation metrics, epochs and wall time."""
     lines = [
+        "# Architecture study: stage 1, stage 2 from stage 1, stage 2 from scratch",
+        "",
+        "Written by `python -m train.study` (commands below). `stage1`: normal vs pneumonia_unknown (2 "
+        "classes); `stage2` (from the stage-1 weights) and `scratch`: the three kit classes. Models are "
+        "chosen on validation; the test split is reported only. Wall times are upper bounds (the 2-core "
+        "machine was shared with other jobs).",
+        "",
         "| model | run | params | epochs (best) | wall time | val acc | val AUC | test acc | test AUC | "
         "sensitivity | precision | F1 | MCC |",
         "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
