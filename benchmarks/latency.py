@@ -54,6 +54,20 @@ def percentiles(values: list[float]) -> dict:
     }
 
 
+def timed_passes(call, items: list, runs: int) -> tuple[list[float], float]:
+    """One warm-up pass, then ``runs`` timed passes of ``call(item)``: ms per call, and wall seconds."""
+    for item in items:
+        call(item)
+    times = []
+    t0 = time.perf_counter()
+    for _ in range(runs):
+        for item in items:
+            t = time.perf_counter()
+            call(item)
+            times.append((time.perf_counter() - t) * 1000.0)
+    return times, time.perf_counter() - t0
+
+
 def measure_bundle(
     bundle_dir: str | None,
     images: list[str],
@@ -71,7 +85,7 @@ def measure_bundle(
     t0 = time.perf_counter()
     predictor = Predictor(bundle, members=members, threads=threads)
     init_ms = (time.perf_counter() - t0) * 1000.0
-    rss_after_init = peak_rss_mb()  # memory per stage: import -> models loaded -> inference (peak)
+    rss_after_init = peak_rss_mb()  # high-water mark once the models are loaded (memory per stage)
     for path in images:  # warm-up
         predictor.predict_file(path)
     stages: dict[str, list[float]] = {}
@@ -102,16 +116,7 @@ def _measure_segmenter(bundle: Bundle, images: list[str], *, threads: int, runs:
     segmenter = Segmenter(bundle, threads=threads)
     init_ms = (time.perf_counter() - t0) * 1000.0
     decoded = [read_image(p)[0] for p in images]
-    for image in decoded:
-        segmenter(image)
-    times = []
-    t0 = time.perf_counter()
-    for _ in range(runs):
-        for image in decoded:
-            t = time.perf_counter()
-            segmenter(image)
-            times.append((time.perf_counter() - t) * 1000.0)
-    wall = time.perf_counter() - t0
+    times, wall = timed_passes(segmenter, decoded, runs)
     stage = percentiles(times)
     return {
         "threads": threads,
@@ -155,16 +160,7 @@ def measure_baseline(run_dirs: list[str], images: list[str], *, runs: int = 5) -
         probs = [m.predict_on_batch(preprocess(image, c.preprocess)[None]) for m, c in models]
         return np.mean([np.asarray(p) for p in probs], axis=0)
 
-    for path in images:  # warm-up; also traces the compiled predict step
-        once(path)
-    times = []
-    t0 = time.perf_counter()
-    for _ in range(runs):
-        for path in images:
-            t = time.perf_counter()
-            once(path)
-            times.append((time.perf_counter() - t) * 1000.0)
-    wall = time.perf_counter() - t0
+    times, wall = timed_passes(once, images, runs)  # the warm-up pass also traces the predict step
     return {
         "runs": [str(r) for r in run_dirs],
         "import_ms": import_ms,

@@ -160,16 +160,15 @@ def write_plots(results: list[tuple[str, dict]], folder: Path) -> list[str]:
         fig.savefig(folder / "pareto.png", dpi=110)
         plt.close(fig)
         written.append("pareto.png")
-    names = [n for n, r in results if "by_threads" in r]
-    if names:
-        first = {n: r["by_threads"][next(iter(r["by_threads"]))] for n, r in results if n in names}
+    # (name, result, its first thread count's measurement)
+    timed = [(n, r, r["by_threads"][next(iter(r["by_threads"]))]) for n, r in results if "by_threads" in r]
+    if timed:
+        names = [n for n, _, _ in timed]
         stages = {
-            "after import": [first[n].get("rss_after_import_mb", 0) for n in names],
-            "models loaded": [first[n].get("rss_after_init_mb", 0) for n in names],
-            "peak (inference)": [first[n]["peak_rss_mb"] for n in names],
-            "Keras baseline peak": [
-                dict(results)[n].get("baseline", {}).get("peak_rss_mb", 0) for n in names
-            ],
+            "after import": [one.get("rss_after_import_mb", 0) for _, _, one in timed],
+            "models loaded": [one.get("rss_after_init_mb", 0) for _, _, one in timed],
+            "peak (inference)": [one["peak_rss_mb"] for _, _, one in timed],
+            "Keras baseline peak": [r.get("baseline", {}).get("peak_rss_mb", 0) for _, r, _ in timed],
         }
         fig, ax = plt.subplots(figsize=(8, 4))
         width = 0.2

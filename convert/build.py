@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from convert.gates import GateError, GateThresholds, gate, parity, quantization_report
+from convert.staging import staged
 from convert.tflite import Quant, to_tflite_variants
 from cxr_edge.bundle import FORMAT_VERSION, Bundle, BundleManifest, EnsembleConfig, ModelEntry, write_manifest
 from cxr_edge.engine import Engine
@@ -132,10 +132,9 @@ def build_bundle(
     y = {p: label_indices(task.parts[p], labels) for p in ("val", "test")}
 
     stems = member_stems(runs, configs)
-    staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out.parent if out.parent.exists() else None))
     entries: list[ModelEntry] = []
     member_probs = {"val": [], "test": []}
-    try:
+    with staged(out) as staging:
         for run, config, stem in zip(runs, configs, stems, strict=True):
             model = keras.models.load_model(run / BEST_MODEL)
             run_info = json.loads((run / "run.json").read_text())
@@ -221,12 +220,6 @@ def build_bundle(
                 seg_bundle.path_of(seg_bundle.manifest.segmenter), staging / manifest.segmenter.file
             )
         write_manifest(staging, manifest)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return out
 
 

@@ -7,13 +7,12 @@ tables with it, and ``cxr-edge convert --segmenter`` ships it with the classifie
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from convert.staging import staged
 from convert.tflite import Quant, to_tflite
 from cxr_edge.bundle import FORMAT_VERSION, BundleManifest, EnsembleConfig, SegmenterEntry, write_manifest
 from cxr_edge.engine import Engine
@@ -75,8 +74,7 @@ def build_segmenter_bundle(
         for r in mask_parts(manifest_path, split_path, root, config.seed)["heldout"]
     ]
 
-    staging = Path(tempfile.mkdtemp(prefix=".segbundle-", dir=out.parent if out.parent.exists() else None))
-    try:
+    with staged(out, prefix=".segbundle-") as staging:
         variants = {}
         for q in ("fp32", "int8"):
             file = staging / f"unet{config.model_args.get('width', 16)}-{q}.tflite"
@@ -133,10 +131,4 @@ def build_segmenter_bundle(
             },
         )
         write_manifest(staging, manifest_out)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return out

@@ -21,6 +21,18 @@ def kit_manifest() -> Path:
 
 
 @pytest.fixture(scope="session")
+def split(kit_manifest, tmp_path_factory) -> Path:
+    """A seeded patient-level split of the kit, written once for the session (read-only)."""
+    from cxr_edge.manifest import load_manifest
+    from cxr_edge.splits import make_split, write_split
+
+    manifest = load_manifest(kit_manifest)
+    path = tmp_path_factory.mktemp("split") / "split.csv"
+    write_split(path, manifest, make_split(manifest))
+    return path
+
+
+@pytest.fixture(scope="session")
 def kit_png(kit_manifest) -> Path:
     """One real NIH chest X-ray PNG from the kit."""
     return KIT / "nih" / "normal" / sorted(p.name for p in (KIT / "nih" / "normal").glob("*.png"))[0]

@@ -27,17 +27,6 @@ TINY = TrainConfig(
 
 
 @pytest.fixture(scope="module")
-def split(kit_manifest, tmp_path_factory):
-    from cxr_edge.manifest import load_manifest
-    from cxr_edge.splits import make_split, write_split
-
-    manifest = load_manifest(kit_manifest)
-    path = tmp_path_factory.mktemp("split") / "split.csv"
-    write_split(path, manifest, make_split(manifest))
-    return path
-
-
-@pytest.fixture(scope="module")
 def run(kit_manifest, split, tmp_path_factory):
     from train.fit import train_run
 

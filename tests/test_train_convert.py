@@ -33,24 +33,13 @@ PER_PART = 24
 
 
 @pytest.fixture(scope="module")
-def kit_split(kit_manifest, tmp_path_factory):
-    from cxr_edge.manifest import load_manifest
-    from cxr_edge.splits import make_split, write_split
-
-    manifest = load_manifest(kit_manifest)
-    path = tmp_path_factory.mktemp("split") / "split.csv"
-    write_split(path, manifest, make_split(manifest))
-    return path
-
-
-@pytest.fixture(scope="module")
-def tiny_run(kit_manifest, kit_split, tmp_path_factory):
+def tiny_run(kit_manifest, split, tmp_path_factory):
     from train.fit import train_run
 
     return train_run(
         TINY,
         kit_manifest,
-        kit_split,
+        split,
         tmp_path_factory.mktemp("run") / "tiny",
         max_per_part=PER_PART,
         progress=False,
@@ -58,13 +47,13 @@ def tiny_run(kit_manifest, kit_split, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def tiny_bundle(tiny_run, kit_manifest, kit_split, tmp_path_factory):
+def tiny_bundle(tiny_run, kit_manifest, split, tmp_path_factory):
     from convert.build import build_bundle
 
     return build_bundle(
         [tiny_run],
         kit_manifest,
-        kit_split,
+        split,
         tmp_path_factory.mktemp("b") / "bundle",
         n_calibration=16,
         max_per_part=PER_PART,
@@ -74,7 +63,7 @@ def tiny_bundle(tiny_run, kit_manifest, kit_split, tmp_path_factory):
     )
 
 
-def test_run_directory_records_provenance(tiny_run, kit_split):
+def test_run_directory_records_provenance(tiny_run, split):
     assert {p.name for p in tiny_run.iterdir()} >= {"best.keras", "config.json", "history.csv", "run.json"}
     run = json.loads((tiny_run / "run.json").read_text())
     assert run["n_images"] == {"train": PER_PART, "val": PER_PART, "test": PER_PART, "holdout": 0}
@@ -84,12 +73,12 @@ def test_run_directory_records_provenance(tiny_run, kit_split):
     assert TrainConfig.load(tiny_run / "config.json") == TINY
 
 
-def test_run_directory_is_never_overwritten(tiny_run, kit_manifest, kit_split):
+def test_run_directory_is_never_overwritten(tiny_run, kit_manifest, split):
     from cxr_edge.errors import SpecError
     from train.fit import train_run
 
     with pytest.raises(SpecError, match="not empty"):
-        train_run(TINY, kit_manifest, kit_split, tiny_run, max_per_part=4, progress=False)
+        train_run(TINY, kit_manifest, split, tiny_run, max_per_part=4, progress=False)
 
 
 def test_bundle_contents_and_parity(tiny_bundle):
@@ -153,14 +142,14 @@ def test_int8_calibration_is_required(tiny_run):
         to_tflite(keras.models.load_model(tiny_run / "best.keras"), "int8", calibration=[])
 
 
-def test_cli_train_and_convert(kit_manifest, kit_split, tmp_path):
+def test_cli_train_and_convert(kit_manifest, split, tmp_path):
     config = tmp_path / "tiny.toml"
     config.write_text(
         'model = "custom_cnn"\nepochs = 1\nbatch_size = 4\n[model_args]\ndepth = 2\nbase_filters = 4\n'
         "[preprocess]\ninput_size = [16, 16]\n"
     )
     runner = CliRunner()
-    common = ["--data", str(kit_manifest), "--split", str(kit_split), "--max-per-part", "6"]
+    common = ["--data", str(kit_manifest), "--split", str(split), "--max-per-part", "6"]
     result = runner.invoke(main, ["train", "--config", str(config), *common, "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     convert = ["convert", "--runs", str(tmp_path / "run"), *common, "--quant", "fp32", "--member", "fp32"]
@@ -182,7 +171,7 @@ def test_config_rejects_unknown_keys(tmp_path):
         dataclasses.replace(TINY, labels=("covid",))
 
 
-def test_two_run_bundle_fits_every_combiner_on_validation(tiny_run, kit_manifest, kit_split, tmp_path):
+def test_two_run_bundle_fits_every_combiner_on_validation(tiny_run, kit_manifest, split, tmp_path):
     from convert.build import build_bundle
     from cxr_edge.evaluate import evaluate
     from cxr_edge.manifest import load_manifest
@@ -192,7 +181,7 @@ def test_two_run_bundle_fits_every_combiner_on_validation(tiny_run, kit_manifest
     other = train_run(
         dataclasses.replace(TINY, seed=7, epochs=1),
         kit_manifest,
-        kit_split,
+        split,
         tmp_path / "other",
         max_per_part=PER_PART,
         progress=False,
@@ -200,7 +189,7 @@ def test_two_run_bundle_fits_every_combiner_on_validation(tiny_run, kit_manifest
     out = build_bundle(
         [tiny_run, other],
         kit_manifest,
-        kit_split,
+        split,
         tmp_path / "bundle",
         quants=("fp32",),
         member_quant="fp32",
@@ -218,13 +207,13 @@ def test_two_run_bundle_fits_every_combiner_on_validation(tiny_run, kit_manifest
     pred = Predictor(bundle).predict_file(load_samples_first())
     assert abs(sum(pred.probs.values()) - 1) < 1e-6 and set(pred.per_model) == set(ens.members)
     manifest = load_manifest(kit_manifest)
-    records = read_split(kit_split, manifest).records(manifest, "test")[:20]
+    records = read_split(split, manifest).records(manifest, "test")[:20]
     metrics, _ = evaluate(bundle, records, n_boot=100, progress=False)
     assert set(metrics["methods"]) == {"vote", "mean", "weighted", "stacking"}
     assert "ensemble_vs_best_member" in metrics["paired"]
 
 
-def test_single_member_weighted_is_refused(tiny_run, kit_manifest, kit_split, tmp_path):
+def test_single_member_weighted_is_refused(tiny_run, kit_manifest, split, tmp_path):
     from convert.build import build_bundle
     from cxr_edge.errors import SpecError
 
@@ -232,7 +221,7 @@ def test_single_member_weighted_is_refused(tiny_run, kit_manifest, kit_split, tm
         build_bundle(
             [tiny_run],
             kit_manifest,
-            kit_split,
+            split,
             tmp_path / "b",
             quants=("fp32",),
             member_quant="fp32",
@@ -249,7 +238,7 @@ def load_samples_first():
     return load_samples()[0].file
 
 
-def test_bundle_mixes_grey_and_three_channel_models(tiny_run, kit_manifest, kit_split, tmp_path):
+def test_bundle_mixes_grey_and_three_channel_models(tiny_run, kit_manifest, split, tmp_path):
     from convert.build import build_bundle
     from train.fit import train_run
 
@@ -257,7 +246,7 @@ def test_bundle_mixes_grey_and_three_channel_models(tiny_run, kit_manifest, kit_
     backbone = train_run(
         dataclasses.replace(TINY, model="mobilenet_v2", model_args={}, preprocess=spec3, epochs=1),
         kit_manifest,
-        kit_split,
+        split,
         tmp_path / "mnv2",
         max_per_part=8,
         progress=False,
@@ -265,7 +254,7 @@ def test_bundle_mixes_grey_and_three_channel_models(tiny_run, kit_manifest, kit_
     out = build_bundle(
         [tiny_run, backbone],
         kit_manifest,
-        kit_split,
+        split,
         tmp_path / "bundle",
         quants=("fp32",),
         member_quant="fp32",

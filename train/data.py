@@ -27,6 +27,10 @@ class Inputs:
     def __len__(self) -> int:
         return len(self.images)
 
+    def take(self, indices: Sequence[int]) -> Inputs:
+        """The images (and boxes) at ``indices``, without decoding anything again."""
+        return Inputs([self.images[i] for i in indices], [self.boxes[i] for i in indices])
+
 
 def crop_table(config: TrainConfig) -> CropTable | None:
     """The config's crop table (``crops``), or None for border-crop models."""
@@ -114,3 +118,45 @@ class CxrSequence(keras.utils.PyDataset):
     def on_epoch_end(self) -> None:
         if self.shuffle:
             self._rng.shuffle(self._order)
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """What fitting a classifier needs, decoded once.
+
+    Attributes:
+        train_inputs: Decoded training images (e.g. for calibration subsets).
+        train: Shuffled, augmented training batches.
+        y_train: Training class indices.
+        x_val: Preprocessed validation images.
+        y_val: Validation class indices.
+    """
+
+    train_inputs: Inputs
+    train: CxrSequence
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+
+
+def training_data(
+    config: TrainConfig, train: Sequence[Record], val: Sequence[Record], *, progress: bool = True
+) -> TrainingData:
+    """Decodes the training and validation parts once and builds the training sequence of ``config``."""
+    crops = crop_table(config)
+    train_inputs = load_images(train, crops=crops, desc="decode train", progress=progress)
+    y_train = label_indices(train, config.labels)
+    sequence = CxrSequence(
+        train_inputs,
+        y_train,
+        config.preprocess,
+        len(config.labels),
+        batch_size=config.batch_size,
+        augment=config.augment,
+        shuffle=True,
+        seed=config.seed,
+    )
+    x_val = preprocess_all(
+        load_images(val, crops=crops, desc="decode val", progress=progress), config.preprocess
+    )
+    return TrainingData(train_inputs, sequence, y_train, x_val, label_indices(val, config.labels))

@@ -26,7 +26,7 @@ from cxr_edge.metrics import classification_metrics
 from cxr_edge.provenance import git_commit, now_utc, versions
 from cxr_edge.splits import Split, make_split, read_split, write_split
 from train.config import TrainConfig
-from train.data import CxrSequence, class_weights, crop_table, label_indices, load_images, preprocess_all
+from train.data import class_weights, crop_table, label_indices, load_images, preprocess_all, training_data
 from train.rundir import (
     BEST_MODEL,
     HISTORY,
@@ -166,22 +166,8 @@ def train_run(
             received=f"train={len(train_recs)}, val={len(val_recs)}",
         )
     labels, k = config.labels, len(config.labels)
-    y_train, y_val = label_indices(train_recs, labels), label_indices(val_recs, labels)
-    crops = crop_table(config)
-    train_images = load_images(train_recs, crops=crops, desc="decode train", progress=progress)
-    x_val = preprocess_all(
-        load_images(val_recs, crops=crops, desc="decode val", progress=progress), config.preprocess
-    )
-    train_seq = CxrSequence(
-        train_images,
-        y_train,
-        config.preprocess,
-        k,
-        batch_size=config.batch_size,
-        augment=config.augment,
-        shuffle=True,
-        seed=config.seed,
-    )
+    data = training_data(config, train_recs, val_recs, progress=progress)
+    train_seq, x_val, y_train, y_val = data.train, data.x_val, data.y_train, data.y_val
 
     initial_epoch, best_so_far = 0, None
     if resuming:

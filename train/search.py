@@ -30,7 +30,7 @@ import numpy as np
 from cxr_edge.configio import from_dict
 from cxr_edge.errors import SpecError
 from train.config import TrainConfig
-from train.data import CxrSequence, class_weights, crop_table, label_indices, load_images, preprocess_all
+from train.data import class_weights, training_data
 from train.fit import load_task, make_optimizer, with_policy
 from train.zoo import apply_weight_decay, build_model, preset
 
@@ -99,20 +99,9 @@ def search(
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
     task = load_task(config, manifest_path, split_path, root, max_per_part)
-    labels, k = config.labels, len(config.labels)
-    train, val = task.parts["train"], task.parts["val"]
-    y_train, y_val = label_indices(train, labels), label_indices(val, labels)
-    train_seq = CxrSequence(
-        load_images(train, crops=crop_table(config), progress=progress),
-        y_train,
-        config.preprocess,
-        k,
-        batch_size=config.batch_size,
-        augment=config.augment,
-        shuffle=True,
-        seed=config.seed,
-    )
-    x_val = preprocess_all(load_images(val, crops=crop_table(config), progress=progress), config.preprocess)
+    k = len(config.labels)
+    data = training_data(config, task.parts["train"], task.parts["val"], progress=progress)
+    train_seq, x_val, y_train, y_val = data.train, data.x_val, data.y_train, data.y_val
 
     def build(hp: keras_tuner.HyperParameters) -> keras.Model:
         cfg = _trial_config(hp, config)

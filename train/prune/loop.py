@@ -33,7 +33,7 @@ from cxr_edge.errors import SpecError
 from cxr_edge.metrics import classification_metrics
 from cxr_edge.provenance import git_commit, now_utc
 from train.config import TrainConfig
-from train.data import CxrSequence, class_weights, crop_table, label_indices, load_images, preprocess_all
+from train.data import class_weights, preprocess_all, training_data
 from train.fit import load_task
 from train.macs import count_macs
 from train.prune.apoz import measure, prunable_layers, select
@@ -135,28 +135,12 @@ def prune_run(
     settings.write_text(json.dumps(asdict(cfg) | {"run": str(run)}, indent=2) + "\n")
     keras.utils.set_random_seed(config.seed)
     task = load_task(config, manifest_path, split_path, root, max_per_part)
-    crops = crop_table(config)
     labels, k = config.labels, len(config.labels)
-    train_inputs = load_images(task.parts["train"], crops=crops, desc="decode train", progress=progress)
-    x_val = preprocess_all(
-        load_images(task.parts["val"], crops=crops, desc="decode val", progress=progress), config.preprocess
-    )
-    y_train, y_val = label_indices(task.parts["train"], labels), label_indices(task.parts["val"], labels)
+    data = training_data(config, task.parts["train"], task.parts["val"], progress=progress)
+    train_seq, x_val, y_train, y_val = data.train, data.x_val, data.y_train, data.y_val
+    n_train = len(data.train_inputs)
     calibration = preprocess_all(
-        load_images(
-            task.parts["train"][:: max(1, len(task.parts["train"]) // 64)][:64], crops=crops, progress=False
-        ),
-        config.preprocess,
-    )
-    train_seq = CxrSequence(
-        train_inputs,
-        y_train,
-        config.preprocess,
-        k,
-        batch_size=config.batch_size,
-        augment=config.augment,
-        shuffle=True,
-        seed=config.seed,
+        data.train_inputs.take(range(0, n_train, max(1, n_train // 64))[:64]), config.preprocess
     )
 
     model = keras.models.load_model(run / BEST_MODEL)
