@@ -105,3 +105,17 @@ paper-bench: $(VENV)/.full
 		--eval unpruned=docs/ensembles/top3_unpruned --eval pruned=docs/ensembles/top3_pruned \
 		--bench unpruned=benchmarks/results/top3_unpruned.json --bench pruned=benchmarks/results/top3_pruned.json \
 		--out docs/pruning/table_vi.md --plot docs/pruning/prune_curves.png
+
+# ImageNet-initialised MobileNet-V2 and Inception-V3 backbones for `train --weights` (docs/imagenet_weights.md),
+# converted from the TF.js models of the npm package nsfwjs 4.4.0 (MIT); needs npm and node. The tarball is
+# fetched only when absent; weights/ is not committed.
+.PHONY: imagenet-weights
+NSFWJS_TGZ = build/nsfwjs/nsfwjs-4.4.0.tgz
+imagenet-weights: weights/mobilenet_v2_nsfwjs.weights.h5 weights/inception_v3_nsfwjs.weights.h5
+
+$(NSFWJS_TGZ):
+	mkdir -p $(@D)
+	cd $(@D) && npm pack nsfwjs@4.4.0
+
+weights/%_nsfwjs.weights.h5: $(NSFWJS_TGZ) | $(VENV)/.full
+	$(CLI) import-weights --tfjs $(NSFWJS_TGZ) --model $* --out $@ --force

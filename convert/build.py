@@ -1,7 +1,9 @@
 """Training runs -> bundle: convert each variant, check parity on validation, evaluate, write.
 
-The test split is used here only to *report* each variant's metrics in the bundle's provenance;
-nothing is chosen on it.
+The test split is used here only to *report* each variant's metrics in the bundle's provenance and
+card; nothing is chosen on it. Format-3 bundles also carry the runs' label map, an optional
+abstention band, the lung-evidence threshold (chosen on validation, :mod:`convert.card`) and a
+model card.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
+from convert.card import in_distribution, lung_evidence_on_validation, make_card
 from convert.gates import GateError, GateThresholds, gate, parity, quantization_report
 from convert.staging import staged
 from convert.tflite import Quant, to_tflite_variants
@@ -26,6 +29,7 @@ from cxr_edge.errors import SpecError
 from cxr_edge.manifest import Record, file_sha256
 from cxr_edge.metrics import classification_metrics
 from cxr_edge.provenance import git_commit, now_utc, versions
+from cxr_edge.quality import AbstainConfig
 from cxr_edge.stats import fit_temperature
 from train.config import TrainConfig
 from train.data import crop_table, label_indices, load_images, preprocess_all
@@ -58,6 +62,9 @@ def build_bundle(
     thresholds: GateThresholds = DEFAULT_GATE,
     allow_degraded: bool = False,
     calibration: np.ndarray | None = None,
+    abstain: AbstainConfig | None = None,
+    temperature: float | None = None,
+    card: str | Path | None = None,
 ) -> Path:
     """Converts the best model of each run and writes a bundle folder.
 
@@ -83,6 +90,11 @@ def build_bundle(
         thresholds: Accuracy gate applied to every converted variant (on validation).
         allow_degraded: Keep variants that fail the gate (recorded in the manifest) instead of stopping.
         calibration: Preprocessed calibration inputs overriding the training-split sample (experiments).
+        abstain: Abstention band stored in the ensemble (applied after the temperature), or None.
+        temperature: Ensemble temperature overriding the one fitted on validation (e.g. one fitted on
+            leave-one-source-out predictions); provenance records which was used.
+        card: Card input file (TOML/JSON: intended use, failure modes, recipe, LOSO and audit paths);
+            without it the card says that no LOSO evaluation was recorded.
 
     Returns:
         The bundle folder.
@@ -105,9 +117,14 @@ def build_bundle(
         same_spec = dataclasses.replace(c.preprocess, channels=1) == dataclasses.replace(
             first.preprocess, channels=1
         )
-        if c.labels != first.labels or not same_spec or c.crops != first.crops:
+        if (
+            c.labels != first.labels
+            or c.label_map != first.label_map
+            or not same_spec
+            or c.crops != first.crops
+        ):
             raise SpecError(
-                "runs disagree on labels, preprocessing or crops",
+                "runs disagree on labels, label map, preprocessing or crops",
                 expected="one spec per bundle",
                 received=f"{r} differs from {runs[0]}",
             )
@@ -118,13 +135,12 @@ def build_bundle(
     # One spec per bundle; with mixed 1- and 3-channel models it yields grey, repeated per model.
     spec = dataclasses.replace(first.preprocess, channels=min(c.preprocess.channels for c in configs))
     calib_recs = task.parts["train"][:: max(1, len(task.parts["train"]) // n_calibration)][:n_calibration]
+    val_inputs = load_images(task.parts["val"], crops=crops, desc="val", progress=progress)
     x = {
         "calibration": calibration
         if calibration is not None
         else preprocess_all(load_images(calib_recs, crops=crops, desc="calib", progress=progress), spec),
-        "val": preprocess_all(
-            load_images(task.parts["val"], crops=crops, desc="val", progress=progress), spec
-        ),
+        "val": preprocess_all(val_inputs, spec),
         "test": preprocess_all(
             load_images(task.parts["test"], crops=crops, desc="test", progress=progress), spec
         ),
@@ -191,6 +207,16 @@ def build_bundle(
             method=method,
             weight_rule=weight_rule,
         )
+        if temperature is not None:
+            fit_info["temperature_fitted"] = fit_info["temperature"]
+            ensemble = dataclasses.replace(ensemble, temperature=float(temperature))
+        fit_info["temperature"] = ensemble.temperature
+        fit_info["temperature_source"] = (
+            "--temperature (given at conversion)"
+            if temperature is not None
+            else "fitted on the validation split"
+        )
+        ensemble = dataclasses.replace(ensemble, abstain=abstain)
         ensemble_probs = {p: ensemble.apply(np.stack(member_probs[p])) for p in ("val", "test")}
         manifest = BundleManifest(
             format_version=FORMAT_VERSION,
@@ -200,6 +226,7 @@ def build_bundle(
             models=tuple(entries),
             ensemble=ensemble,
             segmenter=seg_bundle.manifest.segmenter if seg_bundle else None,
+            label_map=dict(first.label_map),
             provenance={
                 "created": now_utc(),
                 "git_commit": commit,
@@ -220,6 +247,18 @@ def build_bundle(
                 seg_bundle.path_of(seg_bundle.manifest.segmenter), staging / manifest.segmenter.file
             )
         write_manifest(staging, manifest)
+        # Lung evidence and the card are measured with the runtime on the staged bundle itself.
+        lung_stats = None
+        if seg_bundle is not None:
+            evidence, lung_stats, evidence_info = lung_evidence_on_validation(
+                staging, val_inputs.images, task.parts["val"], y["val"], progress
+            )
+            manifest = dataclasses.replace(manifest, lung_evidence=evidence)
+            manifest.provenance["lung_evidence"] = evidence_info
+        ind = in_distribution(ensemble, fit_info["temperature_source"], ensemble_probs, y, task.parts, labels)
+        model_card, card_info = make_card(card, labels, first.label_map, task.parts["train"], ind, lung_stats)
+        manifest.provenance["card"] = card_info
+        write_manifest(staging, dataclasses.replace(manifest, card=model_card))
     return out
 
 

@@ -17,18 +17,21 @@ from typing import Any, Literal
 
 import numpy as np
 
+from cxr_edge.card import ModelCard
 from cxr_edge.configio import from_dict, json_schema, to_dict
 from cxr_edge.ensemble import METHODS, Stacker, apply_temperature, combine
 from cxr_edge.errors import BundleError, SpecError
 from cxr_edge.lungcrop import CropSpec
 from cxr_edge.manifest import file_sha256
 from cxr_edge.preprocess import PreprocessSpec
+from cxr_edge.quality import AbstainConfig, abstain
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 #: Versions this runtime reads. Version 2 added segmenters, feature outputs with CAM weights,
-#: accuracy gates, fitted ensembles (weights, stacking, temperature) and pruning records; a
-#: version-1 manifest is a valid version-2 manifest without them.
-READABLE_VERSIONS = (1, 2)
+#: accuracy gates, fitted ensembles (weights, stacking, temperature) and pruning records. Version 3
+#: added the label map, the abstention band, the lung-evidence threshold and the model card. An older
+#: manifest is a valid newer one without the newer fields (and may not use them).
+READABLE_VERSIONS = (1, 2, 3)
 MANIFEST_NAME = "manifest.json"
 SCHEMA_FILE = Path(__file__).resolve().parent / "schema" / "bundle-manifest.schema.json"
 
@@ -136,7 +139,10 @@ class EnsembleConfig:
         members: Names of the models that run by default, in the order weights/stacking expect.
         weights: One weight per member for ``weighted`` (fitted on validation).
         stacking: The fitted meta-learner for ``stacking``.
-        temperature: Temperature applied to the combined probabilities (fitted on validation; 1 = none).
+        temperature: Temperature applied to the combined probabilities (fitted on validation unless
+            ``convert --temperature`` set it; provenance says which; 1 = none).
+        abstain: Abstention band applied to the tempered probabilities: below it a prediction carries a
+            referral ("refer to a radiologist") instead of standing on its own; None = no band.
     """
 
     method: str = "mean"
@@ -144,6 +150,7 @@ class EnsembleConfig:
     weights: tuple[float, ...] | None = None
     stacking: Stacker | None = None
     temperature: float = 1.0
+    abstain: AbstainConfig | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -173,20 +180,58 @@ class EnsembleConfig:
         probs = combine(member_probs, self.method, self.weights, self.stacking)
         return apply_temperature(probs, self.temperature) if self.temperature != 1.0 else probs
 
+    def referral(self, labels: tuple[str, ...], probs: np.ndarray) -> str | None:
+        """Why the tempered probabilities of one image fall in the abstention band (None: they do not).
+
+        Args:
+            labels: Label order of ``probs``.
+            probs: ``(n_classes,)`` output of :meth:`apply`.
+        """
+        if self.abstain is None:
+            return None
+        return abstain(dict(zip(labels, (float(p) for p in probs), strict=True)), self.abstain)
+
+
+@dataclass(frozen=True)
+class LungEvidence:
+    """When a prediction's heat map lies too much outside the lungs (bundles with a segmenter).
+
+    Attributes:
+        min_fraction: Predictions whose lung fraction (:func:`cxr_edge.cam.lung_fraction`) is below
+            this are flagged "evidence outside the lungs".
+        chosen_on: How ``min_fraction`` was chosen (``convert``: the 5th percentile over correctly
+            classified validation images, see :func:`cxr_edge.cam.choose_min_fraction`).
+    """
+
+    min_fraction: float
+    chosen_on: str
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_fraction <= 1.0:
+            raise SpecError(
+                "invalid lung_evidence.min_fraction",
+                expected="a fraction in [0, 1]",
+                received=str(self.min_fraction),
+            )
+
 
 @dataclass(frozen=True)
 class BundleManifest:
     """The parsed ``manifest.json``.
 
     Attributes:
-        format_version: Bundle format version (this runtime reads version 1).
+        format_version: Bundle format version (one of :data:`READABLE_VERSIONS`).
         name: Human-readable bundle name.
-        labels: Class labels in model output order (the data manifest's label strings).
+        labels: Class labels in model output order (the task's labels).
         preprocess: The preprocessing spec every runtime applies.
         models: All classifiers in the bundle.
         ensemble: Which models run by default and how they are combined.
         provenance: Where the bundle came from (git commit, data hashes, metrics, commands).
         segmenter: The lung segmenter stage (decode -> segment -> crop -> classify), or None.
+        label_map: Data-manifest label -> bundle label (e.g. ``bacterial -> pneumonia``) as the runs
+            were trained; empty = identity. ``cxr-edge evaluate`` maps manifest rows through it.
+        lung_evidence: The lung-fraction flag threshold (needs a segmenter), or None.
+        card: The model card (:class:`cxr_edge.card.ModelCard`), or None (bundles before format 3).
     """
 
     format_version: int
@@ -197,6 +242,9 @@ class BundleManifest:
     ensemble: EnsembleConfig
     provenance: dict[str, Any] = field(default_factory=dict)
     segmenter: SegmenterEntry | None = None
+    label_map: dict[str, str] = field(default_factory=dict)
+    lung_evidence: LungEvidence | None = None
+    card: ModelCard | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
@@ -228,6 +276,7 @@ class BundleManifest:
         A bundle holds classifiers, a segmenter, or both; a segmenter-only bundle (no models, labels or
         members) is what the lung-crop training data are made with.
         """
+        self._check_version_fields()
         if self.segmenter is not None:
             self._check_segmenter(self.segmenter)
             if not self.models and not self.labels and not self.ensemble.members:
@@ -274,6 +323,40 @@ class BundleManifest:
                     received=str(m.input.shape),
                 )
 
+        strays = {k: v for k, v in self.label_map.items() if v not in self.labels}
+        if strays:
+            raise BundleError(
+                "label map names labels the bundle does not have",
+                expected=f"values among {list(self.labels)}",
+                received=str(strays),
+            )
+        if self.lung_evidence is not None and self.segmenter is None:
+            raise BundleError(
+                "lung_evidence needs a segmenter", expected="a bundle with a segmenter", received="none"
+            )
+        if self.card is not None and tuple(self.card.task.labels) != tuple(self.labels):
+            raise BundleError(
+                "model card describes other labels",
+                expected=str(list(self.labels)),
+                received=str(list(self.card.task.labels)),
+            )
+
+    def _check_version_fields(self) -> None:
+        """Fields of a later format in an older manifest are refused (an older runtime would drop them)."""
+        newer = {
+            "label_map": bool(self.label_map),
+            "ensemble.abstain": self.ensemble.abstain is not None,
+            "lung_evidence": self.lung_evidence is not None,
+            "card": self.card is not None,
+        }
+        used = [k for k, v in newer.items() if v]
+        if self.format_version < 3 and used:
+            raise BundleError(
+                f"format {self.format_version} manifest uses format-3 fields",
+                expected="format_version 3",
+                received=", ".join(used),
+            )
+
     @staticmethod
     def _check_segmenter(seg: SegmenterEntry) -> None:
         mask = seg.outputs.get("mask")
@@ -313,8 +396,9 @@ def _validate_schema(data: dict) -> None:
     schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(data), key=lambda e: list(e.path))
     if errors:
-        first = errors[0]
-        where = "/".join(str(p) for p in first.path) or "(top level)"
+        # best_match descends into "anyOf" (optional parts such as the card), naming the innermost field.
+        first = jsonschema.exceptions.best_match(errors)
+        where = "/".join(str(p) for p in first.absolute_path) or "(top level)"
         raise BundleError(
             f"bundle manifest does not follow its schema at {where}: {first.message}",
             expected=f"a manifest valid against {SCHEMA_FILE.name}",

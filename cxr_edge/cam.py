@@ -14,14 +14,43 @@ so Grad-CAM_c = ReLU(sum_k alpha_k^c A^k) = ReLU(sum_k w_kc A^k) / Z, which is t
 map (Zhou et al. 2016) up to the positive factor 1/Z -- identical after normalisation to [0, 1]. The
 device needs only the feature map (a second model output) and the dense weights ``w`` (stored in the
 bundle), not a gradient. A test checks this against Keras GradientTape Grad-CAM.
+
+**Where the model looked** (:func:`lung_fraction`): with a segmenter in the bundle, the share of the
+heat map's mass that lies inside the predicted lung mask. Everything is computed in the classifier's
+crop frame at the classifier's input resolution ``(H, W)`` (e.g. 256 x 256):
+
+1. the (averaged, normalised) CAM is resized to ``(H, W)`` bilinearly (OpenCV ``INTER_LINEAR``, the
+   same resize that places the heat map on the image);
+2. the lung mask is the segmenter's probability map thresholded at :data:`LUNG_THRESHOLD` and cleaned
+   like the crop's mask (two largest components, holes filled; :func:`cxr_edge.lungcrop.clean_mask`);
+3. frame pixel ``(r, c)`` has its centre at source pixel ``x = ((c + 0.5) * (x1 - x0)) / W + x0``,
+   ``y = ((r + 0.5) * (y1 - y0)) / H + y0`` (``(x0, y0, x1, y1)``: the region the classifiers saw);
+   it is inside the lungs when the mask pixel ``(floor(((y - sy0) * hs) / (sy1 - sy0)),
+   floor(((x - sx0) * ws) / (sx1 - sx0)))`` is set (``(sx0, sy0, sx1, sy1)``: the region the
+   segmenter saw, ``(hs, ws)``: its resolution). Nearest-neighbour lookup of a binary mask in float64
+   with this operation order gives the same pixels in every runtime; centres outside the segmenter's
+   region count as outside the lungs;
+4. ``lung_fraction = sum(heat * inside) / sum(heat)`` (float64); None when the heat map is all zero.
+
+A lung fraction is only reported when the crop passed its quality gate (a fallback crop means the
+mask is not trusted). It costs well under a millisecond at 256 x 256.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
 
 from cxr_edge.preprocess import CropBox
+
+#: Lung probability at and above which a segmenter pixel belongs to the lung mask.
+LUNG_THRESHOLD = 0.5
+#: The flag of a prediction whose lung fraction is below the bundle's ``lung_evidence.min_fraction``.
+FLAG_OUTSIDE_LUNGS = "evidence outside the lungs"
+#: Percentile of the lung fraction of correctly classified validation images chosen as ``min_fraction``.
+MIN_FRACTION_PERCENTILE = 5.0
 
 
 def class_activation_map(features: np.ndarray, weights: np.ndarray, class_index: int) -> np.ndarray:
@@ -65,3 +94,64 @@ def overlay(image: np.ndarray, heat: np.ndarray, label: str = "", alpha: float =
     if label:
         cv2.putText(out, label, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2, cv2.LINE_AA)
     return out
+
+
+def lung_fraction(
+    cam: np.ndarray,
+    region: CropBox,
+    mask: np.ndarray,
+    mask_region: CropBox,
+    frame: tuple[int, int],
+) -> float | None:
+    """Share of the heat map's mass inside the lung mask, in the classifier's crop frame.
+
+    See the module docstring for the mapping.
+
+    Args:
+        cam: ``(h, w)`` normalised class activation map (non-negative) over ``region``.
+        region: ``(x0, y0, x1, y1)``: the source pixels the classifiers saw.
+        mask: ``(hs, ws)`` lung mask (non-zero = lung) over ``mask_region``.
+        mask_region: The source pixels the segmenter saw.
+        frame: ``(H, W)``: the resolution of the computation (the classifier's input size).
+
+    Returns:
+        A fraction in [0, 1], or None when the heat map is all zero.
+    """
+    h, w = frame
+    heat = cv2.resize(np.asarray(cam, dtype=np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    heat = heat.astype(np.float64)
+    total = float(heat.sum())
+    if not total > 0:
+        return None
+    x0, y0, x1, y1 = region
+    sx0, sy0, sx1, sy1 = mask_region
+    hs, ws = mask.shape
+    xs = ((np.arange(w, dtype=np.float64) + 0.5) * (x1 - x0)) / w + x0
+    ys = ((np.arange(h, dtype=np.float64) + 0.5) * (y1 - y0)) / h + y0
+    cols = np.floor(((xs - sx0) * ws) / (sx1 - sx0)).astype(np.int64)
+    rows = np.floor(((ys - sy0) * hs) / (sy1 - sy0)).astype(np.int64)
+    # Two 1-D takes (rows, then columns) are several times faster than a 2-D fancy index.
+    lung = np.asarray(mask).take(np.clip(rows, 0, hs - 1), axis=0).take(np.clip(cols, 0, ws - 1), axis=1) > 0
+    row_ok, col_ok = (rows >= 0) & (rows < hs), (cols >= 0) & (cols < ws)
+    if not (row_ok.all() and col_ok.all()):
+        lung &= row_ok[:, None] & col_ok[None, :]
+    return float(min(1.0, (heat * lung).sum() / total))
+
+
+def choose_min_fraction(
+    fractions: Sequence[float | None], correct: Sequence[bool]
+) -> tuple[float, int] | None:
+    """The lung-evidence threshold: the 5th percentile of the lung fraction over correct predictions.
+
+    The rule (``convert`` applies it on the **validation** split): among the correctly classified
+    images that have a lung fraction, take the :data:`MIN_FRACTION_PERCENTILE`-th percentile (numpy's
+    linear interpolation). About one correct validation prediction in twenty is then flagged, and a
+    prediction whose heat map lies further outside the lungs than that is unusual for a right answer.
+
+    Returns:
+        ``(min_fraction, images used)``, or None when no correct prediction has a lung fraction.
+    """
+    values = [f for f, ok in zip(fractions, correct, strict=True) if ok and f is not None]
+    if not values:
+        return None
+    return float(np.percentile(np.asarray(values, dtype=np.float64), MIN_FRACTION_PERCENTILE)), len(values)

@@ -1,7 +1,10 @@
 """``cxr-edge evaluate``: a bundle on a labelled manifest, with intervals, paired tests and calibration.
 
-Every image goes through the bundle's own pipeline (read -> preprocess -> every model); the members'
-probabilities are then combined with every method the bundle can do. For each model and method:
+Every image goes through the bundle's own pipeline (:class:`cxr_edge.pipeline.Predictor`: read ->
+segment -> lung crop when the bundle has a segmenter -> preprocess -> every model), so a lung-crop
+bundle is evaluated on the pixels it classifies in use. Manifest labels are mapped through the
+bundle's ``label_map`` first (``bacterial -> pneumonia``...). The members' probabilities are then
+combined with every method the bundle can do. For each model and method:
 
 * accuracy with a Clopper-Pearson interval; sensitivity/specificity per class with Clopper-Pearson;
 * AUC per class (one-vs-rest) with DeLong intervals; macro AUC and MCC with a *patient-level*,
@@ -12,25 +15,30 @@ probabilities are then combined with every method the bundle can do. For each mo
 
 Paired tests: McNemar (accuracy) and paired DeLong (per-class AUC) of the ensemble against its best
 member (chosen on the *validation* metrics stored in the bundle, not on the data evaluated here).
-Results are also broken down by source, because in the kit the source gives the label away.
+Results are also broken down by source, because in the kit the source gives the label away. With a
+segmenter, ``lung_evidence`` summarises the lung fraction of the ensemble's heat maps (mean, median,
+share flagged "evidence outside the lungs") overall and per source; with an abstention band,
+``abstain`` says how many images it refers and how accurate the rest is.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from tqdm import tqdm
 
 from cxr_edge.bundle import Bundle
-from cxr_edge.engine import Engine
+from cxr_edge.card import abstain_results, lung_evidence_stats
+from cxr_edge.configio import to_dict
+from cxr_edge.engine import Engine, normalise
 from cxr_edge.ensemble import combine
 from cxr_edge.errors import CxrEdgeError, InputError
 from cxr_edge.imaging import read_image
 from cxr_edge.manifest import Record
 from cxr_edge.metrics import classification_metrics
-from cxr_edge.preprocess import preprocess
+from cxr_edge.pipeline import Predictor
 from cxr_edge.stats import (
     auc_ci_clopper_pearson,
     bootstrap_ci,
@@ -49,46 +57,87 @@ class Predictions:
     """Per-image outputs of every model of a bundle on a manifest.
 
     Attributes:
-        records: The records that were classified, in order.
+        records: The records that were classified, in order, with bundle labels (the manifest's label
+            in ``raw_label`` where the label map renamed it).
         y: True class indices (bundle label order).
         per_model: ``{model name: (n, k) probabilities}`` for every model in the bundle.
         skipped: ``[(path, reason)]`` for rows that could not be used (unknown label, unreadable file).
+        lung_fraction: Lung fraction of the ensemble's heat map per image (None where undefined).
+        flags: The ensemble prediction's flags per image.
+        referral: The ensemble prediction's referral per image (None: not referred).
+        crop: The crop per image (``lung``, ``fallback`` or ``none``).
     """
 
     records: list[Record]
     y: np.ndarray
     per_model: dict[str, np.ndarray]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    lung_fraction: list[float | None] = field(default_factory=list)
+    flags: list[tuple[str, ...]] = field(default_factory=list)
+    referral: list[str | None] = field(default_factory=list)
+    crop: list[str] = field(default_factory=list)
+
+
+def bundle_label(bundle: Bundle, record: Record) -> str:
+    """The bundle label of a manifest row: its manifest label through the bundle's label map."""
+    raw = record.manifest_label
+    return bundle.manifest.label_map.get(raw, raw)
 
 
 def predict_records(
     bundle: Bundle, records: Sequence[Record], *, threads: int = 1, progress: bool = True
 ) -> Predictions:
-    """Runs every model of ``bundle`` on ``records``; bad rows are skipped and reported, never fatal."""
+    """Runs the bundle's pipeline and every model on ``records``; bad rows are skipped and reported.
+
+    The ensemble members run inside :class:`cxr_edge.pipeline.Predictor` (segmenter, crop, combiner,
+    heat map, lung fraction, referral); the bundle's other models run on the same prepared input.
+    """
     labels = bundle.labels
-    engines = {e.name: Engine(bundle.path_of(e), e, threads=threads) for e in bundle.manifest.models}
-    kept, y, skipped = [], [], []
-    outputs: dict[str, list[np.ndarray]] = {name: [] for name in engines}
+    predictor = Predictor(bundle, threads=threads)
+    others = {
+        e.name: Engine(bundle.path_of(e), e, threads=threads)
+        for e in bundle.manifest.models
+        if e.name not in predictor.member_names
+    }
+    out = Predictions([], np.array([], dtype=int), {})
+    y = []
+    outputs: dict[str, list[np.ndarray]] = {e.name: [] for e in bundle.manifest.models}
     for record in tqdm(records, desc="evaluate", unit="img", disable=not progress):
-        if record.label not in labels:
-            skipped.append((record.path, f"label {record.label!r} is not one of the bundle's {list(labels)}"))
+        label = bundle_label(bundle, record)
+        if label not in labels:
+            mapped = f" (manifest label {record.manifest_label!r})" if label != record.manifest_label else ""
+            out.skipped.append(
+                (record.path, f"label {label!r}{mapped} is not one of the bundle's {list(labels)}")
+            )
             continue
         try:
-            x = preprocess(read_image(record.file)[0], bundle.spec)
+            image, info = read_image(record.file)
+            prepared = predictor.prepare(image)
+            pred = predictor.classify(prepared, info)
         except CxrEdgeError as exc:
-            skipped.append((record.path, f"{type(exc).__name__}: {exc}"))
+            out.skipped.append((record.path, f"{type(exc).__name__}: {exc}"))
             continue
-        for name, engine in engines.items():
-            outputs[name].append(engine(x))
-        kept.append(record)
-        y.append(labels.index(record.label))
-    if not kept:
+        for name in predictor.member_names:
+            outputs[name].append(np.array([pred.per_model[name][lab] for lab in labels], dtype=np.float32))
+        for name, engine in others.items():
+            outputs[name].append(normalise(engine.run_all(prepared.x)["probs"], engine.output_specs["probs"]))
+        if label != record.label:
+            record = replace(record, label=label, raw_label=record.manifest_label)
+        out.records.append(record)
+        out.lung_fraction.append(pred.lung_fraction)
+        out.flags.append(pred.flags)
+        out.referral.append(pred.referral)
+        out.crop.append(pred.crop)
+        y.append(labels.index(label))
+    if not out.records:
         raise InputError(
             "nothing to evaluate",
             expected="readable images with the bundle's labels",
-            received=f"{len(skipped)} rows skipped",
+            received=f"{len(out.skipped)} rows skipped",
         )
-    return Predictions(kept, np.array(y), {n: np.stack(v) for n, v in outputs.items()}, skipped)
+    out.y = np.array(y)
+    out.per_model = {n: np.stack(v) for n, v in outputs.items()}
+    return out
 
 
 def method_probs(bundle: Bundle, preds: Predictions) -> dict[str, np.ndarray]:
@@ -176,6 +225,32 @@ def by_source(y: np.ndarray, probs: np.ndarray, records: Sequence[Record], label
         m = classification_metrics(y[mask], probs[mask], labels)
         out[s] = {"n": int(mask.sum()), "accuracy": m["accuracy"], "auc_macro": m["auc_macro"]}
     return out
+
+
+def lung_evidence(bundle: Bundle, preds: Predictions) -> dict | None:
+    """Lung fractions of the ensemble's heat maps overall and per source (None without a segmenter).
+
+    ``{"min_fraction", "chosen_on", "split", "overall": {"n", "mean", "median", "flagged"}, "by_source":
+    {source: {...}}, "fallback_crops": int}``; ``flagged`` is the share of images with a lung fraction
+    below ``min_fraction`` (null when the bundle has no threshold).
+    """
+    if bundle.manifest.segmenter is None:
+        return None
+    evidence = bundle.manifest.lung_evidence
+    stats = lung_evidence_stats(
+        preds.lung_fraction,
+        [r.source for r in preds.records],
+        evidence.min_fraction if evidence else None,
+        "evaluated rows",
+    )
+    return (
+        {
+            "min_fraction": evidence.min_fraction if evidence else None,
+            "chosen_on": evidence.chosen_on if evidence else None,
+        }
+        | {k: v for k, v in to_dict(stats).items() if k != "min_fraction"}
+        | {"fallback_crops": sum(c == "fallback" for c in preds.crop)}
+    )
 
 
 def paired(y: np.ndarray, probs_a: np.ndarray, probs_b: np.ndarray, labels: Sequence[str]) -> dict:
@@ -268,6 +343,9 @@ def evaluate(
         },
         "by_source": by_source(y, ens_probs, preds.records, labels),
     }
+    result["lung_evidence"] = lung_evidence(bundle, preds)
+    if ens.abstain is not None:
+        result["abstain"] = abstain_results(y, ens_probs, labels, ens.abstain)
     if len(ens.members) > 1:
         best = best_member(bundle, preds)
         result["paired"] = {

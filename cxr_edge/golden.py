@@ -2,7 +2,9 @@
 
 Other runtimes (the browser app, the Android core) load these files and prove they compute the same
 thing: the 8-bit preprocessed image (exactly), the model input (float, ~1e-6), each model's outputs,
-the ensemble's probabilities and the heat map. Arrays are stored as base64 of little-endian bytes
+the ensemble's probabilities, the heat map and what the pipeline judges after the combiner: the
+abstention band's ``referral``, and with a segmenter the heat map's ``lung_fraction`` and the
+``flags``. Arrays are stored as base64 of little-endian bytes
 with their dtype and shape, so any language can read them without a numpy dependency.
 
 Regenerate after rebuilding the default bundle: ``make golden`` (a test fails until you do).
@@ -79,6 +81,10 @@ def vectors(bundle: Bundle, image_file: Path) -> dict:
     pred = Predictor(bundle).predict_image(image)
     out["ensemble"] = {"label": pred.label, "probs": [pred.probs[label] for label in bundle.labels]}
     out["cam"] = encode(pred.cam.astype(np.float32)) if pred.cam is not None else None
+    out["referral"] = pred.referral
+    if bundle.manifest.segmenter is not None:
+        out["lung_fraction"] = pred.lung_fraction
+        out["flags"] = list(pred.flags)
     return out
 
 
@@ -102,6 +108,7 @@ def write(bundle: Bundle, images: list[Path], folder: str | Path) -> list[Path]:
             "probs_float_models": 1e-5,
             "probs_quantized_models": 1 / 128,
             "cam": 1e-4,
+            "lung_fraction": 1e-6,
         },
     }
     (folder / "index.json").write_text(json.dumps(index, indent=2) + "\n")
@@ -146,6 +153,15 @@ def check(bundle: Bundle, folder: str | Path) -> list[str]:
         cams = stored["cam"], now["cam"]
         if cams[0] is not None and np.abs(decode(cams[0]) - decode(cams[1])).max() > tol["cam"]:
             problems.append(f"{name}: heat map differs")
+        # Files written before format 3 lack these keys; they are compared when present.
+        if "referral" in stored and stored["referral"] != now["referral"]:
+            problems.append(f"{name}: referral differs")
+        if "lung_fraction" in stored:
+            a, b = stored["lung_fraction"], now.get("lung_fraction")
+            if (a is None) != (b is None) or (a is not None and abs(a - b) > tol.get("lung_fraction", 1e-6)):
+                problems.append(f"{name}: lung fraction differs")
+            if stored["flags"] != now.get("flags"):
+                problems.append(f"{name}: flags differ")
     return problems
 
 

@@ -13,15 +13,15 @@ from __future__ import annotations
 import csv
 import hashlib
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cxr_edge.errors import ManifestError
 
 REQUIRED_COLUMNS = ("path", "source", "patient_id", "label")
 OPTIONAL_COLUMNS = ("view", "license", "original_path", "mask_path")
-#: Labels the data kit's format defines (only covid, normal and pneumonia_unknown occur in the kit).
+#: Labels the data kit's format defines (all but ``other`` occur in the extended kit).
 KNOWN_LABELS = ("bacterial", "covid", "normal", "other", "pneumonia_unknown", "tb", "viral")
 _MAX_LISTED = 10
 
@@ -40,6 +40,8 @@ class Record:
         original_path: Upstream location.
         mask_path: Lung mask path relative to the root, or empty.
         root: Folder the relative paths start from.
+        raw_label: The manifest's own label when a task's label map renamed it (e.g. ``bacterial``
+            for a record of the triage task's ``pneumonia`` class), else empty.
     """
 
     path: str
@@ -51,6 +53,12 @@ class Record:
     original_path: str = ""
     mask_path: str = ""
     root: Path = field(default=Path("."), compare=False)
+    raw_label: str = ""
+
+    @property
+    def manifest_label(self) -> str:
+        """The label as written in the manifest (before any task label map)."""
+        return self.raw_label or self.label
 
     @property
     def file(self) -> Path:
@@ -82,10 +90,22 @@ class Manifest:
         """Labels present, sorted."""
         return tuple(sorted({r.label for r in self.records}))
 
-    def select(self, labels: Iterable[str]) -> Manifest:
-        """Returns the manifest restricted to ``labels`` (a task's label set)."""
-        wanted = set(labels)
-        return Manifest(tuple(r for r in self.records if r.label in wanted), self.csv_path, self.sha256)
+    def select(self, labels: Iterable[str], label_map: Mapping[str, str] | None = None) -> Manifest:
+        """Returns the manifest restricted to a task: its ``labels``, after ``label_map``.
+
+        Args:
+            labels: The task's classes.
+            label_map: Manifest label -> task label (e.g. ``{"bacterial": "pneumonia"}``); mapped
+                records keep the manifest's label in ``raw_label``. Unmapped labels stay as they are.
+        """
+        wanted, mapping = set(labels), dict(label_map or {})
+        out = []
+        for r in self.records:
+            task_label = mapping.get(r.label, r.label)
+            if task_label not in wanted:
+                continue
+            out.append(r if task_label == r.label else replace(r, label=task_label, raw_label=r.label))
+        return Manifest(tuple(out), self.csv_path, self.sha256)
 
     def counts(self) -> dict[str, Counter]:
         """Image counts per source and label: ``{source: Counter(label)}``."""

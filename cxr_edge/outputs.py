@@ -15,11 +15,16 @@ FORMATS = {".csv": "csv", ".jsonl": "jsonl"}
 
 
 def outcome_row(outcome: Outcome, labels: Sequence[str]) -> dict:
-    """The flat row for one input: ``path, status, error, label, prob_<label>..., crop, latency_ms``."""
+    """The flat row for one input.
+
+    Columns: ``path, status, error, label, prob_<label>..., crop, lung_fraction, flags, referral,
+    latency_ms``. ``lung_fraction`` is empty without a segmenter (or when the crop fell back),
+    ``flags`` joins the prediction's flags with ``"; "``, ``referral`` is the abstention band's reason
+    (empty when the prediction stands on its own).
+    """
     row: dict = {"path": outcome.path, "status": "ok" if outcome.ok else "error", "error": "", "label": ""}
     row.update({f"prob_{label}": "" for label in labels})
-    row["crop"] = ""
-    row["latency_ms"] = ""
+    row.update(crop="", lung_fraction="", flags="", referral="", latency_ms="")
     if outcome.error is not None:
         row["error"] = f"{type(outcome.error).__name__}: {outcome.error}"
     if outcome.prediction is not None:
@@ -27,6 +32,9 @@ def outcome_row(outcome: Outcome, labels: Sequence[str]) -> dict:
         row["label"] = pred.label
         row.update({f"prob_{label}": round(pred.probs[label], 6) for label in labels})
         row["crop"] = pred.crop if pred.crop != "fallback" else f"fallback ({pred.crop_reason})"
+        row["lung_fraction"] = "" if pred.lung_fraction is None else round(pred.lung_fraction, 6)
+        row["flags"] = "; ".join(pred.flags)
+        row["referral"] = pred.referral or ""
         row["latency_ms"] = round(pred.timings_ms.get("total", 0.0), 2)
     return row
 
@@ -54,8 +62,10 @@ def written_paths(path: str | Path, labels: Sequence[str]) -> set[str]:
         reader = csv.DictReader(text.splitlines())
         fields = list(outcome_row(Outcome(""), labels))
         if reader.fieldnames != fields:
+            missing = [f for f in fields if f not in (reader.fieldnames or [])]
+            hint = f" (missing {', '.join(missing)}: written by another bundle or an older cxr-edge?)"
             raise InputError(
-                "output has other columns",
+                "output has other columns" + (hint if missing else ""),
                 expected=",".join(fields),
                 received=",".join(reader.fieldnames or []),
             )
@@ -77,7 +87,10 @@ def written_paths(path: str | Path, labels: Sequence[str]) -> set[str]:
 
 
 class RowWriter:
-    """Streams rows to a ``.csv`` or ``.jsonl`` file (JSONL rows add per-model probabilities and timings).
+    """Streams rows to a ``.csv`` or ``.jsonl`` file.
+
+    JSONL rows hold the CSV columns (``lung_fraction`` and ``referral`` null when absent, ``flags`` a
+    list) plus per-model probabilities, timings and how the image was read.
 
     Args:
         path: Output file; its suffix picks the format.
@@ -122,8 +135,11 @@ class RowWriter:
         if self._csv is not None:
             self._csv.writerow(row)
         else:
-            if outcome.prediction is not None:
-                pred = outcome.prediction
+            pred = outcome.prediction
+            row["lung_fraction"] = pred.lung_fraction if pred is not None else None
+            row["flags"] = list(pred.flags) if pred is not None else []
+            row["referral"] = pred.referral if pred is not None else None
+            if pred is not None:
                 row["per_model"] = pred.per_model
                 row["timings_ms"] = {k: round(v, 3) for k, v in pred.timings_ms.items()}
                 row["image"] = pred.info.to_dict() if pred.info else None

@@ -1,7 +1,15 @@
-"""decode -> preprocess -> classify (each member) -> combine, with timings per stage.
+"""decode -> (segment -> crop) -> preprocess -> classify (each member) -> combine -> heat map, timed.
 
-The segmentation and heat-map stages join this pipeline in later issues; every stage is timed so
-``cxr-edge bench`` and the prediction output report the same numbers.
+After the combiner (and its temperature) come two judgements that never change the label:
+
+* the **abstention band** of the bundle (``ensemble.abstain``): a tempered prediction below it
+  carries a ``referral`` (why it should go to a radiologist);
+* with a segmenter, the **lung fraction** of the heat map (:func:`cxr_edge.cam.lung_fraction`) and,
+  below the bundle's ``lung_evidence.min_fraction``, the flag "evidence outside the lungs".
+
+Every stage is timed so ``cxr-edge bench`` and the prediction output report the same numbers.
+:meth:`Predictor.prepare` and :meth:`Predictor.classify` are the two halves of
+:meth:`Predictor.predict_image`, for callers that run more models on the same input (``evaluate``).
 """
 
 from __future__ import annotations
@@ -16,11 +24,19 @@ from pathlib import Path
 import numpy as np
 
 from cxr_edge.bundle import Bundle, EnsembleConfig
-from cxr_edge.cam import average_maps, class_activation_map, place
+from cxr_edge.cam import (
+    FLAG_OUTSIDE_LUNGS,
+    LUNG_THRESHOLD,
+    average_maps,
+    class_activation_map,
+    lung_fraction,
+    place,
+)
 from cxr_edge.engine import Engine, normalise
 from cxr_edge.errors import BundleError, CxrEdgeError, InputError
 from cxr_edge.imaging import ImageInfo, ReadOptions, read_image
-from cxr_edge.preprocess import crop_region, preprocess
+from cxr_edge.lungcrop import CropResult, clean_mask, lung_crop
+from cxr_edge.preprocess import CropBox, crop_region, preprocess
 from cxr_edge.segmenter import Segmenter
 
 
@@ -42,6 +58,11 @@ class Prediction:
         cam: Class activation map (= Grad-CAM) of the predicted label at the feature-map resolution,
             averaged over the members that export features; None when none does.
         cam_region: The source-image region the classifiers saw (where ``cam`` belongs).
+        referral: Why the prediction falls in the bundle's abstention band (e.g. "top probability
+            0.48 below 0.55"), or None (no band, or outside it).
+        lung_fraction: Share of the heat map inside the predicted lung mask; None without a
+            segmenter, a heat map, or when the crop fell back.
+        flags: Warnings about this prediction (``"evidence outside the lungs"``).
     """
 
     label: str
@@ -54,10 +75,38 @@ class Prediction:
     crop_box: tuple[int, int, int, int] | None = None
     cam: np.ndarray | None = field(default=None, repr=False, compare=False)
     cam_region: tuple[int, int, int, int] | None = None
+    referral: str | None = None
+    lung_fraction: float | None = None
+    flags: tuple[str, ...] = ()
 
     def heatmap(self, image_shape: tuple[int, int]) -> np.ndarray | None:
         """The heat map in source-image pixels (zero outside the region the classifiers saw)."""
         return None if self.cam is None else place(self.cam, image_shape, self.cam_region)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An image made ready for the classifiers (the first half of :meth:`Predictor.predict_image`).
+
+    Attributes:
+        x: The model input (``spec.input_shape``).
+        image_shape: ``(H, W)`` of the decoded image.
+        crop: The segmenter's crop decision, or None without a segmenter.
+        lung_mask: The lung mask at the segmenter's resolution (:data:`cxr_edge.cam.LUNG_THRESHOLD`),
+            when a segmenter ran.
+        timings_ms: ``segment`` and ``preprocess`` milliseconds.
+    """
+
+    x: np.ndarray = field(repr=False)
+    image_shape: tuple[int, int]
+    crop: CropResult | None = None
+    lung_mask: np.ndarray | None = field(default=None, repr=False)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def box(self) -> CropBox | None:
+        """The crop box in source pixels, when a segmenter ran."""
+        return self.crop.box if self.crop else None
 
 
 @dataclass(frozen=True)
@@ -102,8 +151,11 @@ class Predictor:
         entries = [self.bundle.manifest.model(n) for n in names]
         # A chosen subset of members cannot use weights, a stacker or a temperature fitted for the full
         # ensemble: it is averaged instead (and says so in its method).
+        # The abstention band stays: referring too often is safer than never referring.
         same = not self.members or tuple(self.members) == ensemble.members
-        self._ensemble = ensemble if same else EnsembleConfig(method="mean", members=names)
+        self._ensemble = (
+            ensemble if same else EnsembleConfig(method="mean", members=names, abstain=ensemble.abstain)
+        )
         self._engines = {e.name: Engine(self.bundle.path_of(e), e, threads=self.threads) for e in entries}
         self._cam_weights = {
             e.name: None if e.cam_weights is None else np.asarray(e.cam_weights) for e in entries
@@ -125,18 +177,32 @@ class Predictor:
         """Class labels in output order."""
         return self.bundle.labels
 
-    def predict_image(self, image: np.ndarray, info: ImageInfo | None = None) -> Prediction:
-        """Classifies a decoded image (2-D float in [0, 1])."""
+    @property
+    def ensemble(self) -> EnsembleConfig:
+        """The combiner, temperature and abstention band this predictor applies."""
+        return self._ensemble
+
+    def prepare(self, image: np.ndarray) -> Prepared:
+        """Segment and crop (with a segmenter), then preprocess: the input every classifier takes."""
         timings: dict[str, float] = {}
-        crop = None
+        crop = mask = None
         if self._segmenter is not None:
             t = time.perf_counter()
-            crop = self._segmenter(image)
+            prob = self._segmenter.probabilities(image)
+            rule = self._segmenter.entry.crop
+            crop = lung_crop(prob, image.shape, rule)
+            # The crop's own cleaned mask when it used the same threshold (always, by default).
+            mask = crop.mask if rule.threshold == LUNG_THRESHOLD else clean_mask(prob, LUNG_THRESHOLD)[0]
             timings["segment"] = _ms(t)
         t0 = time.perf_counter()
-        box = crop.box if crop else None
-        x = preprocess(image, self.bundle.spec, crop_box=box)
+        x = preprocess(image, self.bundle.spec, crop_box=crop.box if crop else None)
         timings["preprocess"] = _ms(t0)
+        return Prepared(x, tuple(image.shape[:2]), crop, mask, timings)
+
+    def classify(self, prepared: Prepared, info: ImageInfo | None = None) -> Prediction:
+        """Runs the members on a prepared input, combines them, and judges the result."""
+        timings = dict(prepared.timings_ms)
+        x, box = prepared.x, prepared.box
         per_model, features = [], {}
         for name, engine in self._engines.items():
             t = time.perf_counter()
@@ -147,16 +213,33 @@ class Predictor:
             timings[name] = _ms(t)
         t = time.perf_counter()
         probs = self._ensemble.apply(np.stack(per_model))
+        referral = self._ensemble.referral(self.labels, probs)
         timings["combine"] = _ms(t)
         labels = self.labels
-        cam = None
+        cam = region = fraction = None
         if features:
             t = time.perf_counter()
             index = int(np.argmax(probs))
             cam = average_maps(
                 [class_activation_map(f, self._cam_weights[n], index) for n, f in features.items()]
             )
+            region = crop_region(prepared.image_shape, self.bundle.spec, box)
             timings["heatmap"] = _ms(t)
+            crop = prepared.crop
+            if crop is not None and crop.status == "lung" and prepared.lung_mask is not None:
+                t = time.perf_counter()
+                seg_region = crop_region(prepared.image_shape, self._segmenter.entry.preprocess)
+                fraction = lung_fraction(
+                    cam, region, prepared.lung_mask, seg_region, self.bundle.spec.input_size
+                )
+                timings["lung_fraction"] = _ms(t)
+        evidence = self.bundle.manifest.lung_evidence
+        flags = (
+            (FLAG_OUTSIDE_LUNGS,)
+            if evidence and fraction is not None and fraction < evidence.min_fraction
+            else ()
+        )
+        crop = prepared.crop
         return Prediction(
             label=labels[int(np.argmax(probs))],
             probs=_named(labels, probs),
@@ -167,8 +250,15 @@ class Predictor:
             crop_reason=crop.reason if crop else "",
             crop_box=box,
             cam=cam,
-            cam_region=crop_region(image.shape, self.bundle.spec, box) if cam is not None else None,
+            cam_region=region,
+            referral=referral,
+            lung_fraction=fraction,
+            flags=flags,
         )
+
+    def predict_image(self, image: np.ndarray, info: ImageInfo | None = None) -> Prediction:
+        """Classifies a decoded image (2-D float in [0, 1])."""
+        return self.classify(self.prepare(image), info)
 
     def predict_file(self, path: str | os.PathLike) -> Prediction:
         """Reads and classifies one file; raises :class:`CxrEdgeError` subclasses on bad input."""

@@ -13,6 +13,9 @@ Steps, in order:
    enlarging. Resizing before quantising keeps the precision of 12/16-bit DICOMs.
 3. Optional training **augmentation** hook (float image in [0, 1]); ``None`` at inference.
 4. **Quantise** to 8 bits (round half up), which every runtime can reproduce exactly.
+   Optionally **equalise** the histogram globally (``equalize``: OpenCV's ``equalizeHist``, an exact
+   integer lookup table): every image then has about the same intensity distribution, whatever the
+   detector, exposure or processing of the source hospital.
 5. **CLAHE** (contrast-limited adaptive histogram equalisation), when enabled: equalises exposure
    differences between sources, the confound that lets models recognise the hospital.
 6. **Median filter** (``median`` = odd kernel size; 0 or 1 disables it) against noise.
@@ -47,6 +50,7 @@ class PreprocessSpec:
         input_size: Model input ``(height, width)``.
         channels: 1 (grey) or 3 (grey repeated, for ImageNet-shaped backbones).
         border: Fraction of width/height removed from each side when no crop box is given.
+        equalize: Global histogram equalisation after quantisation (before CLAHE).
         clahe: Apply CLAHE after quantisation.
         clahe_clip: CLAHE clip limit.
         clahe_tiles: CLAHE tile grid (tiles per side).
@@ -58,6 +62,7 @@ class PreprocessSpec:
     input_size: tuple[int, int] = (256, 256)
     channels: int = 1
     border: float = 0.0
+    equalize: bool = False
     clahe: bool = True
     clahe_clip: float = 2.0
     clahe_tiles: int = 8
@@ -139,7 +144,7 @@ def preprocess_u8(
     crop_box: CropBox | None = None,
     augment: Augment | None = None,
 ) -> np.ndarray:
-    """Steps 1-6: the 8-bit image after crop, resize, quantisation, CLAHE and median filter.
+    """Steps 1-6: the 8-bit image after crop, resize, quantisation, equalisation, CLAHE and median filter.
 
     Every runtime must reproduce this array exactly (golden vectors check it); only step 7-8 are
     floating point.
@@ -188,7 +193,9 @@ def quantize(image: np.ndarray) -> np.ndarray:
 
 
 def enhance(u8: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """Steps 5-6: CLAHE and median filter on the 8-bit image."""
+    """Steps 4b-6: histogram equalisation, CLAHE and median filter on the 8-bit image."""
+    if spec.equalize:
+        u8 = cv2.equalizeHist(u8)
     if spec.clahe:
         clahe = cv2.createCLAHE(clipLimit=spec.clahe_clip, tileGridSize=(spec.clahe_tiles, spec.clahe_tiles))
         u8 = clahe.apply(u8)

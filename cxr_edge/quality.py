@@ -52,7 +52,8 @@ class QualityConfig:
         body_parts: Body Part Examined values accepted when the attribute is present (upper case).
         frontal_views: View Position values accepted when present; anything else (LL, RL, LATERAL,
             oblique...) is refused as not frontal.
-        min_side: Smallest accepted shorter side in pixels (below the model input, pixels are invented).
+        min_side: Smallest accepted shorter side in pixels: the default models' input side (128); below
+            it, pixels are invented. The kit holds 224-px paediatric re-saves (Kermany) that 256 refused.
         min_std: Smallest accepted standard deviation of intensities in [0, 1] (blank images).
         min_frontal_score: Threshold of the frontal-pattern heuristic; ``-inf`` switches it off.
         allow_colour: Accept colour images converted to grey (screenshots, photographs) instead of
@@ -62,7 +63,7 @@ class QualityConfig:
     modalities: tuple[str, ...] = ("CR", "DX", "DR", "RG")
     body_parts: tuple[str, ...] = ("CHEST", "THORAX", "LUNG", "TORSO")
     frontal_views: tuple[str, ...] = ("PA", "AP")
-    min_side: int = 256
+    min_side: int = 128
     min_std: float = 0.02
     min_frontal_score: float = 0.0
     allow_colour: bool = False

@@ -77,6 +77,7 @@ def markdown(metrics: dict, title: str, plots: list[str] | None) -> str:
         f"| {s} | {v['n']} | {_f(v['accuracy'])} | {_f(v['auc_macro'])} |"
         for s, v in metrics["by_source"].items()
     ]
+    lines += _evidence(metrics)
     if "ensemble_vs_best_member" in metrics.get("paired", {}):
         p = metrics["paired"]["ensemble_vs_best_member"]
         mc = p["mcnemar"]
@@ -119,6 +120,43 @@ def markdown(metrics: dict, title: str, plots: list[str] | None) -> str:
         else ["Plots need matplotlib (`pip install 'cxr-edge[train]'` or `pip install matplotlib`)."]
     )
     return "\n".join(lines) + "\n"
+
+
+def _evidence(metrics: dict) -> list[str]:
+    """Sections: where the models looked (bundles with a segmenter) and the abstention band."""
+    lines = []
+    ev = metrics.get("lung_evidence")
+    if ev:
+        threshold = ev["min_fraction"]
+        lines += [
+            "",
+            "## Where the model looked (lung fraction of the ensemble's heat map)",
+            "",
+            "Share of the heat map inside the predicted lung mask; "
+            + (
+                f'"evidence outside the lungs" below {threshold:.3f} ({ev["chosen_on"]}).'
+                if threshold is not None
+                else "the bundle sets no flag threshold."
+            )
+            + f" Lung crops that fell back (no fraction): {ev['fallback_crops']}.",
+            "",
+            "| source | images | mean | median | flagged |",
+            "|---|---|---|---|---|",
+        ]
+        for name, v in [*ev["by_source"].items(), ("**all**", ev["overall"])]:
+            lines.append(f"| {name} | {v['n']} | {_f(v['mean'])} | {_f(v['median'])} | {_f(v['flagged'])} |")
+    band = metrics.get("abstain")
+    if band:
+        ref, rest = band["referred"], band["accuracy_reported"]
+        lines += [
+            "",
+            "## Abstention band",
+            "",
+            f"Refer when the top probability < {band['min_top_prob']:.2f} or the margin < "
+            f"{band['min_margin']:.2f}: {ref['k']} of {ref['n']} images referred; accuracy of the rest "
+            f"{_ci(rest['value'], rest['ci'])}.",
+        ]
+    return lines
 
 
 def _comparison(c: dict) -> list[str]:

@@ -103,6 +103,59 @@ def make_split(
     return split
 
 
+def extend_split(
+    manifest: Manifest,
+    previous: Split,
+    test_fraction: float = 0.1,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+) -> Split:
+    """Extends ``previous`` to a grown manifest: known patients keep their part, new ones are assigned.
+
+    A data kit grows by appending sources and images. Re-splitting from scratch would move patients
+    between parts, so a model trained on the old train part would have seen images of the new test
+    part. Instead every patient who already has an image in ``previous`` keeps that part (also for
+    their new images), and the new patients are split with :func:`make_split`'s stratified rule
+    (per source and label set) with the same fractions.
+
+    Args:
+        manifest: The grown, validated manifest.
+        previous: A split of an earlier version of the manifest (paths it lists that are no longer in
+            the manifest are dropped).
+        test_fraction: Fraction of the *new* patients (per stratum) for test.
+        val_fraction: Fraction of the remaining new patients for validation.
+        seed: Seed of the new patients' shuffle.
+
+    Returns:
+        The extended split (checked: no patient in two parts).
+
+    Raises:
+        SplitError: ``previous`` already puts one patient in two parts.
+    """
+    part_of_patient: dict[str, str] = {}
+    for r in manifest.records:
+        part = previous.parts.get(r.path)
+        if part is None:
+            continue
+        if part_of_patient.setdefault(r.patient_id, part) != part:
+            raise SplitError(
+                "previous split puts a patient in two parts",
+                expected="a patient-level split",
+                received=f"conflict at {r.path}",
+            )
+    new_records = tuple(r for r in manifest.records if r.patient_id not in part_of_patient)
+    fresh = make_split(
+        Manifest(new_records, manifest.csv_path, manifest.sha256), test_fraction, val_fraction, seed
+    )
+    parts = {
+        r.path: part_of_patient[r.patient_id] if r.patient_id in part_of_patient else fresh.parts[r.path]
+        for r in manifest.records
+    }
+    split = Split(parts)
+    check_split(manifest, split)
+    return split
+
+
 def check_split(manifest: Manifest, split: Split) -> None:
     """Proves the split is sound: full coverage, known parts, no patient in two parts.
 

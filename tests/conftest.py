@@ -33,6 +33,15 @@ def split(kit_manifest, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_segmenter_bundle(tmp_path_factory) -> Path:
+    """The small format-3 bundle with a lung segmenter of ``tests/tiny_bundle.py`` (skips without Keras)."""
+    pytest.importorskip("keras", reason="building the tiny segmenter bundle needs the [train] extra")
+    from tiny_bundle import build
+
+    return build(tmp_path_factory.mktemp("tiny") / "tiny_bundle")
+
+
+@pytest.fixture(scope="session")
 def kit_png(kit_manifest) -> Path:
     """One real NIH chest X-ray PNG from the kit."""
     return KIT / "nih" / "normal" / sorted(p.name for p in (KIT / "nih" / "normal").glob("*.png"))[0]

@@ -137,3 +137,115 @@ def test_committed_schema_is_the_generated_one():
 def test_version_1_manifests_still_load(bundle_copy):
     edit_manifest(bundle_copy, lambda d: d.update(format_version=1))
     assert Bundle.load(bundle_copy).manifest.format_version == 1
+
+
+# ------------------------------------------------------------------------------------------ format 3
+
+
+def test_format_3_round_trips_with_every_new_field(tmp_path):
+    from tiny_bundle import LABELS, synthetic_loso_report
+
+    from cxr_edge.bundle import FORMAT_VERSION, READABLE_VERSIONS, SCHEMA_FILE
+    from cxr_edge.card import LOSO_NOTE, CardTask, LosoRecord, ModelCard
+    from cxr_edge.quality import AbstainConfig
+
+    assert FORMAT_VERSION == 3 and READABLE_VERSIONS == (1, 2, 3)
+    label_map = {"bacterial": "pneumonia_unknown", "viral": "pneumonia_unknown"}
+    card = ModelCard(
+        intended_use="Round trip.",
+        task=CardTask(LABELS, label_map),
+        training_data={"nih": {"normal": 3, "pneumonia_unknown": 2}},
+        loso=LosoRecord("tiny", "cxr-edge loso ...", synthetic_loso_report(), LOSO_NOTE),
+        in_distribution={"val": {"n": 2, "accuracy": {"k": 1, "n": 2, "value": 0.5, "ci": [0.01, 0.99]}}},
+        failure_modes=("fails on lateral films",),
+    )
+    from tiny_bundle import default_as_format3
+
+    root = default_as_format3(
+        tmp_path / "b3", label_map=label_map, abstain=AbstainConfig(0.55, 0.1), temperature=1.5, card=card
+    )
+    data = json.loads((root / "manifest.json").read_text())
+    assert data["format_version"] == 3 and data["label_map"] == label_map
+    assert data["ensemble"]["abstain"] == {"min_top_prob": 0.55, "min_margin": 0.1}
+    assert data["card"]["disclaimer"].startswith("Not a medical device")
+    import jsonschema
+
+    jsonschema.validate(data, json.loads(SCHEMA_FILE.read_text()))
+    m = Bundle.load(root).manifest
+    assert m.card == card and m.label_map == label_map and m.ensemble.abstain == AbstainConfig(0.55, 0.1)
+    assert m.lung_evidence is None  # no segmenter
+    write_manifest(tmp_path, m)
+    assert BundleManifest.from_dict(json.loads((tmp_path / "manifest.json").read_text())) == m
+
+
+def test_version_2_manifests_still_load_and_may_not_use_format_3_fields(bundle_copy):
+    assert Bundle.load(bundle_copy).manifest.format_version == 2  # the shipped bundle, as it is
+    edit_manifest(bundle_copy, lambda d: d.update(label_map={"bacterial": "pneumonia_unknown"}))
+    with pytest.raises(BundleError, match=r"format 2 manifest uses format-3 fields; .*received label_map"):
+        Bundle.load(bundle_copy)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (
+            lambda d: d.update(label_map={"bacterial": "pneumonia"}),
+            "label map names labels the bundle does not",
+        ),
+        (
+            lambda d: d.update(lung_evidence={"min_fraction": 0.3, "chosen_on": "x"}),
+            "lung_evidence needs a segmenter",
+        ),
+        (lambda d: d.update(lung_evidence={"min_fraction": 1.3, "chosen_on": "x"}), "min_fraction"),
+        (lambda d: d["ensemble"].update(abstain={"min_top_prob": 2.0}), "abstention band"),
+        (lambda d: d["card"].update(disclaimer="Approved for clinical use"), "card/disclaimer"),
+        (lambda d: d["card"]["task"].update(labels=["a", "b", "c"]), "model card describes other labels"),
+        (lambda d: d["card"].update(intended_use=" "), "intended use"),
+        (lambda d: d["card"]["loso"].update(report={"labels": []}), "not a LOSO report"),
+    ],
+)
+def test_inconsistent_format_3_manifests_are_refused(tmp_path, change, match):
+    from tiny_bundle import default_as_format3
+
+    root = default_as_format3(tmp_path / "b3")
+    edit_manifest(root, change)
+    with pytest.raises(BundleError, match=match):
+        Bundle.load(root)
+
+
+def test_a_card_always_carries_the_disclaimer():
+    from cxr_edge.card import DISCLAIMER, CardTask, ModelCard
+    from cxr_edge.errors import SpecError
+
+    card = ModelCard.from_dict({"intended_use": "x", "task": {"labels": ["a", "b"]}})  # no disclaimer key
+    assert card.disclaimer == DISCLAIMER and card.to_dict()["disclaimer"].startswith("Not a medical device")
+    assert card.loso.report is None and card.loso.note == "no leave-one-source-out evaluation recorded"
+    with pytest.raises(SpecError, match="disclaimer"):
+        ModelCard(intended_use="x", task=CardTask(("a", "b")), disclaimer="Safe to use")
+    with pytest.raises(SpecError):
+        ModelCard.from_dict({"intended_use": "x", "task": {"labels": ["a"]}, "disclaimer": ""})
+
+
+def test_abstention_band_is_applied_after_the_temperature(tmp_path):
+    """A top probability above the band before the temperature and below it after: referred."""
+    from tiny_bundle import default_as_format3
+
+    from cxr_edge.ensemble import apply_temperature
+    from cxr_edge.quality import AbstainConfig
+    from cxr_edge.samples import load_samples
+
+    sample = load_samples()[0].file
+    plain = Predictor().predict_file(sample)
+    member = plain.per_model[Bundle.load().manifest.ensemble.members[0]]
+    raw_top = max(member.values())
+    hot = 8.0  # a high temperature flattens the probabilities
+    tempered = apply_temperature(np.array(list(member.values())), hot)
+    band = AbstainConfig(min_top_prob=round((raw_top + float(tempered.max())) / 2, 4))
+    assert float(tempered.max()) < band.min_top_prob < raw_top
+    root = default_as_format3(tmp_path / "b3", abstain=band, temperature=hot)
+    pred = Predictor(Bundle.load(root)).predict_file(sample)
+    np.testing.assert_allclose(list(pred.probs.values()), tempered, atol=1e-9)
+    assert pred.referral == f"top probability {tempered.max():.2f} below {band.min_top_prob:.2f}"
+    cold = default_as_format3(tmp_path / "cold", abstain=band, temperature=1.0)
+    assert Predictor(Bundle.load(cold)).predict_file(sample).referral is None  # untempered: above the band
+    assert plain.referral is None and plain.lung_fraction is None and plain.flags == ()

@@ -63,12 +63,16 @@ def test_predict_mixed_folder(mixed_folder, tmp_path):
         "label",
         *(f"prob_{lab}" for lab in LABELS),
         "crop",
+        "lung_fraction",
+        "flags",
+        "referral",
         "latency_ms",
     ]
     for name in ("covid.png", "normal.png", "normal_as_dicom"):
         row = rows[name]
         assert row["status"] == "ok" and row["error"] == "" and row["label"] in LABELS
         assert row["crop"] == "none"  # the default bundle has no segmenter
+        assert row["lung_fraction"] == row["flags"] == row["referral"] == ""  # nor a band or lung evidence
         assert abs(sum(float(row[f"prob_{lab}"]) for lab in LABELS) - 1) < 0.02
     for lab in LABELS:  # the DICOM holds the PNG's pixels: same result
         assert float(rows["normal_as_dicom"][f"prob_{lab}"]) == pytest.approx(
@@ -126,8 +130,57 @@ def test_info_and_json():
     result = CliRunner().invoke(main, ["info"])
     assert result.exit_code == 0, result.output
     assert "covid, normal, pneumonia_unknown" in result.output and "int8" in result.output
+    assert "card        none (bundles before format 3" in result.output
     data = json.loads(CliRunner().invoke(main, ["info", "--json"]).output)
     assert data["format_version"] == 2 and data["labels"] == list(LABELS)
+    no_card = CliRunner().invoke(main, ["info", "--card"])
+    assert no_card.exit_code == 1 and "carries no model card" in no_card.output
+
+
+def test_info_card_markdown_json_and_summary(tmp_path):
+    from tiny_bundle import FAILURE_MODES, default_as_format3, synthetic_loso_report
+
+    from cxr_edge.card import LOSO_NOTE, CardTask, LosoRecord, ModelCard
+    from cxr_edge.quality import AbstainConfig
+
+    report = synthetic_loso_report()
+    card = ModelCard(
+        intended_use="Triage research on carts.",
+        task=CardTask(LABELS, {"bacterial": "pneumonia_unknown"}),
+        training_data={"nih": {"bacterial": 4, "normal": 7}},
+        loso=LosoRecord("baseline", "cxr-edge loso --config configs/triage/baseline.toml", report, LOSO_NOTE),
+        failure_modes=FAILURE_MODES,
+    )
+    root = default_as_format3(
+        tmp_path / "b3", card=card, label_map={"bacterial": "pneumonia_unknown"}, abstain=AbstainConfig(0.55)
+    )
+    info = CliRunner().invoke(main, ["info", "--bundle", str(root)])
+    assert info.exit_code == 0, info.output
+    worst = min(report["by_source"], key=lambda s: report["by_source"][s]["accuracy"]["value"])
+    pooled = report["pooled"]["accuracy"]["value"]
+    assert f"card        LOSO (baseline): pooled accuracy {pooled:.2f} (" in info.output
+    assert f"worst held-out source {worst} " in info.output
+    assert "label map   bacterial -> pneumonia_unknown" in info.output
+    assert "abstain     refer when top probability < 0.55" in info.output
+    md = CliRunner().invoke(main, ["info", "--bundle", str(root), "--card"])
+    assert md.exit_code == 0, md.output
+    text = md.output
+    assert text.startswith("# Model card: cxr-edge-default") and "**Not a medical device." in text
+    assert "Triage research on carts." in text and FAILURE_MODES[0] in text and LOSO_NOTE in text
+    assert "| held-out source | n | accuracy |" in text and f"| {worst} |" in text and "**pooled**" in text
+    assert "bacterial → pneumonia_unknown" in text and "| nih | 4 | 7 | 11 |" in text
+    js = json.loads(CliRunner().invoke(main, ["info", "--bundle", str(root), "--card", "--json"]).output)
+    assert js == card.to_dict()
+
+
+def test_a_card_without_loso_says_so(tmp_path):
+    from tiny_bundle import default_as_format3
+
+    root = default_as_format3(tmp_path / "b3")
+    info = CliRunner().invoke(main, ["info", "--bundle", str(root)]).output
+    assert "card        no leave-one-source-out evaluation recorded" in info
+    md = CliRunner().invoke(main, ["info", "--bundle", str(root), "--card"]).output
+    assert "No leave-one-source-out evaluation recorded." in md and "No shortcut audit recorded." in md
 
 
 def test_demo_writes_one_row_per_sample(tmp_path):

@@ -183,3 +183,85 @@ def test_compare_against_another_bundle(two_member_bundle, test_records, tmp_pat
     (binary / "manifest.json").write_text(json.dumps(data))
     with pytest.raises(InputError, match="different labels"):
         compare(two_member_bundle, preds, Bundle.load(binary), progress=False)
+
+
+def test_label_map_maps_manifest_labels_and_reports_the_rest(kit_manifest, tmp_path):
+    from tiny_bundle import default_as_format3
+
+    label_map = {"bacterial": "pneumonia_unknown", "viral": "pneumonia_unknown"}
+    bundle = Bundle.load(default_as_format3(tmp_path / "b3", label_map=label_map))
+    manifest = load_manifest(kit_manifest)
+    picked = {}
+    for r in manifest.records:  # two rows of each manifest label
+        if len(picked.setdefault(r.label, [])) < 2:
+            picked[r.label].append(r)
+    records = [r for rows in picked.values() for r in rows]
+    metrics, preds = evaluate(bundle, records, n_boot=100, progress=False)
+    mapped = [r for r in preds.records if r.raw_label]
+    assert {r.raw_label for r in mapped} == {"bacterial", "viral"} and {r.label for r in mapped} == {
+        "pneumonia_unknown"
+    }
+    assert all(preds.y[i] == 2 for i, r in enumerate(preds.records) if r.raw_label)
+    reasons = [s["reason"] for s in metrics["skipped"]]
+    assert len(reasons) == 2 and all("'tb'" in reason for reason in reasons)
+    assert metrics["n"] == len(records) - 2 and metrics["lung_evidence"] is None  # no segmenter
+
+
+def test_evaluate_reports_the_abstention_band(test_records, tmp_path):
+    from tiny_bundle import default_as_format3
+
+    from cxr_edge.quality import AbstainConfig
+
+    bundle = Bundle.load(default_as_format3(tmp_path / "b3", abstain=AbstainConfig(0.9)))
+    metrics, preds = evaluate(bundle, test_records[:20], n_boot=100, progress=False)
+    band = metrics["abstain"]
+    assert band["min_top_prob"] == 0.9 and band["referred"]["n"] == 20
+    assert band["referred"]["k"] == sum(r is not None for r in preds.referral)
+
+
+@pytest.mark.train
+def test_evaluate_runs_the_lung_crop_pipeline(tiny_segmenter_bundle, test_records):
+    """A lung-crop bundle is evaluated on its crops: Predictor's probabilities, not the border crop's."""
+    from cxr_edge.evaluate import ensemble_probs
+    from cxr_edge.imaging import read_image
+    from cxr_edge.pipeline import Predictor
+    from cxr_edge.preprocess import preprocess
+
+    bundle = Bundle.load(tiny_segmenter_bundle)
+    records = test_records[:12]
+    metrics, preds = evaluate(bundle, records, n_boot=100, progress=False)
+    predictor = Predictor(bundle)
+    ens = ensemble_probs(bundle, preds)
+    moved = 0
+    for i, record in enumerate(preds.records):
+        want = predictor.predict_file(record.file)
+        np.testing.assert_allclose(ens[i], [want.probs[lab] for lab in bundle.labels], atol=1e-6)
+        for name, probs in preds.per_model.items():
+            np.testing.assert_allclose(
+                probs[i], [want.per_model[name][lab] for lab in bundle.labels], atol=1e-6
+            )
+        assert preds.lung_fraction[i] == want.lung_fraction and preds.flags[i] == want.flags
+        assert preds.crop[i] == want.crop and preds.referral[i] == want.referral
+        if want.crop == "lung":  # the border crop would have given other pixels
+            border = preprocess(read_image(record.file)[0], bundle.spec)
+            fp32 = predictor._engines["tiny-fp32"](border)
+            moved += not np.allclose(
+                fp32, probs[i] if name == "tiny-fp32" else preds.per_model["tiny-fp32"][i]
+            )
+    assert moved > 0
+    ev = metrics["lung_evidence"]
+    assert ev["min_fraction"] == bundle.manifest.lung_evidence.min_fraction
+    fractions = [f for f in preds.lung_fraction if f is not None]
+    assert ev["overall"]["n"] == len(fractions) and ev["overall"]["median"] == pytest.approx(
+        np.median(fractions)
+    )
+    flagged = np.mean([f < ev["min_fraction"] for f in fractions])
+    assert ev["overall"]["flagged"] == pytest.approx(flagged)
+    assert sum(s["n"] for s in ev["by_source"].values()) == len(fractions)
+    assert ev["fallback_crops"] == preds.crop.count("fallback")
+    assert metrics["abstain"]["referred"]["k"] == sum(r is not None for r in preds.referral)
+    from cxr_edge.report import markdown
+
+    text = markdown(metrics, "t", None)
+    assert "## Where the model looked" in text and "## Abstention band" in text
+    json.dumps(metrics)

@@ -8,7 +8,7 @@ from collections import defaultdict
 import pytest
 
 from cxr_edge.errors import ManifestError, SplitError
-from cxr_edge.manifest import load_manifest
+from cxr_edge.manifest import Manifest, load_manifest
 from cxr_edge.splits import Split, check_split, make_split, read_split, write_split
 
 HEADER = "path,source,patient_id,label,view,license,original_path,mask_path\n"
@@ -24,11 +24,12 @@ def write_manifest(folder, rows: list[str], files=()) -> object:
 
 
 def test_real_kit_manifest_loads(kit_manifest):
-    m = load_manifest(kit_manifest)
-    assert len(m.records) == 1044
-    assert m.labels == ("covid", "normal", "pneumonia_unknown")
-    assert len({r.patient_id for r in m.records}) == 610
-    assert sum(1 for r in m.records if r.mask_file) == 55
+    m = load_manifest(kit_manifest)  # the extended kit (second release), ../shared/data/README.md
+    assert len(m.records) == 3008
+    assert m.labels == ("bacterial", "covid", "normal", "pneumonia_unknown", "tb", "viral")
+    assert {r.source for r in m.records} == {"hannover", "montreal", "nih", "kermany", "shenzhen", "cxnet"}
+    assert len({r.patient_id for r in m.records}) == 2505
+    assert sum(1 for r in m.records if r.mask_file) == 620
     assert len(m.sha256) == 64
 
 
@@ -61,7 +62,57 @@ def test_manifest_missing_columns(tmp_path):
 
 def test_select_restricts_labels(kit_manifest):
     m = load_manifest(kit_manifest).select(["covid", "normal"])
-    assert m.labels == ("covid", "normal") and len(m.records) == 644
+    assert m.labels == ("covid", "normal") and len(m.records) == 428 + 1091
+
+
+def test_select_maps_labels_into_a_task(kit_manifest):
+    triage = {"bacterial": "pneumonia", "viral": "pneumonia", "pneumonia_unknown": "pneumonia"}
+    m = load_manifest(kit_manifest).select(["covid", "normal", "pneumonia"], triage)
+    assert m.labels == ("covid", "normal", "pneumonia") and len(m.records) == 3008 - 289  # TB left out
+    pneumonia = [r for r in m.records if r.label == "pneumonia"]
+    assert {r.raw_label for r in pneumonia} == {"bacterial", "viral", "pneumonia_unknown"}
+    assert all(r.manifest_label == r.raw_label for r in pneumonia)
+    assert all(r.raw_label == "" and r.manifest_label == r.label for r in m.records if r.label != "pneumonia")
+
+
+def test_extending_a_split_keeps_every_known_patient_in_its_part(kit_manifest):
+    from cxr_edge.splits import extend_split
+
+    m = load_manifest(kit_manifest)
+    first = [r for r in m.records if r.source in ("hannover", "montreal", "nih")]
+    old = make_split(Manifest(tuple(first), m.csv_path, m.sha256), seed=0)
+    grown = extend_split(m, old, seed=0)
+    assert all(grown.parts[p] == part for p, part in old.parts.items())
+    check_split(m, grown)  # covers the new images, no patient in two parts
+    new = [r for r in m.records if r.path not in old.parts]
+    share = sum(grown.parts[r.path] == "test" for r in new) / len(new)
+    assert abs(share - 0.10) < 0.02
+    # a previous split that already leaks a patient is refused
+    leaking = dict(old.parts)
+    pid = next(r.patient_id for r in first if sum(x.patient_id == r.patient_id for x in first) > 1)
+    recs = [r for r in first if r.patient_id == pid]
+    leaking[recs[0].path] = "test" if leaking[recs[1].path] != "test" else "train"
+    with pytest.raises(SplitError, match="two parts"):
+        extend_split(m, Split(leaking))
+
+
+def test_committed_split_extends_the_first_release(kit_manifest):
+    """splits/kit.csv covers the extended kit; first-release images keep the parts they had."""
+    from pathlib import Path
+
+    m = load_manifest(kit_manifest)
+    split = read_split(Path(__file__).resolve().parents[1] / "splits" / "kit.csv", m)
+    summary = split.summary(m)
+    assert sum(v for part in summary.values() for k, v in part.items() if k != "patients") == 3008
+    for part in ("val", "test"):
+        assert {r.source for r in split.records(m, part)} == {
+            "hannover",
+            "montreal",
+            "nih",
+            "kermany",
+            "shenzhen",
+            "cxnet",
+        }
 
 
 def test_kit_split_is_patient_disjoint_stratified_and_seeded(kit_manifest):
@@ -78,7 +129,14 @@ def test_kit_split_is_patient_disjoint_stratified_and_seeded(kit_manifest):
     summary = split.summary(m)
     for part in ("val", "test"):  # every label and source in every part
         assert all(summary[part].get(lab, 0) > 0 for lab in m.labels)
-        assert {r.source for r in split.records(m, part)} == {"hannover", "montreal", "nih"}
+        assert {r.source for r in split.records(m, part)} == {
+            "hannover",
+            "montreal",
+            "nih",
+            "kermany",
+            "shenzhen",
+            "cxnet",
+        }
     assert make_split(m, seed=0) == split
     assert make_split(m, seed=1) != split
 

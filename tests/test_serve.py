@@ -355,3 +355,62 @@ def test_serve_modules_import_no_training_stack():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_abstention_band_comes_from_the_config_else_the_bundle_else_the_default(tmp_path, dicoms):
+    """`[triage.abstain]` wins; without it the bundle's own band; without both the node's default."""
+    from tiny_bundle import default_as_format3
+
+    from cxr_edge.bundle import Bundle
+    from cxr_edge.pipeline import Predictor
+    from cxr_edge.quality import AbstainConfig
+    from cxr_edge.serve.config import DEFAULT_ABSTAIN
+
+    root = default_as_format3(tmp_path / "b3", abstain=AbstainConfig(min_top_prob=1.0))
+    predictor = Predictor(Bundle.load(root))
+    file = dicoms["good"][0]
+    from_bundle = Triage(TriageConfig(), predictor)
+    record = from_bundle(file).record
+    assert record["abstain"] == {"min_top_prob": 1.0, "min_margin": 0.0, "source": "bundle"}
+    assert record["decision"] == "refer" and "below 1.00" in record["reason"]
+    assert record["lung_fraction"] is None and record["flags"] == []  # no segmenter
+    configured = Triage(TriageConfig(abstain=AbstainConfig(min_top_prob=0.0)), predictor)(file).record
+    assert configured["abstain"]["source"] == "config" and configured["decision"] == "classified"
+    default = Triage(TriageConfig(), Predictor(Bundle.load()))(file).record
+    assert default["abstain"] == {
+        "min_top_prob": DEFAULT_ABSTAIN.min_top_prob,
+        "min_margin": DEFAULT_ABSTAIN.min_margin,
+        "source": "default",
+    }
+    assert not any(i in json.dumps(record) for i in IDENTIFIERS)
+
+
+@pytest.mark.train
+def test_audit_records_carry_lung_fraction_and_flags(tiny_segmenter_bundle, tmp_path):
+    from cxr_edge.bundle import Bundle
+    from cxr_edge.pipeline import Predictor
+    from cxr_edge.quality import QualityConfig
+    from cxr_edge.serve.results import result_lines
+
+    predictor = Predictor(Bundle.load(tiny_segmenter_bundle))
+    # The tiny bundle works at 32 px; its samples are small: the resolution check is not what is tested.
+    triage = Triage(
+        TriageConfig(quality=QualityConfig(min_side=8, min_frontal_score=float("-inf"))), predictor
+    )
+    seen = set()
+    for i, sample in enumerate(load_samples()[:8]):
+        dcm = make_dx(tmp_path / f"{i}.dcm", kit_pixels(sample.file))
+        record = triage(dcm).record
+        want = predictor.predict_file(dcm)
+        assert record["abstain"]["source"] == "bundle"
+        if want.lung_fraction is None:
+            assert record["lung_fraction"] is None
+        else:
+            assert record["lung_fraction"] == pytest.approx(
+                want.lung_fraction, abs=1e-3
+            )  # 12-bit DICOM pixels
+        assert record["flags"] in ([], ["evidence outside the lungs"])
+        if record["flags"]:
+            assert "Warning: evidence outside the lungs" in result_lines(record)
+        seen.add(bool(record["flags"]))
+    assert True in seen

@@ -81,7 +81,9 @@ def test_run_directory_is_never_overwritten(tiny_run, kit_manifest, split):
         train_run(TINY, kit_manifest, split, tiny_run, max_per_part=4, progress=False)
 
 
-def test_bundle_contents_and_parity(tiny_bundle):
+def test_bundle_contents_and_parity(tiny_bundle, kit_manifest):
+    from cxr_edge.manifest import load_manifest
+
     bundle = Bundle.load(tiny_bundle)
     m = bundle.manifest
     assert m.labels == TINY.labels and m.preprocess == TINY.preprocess
@@ -102,7 +104,18 @@ def test_bundle_contents_and_parity(tiny_bundle):
     assert int8.params == fp32.params > 0
     prov = m.provenance
     assert prov["max_per_part"] == PER_PART and prov["n_images"]["calibration"] == 16
-    assert set(prov["ensemble_metrics"]["test_by_source"]) <= {"hannover", "montreal", "nih"}
+    sources = {r.source for r in load_manifest(kit_manifest, check_files=False).records}
+    assert set(prov["ensemble_metrics"]["test_by_source"]) <= sources  # the kit has grown beyond three
+    # Format 3: every bundle gets a card; without --card it says that LOSO was not recorded.
+    assert m.format_version == 3 and m.label_map == {} and m.ensemble.abstain is None
+    card = m.card
+    assert card.loso.report is None and card.loso.note == "no leave-one-source-out evaluation recorded"
+    assert card.disclaimer.startswith("Not a medical device") and card.task.labels == TINY.labels
+    assert sum(sum(c.values()) for c in card.training_data.values()) == PER_PART
+    val = card.in_distribution["val"]
+    assert val["n"] == PER_PART and val["accuracy"]["n"] == PER_PART and len(val["accuracy"]["ci"]) == 2
+    assert card.in_distribution["ensemble"]["temperature_source"] == "fitted on the validation split"
+    assert m.lung_evidence is None and card.lung_evidence is None  # no segmenter
 
 
 def test_runtime_matches_keras_on_a_real_image(tiny_run, tiny_bundle, kit_png):
@@ -153,10 +166,13 @@ def test_cli_train_and_convert(kit_manifest, split, tmp_path):
     result = runner.invoke(main, ["train", "--config", str(config), *common, "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     convert = ["convert", "--runs", str(tmp_path / "run"), *common, "--quant", "fp32", "--member", "fp32"]
-    convert += ["--out", str(tmp_path / "bundle")]
+    convert += ["--out", str(tmp_path / "bundle"), "--abstain-min-prob", "0.45", "--temperature", "1.5"]
     result = runner.invoke(main, convert)
     assert result.exit_code == 0, result.output
-    assert [m.quant for m in Bundle.load(tmp_path / "bundle").manifest.models] == ["fp32"]
+    manifest = Bundle.load(tmp_path / "bundle").manifest
+    assert [m.quant for m in manifest.models] == ["fp32"]
+    assert manifest.ensemble.temperature == 1.5 and manifest.ensemble.abstain.min_top_prob == 0.45
+    assert manifest.ensemble.abstain.min_margin == 0.0 and manifest.card is not None
     result = runner.invoke(main, convert)  # an existing bundle is never replaced silently
     assert result.exit_code == 1 and "not empty" in result.output
 
@@ -267,3 +283,65 @@ def test_bundle_mixes_grey_and_three_channel_models(tiny_run, kit_manifest, spli
     assert sorted(m.input.shape[-1] for m in bundle.manifest.models) == [1, 3]
     pred = Predictor(bundle).predict_file(load_samples_first())
     assert len(pred.per_model) == 2 and abs(sum(pred.probs.values()) - 1) < 1e-5
+
+
+def test_convert_writes_the_card_band_and_temperature_it_is_given(tiny_run, kit_manifest, split, tmp_path):
+    from tiny_bundle import synthetic_loso_report
+
+    from convert.build import build_bundle
+    from cxr_edge.errors import SpecError
+    from cxr_edge.quality import AbstainConfig
+
+    loso = tmp_path / "loso"
+    loso.mkdir()
+    (loso / "loso.json").write_text(json.dumps(synthetic_loso_report()))
+    (loso / "loso_config.json").write_text(json.dumps({"command": "cxr-edge loso --config tiny.toml"}))
+    audit = {
+        "audit": {
+            "features": "log-probabilities",
+            "overall_source_auc": 0.97,
+            "within_label": {"covid": {"sources": {"hannover": 20, "montreal": 6}, "source_auc": 0.91}},
+            "reading": "...",
+        }
+    }
+    (tmp_path / "metrics.json").write_text(json.dumps(audit))
+    card_file = tmp_path / "card.toml"
+    card_file.write_text(
+        'intended_use = "Tiny tests."\nfailure_modes = ["Misses Montreal figures."]\nrecipe = "tiny"\n'
+        'loso = "loso/loso.json"\naudit = "metrics.json"\n'
+    )
+    common = dict(
+        quants=("fp32",), member_quant="fp32", n_calibration=4, max_per_part=PER_PART, progress=False
+    )
+    out = build_bundle(
+        [tiny_run],
+        kit_manifest,
+        split,
+        tmp_path / "b",
+        abstain=AbstainConfig(0.5, 0.05),
+        temperature=2.0,
+        card=card_file,
+        allow_degraded=True,
+        **common,
+    )
+    m = Bundle.load(out).manifest
+    assert m.ensemble.temperature == 2.0 and m.ensemble.abstain == AbstainConfig(0.5, 0.05)
+    fit = m.provenance["ensemble_fit"]
+    assert fit["temperature_source"].startswith("--temperature") and fit["temperature_fitted"] > 0
+    card = m.card
+    assert card.intended_use == "Tiny tests." and card.failure_modes == ("Misses Montreal figures.",)
+    assert card.loso.recipe == "tiny" and card.loso.command == "cxr-edge loso --config tiny.toml"
+    assert card.loso.report == synthetic_loso_report() and "recipe" in card.loso.note
+    assert card.shortcut_audit["within_label"]["covid"]["source_auc"] == 0.91
+    assert card.in_distribution["ensemble"]["temperature"] == 2.0
+    band = card.in_distribution["abstain"]
+    assert band["min_top_prob"] == 0.5 and band["referred"]["n"] == PER_PART
+    pred = Predictor(Bundle.load(out)).predict_file(load_samples_first())
+    top = max(pred.probs.values())
+    assert (pred.referral is not None) == (top < 0.5 or top - sorted(pred.probs.values())[-2] < 0.05)
+    report = synthetic_loso_report() | {"labels": ["a", "b", "c"]}
+    (loso / "loso.json").write_text(json.dumps(report))
+    with pytest.raises(SpecError, match="LOSO report is about other labels"):
+        build_bundle(
+            [tiny_run], kit_manifest, split, tmp_path / "b2", card=card_file, allow_degraded=True, **common
+        )

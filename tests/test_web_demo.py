@@ -153,6 +153,14 @@ def test_resize_clahe_median_are_bit_identical_to_opencv():
         for a in (rng.integers(0, 256, (h, w), dtype=np.uint8), np.clip(smooth, 0, 255).astype(np.uint8)):
             cases.append({"op": "clahe", "image": encode(a), "clip": clip, "tiles": tiles})
             expected.append(cv2.createCLAHE(clipLimit=clip, tileGridSize=(tiles, tiles)).apply(a))
+    for h, w in [(256, 256), (37, 41), (1, 5)]:
+        for a in (
+            rng.integers(0, 256, (h, w), dtype=np.uint8),
+            rng.integers(90, 110, (h, w), dtype=np.uint8),  # a narrow histogram
+            np.full((h, w), 77, np.uint8),  # constant: left as it is
+        ):
+            cases.append({"op": "equalize", "image": encode(a)})
+            expected.append(cv2.equalizeHist(a))
     for k in (3, 5, 7):
         for h, w in [(256, 256), (31, 17), (2, 3)]:
             a = rng.integers(0, 256, (h, w), dtype=np.uint8)
@@ -169,6 +177,7 @@ def test_preprocessing_of_every_sample_is_bit_identical():
         PreprocessSpec(input_size=(32, 32)),
         PreprocessSpec(input_size=(64, 64), border=0.05, channels=3, median=5),
         PreprocessSpec(input_size=(224, 200), clahe_clip=3.0, clahe_tiles=6, normalize="unit"),
+        PreprocessSpec(input_size=(64, 64), equalize=True),
     ]
     cases, expected = [], []
     for i, path in enumerate(sorted(samples_dir().glob("*.png"))):
@@ -403,126 +412,148 @@ def test_ensemble_methods_match_python():
         assert int(np.argmax(got)) == int(np.argmax(want))
 
 
+def test_lung_fraction_and_referral_match_python():
+    from cxr_edge.cam import lung_fraction
+    from cxr_edge.quality import AbstainConfig, abstain
+
+    rng = np.random.default_rng(4)
+    cases, expected = [], []
+    for i in range(40):
+        h, w = int(rng.integers(2, 12)), int(rng.integers(2, 12))
+        cam = rng.random((h, w), dtype=np.float32) * (rng.random((h, w)) > 0.4)
+        H, W = int(rng.integers(300, 700)), int(rng.integers(300, 700))
+        x0, y0 = int(rng.integers(0, W // 4)), int(rng.integers(0, H // 4))
+        region = [x0, y0, int(rng.integers(W // 2, W + 1)), int(rng.integers(H // 2, H + 1))]
+        seg_region = [[0, 0, W, H], [W // 10, H // 12, W - W // 10, H - H // 12]][i % 2]
+        mask = ((rng.random((int(rng.integers(16, 80)), int(rng.integers(16, 80)))) > 0.5) * 255).astype(
+            np.uint8
+        )
+        frame = [[32, 32], [64, 48], [256, 256], [h, w]][i % 4]
+        cases.append(
+            {
+                "op": "lung_fraction",
+                "cam": encode(cam),
+                "region": region,
+                "mask": encode(mask),
+                "mask_region": seg_region,
+                "frame": frame,
+            }
+        )
+        expected.append(lung_fraction(cam, tuple(region), mask, tuple(seg_region), tuple(frame)))
+    cases.append(
+        {
+            "op": "lung_fraction",
+            "cam": encode(np.zeros((4, 4), np.float32)),
+            "region": [0, 0, 8, 8],
+            "mask": encode(np.full((4, 4), 255, np.uint8)),
+            "mask_region": [0, 0, 8, 8],
+            "frame": [8, 8],
+        }
+    )
+    expected.append(None)
+    for i in range(60):
+        probs = rng.dirichlet(np.ones(3) * [0.3, 1, 3][i % 3])
+        if i % 10 == 0:
+            probs = np.array([0.125, 0.375, 0.5])  # exact binary ties of the 2-decimal formatting
+        band = AbstainConfig(
+            min_top_prob=float(rng.choice([0.0, 0.375, 0.5, 0.6, 0.9])),
+            min_margin=float(rng.choice([0.0, 0.125, 0.3])),
+        )
+        names = dict(zip(("a", "b", "c"), probs.tolist(), strict=True))
+        cases.append(
+            {
+                "op": "referral",
+                "probs": probs.tolist(),
+                "band": {"min_top_prob": band.min_top_prob, "min_margin": band.min_margin},
+            }
+        )
+        expected.append(abstain(names, band))
+    cases.append({"op": "referral", "probs": [0.2, 0.8], "band": None})
+    expected.append(None)
+    for case, want, got in zip(cases, expected, _ok(run_node_ops(cases)), strict=True):
+        if case["op"] == "lung_fraction" and want is not None:
+            assert abs(got - want) <= 1e-9, case["frame"]
+        else:
+            assert got == want, case.get("probs")
+    assert {e is None for e in expected[41:]} == {True, False}
+
+
+def test_format_3_manifests_are_read_and_checked_like_python(tmp_path):
+    import copy
+
+    from tiny_bundle import FAILURE_MODES, default_as_format3, synthetic_loso_report
+
+    from cxr_edge.bundle import BundleManifest
+    from cxr_edge.card import LOSO_NOTE, CardTask, LosoRecord, ModelCard
+    from cxr_edge.errors import CxrEdgeError
+    from cxr_edge.quality import AbstainConfig
+
+    card = ModelCard(
+        intended_use="Web tests.",
+        task=CardTask(tuple(Bundle.load().labels), {"bacterial": "pneumonia_unknown"}),
+        loso=LosoRecord("tiny", "cxr-edge loso", synthetic_loso_report(), LOSO_NOTE),
+        failure_modes=FAILURE_MODES,
+    )
+    root = default_as_format3(
+        tmp_path / "b3",
+        card=card,
+        label_map={"bacterial": "pneumonia_unknown"},
+        abstain=AbstainConfig(0.55, 0.05),
+    )
+    base = json.loads((root / "manifest.json").read_text())
+    mutations = {
+        "intact": lambda d: None,
+        "format 2 with a label map": lambda d: d.update(format_version=2),
+        "label map to an unknown label": lambda d: d.update(label_map={"bacterial": "pneumonia"}),
+        "lung evidence without a segmenter": lambda d: d.update(
+            lung_evidence={"min_fraction": 0.4, "chosen_on": "x"}
+        ),
+        "lung evidence above 1": lambda d: d.update(lung_evidence={"min_fraction": 1.5, "chosen_on": "x"}),
+        "card without its disclaimer": lambda d: d["card"].update(disclaimer="fine for patients"),
+        "card about other labels": lambda d: d["card"]["task"].update(labels=["a", "b", "c"]),
+        "abstention band above 1": lambda d: d["ensemble"].update(
+            abstain={"min_top_prob": 1.5, "min_margin": 0}
+        ),
+    }
+    cases, python = [], []
+    for change in mutations.values():
+        data = copy.deepcopy(base)
+        change(data)
+        cases.append({"op": "parse_manifest", "manifest": data})
+        try:
+            BundleManifest.from_dict(data)
+            python.append(None)
+        except CxrEdgeError as exc:
+            python.append(str(exc))
+    results = run_node_ops(cases)
+    for name, want, got in zip(mutations, python, results, strict=True):
+        assert got["ok"] == (want is None), (name, got, want)
+    intact = results[0]["result"]
+    assert intact["format_version"] == 3 and intact["label_map"] == {"bacterial": "pneumonia_unknown"}
+    assert intact["abstain"] == {"min_top_prob": 0.55, "min_margin": 0.05} and intact["lung_evidence"] is None
+    assert intact["card"] == card.to_dict()
+    for name, want, got in zip(mutations, python, results, strict=True):
+        if want is not None and "follow its schema" not in want:  # the same sentence as Python's
+            assert want.split(";")[0].split(": ")[-1] in got["error"], name
+
+
 # ------------------------------------------------------------------------------------------ browser
 
 
-def _tiny_segmenter_bundle(out: Path) -> Path:
-    """A small bundle with an int8 lung segmenter (64 px, a fixed two-ellipse prior nudged by the image)
-    and three 32-px classifiers (fp32, int8, 3-channel fp16) in a weighted ensemble with a temperature."""
-    import keras
-
-    from convert.build import cam_weights
-    from convert.tflite import to_tflite, to_tflite_variants
-    from cxr_edge.bundle import (
-        FORMAT_VERSION,
-        BundleManifest,
-        EnsembleConfig,
-        ModelEntry,
-        SegmenterEntry,
-        write_manifest,
-    )
-    from cxr_edge.engine import Engine
-    from cxr_edge.manifest import file_sha256
-
-    class PriorMap(keras.layers.Layer):
-        def __init__(self, prior, **kwargs):
-            super().__init__(**kwargs)
-            self.prior = prior
-
-        def build(self, input_shape):
-            init = keras.initializers.Constant(self.prior)
-            self.map = self.add_weight(
-                shape=self.prior.shape, initializer=init, trainable=False, name="prior"
-            )
-
-        def call(self, x):
-            return x + self.map
-
-    size = 64
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    ellipse = np.minimum(((xx - 0.32) / 0.16) ** 2, ((xx - 0.68) / 0.16) ** 2) + ((yy - 0.5) / 0.32) ** 2
-    prior = (4.0 * (1.0 - ellipse)).clip(-6, 6)[..., None].astype(np.float32)
-    inp = keras.Input((size, size, 1))
-    smooth = keras.layers.Conv2D(1, 5, padding="same", kernel_initializer=keras.initializers.Constant(-0.06))(
-        inp
-    )
-    segmenter = keras.Model(inp, keras.layers.Activation("sigmoid", name="mask")(PriorMap(prior)(smooth)))
-
-    out.mkdir(parents=True, exist_ok=True)
-    images = [read_image(p)[0] for p in sorted(samples_dir().glob("*.png"))[:8]]
-    seg_spec, spec = PreprocessSpec(input_size=(size, size)), PreprocessSpec(input_size=(32, 32))
-    seg_file = out / "tinyseg-int8.tflite"
-    seg_file.write_bytes(to_tflite(segmenter, "int8", [preprocess(im, seg_spec) for im in images]))
-    seg = Engine(seg_file)
-    seg_entry = SegmenterEntry(
-        name=seg_file.stem,
-        file=seg_file.name,
-        sha256=file_sha256(seg_file),
-        quant="int8",
-        input=seg.input_spec,
-        outputs={"mask": seg.output_spec},
-        params=int(segmenter.count_params()),
-        macs=0,
-        preprocess=seg_spec,
-        crop=CropSpec(),
-    )
-    calibration = [preprocess(im, spec) for im in images]
-    models = []
-    for name, channels, quant, seed in (
-        ("tiny-fp32", 1, "fp32", 0),
-        ("tiny-int8", 1, "int8", 1),
-        ("tiny3-fp16", 3, "fp16", 2),
-    ):
-        keras.utils.set_random_seed(seed)
-        inp = keras.Input((32, 32, channels))
-        x = keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu")(inp)
-        x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="features")(x)
-        x = keras.layers.GlobalAveragePooling2D()(keras.layers.Dropout(0.1)(x))
-        model = keras.Model(inp, keras.layers.Dense(3, activation="softmax", name="probs")(x))
-        calib = [np.repeat(c, channels, axis=-1) for c in calibration] if quant == "int8" else None
-        file = out / f"{name}.tflite"
-        file.write_bytes(to_tflite_variants(model, [quant], calib, outputs=("probs", "features"))[quant])
-        engine = Engine(file)
-        models.append(
-            ModelEntry(
-                name=name,
-                file=file.name,
-                sha256=file_sha256(file),
-                architecture="tiny_cnn",
-                quant=quant,
-                input=engine.input_spec,
-                outputs=engine.output_specs,
-                params=int(model.count_params()),
-                cam_weights=cam_weights(model),
-            )
-        )
-    members = tuple(m.name for m in models)
-    manifest = BundleManifest(
-        format_version=FORMAT_VERSION,
-        name="tiny-segmenter-test",
-        labels=("covid", "normal", "pneumonia_unknown"),
-        preprocess=spec,
-        models=tuple(models),
-        ensemble=EnsembleConfig(method="weighted", members=members, weights=(0.5, 0.3, 0.2), temperature=1.3),
-        provenance={"purpose": "web demo tests"},
-        segmenter=seg_entry,
-    )
-    write_manifest(out, manifest)
-    return out
-
-
 TINY_SAMPLES = ("covid_hannover_006f3a8a.png", "normal_nih_00003552_004.png")
+#: More samples for lung fraction, flag and referral parity (both sides of each threshold occur).
+TINY_EXTRA = tuple(p.name for p in sorted(samples_dir().glob("*.png"))[1:7])
 
 
 @pytest.fixture(scope="module")
-def tiny_bundle(tmp_path_factory) -> Path | None:
-    """The tiny segmenter bundle, or None without TensorFlow (the [train] extra)."""
+def tiny_bundle(request) -> Path | None:
+    """The tiny format-3 segmenter bundle (``tests/tiny_bundle.py``), or None without TensorFlow."""
     _require(browser=True)  # only the browser tests use it: do not build it when they cannot run
     try:
         import keras  # noqa: F401
     except ImportError:
         return None
-    return _tiny_segmenter_bundle(tmp_path_factory.mktemp("web") / "tiny_bundle")
+    return request.getfixturevalue("tiny_segmenter_bundle")
 
 
 @pytest.fixture(scope="module")
@@ -547,11 +578,18 @@ def browser(tiny_bundle, tmp_path_factory) -> dict:
     if tiny_bundle is not None:
         mounts["/tiny/"] = str(tiny_bundle)
         items += [
-            {"name": f"tiny/{s}", "bundleUrl": "/tiny/", "imageUrl": f"/samples/{s}"} for s in TINY_SAMPLES
+            {"name": f"tiny/{s}", "bundleUrl": "/tiny/", "imageUrl": f"/samples/{s}"}
+            for s in TINY_SAMPLES + TINY_EXTRA
+        ]
+    bundles = []
+    if tiny_bundle is not None:
+        bundles = [
+            {"name": "tiny", "query": "?bundle=/tiny/&sw=0", "image": str(samples_dir() / TINY_SAMPLES[0])}
         ]
     config = {
         "mounts": mounts,
         "golden": items,
+        "bundles": bundles,
         "threads": 1,
         "ui": {"image": str(samples_dir() / UI_SAMPLE), "bad": str(bad), "screenshot": str(tmp / "shot.png")}
         | {"offline": True},
@@ -631,6 +669,43 @@ def test_segmenter_bundle_crop_and_probabilities_match_python(browser, tiny_bund
         pred = predictor.predict_image(image)
         assert tuple(got["cam_region"]) == pred.cam_region == tuple(want["segmenter"]["crop"]["box"])
         assert np.abs(decode(got["heatmap"]) - pred.heatmap(image.shape)).max() <= 1e-5
+    # Lung fraction, flags and referral on more samples: within the heat maps' tolerance, same texts.
+    flagged, referred = set(), set()
+    for sample in TINY_SAMPLES + TINY_EXTRA:
+        got = browser["golden"][f"tiny/{sample}"]
+        want = vectors(bundle, samples_dir() / sample)
+        assert (got["lung_fraction"] is None) == (want["lung_fraction"] is None), sample
+        if want["lung_fraction"] is not None:
+            assert abs(got["lung_fraction"] - want["lung_fraction"]) <= CAM, sample
+        assert got["flags"] == want["flags"] and got["referral"] == want["referral"], sample
+        flagged.add(bool(want["flags"]))
+        referred.add(want["referral"] is not None)
+    assert flagged == referred == {True, False}  # both sides of both thresholds were compared
+
+
+@pytest.mark.train
+def test_ui_shows_the_model_card_lung_fraction_and_referral(browser, tiny_bundle):
+    if tiny_bundle is None:
+        pytest.skip("needs TensorFlow (the [train] extra) to build the tiny segmenter bundle")
+    from tiny_bundle import FAILURE_MODES
+
+    (ui,) = browser["bundles"]
+    assert ui["state"] == "done" and "tiny-segmenter-test" in ui["bundleName"] and ui["cardOpen"]
+    card = Bundle.load(tiny_bundle).manifest.card
+    assert card.disclaimer in ui["cardText"] and card.intended_use in ui["cardText"]
+    assert card.loso.note in ui["cardText"] and ui["cardFailures"] == list(FAILURE_MODES)
+    assert ui["cardLosoRows"] == len(card.loso.report["by_source"]) + 1  # + pooled
+    lo, hi = card.loso.report["pooled"]["accuracy"]["ci"]
+    assert f"({lo:.2f}-{hi:.2f})" in ui["cardText"]
+    want = Predictor(Bundle.load(tiny_bundle)).predict_file(samples_dir() / TINY_SAMPLES[0])
+    got = ui["prediction"]
+    assert got["referral"] == want.referral and got["flags"] == list(want.flags)
+    assert (ui["referralText"] is None) == (want.referral is None)
+    if want.referral:
+        assert ui["referralText"] == f"Refer to a radiologist: {want.referral}."
+    assert f"Lung fraction {want.lung_fraction:.3f}" in ui["evidenceText"]
+    assert ("evidence outside the lungs" in ui["evidenceText"]) == bool(want.flags)
+    assert not ui["consoleErrors"], ui["consoleErrors"]
 
 
 def _cli_prediction(path: Path) -> dict:

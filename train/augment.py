@@ -1,6 +1,8 @@
-"""Mild, CXR-appropriate training augmentation, applied through the preprocessing hook.
+"""CXR training augmentation, applied through the preprocessing hook (resized float image in [0, 1]).
 
-What and why:
+Two strengths:
+
+``mild`` (the first release's):
 
 * small rotation (+-7 deg), scale (0.9-1.1) and shift (+-6%): patient positioning varies;
 * gamma (0.7-1.4) and contrast/brightness jitter (+-10%): exposure and detector response differ
@@ -8,8 +10,20 @@ What and why:
 * occasional blur and resolution loss, and mild noise: the kit mixes 1024 px NIH PNGs with small,
   re-compressed journal figures, so sharpness itself predicts the label unless it is varied.
 
-No horizontal flips: the heart lies on the patient's left, and a flipped film is an anatomically
-different (situs inversus) image; the paper does not flip either.
+``acquisition`` varies what differs between *acquisitions* as much as the kit's sources differ, so
+that none of it identifies a source:
+
+* geometry: rotation +-10 deg, scale 0.85-1.2, shift +-8%, and an aspect stretch of 0.8-1.25 (two
+  sources were squashed to squares upstream: Kermany 224x224, Shenzhen 512x512);
+* exposure and processing: gamma 0.5-2.0, contrast 0.7-1.3, brightness +-0.15, a random intensity
+  window (clipping 0-5% at either end), unsharp masking (edge enhancement of CR/DR processing);
+* detector and file: resolution loss to 25-90% (Kermany's films are upscaled 224 px), Gaussian
+  blur, noise, and JPEG re-compression at quality 15-90 (journal figures);
+* burned-in marks: white letters or a small box at a random place (hospital markers and figure
+  annotations sit on films of some sources only).
+
+No horizontal flips in either: the heart lies on the patient's left, and a flipped film is an
+anatomically different (situs inversus) image; the paper does not flip either.
 """
 
 from __future__ import annotations
@@ -17,31 +31,103 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from cxr_edge.errors import SpecError
 from cxr_edge.preprocess import Augment
 
+STRENGTHS = ("mild", "acquisition")
 
-def make_augment(rng: np.random.Generator) -> Augment:
-    """Returns a function that augments one resized float image in [0, 1] using ``rng``."""
 
-    def augment(image: np.ndarray) -> np.ndarray:
-        h, w = image.shape
-        angle = rng.uniform(-7.0, 7.0)
-        scale = rng.uniform(0.9, 1.1)
-        matrix = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), angle, scale)
-        matrix[:, 2] += rng.uniform(-0.06, 0.06, size=2) * (w, h)
-        out = cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        out = np.clip(out, 0.0, 1.0) ** rng.uniform(0.7, 1.4)
-        out = (out - 0.5) * rng.uniform(0.9, 1.1) + 0.5 + rng.uniform(-0.1, 0.1)
-        if rng.random() < 0.3:
-            factor = rng.uniform(0.4, 0.9)
-            small = cv2.resize(
-                out, (max(8, int(w * factor)), max(8, int(h * factor))), interpolation=cv2.INTER_AREA
-            )
-            out = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-        if rng.random() < 0.3:
-            out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.3, 1.2))
-        if rng.random() < 0.3:
-            out = out + rng.normal(0.0, rng.uniform(0.005, 0.02), size=out.shape)
-        return np.clip(out, 0.0, 1.0).astype(np.float32)
+def make_augment(rng: np.random.Generator, strength: str = "mild") -> Augment:
+    """Returns a function that augments one resized float image in [0, 1] using ``rng``.
 
-    return augment
+    Raises:
+        SpecError: ``strength`` is not one of :data:`STRENGTHS`.
+    """
+    if strength == "mild":
+        return lambda image: _mild(image, rng)
+    if strength == "acquisition":
+        return lambda image: _acquisition(image, rng)
+    raise SpecError("unknown augmentation strength", expected=" or ".join(STRENGTHS), received=strength)
+
+
+def _mild(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    h, w = image.shape
+    angle = rng.uniform(-7.0, 7.0)
+    scale = rng.uniform(0.9, 1.1)
+    matrix = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), angle, scale)
+    matrix[:, 2] += rng.uniform(-0.06, 0.06, size=2) * (w, h)
+    out = cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    out = np.clip(out, 0.0, 1.0) ** rng.uniform(0.7, 1.4)
+    out = (out - 0.5) * rng.uniform(0.9, 1.1) + 0.5 + rng.uniform(-0.1, 0.1)
+    if rng.random() < 0.3:
+        out = _resolution_loss(out, rng.uniform(0.4, 0.9))
+    if rng.random() < 0.3:
+        out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.3, 1.2))
+    if rng.random() < 0.3:
+        out = out + rng.normal(0.0, rng.uniform(0.005, 0.02), size=out.shape)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def _acquisition(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    h, w = image.shape
+    angle = rng.uniform(-10.0, 10.0)
+    scale = rng.uniform(0.85, 1.2)
+    aspect = np.exp(rng.uniform(np.log(0.8), np.log(1.25)))
+    matrix = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), angle, scale)
+    matrix[0, :2] *= np.sqrt(aspect)  # stretch x, squeeze y: area kept
+    matrix[1, :2] /= np.sqrt(aspect)
+    matrix[:, 2] = (w / 2.0, h / 2.0) - matrix[:, :2] @ (w / 2.0, h / 2.0)
+    matrix[:, 2] += rng.uniform(-0.08, 0.08, size=2) * (w, h)
+    out = cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    out = np.clip(out, 0.0, 1.0)
+    if rng.random() < 0.5:  # intensity window: clip a few percent at either end, stretch the rest
+        lo, hi = np.quantile(out, [rng.uniform(0.0, 0.05), 1.0 - rng.uniform(0.0, 0.05)])
+        out = np.clip((out - lo) / max(hi - lo, 1e-3), 0.0, 1.0)
+    out = out ** np.exp(rng.uniform(np.log(0.5), np.log(2.0)))
+    out = (out - 0.5) * rng.uniform(0.7, 1.3) + 0.5 + rng.uniform(-0.15, 0.15)
+    out = np.clip(out, 0.0, 1.0).astype(np.float32)
+    if rng.random() < 0.5:
+        out = _resolution_loss(out, rng.uniform(0.25, 0.9))
+    if rng.random() < 0.3:
+        out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.3, 2.0))
+    if rng.random() < 0.3:  # unsharp mask: the edge enhancement many CR/DR consoles apply
+        blurred = cv2.GaussianBlur(out, (0, 0), rng.uniform(1.0, 4.0))
+        out = np.clip(out + rng.uniform(0.3, 1.5) * (out - blurred), 0.0, 1.0)
+    if rng.random() < 0.4:
+        out = out + rng.normal(0.0, rng.uniform(0.005, 0.04), size=out.shape)
+    if rng.random() < 0.3:
+        out = _marks(np.clip(out, 0.0, 1.0).astype(np.float32), rng)
+    if rng.random() < 0.5:
+        out = _jpeg(np.clip(out, 0.0, 1.0), int(rng.integers(15, 91)))
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def _resolution_loss(image: np.ndarray, factor: float) -> np.ndarray:
+    h, w = image.shape
+    small = cv2.resize(
+        image, (max(8, int(w * factor)), max(8, int(h * factor))), interpolation=cv2.INTER_AREA
+    )
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    u8 = np.floor(image * 255.0 + 0.5).astype(np.uint8)
+    ok, data = cv2.imencode(".jpg", u8, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return cv2.imdecode(data, cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255.0 if ok else image
+
+
+def _marks(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Burns a white (or black) letter pair or box in at a random place, as markers and annotations are."""
+    h, w = image.shape
+    mask = np.zeros((h, w), dtype=np.uint8)  # OpenCV draws text on 8-bit images only
+    x, y = int(rng.uniform(0.02, 0.85) * w), int(rng.uniform(0.08, 0.95) * h)
+    if rng.random() < 0.6:
+        text = "".join(chr(int(c)) for c in rng.integers(65, 91, size=int(rng.integers(1, 3))))
+        scale = rng.uniform(0.2, 0.6) * w / 128
+        cv2.putText(mask, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, 255, max(1, int(scale * 2)))
+    else:
+        side = int(rng.uniform(0.04, 0.12) * w)
+        cv2.rectangle(mask, (x, y - side), (x + side, y), 255, max(1, w // 128))
+    out = image.copy()
+    out[mask > 0] = 1.0 if rng.random() < 0.8 else 0.0
+    return out

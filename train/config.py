@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from cxr_edge.configio import from_dict, to_dict
 from cxr_edge.errors import SpecError
+from cxr_edge.manifest import KNOWN_LABELS
 from cxr_edge.preprocess import PreprocessSpec
 
 
@@ -20,7 +21,11 @@ class TrainConfig:
     Attributes:
         task: ``classify`` (the zoo's classifiers) or ``segment`` (the lung U-Net, ``model = "unet"``).
         model: Architecture name in :data:`train.zoo.PRESETS` (or ``unet`` for segmentation).
-        labels: The task's label set, in model output order (manifest label strings).
+        labels: The task's label set, in model output order (manifest label strings, or the task
+            labels that ``label_map`` maps manifest labels to).
+        label_map: Manifest label -> task label, e.g. the triage task's
+            ``{bacterial = "pneumonia", viral = "pneumonia", pneumonia_unknown = "pneumonia"}``.
+            Manifest labels that map to no task label are left out of the task.
         preprocess: The preprocessing spec (stored in the bundle later).
         model_args: Keyword arguments for the architecture builder.
         epochs: Maximum epochs.
@@ -30,7 +35,17 @@ class TrainConfig:
         momentum: SGD momentum.
         weight_decay: L2 penalty on kernels.
         class_weights: Weight the loss by inverse class frequency (the kit is imbalanced).
-        augment: Apply the mild CXR augmentation of :mod:`train.augment` to training images.
+        augment: Apply the CXR augmentation of :mod:`train.augment` to training images.
+        augment_strength: ``mild`` (positioning, exposure, some blur) or ``acquisition`` (also
+            detector and processing differences: strong gamma/contrast, aspect, resolution loss,
+            JPEG, noise, edge enhancement, burned-in markers).
+        sampling: ``shuffle`` (every image once per epoch) or ``balanced`` (draw classes equally and,
+            within a class, sources equally: :func:`train.data.balanced_weights`; class weights are
+            then not applied).
+        source_adversary: Strength of the gradient-reversal source adversary (0 = off). A head on the
+            pooled features predicts each image's source *within its class* (conditional, since
+            source and class are confounded) and its gradient is reversed into the features
+            (:mod:`train.adversary`); the saved model has no adversary.
         patience: Early-stopping patience (epochs without validation-loss improvement).
         lr_schedule: ``cosine`` (decay to 1% of the initial rate over ``epochs``) or ``plateau``
             (divide by 10 after ``lr_patience`` epochs without validation-loss improvement).
@@ -49,6 +64,7 @@ class TrainConfig:
     task: Literal["classify", "segment"] = "classify"
     model: str = "custom_cnn"
     labels: tuple[str, ...] = ("covid", "normal", "pneumonia_unknown")
+    label_map: dict[str, str] = field(default_factory=dict)
     preprocess: PreprocessSpec = field(default_factory=PreprocessSpec)
     model_args: dict[str, Any] = field(default_factory=dict)
     epochs: int = 40
@@ -59,6 +75,9 @@ class TrainConfig:
     weight_decay: float = 1e-4
     class_weights: bool = True
     augment: bool = True
+    augment_strength: Literal["mild", "acquisition"] = "mild"
+    sampling: Literal["shuffle", "balanced"] = "shuffle"
+    source_adversary: float = 0.0
     patience: int = 10
     lr_schedule: Literal["cosine", "plateau"] = "cosine"
     lr_patience: int = 4
@@ -73,6 +92,13 @@ class TrainConfig:
         if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
             raise SpecError(
                 "invalid label set", expected="two or more distinct labels", received=str(self.labels)
+            )
+        strays = {k: v for k, v in self.label_map.items() if v not in self.labels or k not in KNOWN_LABELS}
+        if strays:
+            raise SpecError(
+                "invalid label map",
+                expected=f"manifest labels among {list(KNOWN_LABELS)} mapped to {list(self.labels)}",
+                received=str(strays),
             )
         if self.epochs < 1 or self.batch_size < 1:
             raise SpecError(

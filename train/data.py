@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import keras
@@ -69,6 +69,31 @@ def preprocess_all(inputs: Inputs, spec: PreprocessSpec) -> np.ndarray:
     )
 
 
+def balanced_weights(y: np.ndarray, sources: Sequence[str]) -> np.ndarray:
+    """Sampling probabilities that give every class, and within it every source, an equal share.
+
+    In the kit a source identifies the label (bacterial pneumonia only from Kermany, covid only from
+    Hannover and figure collections), so a model sees more of some (source, class) cells than others
+    and can score well by recognising the large cells' hospital. Drawing each class with probability
+    ``1/K`` and, within a class, each of its sources with the same probability removes the incentive
+    to learn which hospital dominates a class.
+
+    Returns:
+        ``(n,)`` probabilities summing to 1.
+    """
+    y = np.asarray(y)
+    sources = np.asarray(sources)
+    classes = np.unique(y)
+    w = np.zeros(len(y), dtype=np.float64)
+    for c in classes:
+        in_class = y == c
+        cell_sources = np.unique(sources[in_class])
+        for s in cell_sources:
+            cell = in_class & (sources == s)
+            w[cell] = 1.0 / (len(classes) * len(cell_sources) * cell.sum())
+    return w / w.sum()
+
+
 def class_weights(y: np.ndarray, n_classes: int) -> dict[int, float]:
     """Inverse-frequency weights ``n / (k * n_c)`` (mean weight 1 over the samples)."""
     counts = np.bincount(y, minlength=n_classes).astype(np.float64)
@@ -87,20 +112,45 @@ class CxrSequence(keras.utils.PyDataset):
         augment: Apply :func:`train.augment.make_augment` (training only).
         shuffle: Reshuffle every epoch.
         seed: Seed of shuffling and augmentation.
+        augment_strength: ``mild`` or ``acquisition`` (see :mod:`train.augment`).
+        sample_weights: Per-image sampling probabilities (:func:`balanced_weights`): every epoch
+            then draws ``len(inputs)`` images with replacement instead of a permutation.
+        extra_targets: Further per-image targets ``{output name: (n, d) array}`` (e.g. the source
+            adversary's); batches then yield a dict of targets keyed by output name.
         **kwargs: Passed to ``keras.utils.PyDataset`` (workers, use_multiprocessing...).
     """
 
     def __init__(
-        self, inputs, y, spec, n_classes, *, batch_size=16, augment=False, shuffle=False, seed=0, **kwargs
+        self,
+        inputs,
+        y,
+        spec,
+        n_classes,
+        *,
+        batch_size=16,
+        augment=False,
+        shuffle=False,
+        seed=0,
+        augment_strength="mild",
+        sample_weights=None,
+        extra_targets=None,
+        **kwargs,
     ):
         super().__init__(**kwargs)
         self.inputs, self.y, self.spec = inputs, np.asarray(y), spec
         self.n_classes, self.batch_size = n_classes, batch_size
         self.shuffle = shuffle
         self._rng = np.random.default_rng(seed)
-        self._augment = make_augment(self._rng) if augment else None
+        self._augment = make_augment(self._rng, augment_strength) if augment else None
+        self._p = None if sample_weights is None else np.asarray(sample_weights, dtype=np.float64)
+        self._extra = dict(extra_targets or {})
         self._order = np.arange(len(inputs))
-        if shuffle:
+        self._reorder()
+
+    def _reorder(self) -> None:
+        if self._p is not None:
+            self._order = self._rng.choice(len(self.inputs), size=len(self.inputs), replace=True, p=self._p)
+        elif self.shuffle:
             self._rng.shuffle(self._order)
 
     def __len__(self) -> int:
@@ -113,11 +163,12 @@ class CxrSequence(keras.utils.PyDataset):
             [preprocess(images[i], self.spec, crop_box=boxes[i], augment=self._augment) for i in idx]
         )
         y = np.eye(self.n_classes, dtype=np.float32)[self.y[idx]]
+        if self._extra:
+            return x, {"probs": y, **{name: t[idx] for name, t in self._extra.items()}}
         return x, y
 
     def on_epoch_end(self) -> None:
-        if self.shuffle:
-            self._rng.shuffle(self._order)
+        self._reorder()
 
 
 @dataclass(frozen=True)
@@ -140,12 +191,23 @@ class TrainingData:
 
 
 def training_data(
-    config: TrainConfig, train: Sequence[Record], val: Sequence[Record], *, progress: bool = True
+    config: TrainConfig,
+    train: Sequence[Record],
+    val: Sequence[Record],
+    *,
+    progress: bool = True,
+    extra_targets: Callable[[TrainConfig, Sequence[Record]], dict[str, np.ndarray]] | None = None,
 ) -> TrainingData:
-    """Decodes the training and validation parts once and builds the training sequence of ``config``."""
+    """Decodes the training and validation parts once and builds the training sequence of ``config``.
+
+    Args:
+        extra_targets: Makes further per-image training targets from the records (the source
+            adversary's, :mod:`train.adversary`).
+    """
     crops = crop_table(config)
     train_inputs = load_images(train, crops=crops, desc="decode train", progress=progress)
     y_train = label_indices(train, config.labels)
+    sources = [r.source for r in train]
     sequence = CxrSequence(
         train_inputs,
         y_train,
@@ -153,8 +215,11 @@ def training_data(
         len(config.labels),
         batch_size=config.batch_size,
         augment=config.augment,
+        augment_strength=config.augment_strength,
         shuffle=True,
         seed=config.seed,
+        sample_weights=balanced_weights(y_train, sources) if config.sampling == "balanced" else None,
+        extra_targets=extra_targets(config, train) if extra_targets is not None else None,
     )
     x_val = preprocess_all(
         load_images(val, crops=crops, desc="decode val", progress=progress), config.preprocess

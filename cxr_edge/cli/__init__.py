@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cxr_edge.cli import learning, runtime
+from cxr_edge.cli import learning, loso, runtime, weights
 
 
 class _Group(click.Group):
@@ -26,9 +26,10 @@ class _Group(click.Group):
 def main() -> None:
     """cxr-edge: chest X-ray classifiers from training to the edge.
 
-    Runtime commands (predict, info, demo, segment, evaluate, split, serve) need only the runtime install;
-    train, search, evaluate-run, prune, convert, convert-segmenter and zoo need the [train] extra
-    (TensorFlow + Keras), which they import only when run.
+    Runtime commands (predict, info, demo, segment, evaluate, split, serve, loso-report, loso-bundle) need
+    only the runtime install; train, loso, prune-loso, search, evaluate-run, prune, convert,
+    convert-segmenter, import-weights and zoo need the [train] extra (TensorFlow + Keras), which they
+    import only when run.
     """
 
 
@@ -40,6 +41,8 @@ RUNTIME_COMMANDS = (
     runtime.evaluate_cmd,
     runtime.split_cmd,
     runtime.serve_group,
+    loso.loso_report_cmd,
+    loso.loso_bundle_cmd,
 )
 LEARNING_COMMANDS = (
     learning.train_cmd,
@@ -49,6 +52,9 @@ LEARNING_COMMANDS = (
     learning.convert_cmd,
     learning.convert_segmenter_cmd,
     learning.zoo_cmd,
+    loso.loso_cmd,
+    loso.prune_loso_cmd,
+    weights.import_weights_cmd,
 )
 for command in RUNTIME_COMMANDS + LEARNING_COMMANDS:
     main.add_command(command)

@@ -36,6 +36,13 @@ def _needs_train_extra(module: str):
         raise
 
 
+def _weights_value(ctx, param, value):
+    """``--weights``: ``imagenet`` (passed to keras.applications) or an existing file."""
+    if value is None or value == "imagenet":
+        return value
+    return click.Path(exists=True, dir_okay=False).convert(value, param, ctx)
+
+
 model_option = click.option(
     "--model",
     default=None,
@@ -59,8 +66,9 @@ model_option = click.option(
 @click.option(
     "--weights",
     default=None,
-    type=click.Path(exists=True, dir_okay=False),
-    help="Local backbone weights file (include_top=False); default: random initialisation.",
+    callback=_weights_value,
+    help="Backbone weights (include_top=False): a local .weights.h5 (see `cxr-edge import-weights`), or "
+    "'imagenet' where Keras can download them; default: random initialisation.",
 )
 @click.option(
     "--init-from",
@@ -295,6 +303,33 @@ def zoo_cmd():
     type=click.Path(exists=True, file_okay=False),
     help="Segmenter bundle to ship with lung-crop classifiers (the one that made their crop table).",
 )
+@click.option(
+    "--abstain-min-prob",
+    default=None,
+    type=click.FloatRange(0, 1),
+    help="Abstention band stored in the bundle: refer to a radiologist when the tempered top probability is "
+    "below P.",
+)
+@click.option(
+    "--abstain-min-margin",
+    default=None,
+    type=click.FloatRange(0, 1),
+    help="Abstention band: refer when the top probability's margin over the second label is below M.",
+)
+@click.option(
+    "--temperature",
+    default=None,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Ensemble temperature instead of the one fitted on validation (e.g. fitted on leave-one-source-out "
+    "predictions); provenance records which.",
+)
+@click.option(
+    "--card",
+    "card_file",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Model card input (TOML/JSON: intended_use, failure_modes, recipe, loso, loso_command, audit).",
+)
 @click.option("--name", default="cxr-edge", show_default=True, help="Bundle name.")
 @max_per_part_option
 @root_option
@@ -313,13 +348,26 @@ def convert_cmd(
     method,
     weight_rule,
     segmenter,
+    abstain_min_prob,
+    abstain_min_margin,
+    temperature,
+    card_file,
     name,
     max_per_part,
     root,
     force,
 ):
-    """Convert trained runs to TFLite (fp32, int8), check parity on validation and write a bundle."""
+    """Convert trained runs to TFLite (fp32, int8), check parity on validation and write a bundle.
+
+    The bundle (format 3) also carries the runs' label map, the abstention band when given, the
+    lung-evidence threshold (with --segmenter; chosen on validation) and a model card.
+    """
     build = _needs_train_extra("convert.build")
+    from cxr_edge.quality import AbstainConfig
+
+    band = None
+    if abstain_min_prob is not None or abstain_min_margin is not None:
+        band = AbstainConfig(min_top_prob=abstain_min_prob or 0.0, min_margin=abstain_min_margin or 0.0)
     bundle = build.build_bundle(
         run_dirs,
         manifest_path,
@@ -337,9 +385,12 @@ def convert_cmd(
         overwrite=force,
         thresholds=build.GateThresholds(min_agreement=min_agreement, max_auc_drop=max_auc_drop),
         allow_degraded=allow_degraded,
+        abstain=band,
+        temperature=temperature,
+        card=card_file,
     )
     from cxr_edge.bundle import Bundle
-    from cxr_edge.cli.runtime import model_lines
+    from cxr_edge.cli.info import model_lines
 
     for line in model_lines(Bundle.load(bundle)):
         click.echo(line)
@@ -429,10 +480,12 @@ def convert_segmenter_cmd(run_dir, manifest_path, split_path, out, quant, margin
     "--select",
     default="no-loss",
     show_default=True,
-    type=click.Choice(["no-loss", "best"]),
+    type=click.Choice(["no-loss", "best", "fraction"]),
     help="Step exported to OUT/best: the most pruned one with no loss of validation macro AUC "
-    "(within --tolerance), or the one with the best validation AUC (the paper's rule).",
+    "(within --tolerance), the one with the best validation AUC (the paper's rule), or the most "
+    "pruned one at or below --fraction (a level chosen by `cxr-edge prune-loso`).",
 )
+@click.option("--fraction", default=None, type=float, help="Pruning level for --select fraction.")
 @click.option(
     "--tolerance", default=0.0, show_default=True, type=float, help="Validation AUC drop allowed by no-loss."
 )
@@ -452,6 +505,7 @@ def prune_cmd(
     finetune_epochs,
     no_latency,
     select,
+    fraction,
     tolerance,
     out,
     max_per_part,
@@ -480,6 +534,7 @@ def prune_cmd(
         max_per_part=max_per_part,
         selection=select.replace("-", "_"),
         tolerance=tolerance,
+        fraction=fraction,
     )
     click.echo((Path(folder) / loop.RESULTS).read_text())
     best = json.loads((Path(folder) / "best" / "run.json").read_text())

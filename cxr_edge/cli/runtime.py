@@ -1,9 +1,8 @@
-"""Runtime commands: predict, info, demo, split (no TensorFlow needed)."""
+"""Runtime commands: predict, demo, evaluate, segment, split (no TensorFlow needed; info: cli/info.py)."""
 
 from __future__ import annotations
 
 import csv
-import json
 import os
 import sys
 from pathlib import Path
@@ -13,15 +12,28 @@ from tqdm import tqdm
 
 from cxr_edge.bundle import Bundle
 from cxr_edge.cli.common import bundle_option, clean_errors, data_option, root_option
+from cxr_edge.cli.info import info_cmd, model_lines, model_table
 from cxr_edge.cli.serve import serve_group
 from cxr_edge.imaging import read_image
 from cxr_edge.manifest import load_manifest
 from cxr_edge.outputs import RowWriter, outcome_row
 from cxr_edge.pipeline import Outcome, Predictor, expand_inputs
 from cxr_edge.samples import load_samples
-from cxr_edge.splits import make_split, read_split, write_split
+from cxr_edge.splits import extend_split, make_split, read_split, write_split
 
-__all__ = ["demo_cmd", "evaluate_cmd", "info_cmd", "predict_cmd", "segment_cmd", "serve_group", "split_cmd"]
+# info_cmd, model_lines and model_table live in cxr_edge.cli.info; they are re-exported here for callers
+# that import them from this module.
+__all__ = [
+    "demo_cmd",
+    "evaluate_cmd",
+    "info_cmd",
+    "model_lines",
+    "model_table",
+    "predict_cmd",
+    "segment_cmd",
+    "serve_group",
+    "split_cmd",
+]
 
 
 def _predictor(bundle_dir: str | None, models: str | None, threads: int) -> Predictor:
@@ -59,8 +71,10 @@ def _predictor(bundle_dir: str | None, models: str | None, threads: int) -> Pred
 def predict_cmd(paths, bundle_dir, out, force, resume, models, threads, heatmap_dir):
     """Classify chest X-rays (PNG, JPEG, DICOM files or folders, searched recursively).
 
-    Writes one row per input: path, status, error, label, prob_<label>..., latency_ms. A file that
-    cannot be read gets status=error with the reason and the others are still processed. Exits with
+    Writes one row per input: path, status, error, label, prob_<label>..., crop, lung_fraction, flags,
+    referral, latency_ms (lung_fraction with a segmenter; flags such as "evidence outside the lungs";
+    referral when the bundle's abstention band says "refer to a radiologist"). A file that cannot be
+    read gets status=error with the reason and the others are still processed. Exits with
     0 when every input succeeded and 2 when any failed. With --resume, inputs that already have a row
     in --out (matched by path) are skipped and new rows are appended; nothing written is changed.
     """
@@ -137,103 +151,6 @@ def _write_heatmap(folder: Path, outcome: Outcome) -> None:
     cv2.imwrite(str(folder / f"{stem}_heatmap.png"), picture)
 
 
-@click.command("info")
-@bundle_option
-@click.option("--json", "as_json", is_flag=True, help="Print the whole manifest as JSON.")
-@click.option("--markdown", is_flag=True, help="Print the models as a Markdown table (for reports).")
-@clean_errors
-def info_cmd(bundle_dir, as_json, markdown):
-    """Show what a bundle holds and where it is (checksums are verified)."""
-    bundle = Bundle.load(bundle_dir)
-    m = bundle.manifest
-    if as_json:
-        click.echo(json.dumps(m.to_dict(), indent=2))
-        return
-    if markdown:
-        click.echo(model_table(bundle))
-        return
-    click.echo(f"bundle      {m.name}  (format {m.format_version})")
-    click.echo(f"location    {bundle.root}")
-    click.echo(f"size        {bundle.size_bytes() / 1024:.1f} KiB")
-    click.echo(f"labels      {', '.join(m.labels)}")
-    spec = m.preprocess
-    click.echo(
-        f"preprocess  {spec.input_size[0]}x{spec.input_size[1]}x{spec.channels}, border {spec.border}, "
-        f"CLAHE {'on' if spec.clahe else 'off'}, median {spec.median}, {spec.normalize}"
-    )
-    ens = m.ensemble
-    click.echo(
-        f"ensemble    {ens.method} of {', '.join(ens.members) or '(none)'}, temperature {ens.temperature:.3g}"
-    )
-    if m.segmenter is not None:
-        seg = m.segmenter
-        click.echo(
-            f"segmenter   {seg.name} ({seg.quant}, {bundle.path_of(seg).stat().st_size / 1024:.0f} KiB, "
-            f"{seg.macs / 1e9:.1f} GMACs), held-out Dice {_fmt(seg.metrics.get('heldout_dice'))}, "
-            f"crop margin {seg.crop.margin}"
-        )
-    click.echo("models")
-    for line in model_lines(bundle):
-        click.echo(f"  {line}")
-    prov = m.provenance
-    click.echo(
-        f"provenance  created {prov.get('created', '?')}, commit {str(prov.get('git_commit', '?'))[:12]}, "
-        f"weights: {', '.join(prov.get('weights', ['?']))}"
-    )
-    click.echo(
-        f"            data manifest {str(prov.get('data_manifest_sha256', '?'))[:16]}..., "
-        f"split {str(prov.get('split_sha256', '?'))[:16]}..."
-    )
-
-
-def model_table(bundle: Bundle) -> str:
-    """Markdown table: variant, size, parameters, parity and gate on validation, val/test metrics."""
-    rows = [
-        "| model | variant | size (KiB) | params | agreement | max Δp | AUC drop | gate | val acc | val AUC "
-        "| test acc | test AUC |",
-        "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
-    ]
-    for e in bundle.manifest.models:
-        par, val, test = e.parity, e.metrics.get("val", {}), e.metrics.get("test", {})
-        rows.append(
-            f"| {e.name} | {e.quant} | {bundle.path_of(e).stat().st_size / 1024:.1f} | {e.params:,} | "
-            f"{_fmt(par.get('argmax_agreement'))} | {_fmt(par.get('max_abs_diff'), 4)} | "
-            f"{_fmt(par.get('auc_macro_drop'), 4)} | {_gate(e.gate)} | {_fmt(val.get('accuracy'))} | "
-            f"{_fmt(val.get('auc_macro'))} | {_fmt(test.get('accuracy'))} | {_fmt(test.get('auc_macro'))} |"
-        )
-    return "\n".join(rows)
-
-
-def model_lines(bundle: Bundle) -> list[str]:
-    """One line per model: variant, size, parameters, parity with Keras on validation, test metrics."""
-    lines = []
-    for e in bundle.manifest.models:
-        size = bundle.path_of(e).stat().st_size / 1024
-        par, val, test = e.parity, e.metrics.get("val", {}), e.metrics.get("test", {})
-        lines.append(
-            f"{e.name:<24} {e.quant:<5} {size:8.1f} KiB  {e.params:>9,} params  input {e.input.dtype}  "
-            f"parity(val) agree={_fmt(par.get('argmax_agreement'))} "
-            f"maxdiff={_fmt(par.get('max_abs_diff'), 4)} gate={_gate(e.gate)}  "
-            f"val acc={_fmt(val.get('accuracy'))} auc={_fmt(val.get('auc_macro'))}  "
-            f"test acc={_fmt(test.get('accuracy'))} auc={_fmt(test.get('auc_macro'))}"
-        )
-    return lines
-
-
-def _gate(verdict: dict) -> str:
-    if not verdict:
-        return "n/a"
-    return (
-        "pass"
-        if verdict.get("passed")
-        else ("FAIL (kept: --allow-degraded)" if verdict.get("allowed_degraded") else "FAIL")
-    )
-
-
-def _fmt(value, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
-
-
 @click.command("demo")
 @bundle_option
 @click.option(
@@ -266,6 +183,8 @@ def demo_cmd(bundle_dir, out, force):
             correct += pred.label == sample.label
             latencies.append(pred.timings_ms["total"])
             mark = "" if pred.label == sample.label else "  <- wrong"
+            mark += f"  (refer: {pred.referral})" if pred.referral else ""
+            mark += "".join(f"  [{flag}]" for flag in pred.flags)
             click.echo(
                 f"{sample.file.name:<40} {sample.source:<9} {sample.label:<18} {pred.label:<18} "
                 f"{pred.probs[pred.label]:5.2f} {pred.timings_ms['total']:7.1f}{mark}"
@@ -303,15 +222,24 @@ def demo_cmd(bundle_dir, out, force):
     help="Fraction of the remaining patients for validation.",
 )
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--extend",
+    "previous",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Split of an earlier version of the manifest: its patients keep their parts, new patients are "
+    "assigned with the fractions above (for a grown data kit).",
+)
 @root_option
 @click.option("--force", is_flag=True, help="Replace an existing split file.")
 @clean_errors
-def split_cmd(manifest_path, out, test_fraction, val_fraction, seed, root, force):
+def split_cmd(manifest_path, out, test_fraction, val_fraction, seed, previous, root, force):
     """Write a patient-level, stratified train/val/test split that every later stage reads."""
     manifest = load_manifest(manifest_path, root)
-    split = write_split(
-        out, manifest, make_split(manifest, test_fraction, val_fraction, seed), overwrite=force
-    )
+    if previous is not None:
+        made = extend_split(manifest, read_split(previous), test_fraction, val_fraction, seed)
+    else:
+        made = make_split(manifest, test_fraction, val_fraction, seed)
+    split = write_split(out, manifest, made, overwrite=force)
     summary = split.summary(manifest)
     labels = manifest.labels
     click.echo(f"{'part':<6} {'patients':>8} " + " ".join(f"{lab:>18}" for lab in labels))

@@ -6,14 +6,19 @@ considered done, so an instance gets exactly one record even when the node was k
 record and the move to ``done/``. A last line cut short by a crash is ignored when reading and the
 next record starts on a fresh line; nothing already written is ever rewritten or truncated.
 
-Record schema (``schema`` = 1); no patient identifiers, no UIDs, no file paths from the sender:
+Record schema (``schema`` = 2; version 1 lacked ``lung_fraction``, ``flags`` and ``abstain``); no
+patient identifiers, no UIDs, no file paths from the sender:
 
 ``schema`` (int), ``time`` (UTC ISO 8601, when the record was written), ``instance`` (SHA-256 hex of
 the SOP Instance UID), ``sop_class`` (SOP Class UID of the received object; a class, not an
 identifier), ``calling_ae`` (sender's AE title), ``inbox_file`` (name in the inbox), ``bundle``
 (``{"name", "sha256"}``: SHA-256 of the bundle's manifest.json, which pins every model file),
 ``decision`` (``classified``, ``refer`` or ``rejected``), ``label`` (reported label; null unless
-classified), ``probs`` (calibrated probabilities; null when rejected), ``per_model``, ``reason`` (why
+classified), ``probs`` (calibrated probabilities; null when rejected), ``per_model``,
+``lung_fraction`` (share of the heat map inside the predicted lung mask; null without a segmenter, a
+heat map, or when the lung crop fell back), ``flags`` (e.g. ``["evidence outside the lungs"]``),
+``abstain`` (the band in force: ``{"min_top_prob", "min_margin", "source": "config"|"bundle"|
+"default"}``), ``reason`` (why
 referred or rejected, else null), ``check`` (the failed check: a quality check name, ``read`` or
 ``error``; null otherwise), ``image`` (how the pixels were read: format, size, modality, view, body
 part, photometric, transfer syntax...; null when unreadable), ``timings_ms`` (``queue``: received to
@@ -30,7 +35,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def read_records(path: str | Path) -> Iterator[dict]:

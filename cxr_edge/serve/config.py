@@ -16,6 +16,9 @@ from cxr_edge.configio import from_dict
 from cxr_edge.errors import SpecError
 from cxr_edge.quality import AbstainConfig, QualityConfig
 
+#: The band used when neither ``[triage.abstain]`` nor the bundle sets one (chosen on the default
+#: bundle's validation split, docs/serve.md).
+DEFAULT_ABSTAIN = AbstainConfig(min_top_prob=0.6, min_margin=0.0)
 _AE_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-. ")
 
 
@@ -108,14 +111,15 @@ class TriageConfig:
         bundle: Bundle folder; empty: the bundle shipped with cxr-edge.
         models: Model names to run instead of the bundle's ensemble (empty: the ensemble).
         threads: LiteRT threads.
-        abstain: The abstention band (refer to a radiologist below it).
+        abstain: The abstention band (refer to a radiologist below it). Unset (no ``[triage.abstain]``):
+            the bundle's own band (``ensemble.abstain``, format 3), else :data:`DEFAULT_ABSTAIN`.
         quality: Input checks.
     """
 
     bundle: str = ""
     models: tuple[str, ...] = ()
     threads: int = 1
-    abstain: AbstainConfig = field(default_factory=AbstainConfig)
+    abstain: AbstainConfig | None = None
     quality: QualityConfig = field(default_factory=QualityConfig)
 
 

@@ -48,6 +48,8 @@ def result_lines(record: dict) -> list[str]:
     """The human-readable result: what the node decided, without patient identifiers."""
     bundle = record["bundle"]
     tail = [f"Model bundle: {bundle['name']} (manifest sha256 {bundle['sha256'][:12]})", DISCLAIMER]
+    # A flag never changes the decision, but whoever reads the result must see it.
+    tail = [f"Warning: {flag}" for flag in record.get("flags") or []] + tail
     if record["decision"] == "classified":
         probs = ", ".join(f"{k} {v:.2f}" for k, v in record["probs"].items())
         return [

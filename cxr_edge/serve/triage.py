@@ -3,6 +3,11 @@
 :class:`Triage` never raises for a bad input: every outcome, including a decoder crash, becomes an
 audit record with a decision (``classified``, ``refer`` or ``rejected``). The record holds no patient
 identifiers (see :mod:`cxr_edge.serve.audit` for the schema).
+
+The abstention band is the node's ``[triage.abstain]`` when configured, otherwise the bundle's own
+(``ensemble.abstain``), otherwise :data:`cxr_edge.serve.config.DEFAULT_ABSTAIN`; the record says which
+(``abstain.source``). With a segmenter, the record carries the heat map's lung fraction and the flag
+"evidence outside the lungs" (which does not change the decision).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from cxr_edge.imaging import read_image
 from cxr_edge.manifest import file_sha256
 from cxr_edge.pipeline import Prediction, Predictor
 from cxr_edge.quality import abstain, check
-from cxr_edge.serve.config import TriageConfig
+from cxr_edge.serve.config import DEFAULT_ABSTAIN, TriageConfig
 from cxr_edge.serve.inbox import key_of
 
 
@@ -64,6 +69,18 @@ class Triage:
             predictor = Predictor(bundle, members=list(config.models) or None, threads=config.threads)
         self.predictor = predictor
         self.bundle = {"name": predictor.bundle.manifest.name, "sha256": bundle_sha256(predictor.bundle)}
+        bundle_band = predictor.ensemble.abstain
+        if config.abstain is not None:
+            self.band, source = config.abstain, "config"
+        elif bundle_band is not None:
+            self.band, source = bundle_band, "bundle"
+        else:
+            self.band, source = DEFAULT_ABSTAIN, "default"
+        self.abstain = {
+            "min_top_prob": self.band.min_top_prob,
+            "min_margin": self.band.min_margin,
+            "source": source,
+        }
 
     def __call__(self, path: Path, calling_ae: str = "", sop_class: str = "") -> Triaged:
         """Triages one inbox file; never raises for a bad input."""
@@ -81,6 +98,9 @@ class Triage:
             "label": None,
             "probs": None,
             "per_model": None,
+            "lung_fraction": None,
+            "flags": [],
+            "abstain": self.abstain,
             "reason": None,
             "check": None,
             "image": None,
@@ -110,7 +130,9 @@ class Triage:
         timings.update({k: round(v, 3) for k, v in pred.timings_ms.items()})
         record["probs"] = {k: round(v, 6) for k, v in pred.probs.items()}
         record["per_model"] = {m: {k: round(v, 6) for k, v in p.items()} for m, p in pred.per_model.items()}
-        why = abstain(pred.probs, self.config.abstain)
+        record["lung_fraction"] = None if pred.lung_fraction is None else round(pred.lung_fraction, 6)
+        record["flags"] = list(pred.flags)
+        why = abstain(pred.probs, self.band)
         if why is None:
             record.update(decision="classified", label=pred.label)
         else:

@@ -30,10 +30,11 @@ from tqdm import tqdm
 
 from cxr_edge.engine import Engine
 from cxr_edge.errors import SpecError
+from cxr_edge.loso import PREDICTIONS, read_predictions, score, write_predictions
 from cxr_edge.metrics import classification_metrics
 from cxr_edge.provenance import git_commit, now_utc
 from train.config import TrainConfig
-from train.data import class_weights, preprocess_all, training_data
+from train.data import class_weights, crop_table, load_images, preprocess_all, training_data
 from train.fit import load_task
 from train.macs import count_macs
 from train.prune.apoz import measure, prunable_layers, select
@@ -107,6 +108,7 @@ def prune_run(
     progress: bool = True,
     selection: str = "no_loss",
     tolerance: float = 0.0,
+    fraction: float | None = None,
 ) -> Path:
     """Runs (or continues) iterative APoZ pruning of a training run.
 
@@ -117,6 +119,7 @@ def prune_run(
         The output folder (its ``best`` sub-folder is a run directory).
     """
     run, out = Path(run_dir), Path(out_dir)
+    level = fraction  # the loop below reuses the name for each step's fraction
     config = TrainConfig.load(run / "config.json")
     if config.task != "classify":
         raise SpecError(
@@ -143,6 +146,14 @@ def prune_run(
         data.train_inputs.take(range(0, n_train, max(1, n_train // 64))[:64]), config.preprocess
     )
 
+    # A LOSO fold (its run held sources out): every step also predicts the held-out source, so the
+    # pruning level can be chosen on a source the model never saw (train.prune.loso).
+    holdout = task.holdout
+    x_hold = (
+        preprocess_all(load_images(holdout, crops=crop_table(config), progress=False), config.preprocess)
+        if holdout
+        else None
+    )
     model = keras.models.load_model(run / BEST_MODEL)
     layers = prunable_layers(model)
     if not layers:
@@ -172,6 +183,13 @@ def prune_run(
         }
         folder = out / f"step_{step:02d}"
         folder.mkdir(exist_ok=True)
+        if x_hold is not None:
+            held_probs = m.predict(x_hold, verbose=0, batch_size=32)
+            rows_out = [(r.path, r.source, r.label, r.raw_label) for r in holdout]
+            write_predictions(folder / PREDICTIONS, labels, rows_out, held_probs)
+            held = score(read_predictions([folder / PREDICTIONS]))
+            row["holdout_accuracy"] = held["pooled"]["accuracy"]["value"]
+            row["holdout_score"] = held["selection_score"]
         m.save(folder / "model.keras")
         (folder / "channels.json").write_text(json.dumps({p: c.tolist() for p, c in current.items()}) + "\n")
         (folder / "metrics.json").write_text(json.dumps(row | {"val_metrics": metrics}, indent=2) + "\n")
@@ -209,17 +227,24 @@ def prune_run(
             train_seq,
             epochs=cfg.finetune_epochs,
             verbose=0,
-            class_weight=class_weights(y_train, k) if config.class_weights else None,
+            class_weight=class_weights(y_train, k)
+            if config.class_weights and config.sampling != "balanced"
+            else None,
         )
         rows.append(record(step, fraction, model, report))
 
     _write_results(out, rows)
-    best = choose(rows, selection, tolerance)
-    _export_best(out, run, config, source_info, rows, best, {"rule": selection, "tolerance": tolerance})
+    best = choose(rows, selection, tolerance, level)
+    rule = {"rule": selection, "tolerance": tolerance} | (
+        {"fraction": level} if selection == "fraction" else {}
+    )
+    _export_best(out, run, config, source_info, rows, best, rule)
     return out
 
 
-def choose(rows: list[dict], rule: str = "no_loss", tolerance: float = 0.0) -> dict:
+def choose(
+    rows: list[dict], rule: str = "no_loss", tolerance: float = 0.0, fraction: float | None = None
+) -> dict:
     """The step to export.
 
     Args:
@@ -227,10 +252,18 @@ def choose(rows: list[dict], rule: str = "no_loss", tolerance: float = 0.0) -> d
         rule: ``no_loss`` -- the most pruned step whose validation macro AUC is at least the
             unpruned model's minus ``tolerance`` (the question a deployer asks: how much can go at
             no loss); ``best`` -- the step with the best validation macro AUC, ties to the more
-            pruned one (the paper's choice, which on ~90 validation images often picks noise).
+            pruned one (the paper's choice, which on ~90 validation images often picks noise);
+            ``fraction`` -- the most pruned step at or below ``fraction`` (a level chosen elsewhere,
+            e.g. by leave-one-source-out pruning of the recipe's folds: ``cxr-edge prune-loso``).
         tolerance: Allowed AUC drop for ``no_loss``.
+        fraction: The level for ``fraction``.
     """
     auc = [r["val_auc_macro"] or 0.0 for r in rows]
+    if rule == "fraction":
+        if fraction is None:
+            raise SpecError("no pruning level given", expected="--fraction F", received="none")
+        below = [r for r in rows if r["fraction"] <= fraction + 1e-9]
+        return max(below, key=lambda r: r["fraction"])
     if rule == "best":
         return max(rows, key=lambda r: (r["val_auc_macro"] or 0.0, r["fraction"]))
     if rule != "no_loss":

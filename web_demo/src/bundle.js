@@ -4,6 +4,10 @@
  * consistency (labels, members, shapes, stacking sizes, segmenter) and the sha256 of every model file,
  * so a tampered or incomplete bundle is refused before it classifies anything.
  *
+ * Format 3 adds `label_map` (manifest label -> bundle label), `ensemble.abstain` (the abstention band),
+ * `lung_evidence` (`{min_fraction, chosen_on}`, needs a segmenter) and `card` (the model card, whose
+ * disclaimer must be `DISCLAIMER`); an older manifest may not use them.
+ *
  * A bundle comes either from a URL (e.g. `bundle/` on the serving host) or from files the user picked
  * (a folder via `<input webkitdirectory>`).
  *
@@ -16,7 +20,9 @@ import { DEFAULT_CROP } from './lungcrop.js';
 import { parseSpec } from './preprocess.js';
 
 export const MANIFEST_NAME = 'manifest.json';
-export const READABLE_VERSIONS = Object.freeze([1, 2]);
+export const READABLE_VERSIONS = Object.freeze([1, 2, 3]);
+/** The disclaimer every model card carries (`cxr_edge.card.DISCLAIMER`). */
+export const DISCLAIMER = 'Not a medical device. A research artefact: do not use it to make clinical decisions.';
 
 /**
  * @typedef {{shape: number[], dtype: 'float32'|'int8'|'uint8', scale: number, zero_point: number}} TensorSpec
@@ -47,6 +53,12 @@ export const READABLE_VERSIONS = Object.freeze([1, 2]);
  * @property {import('./ensemble.js').EnsembleConfig} ensemble
  * @property {object} provenance
  * @property {SegmenterEntry|null} segmenter
+ * @property {Record<string, string>} label_map manifest label -> bundle label (empty: identity)
+ * @property {{min_fraction: number, chosen_on: string}|null} lung_evidence
+ * @property {ModelCard|null} card
+ * @typedef {object} ModelCard `cxr_edge.card.ModelCard` as JSON (intended_use, disclaimer, task,
+ *     training_data, loso {recipe, command, report, note}, in_distribution, shortcut_audit,
+ *     failure_modes, lung_evidence)
  * @typedef {{manifest: Manifest, files: Map<string, Uint8Array>, source: string}} Bundle
  */
 
@@ -117,7 +129,15 @@ export function parseManifest(data) {
     weights: e.weights ?? null,
     stacking: e.stacking ?? null,
     temperature: e.temperature ?? 1,
+    abstain: e.abstain ? { min_top_prob: e.abstain.min_top_prob ?? 0.6, min_margin: e.abstain.min_margin ?? 0 } : null,
   };
+  const ab = ensemble.abstain;
+  if (ab && !(ab.min_top_prob >= 0 && ab.min_top_prob <= 1 && ab.min_margin >= 0 && ab.min_margin <= 1)) {
+    throw new BundleError('invalid bundle manifest: invalid abstention band', {
+      expected: 'min_top_prob and min_margin in [0, 1]',
+      received: `${ab.min_top_prob}, ${ab.min_margin}`,
+    });
+  }
   if (!METHODS.includes(ensemble.method)) {
     throw new BundleError(`invalid bundle manifest: unknown ensemble method`, { expected: METHODS.join(' or '), received: ensemble.method });
   }
@@ -151,9 +171,51 @@ export function parseManifest(data) {
     ensemble,
     provenance: data.provenance ?? {},
     segmenter,
+    label_map: data.label_map ?? {},
+    lung_evidence: data.lung_evidence ?? null,
+    card: data.card ?? null,
   };
+  checkFormat3(manifest);
   checkManifest(manifest);
   return manifest;
+}
+
+/**
+ * The format-3 parts: only in format 3, label map onto bundle labels, lung evidence with a segmenter,
+ * a card about these labels with the disclaimer.
+ * @param {Manifest} m
+ */
+function checkFormat3(m) {
+  const used = [
+    ['label_map', Object.keys(m.label_map).length > 0],
+    ['ensemble.abstain', m.ensemble.abstain !== null],
+    ['lung_evidence', m.lung_evidence !== null],
+    ['card', m.card !== null],
+  ].filter(([, on]) => on).map(([k]) => k);
+  if (m.format_version < 3 && used.length) {
+    throw new BundleError(`format ${m.format_version} manifest uses format-3 fields`, { expected: 'format_version 3', received: used.join(', ') });
+  }
+  const strays = Object.entries(m.label_map).filter(([, v]) => !m.labels.includes(v));
+  if (strays.length) {
+    throw new BundleError('label map names labels the bundle does not have', { expected: `values among ${JSON.stringify(m.labels)}`, received: JSON.stringify(Object.fromEntries(strays)) });
+  }
+  const ev = m.lung_evidence;
+  if (ev) {
+    if (!(typeof ev.min_fraction === 'number' && ev.min_fraction >= 0 && ev.min_fraction <= 1)) {
+      throw new BundleError('invalid lung_evidence.min_fraction', { expected: 'a fraction in [0, 1]', received: String(ev.min_fraction) });
+    }
+    if (!m.segmenter) throw new BundleError('lung_evidence needs a segmenter', { expected: 'a bundle with a segmenter', received: 'none' });
+  }
+  const card = m.card;
+  if (card) {
+    if ((card.disclaimer ?? DISCLAIMER) !== DISCLAIMER) {
+      throw new BundleError('a model card must carry the disclaimer', { expected: DISCLAIMER, received: String(card.disclaimer) });
+    }
+    card.disclaimer = DISCLAIMER;
+    if (JSON.stringify(card.task?.labels ?? []) !== JSON.stringify(m.labels)) {
+      throw new BundleError('model card describes other labels', { expected: JSON.stringify(m.labels), received: JSON.stringify(card.task?.labels) });
+    }
+  }
 }
 
 /**

@@ -2,7 +2,7 @@
  * Heat maps without gradients, mirroring `cxr_edge/cam.py`: the class activation map
  * `ReLU(sum_k w_kc A_k)` of the `features` output (= Grad-CAM for the toolkit's GAP -> dense heads),
  * normalised to [0, 1], averaged over members, placed back onto the region the classifiers saw, and
- * drawn over the radiograph in the JET colour map.
+ * drawn over the radiograph in the JET colour map; and the heat map's lung fraction (`lungFraction`).
  *
  * @module cam
  */
@@ -67,6 +67,46 @@ export function place(cam, [height, width], [x0, y0, x1, y1]) {
   const r = resizeLinear(cam, x1 - x0, y1 - y0);
   for (let y = 0; y < r.height; y++) data.set(r.data.subarray(y * r.width, (y + 1) * r.width), (y0 + y) * width + x0);
   return { height, width, data };
+}
+
+/** Lung probability at and above which a segmenter pixel is lung (`cam.LUNG_THRESHOLD`). */
+export const LUNG_THRESHOLD = 0.5;
+/** The flag of a prediction whose lung fraction is below the bundle's `lung_evidence.min_fraction`. */
+export const FLAG_OUTSIDE_LUNGS = 'evidence outside the lungs';
+
+/**
+ * Share of the heat map's mass inside the lung mask, in the classifier's crop frame (`cam.lung_fraction`):
+ * the CAM resized bilinearly to `frame` (the classifier input size); frame pixel `(r, c)` has its
+ * centre at source pixel `x = ((c + 0.5) * (x1 - x0)) / W + x0` (same for y) and is lung when the mask
+ * pixel `floor(((x - sx0) * ws) / (sx1 - sx0))` (same for y) is set; centres outside the segmenter's
+ * region are not lung. Float64 throughout, in the Python operation order.
+ * @param {FloatImage} cam (h, w) normalised CAM over `region`
+ * @param {CropBox} region the source pixels the classifiers saw
+ * @param {{width: number, height: number, data: ArrayLike<number>}} mask lung mask (non-zero = lung)
+ * @param {CropBox} maskRegion the source pixels the segmenter saw
+ * @param {[number, number]} frame (H, W)
+ * @returns {number|null} null when the heat map is all zero
+ */
+export function lungFraction(cam, [x0, y0, x1, y1], mask, [sx0, sy0, sx1, sy1], [h, w]) {
+  const heat = resizeLinear(cam, w, h).data;
+  let total = 0;
+  for (let i = 0; i < heat.length; i++) total += heat[i];
+  if (!(total > 0)) return null;
+  const { width: ws, height: hs, data: m } = mask;
+  const cols = new Int32Array(w);
+  for (let c = 0; c < w; c++) {
+    const x = ((c + 0.5) * (x1 - x0)) / w + x0;
+    const j = Math.floor(((x - sx0) * ws) / (sx1 - sx0));
+    cols[c] = j >= 0 && j < ws ? j : -1;
+  }
+  let inside = 0;
+  for (let r = 0; r < h; r++) {
+    const y = ((r + 0.5) * (y1 - y0)) / h + y0;
+    const i = Math.floor(((y - sy0) * hs) / (sy1 - sy0));
+    if (i < 0 || i >= hs) continue;
+    for (let c = 0; c < w; c++) if (cols[c] >= 0 && m[i * ws + cols[c]] > 0) inside += heat[r * w + c];
+  }
+  return Math.min(1, inside / total);
 }
 
 /**

@@ -148,3 +148,30 @@ export function clahe(src, clipLimit, tiles) {
   }
   return { width, height, data: out };
 }
+
+/**
+ * Global histogram equalisation, bit-identical to `cv2.equalizeHist(u8)` (the spec's `equalize`):
+ * LUT = `saturate_cast<uchar>(cumsum * (255.f / (total - first)))` in float32 from the first
+ * occupied bin (which maps to 0), rounded half to even; a constant image stays as it is.
+ * @param {U8Image} src
+ * @returns {U8Image}
+ */
+export function equalizeHist(src) {
+  const { width, height, data } = src;
+  const hist = new Int32Array(256);
+  for (let i = 0; i < data.length; i++) hist[data[i]]++;
+  let first = 0;
+  while (first < 255 && !hist[first]) first++;
+  const total = data.length;
+  if (!total || hist[first] === total) return { width, height, data: Uint8Array.from(data) };
+  const scale = f32(255 / f32(total - hist[first]));
+  const lut = new Uint8Array(256);
+  let sum = 0;
+  for (let i = first + 1; i < 256; i++) {
+    sum += hist[i];
+    lut[i] = Math.min(255, Math.max(0, roundHalfEven(f32(sum * scale))));
+  }
+  const out = new Uint8Array(data.length);
+  for (let i = 0; i < data.length; i++) out[i] = lut[data[i]];
+  return { width, height, data: out };
+}

@@ -9,10 +9,13 @@
  * - `stacking`: the manifest's meta-learner `softmax(relu(x @ w1 + b1) @ w2 + b2)` over the
  *   member-major concatenation of the members' probabilities;
  *
- * then temperature scaling `softmax(log(clip(p, 1e-12, 1)) / T)` when `T != 1`.
+ * then temperature scaling `softmax(log(clip(p, 1e-12, 1)) / T)` when `T != 1`, and the abstention
+ * band (`referral`, `cxr_edge.quality.abstain`) on the tempered probabilities.
  *
  * @module ensemble
  */
+
+import { pyFixed2 } from './lungcrop.js';
 
 export const METHODS = Object.freeze(['vote', 'mean', 'weighted', 'stacking']);
 const EPS = 1e-12;
@@ -25,7 +28,8 @@ const EPS = 1e-12;
 /**
  * The manifest's `ensemble` entry.
  * @typedef {{method: string, members: string[], weights: number[]|null, stacking: Stacker|null,
- *   temperature: number}} EnsembleConfig
+ *   temperature: number, abstain?: AbstainBand|null}} EnsembleConfig
+ * @typedef {{min_top_prob: number, min_margin: number}} AbstainBand
  */
 
 /**
@@ -152,4 +156,23 @@ export function applyEnsemble(config, memberProbs) {
   const probs = combine(memberProbs, config.method, config.weights, config.stacking);
   const t = config.temperature ?? 1;
   return t !== 1 ? applyTemperature(probs, t) : probs;
+}
+
+/**
+ * Why tempered probabilities fall in the abstention band (the text of `cxr_edge.quality.abstain`),
+ * or null when they do not (or there is no band).
+ * @param {ArrayLike<number>} probs
+ * @param {AbstainBand|null|undefined} band
+ * @returns {string|null}
+ */
+export function referral(probs, band) {
+  if (!band) return null;
+  const ranked = Array.from(probs).sort((a, b) => b - a);
+  const top = ranked[0];
+  const second = ranked.length > 1 ? ranked[1] : 0;
+  if (top < band.min_top_prob) return `top probability ${pyFixed2(top)} below ${pyFixed2(band.min_top_prob)}`;
+  if (top - second < band.min_margin) {
+    return `margin ${pyFixed2(top - second)} between the two most likely labels below ${pyFixed2(band.min_margin)}`;
+  }
+  return null;
 }

@@ -1,16 +1,17 @@
 /**
  * decode -> (segment -> lung crop) -> preprocess -> each member -> combine -> heat map, timed per
- * stage, mirroring `Predictor` in `cxr_edge/pipeline.py`.
+ * stage, mirroring `Predictor` in `cxr_edge/pipeline.py`; then the abstention band's `referral` and,
+ * with a segmenter, the heat map's `lung_fraction` and the flag "evidence outside the lungs".
  *
  * @module pipeline
  */
 
-import { averageMaps, classActivationMap, place } from './cam.js';
+import { FLAG_OUTSIDE_LUNGS, LUNG_THRESHOLD, averageMaps, classActivationMap, lungFraction, place } from './cam.js';
 import { decodeImage } from './decode.js';
-import { applyEnsemble } from './ensemble.js';
+import { applyEnsemble, referral } from './ensemble.js';
 import { BundleError } from './errors.js';
 import { Engine, normalise } from './engine.js';
-import { lungCrop } from './lungcrop.js';
+import { cleanMask, lungCrop } from './lungcrop.js';
 import { cropRegion, normalize, preprocessU8, preprocess } from './preprocess.js';
 
 /**
@@ -27,6 +28,9 @@ import { cropRegion, normalize, preprocessU8, preprocess } from './preprocess.js
  * @property {number[]|null} cropBox
  * @property {import('./resize.js').FloatImage|null} cam CAM at feature-map resolution
  * @property {number[]|null} camRegion where the CAM belongs in the source image
+ * @property {string|null} referral why the prediction falls in the abstention band (null: it does not)
+ * @property {number|null} lung_fraction share of the heat map inside the lung mask (segmenter bundles)
+ * @property {string[]} flags e.g. "evidence outside the lungs"
  * @property {object} [trace] intermediate results (when asked for)
  */
 
@@ -54,7 +58,8 @@ export class Predictor {
     const names = members?.length ? members : config.members;
     if (!names.length) throw new BundleError('bundle holds no classifiers', { expected: 'a bundle with models', received: `${bundle.source} (segmenter only)` });
     const same = !members?.length || members.join() === config.members.join();
-    const ensemble = same ? config : { method: 'mean', members: names, weights: null, stacking: null, temperature: 1 };
+    // The abstention band stays for a subset: referring too often is safer than never referring.
+    const ensemble = same ? config : { method: 'mean', members: names, weights: null, stacking: null, temperature: 1, abstain: config.abstain ?? null };
     const engines = new Map();
     for (const name of names) {
       const entry = m.models.find((x) => x.name === name);
@@ -96,10 +101,13 @@ export class Predictor {
     const timings = {};
     const tr = trace ? {} : null;
     let crop = null;
+    let lungMask = null;
     if (this.segmenter) {
       const t = now();
       const prob = await this.segmenterProbabilities(image);
-      crop = lungCrop(prob, [image.height, image.width], this.manifest.segmenter.crop);
+      const rule = this.manifest.segmenter.crop;
+      crop = lungCrop(prob, [image.height, image.width], rule);
+      lungMask = rule.threshold === LUNG_THRESHOLD ? crop.mask : cleanMask(prob, LUNG_THRESHOLD).mask;
       timings.segment = now() - t;
       if (tr) Object.assign(tr, { maskProbabilities: prob, cropResult: crop });
     }
@@ -124,17 +132,30 @@ export class Predictor {
     if (tr) tr.outputs = raw;
     let t = now();
     const probs = applyEnsemble(this.ensemble, perModel);
+    const why = referral(probs, this.ensemble.abstain);
     timings.combine = now() - t;
     const labels = this.labels;
     const index = probs.indexOf(Math.max(...probs));
     let cam = null;
+    let region = null;
+    let fraction = null;
     if (features.length) {
       t = now();
       cam = averageMaps(
         features.map(([weights, f]) => classActivationMap({ height: f.shape[0], width: f.shape[1], channels: f.shape[2], data: f.data }, weights, index)),
       );
+      region = cropRegion(image.height, image.width, spec, box);
       timings.heatmap = now() - t;
+      if (crop && crop.status === 'lung' && lungMask) {
+        t = now();
+        const segSpec = this.manifest.segmenter.preprocess;
+        const segRegion = cropRegion(image.height, image.width, segSpec, null);
+        fraction = lungFraction(cam, region, lungMask, segRegion, spec.input_size);
+        timings.lung_fraction = now() - t;
+      }
     }
+    const evidence = this.manifest.lung_evidence;
+    const flags = evidence && fraction !== null && fraction < evidence.min_fraction ? [FLAG_OUTSIDE_LUNGS] : [];
     const named = (p) => Object.fromEntries(labels.map((l, i) => [l, Number(p[i])]));
     const names = [...this.engines.keys()];
     return {
@@ -148,7 +169,10 @@ export class Predictor {
       cropReason: crop ? crop.reason : '',
       cropBox: box,
       cam,
-      camRegion: cam ? cropRegion(image.height, image.width, spec, box) : null,
+      camRegion: region,
+      referral: why,
+      lung_fraction: fraction,
+      flags,
       trace: tr ?? undefined,
     };
   }

@@ -5,7 +5,7 @@
  * 2. resize (stretch) to `input_size` in float32: `INTER_AREA` when shrinking both sides, else
  *    `INTER_LINEAR` (see resize.js);
  * 3. (training-only augmentation: none here);
- * 4. quantise to 8 bits, round half up;
+ * 4. quantise to 8 bits, round half up; then, with `equalize`, global histogram equalisation;
  * 5. CLAHE (see clahe.js);
  * 6. median filter;
  * 7. normalise: `standardize` (float32 mean/std exactly as numpy computes them) or `unit`;
@@ -17,7 +17,7 @@
  * @module preprocess
  */
 
-import { clahe } from './clahe.js';
+import { clahe, equalizeHist } from './clahe.js';
 import { medianBlur } from './median.js';
 import { f32, meanF32, roundHalfEven, stdF32 } from './numeric.js';
 import { resizeArea, resizeLinear } from './resize.js';
@@ -36,6 +36,7 @@ const STD_FLOOR = 1e-6;
  * @property {[number, number]} input_size model input (height, width)
  * @property {number} channels 1 or 3
  * @property {number} border fraction removed from each side when no crop box is given
+ * @property {boolean} equalize global histogram equalisation before CLAHE
  * @property {boolean} clahe
  * @property {number} clahe_clip
  * @property {number} clahe_tiles
@@ -49,6 +50,7 @@ export const DEFAULT_SPEC = Object.freeze({
   input_size: [256, 256],
   channels: 1,
   border: 0.0,
+  equalize: false,
   clahe: true,
   clahe_clip: 2.0,
   clahe_tiles: 8,
@@ -70,6 +72,7 @@ export function parseSpec(data) {
   const [h, w] = spec.input_size;
   if (!(h >= 8 && h <= 4096 && w >= 8 && w <= 4096)) throw new Error(`invalid input_size ${spec.input_size}`);
   if (spec.channels !== 1 && spec.channels !== 3) throw new Error(`invalid channels ${spec.channels}`);
+  if (typeof spec.equalize !== 'boolean') throw new Error(`invalid equalize ${spec.equalize}`);
   if (!(spec.border >= 0 && spec.border < 0.4)) throw new Error(`invalid border ${spec.border}`);
   if (!(spec.clahe_clip > 0) || !(spec.clahe_tiles >= 1 && spec.clahe_tiles <= 64)) {
     throw new Error(`invalid CLAHE parameters clip=${spec.clahe_clip}, tiles=${spec.clahe_tiles}`);
@@ -152,6 +155,7 @@ export function quantize(image) {
  */
 export function enhance(u8, spec) {
   let out = u8;
+  if (spec.equalize) out = equalizeHist(out);
   if (spec.clahe) out = clahe(out, spec.clahe_clip, spec.clahe_tiles);
   if (spec.median > 1) out = medianBlur(out, spec.median);
   return out;

@@ -7,7 +7,9 @@
  *
  * Usage: `node test/driver.mjs config.json` where the config holds
  * `{mounts: {"/prefix/": dir}, golden: [{name, bundleUrl, imageUrl, threads?}], ui: {image, bad, screenshot,
- * offline} | null, threads}`.
+ * offline} | null, bundles: [{name, query, image}], threads}`; each `bundles` item opens the app on
+ * another bundle (e.g. `?bundle=/tiny/&sw=0`), classifies `image` and reports the card panel, the
+ * referral and the lung-evidence line (and saves a full-page `screenshot` when one is named).
  *
  * @module test/driver
  */
@@ -108,6 +110,18 @@ async function uiScenario(context, base, ui, stopServer) {
         : null,
       members: document.querySelectorAll('#members tbody tr').length,
       timingRows: document.querySelectorAll('#timings tbody tr').length,
+      referralText: document.getElementById('referral').hidden ? null : document.getElementById('referral').textContent,
+      evidenceText: document.getElementById('evidence').textContent,
+      cardText: document.getElementById('card-body').textContent,
+      cardLosoRows: document.querySelectorAll('#card-loso tbody tr').length,
+      cardFailures: Array.from(document.querySelectorAll('#card-failures li'), (li) => li.textContent),
+      evaluated: window.cxrEdgeApp.state.last
+        ? {
+            referral: window.cxrEdgeApp.state.last.referral,
+            lung_fraction: window.cxrEdgeApp.state.last.lung_fraction,
+            flags: window.cxrEdgeApp.state.last.flags,
+          }
+        : null,
     }));
   };
   out.steps.first = await pick(ui.image);
@@ -129,6 +143,41 @@ async function uiScenario(context, base, ui, stopServer) {
   }
   out.consoleErrors = errors;
   out.seconds = (Date.now() - t0) / 1000;
+  await page.close();
+  return out;
+}
+
+/**
+ * The app on another bundle: load it through `?bundle=`, open the model card, classify one image.
+ * @param {import('playwright-core').BrowserContext} context
+ * @param {string} base server URL
+ * @param {{name: string, query: string, image: string}} item
+ */
+async function bundleScenario(context, base, item) {
+  const page = await context.newPage();
+  const errors = watch(page);
+  await page.goto(`${base}${item.query}`);
+  await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.state), null, { timeout: 60_000 });
+  await page.click('#card summary');
+  await page.setInputFiles('#image-input', item.image);
+  await page.waitForFunction(() => ['done', 'error'].includes(document.body.dataset.state), null, { timeout: 60_000 });
+  const out = await page.evaluate(() => {
+    const last = window.cxrEdgeApp.state.last;
+    return {
+      state: document.body.dataset.state,
+      bundleName: document.getElementById('bundle-name').textContent,
+      cardOpen: document.getElementById('card').open,
+      cardText: document.getElementById('card-body').textContent,
+      cardLosoRows: document.querySelectorAll('#card-loso tbody tr').length,
+      cardFailures: Array.from(document.querySelectorAll('#card-failures li'), (li) => li.textContent),
+      referralText: document.getElementById('referral').hidden ? null : document.getElementById('referral').textContent,
+      evidenceText: document.getElementById('evidence').textContent,
+      prediction: last ? { label: last.label, probs: last.probs, referral: last.referral, lung_fraction: last.lung_fraction, flags: last.flags } : null,
+    };
+  });
+  if (item.screenshot) await page.screenshot({ path: item.screenshot, fullPage: true });
+  out.name = item.name;
+  out.consoleErrors = errors;
   await page.close();
   return out;
 }
@@ -170,6 +219,8 @@ async function main() {
       result.harnessErrors.push(...errors);
       await page.close();
     }
+    result.bundles = [];
+    for (const item of config.bundles ?? []) result.bundles.push(await bundleScenario(browser.context, server.url, item));
     if (config.ui) result.ui = await uiScenario(browser.context, server.url, config.ui, stop);
   } finally {
     await browser.close();

@@ -47,6 +47,9 @@ async function golden({ bundleUrl, imageUrl }) {
     cam: pred.cam ? enc2d(pred.cam) : null,
     cam_region: pred.camRegion,
     heatmap: pred.cam ? enc2d(predictor.heatmap(pred, [image.height, image.width])) : null,
+    referral: pred.referral,
+    lung_fraction: pred.lung_fraction,
+    flags: pred.flags,
     timings_ms: pred.timings_ms,
     runtime: runtimeInfo(),
   };

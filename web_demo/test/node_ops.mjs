@@ -9,16 +9,17 @@
  * @module test/node_ops
  */
 
-import { clahe } from '../src/clahe.js';
+import { lungFraction } from '../src/cam.js';
+import { clahe, equalizeHist } from '../src/clahe.js';
 import { decodeImage } from '../src/decode.js';
-import { combine, applyTemperature } from '../src/ensemble.js';
+import { combine, applyTemperature, referral } from '../src/ensemble.js';
 import { lungCrop } from '../src/lungcrop.js';
 import { medianBlur } from '../src/median.js';
 import { normalize, parseSpec, preprocessU8 } from '../src/preprocess.js';
 import { resizeArea, resizeLinear } from '../src/resize.js';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { loadBundleFromUrl } from '../src/bundle.js';
+import { loadBundleFromUrl, parseManifest } from '../src/bundle.js';
 import { decodeArray, encodeArray } from './arrays.mjs';
 
 function image2d(entry, Type) {
@@ -56,6 +57,10 @@ const OPS = {
     const r = clahe(image2d(c.image), c.clip, c.tiles);
     return encodeArray(r.data, [r.height, r.width]);
   },
+  equalize: (c) => {
+    const r = equalizeHist(image2d(c.image));
+    return encodeArray(r.data, [r.height, r.width]);
+  },
   median: (c) => {
     const r = medianBlur(image2d(c.image), c.k);
     return encodeArray(r.data, [r.height, r.width]);
@@ -73,6 +78,12 @@ const OPS = {
     const probs = combine(c.probs, c.method, c.weights ?? null, c.stacking ?? null);
     return c.temperature && c.temperature !== 1 ? applyTemperature(probs, c.temperature) : probs;
   },
+  parse_manifest: (c) => {
+    const m = parseManifest(c.manifest);
+    return { format_version: m.format_version, label_map: m.label_map, abstain: m.ensemble.abstain, lung_evidence: m.lung_evidence, card: m.card };
+  },
+  lung_fraction: (c) => lungFraction(image2d(c.cam, Float32Array), c.region, image2d(c.mask), c.mask_region, c.frame),
+  referral: (c) => referral(c.probs, c.band),
   lung_crop: (c) => {
     const r = lungCrop(image2d(c.prob), c.image_shape, c.crop);
     return { box: r.box, status: r.status, reason: r.reason, mask: encodeArray(r.mask.data, [r.mask.height, r.mask.width]) };

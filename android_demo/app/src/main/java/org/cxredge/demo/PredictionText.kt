@@ -3,11 +3,15 @@ package org.cxredge.demo
 import java.util.Locale
 import org.cxredge.core.Prediction
 
-/** The text the app shows under the image: label, probabilities, crop, members, timings. */
+/**
+ * The text the app shows under the image: label (or the referral), probabilities, crop, lung fraction
+ * and flags, members, timings.
+ */
 object PredictionText {
     fun format(p: Prediction, members: List<String>, method: String): String {
         val out = StringBuilder()
         out.append("label: ").append(p.label()).append('\n')
+        p.referral()?.let { out.append("REFER TO A RADIOLOGIST: ").append(it).append('\n') }
         val probs = p.probs()
         val width = p.labels().maxOf { it.length }
         p.labels().forEachIndexed { i, label ->
@@ -20,6 +24,11 @@ object PredictionText {
         }
         out.append(" region ").append(p.camRegion()).append('\n')
         out.append("heat map: ").append(if (p.cam() != null) "of the predicted label" else "none").append('\n')
+        p.lungFraction()?.let {
+            out.append(String.format(Locale.ROOT, "lung fraction: %.3f (share of the heat map inside the lungs)", it))
+            p.flags().forEach { flag -> out.append(" ⚠ ").append(flag) }
+            out.append('\n')
+        }
         out.append("members: ").append(members.joinToString()).append(" (").append(method).append(")\n")
         out.append("timings:")
         for ((stage, ms) in p.timingsMs()) {

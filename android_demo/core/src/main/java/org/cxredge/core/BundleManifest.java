@@ -11,7 +11,8 @@ import java.util.TreeSet;
 
 /**
  * The parsed {@code manifest.json} of a cxr-edge bundle: labels, preprocessing, models, ensemble,
- * optional segmenter. Mirrors {@code cxr_edge.bundle.BundleManifest.from_dict} and {@code check}:
+ * optional segmenter; from format 3 also the label map, the abstention band (in the ensemble), the
+ * lung-evidence threshold and the model card. Mirrors {@code cxr_edge.bundle.BundleManifest.from_dict} and {@code check}:
  * the format version is checked first, then every field (unknown keys refused, as the schema's
  * {@code additionalProperties: false}), then the cross-field rules. Every failure is a
  * {@link BundleFormatException} naming the field, what was expected and what was received.
@@ -19,11 +20,14 @@ import java.util.TreeSet;
 public final class BundleManifest {
     /** Manifest file name inside a bundle. */
     public static final String FILE_NAME = "manifest.json";
-    /** Format versions this runtime reads (version 1 is version 2 without the optional parts). */
-    public static final List<Integer> READABLE_VERSIONS = Collections.unmodifiableList(Arrays.asList(1, 2));
+    /**
+     * Format versions this runtime reads: an older one is a newer one without the newer parts (which
+     * it may not use).
+     */
+    public static final List<Integer> READABLE_VERSIONS = Collections.unmodifiableList(Arrays.asList(1, 2, 3));
 
-    private static final Set<String> KEYS = new TreeSet<>(Arrays.asList(
-            "format_version", "name", "labels", "preprocess", "models", "ensemble", "provenance", "segmenter"));
+    private static final Set<String> KEYS = new TreeSet<>(Arrays.asList("format_version", "name", "labels",
+            "preprocess", "models", "ensemble", "provenance", "segmenter", "label_map", "lung_evidence", "card"));
 
     private final int formatVersion;
     private final String name;
@@ -33,6 +37,9 @@ public final class BundleManifest {
     private final EnsembleConfig ensemble;
     private final Map<String, Object> provenance;
     private final SegmenterEntry segmenter;
+    private final Map<String, String> labelMap;
+    private final LungEvidence lungEvidence;
+    private final ModelCard card;
 
     private BundleManifest(JsonObject o) {
         formatVersion = o.integer("format_version");
@@ -48,6 +55,9 @@ public final class BundleManifest {
         ensemble = EnsembleConfig.fromJson(o.object("ensemble"));
         provenance = ModelEntry.optionalMap(o, "provenance");
         segmenter = o.raw("segmenter") == null ? null : SegmenterEntry.fromJson(o.object("segmenter"));
+        labelMap = ModelCard.stringMap(o, "label_map");
+        lungEvidence = o.raw("lung_evidence") == null ? null : LungEvidence.fromJson(o.object("lung_evidence"));
+        card = o.raw("card") == null ? null : ModelCard.fromJson(o.object("card"));
     }
 
     /**
@@ -76,7 +86,7 @@ public final class BundleManifest {
         Object version = o.raw("format_version");
         if (!(version instanceof Long) || !READABLE_VERSIONS.contains((int) (long) (Long) version)) {
             throw new BundleFormatException("format_version", "unsupported bundle format",
-                    "format_version in (1, 2)", "format_version " + JsonObject.describe(version));
+                    "format_version in (1, 2, 3)", "format_version " + JsonObject.describe(version));
         }
         o.requireKnownKeys(KEYS, "bundle manifest");
         BundleManifest manifest = new BundleManifest(o);
@@ -86,6 +96,7 @@ public final class BundleManifest {
 
     /** Cross-field checks: unique labels and names, members exist, shapes agree with labels. */
     private void check() {
+        checkVersionFields();
         if (segmenter != null) {
             checkSegmenter(segmenter);
             if (models.isEmpty() && labels.isEmpty() && ensemble.members().isEmpty()) {
@@ -148,6 +159,45 @@ public final class BundleManifest {
             }
             checkHeatMap(m, i);
         }
+        Map<String, String> strays = new java.util.TreeMap<>();
+        for (Map.Entry<String, String> e : labelMap.entrySet()) {
+            if (!labels.contains(e.getValue())) {
+                strays.put(e.getKey(), e.getValue());
+            }
+        }
+        if (!strays.isEmpty()) {
+            throw new BundleFormatException("label_map", "label map names labels the bundle does not have",
+                    "values among " + labels, strays.toString());
+        }
+        if (lungEvidence != null && segmenter == null) {
+            throw new BundleFormatException("lung_evidence", "lung_evidence needs a segmenter",
+                    "a bundle with a segmenter", "none");
+        }
+        if (card != null && !card.labels().equals(labels)) {
+            throw new BundleFormatException("card.task.labels", "model card describes other labels", labels.toString(),
+                    card.labels().toString());
+        }
+    }
+
+    /** Parts of format 3 in an older manifest are refused (an older runtime would silently drop them). */
+    private void checkVersionFields() {
+        List<String> used = new ArrayList<>();
+        if (!labelMap.isEmpty()) {
+            used.add("label_map");
+        }
+        if (ensemble.abstain() != null) {
+            used.add("ensemble.abstain");
+        }
+        if (lungEvidence != null) {
+            used.add("lung_evidence");
+        }
+        if (card != null) {
+            used.add("card");
+        }
+        if (formatVersion < 3 && !used.isEmpty()) {
+            throw new BundleFormatException("format_version", "format " + formatVersion
+                    + " manifest uses format-3 fields", "format_version 3", String.join(", ", used));
+        }
     }
 
     /**
@@ -191,7 +241,7 @@ public final class BundleManifest {
         }
     }
 
-    /** Bundle format version (1 or 2). */
+    /** Bundle format version (1, 2 or 3). */
     public int formatVersion() {
         return formatVersion;
     }
@@ -229,6 +279,21 @@ public final class BundleManifest {
     /** The lung segmenter stage, or null. */
     public SegmenterEntry segmenter() {
         return segmenter;
+    }
+
+    /** Manifest label to bundle label (empty: identity; format 3). */
+    public Map<String, String> labelMap() {
+        return labelMap;
+    }
+
+    /** The lung-evidence flag threshold, or null. */
+    public LungEvidence lungEvidence() {
+        return lungEvidence;
+    }
+
+    /** The model card, or null (bundles before format 3). */
+    public ModelCard card() {
+        return card;
     }
 
     /** Every model file of the bundle (classifiers, then the segmenter). */

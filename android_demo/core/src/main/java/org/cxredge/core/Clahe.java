@@ -141,6 +141,39 @@ public final class Clahe {
         return new ByteImage(w, h, out);
     }
 
+    /**
+     * Global histogram equalisation, bit-identical to {@code cv2.equalizeHist}: the lookup table is
+     * {@code saturate_cast<uchar>(cumsum * (255f / (total - first)))} in float32 from the first
+     * occupied bin (which maps to 0); a constant image stays as it is.
+     */
+    public static ByteImage equalizeHist(ByteImage src) {
+        byte[] p = src.pixels();
+        int[] hist = new int[256];
+        for (byte b : p) {
+            hist[b & 0xFF]++;
+        }
+        int first = 0;
+        while (first < 255 && hist[first] == 0) {
+            first++;
+        }
+        int total = p.length;
+        if (total == 0 || hist[first] == total) {
+            return new ByteImage(src.width(), src.height(), p.clone());
+        }
+        float scale = 255.0f / (float) (total - hist[first]);
+        byte[] lut = new byte[256];
+        int sum = 0;
+        for (int i = first + 1; i < 256; i++) {
+            sum += hist[i];
+            lut[i] = (byte) roundToByte(sum * scale);
+        }
+        byte[] out = new byte[total];
+        for (int i = 0; i < total; i++) {
+            out[i] = lut[p[i] & 0xFF];
+        }
+        return new ByteImage(src.width(), src.height(), out);
+    }
+
     /** OpenCV's {@code saturate_cast<uchar>(float)}: round half to even, then clamp to 0..255. */
     static int roundToByte(float v) {
         double r = Math.rint(v);

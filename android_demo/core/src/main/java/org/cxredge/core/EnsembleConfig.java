@@ -16,13 +16,14 @@ public final class EnsembleConfig {
             Collections.unmodifiableList(Arrays.asList("vote", "mean", "weighted", "stacking"));
 
     private static final Set<String> KEYS =
-            new TreeSet<>(Arrays.asList("method", "members", "weights", "stacking", "temperature"));
+            new TreeSet<>(Arrays.asList("method", "members", "weights", "stacking", "temperature", "abstain"));
 
     private final String method;
     private final List<String> members;
     private final double[] weights;
     private final Stacker stacking;
     private final double temperature;
+    private final AbstainBand abstain;
 
     /**
      * Builds and checks a configuration (the Python {@code __post_init__} checks).
@@ -35,6 +36,17 @@ public final class EnsembleConfig {
      * @throws BundleFormatException inconsistent values
      */
     public EnsembleConfig(String method, List<String> members, double[] weights, Stacker stacking, double temperature) {
+        this(method, members, weights, stacking, temperature, null);
+    }
+
+    /**
+     * As {@link #EnsembleConfig(String, List, double[], Stacker, double)}, with an abstention band.
+     *
+     * @param abstain applied to the tempered probabilities, or null
+     */
+    public EnsembleConfig(String method, List<String> members, double[] weights, Stacker stacking, double temperature,
+            AbstainBand abstain) {
+        this.abstain = abstain;
         this.method = method;
         this.members = Collections.unmodifiableList(members);
         this.weights = weights == null ? null : weights.clone();
@@ -64,12 +76,21 @@ public final class EnsembleConfig {
         List<String> members = o.has("members") ? o.stringList("members") : Collections.<String>emptyList();
         double[] weights = o.raw("weights") == null ? null : o.numberArray("weights");
         Stacker stacking = o.raw("stacking") == null ? null : Stacker.fromJson(o.object("stacking"));
-        return new EnsembleConfig(o.string("method", "mean"), members, weights, stacking, o.number("temperature", 1.0));
+        AbstainBand abstain = o.raw("abstain") == null ? null : AbstainBand.fromJson(o.object("abstain"));
+        return new EnsembleConfig(o.string("method", "mean"), members, weights, stacking, o.number("temperature", 1.0),
+                abstain);
     }
 
     /** The same members averaged (what a runtime uses for a chosen subset of members). */
     public static EnsembleConfig meanOf(List<String> members) {
-        return new EnsembleConfig("mean", members, null, null, 1.0);
+        return meanOf(members, null);
+    }
+
+    /**
+     * The same members averaged, keeping an abstention band (referring too often is safer than never).
+     */
+    public static EnsembleConfig meanOf(List<String> members, AbstainBand abstain) {
+        return new EnsembleConfig("mean", members, null, null, 1.0, abstain);
     }
 
     /** The combiner. */
@@ -95,5 +116,15 @@ public final class EnsembleConfig {
     /** Temperature (1 = none). */
     public double temperature() {
         return temperature;
+    }
+
+    /** The abstention band, or null (format 1-2 bundles, or none set). */
+    public AbstainBand abstain() {
+        return abstain;
+    }
+
+    /** Why tempered probabilities fall in the abstention band, or null (no band, or outside it). */
+    public String referral(double[] probs) {
+        return abstain == null ? null : abstain.referral(probs);
     }
 }

@@ -5,10 +5,68 @@ import java.util.List;
 /**
  * Heat-map maths of {@code cxr_edge/cam.py}: the class activation map from the {@code features}
  * output and the dense weights stored in the bundle (exactly Grad-CAM for these models, see the
- * Python module), the average over members, and placement onto the source image.
+ * Python module), the average over members, placement onto the source image, and the share of the
+ * heat map inside the predicted lung mask ({@link #lungFraction}).
  */
 public final class HeatMap {
+    /** Lung probability at and above which a segmenter pixel is lung ({@code cam.LUNG_THRESHOLD}). */
+    public static final float LUNG_THRESHOLD = 0.5f;
+    /** The flag of a prediction whose lung fraction is below the bundle's {@code min_fraction}. */
+    public static final String FLAG_OUTSIDE_LUNGS = "evidence outside the lungs";
+
     private HeatMap() {
+    }
+
+    /**
+     * Share of the heat map's mass inside the lung mask, in the classifier's crop frame
+     * ({@code cam.lung_fraction}): the CAM resized bilinearly to the frame (the classifier input
+     * size); frame pixel {@code (r, c)} has its centre at source pixel
+     * {@code x = ((c + 0.5) * (x1 - x0)) / W + x0} (same for y) and is lung when the mask pixel
+     * {@code floor(((x - sx0) * ws) / (sx1 - sx0))} (same for y) is set; centres outside the
+     * segmenter's region are not lung. Double precision in the Python operation order.
+     *
+     * @param cam the averaged CAM over {@code region}
+     * @param region the source pixels the classifiers saw
+     * @param mask lung mask at the segmenter's resolution (non-zero = lung)
+     * @param maskRegion the source pixels the segmenter saw
+     * @param frameWidth W
+     * @param frameHeight H
+     * @return the fraction, or null when the heat map is all zero
+     */
+    public static Double lungFraction(FloatImage cam, CropBox region, ByteImage mask, CropBox maskRegion,
+            int frameWidth, int frameHeight) {
+        float[] heat = Resize.linear(cam, frameWidth, frameHeight).pixels();
+        double total = 0.0;
+        for (float v : heat) {
+            total += v;
+        }
+        if (!(total > 0)) {
+            return null;
+        }
+        int ws = mask.width();
+        int hs = mask.height();
+        byte[] m = mask.pixels();
+        int[] cols = new int[frameWidth];
+        for (int c = 0; c < frameWidth; c++) {
+            double x = ((c + 0.5) * (region.x1() - region.x0())) / frameWidth + region.x0();
+            double j = Math.floor(((x - maskRegion.x0()) * ws) / (maskRegion.x1() - maskRegion.x0()));
+            cols[c] = j >= 0 && j < ws ? (int) j : -1;
+        }
+        double inside = 0.0;
+        for (int r = 0; r < frameHeight; r++) {
+            double y = ((r + 0.5) * (region.y1() - region.y0())) / frameHeight + region.y0();
+            double i = Math.floor(((y - maskRegion.y0()) * hs) / (maskRegion.y1() - maskRegion.y0()));
+            if (i < 0 || i >= hs) {
+                continue;
+            }
+            int row = (int) i * ws;
+            for (int c = 0; c < frameWidth; c++) {
+                if (cols[c] >= 0 && m[row + cols[c]] != 0) {
+                    inside += heat[r * frameWidth + c];
+                }
+            }
+        }
+        return Math.min(1.0, inside / total);
     }
 
     /**

@@ -7,7 +7,9 @@ import java.util.Map;
 
 /**
  * decode -> (segment -> crop) -> preprocess -> classify each member -> combine -> heat map: the
- * Python {@code Predictor.predict_image}, with model execution behind a {@link ModelRunner}.
+ * Python {@code Predictor.predict_image}, with model execution behind a {@link ModelRunner}; then the
+ * abstention band's referral and, with a segmenter, the heat map's lung fraction and the flag
+ * "evidence outside the lungs".
  *
  * <p>Not thread-safe if the runner is not; one pipeline per worker thread.
  */
@@ -45,7 +47,7 @@ public final class Pipeline {
             entries.add(manifest.model(name));
         }
         this.members = entries;
-        this.ensemble = names.equals(config.members()) ? config : EnsembleConfig.meanOf(names);
+        this.ensemble = names.equals(config.members()) ? config : EnsembleConfig.meanOf(names, config.abstain());
         this.preprocessor = new Preprocessor(manifest.preprocess());
         SegmenterEntry seg = manifest.segmenter();
         this.segmenterPreprocessor = seg == null ? null : new Preprocessor(seg.preprocess());
@@ -72,9 +74,14 @@ public final class Pipeline {
     public Prediction predict(FloatImage image) {
         Map<String, Double> timings = new LinkedHashMap<>();
         CropDecision crop = null;
+        ByteImage lungMask = null;
         if (manifest.segmenter() != null) {
             long t = System.nanoTime();
-            crop = segment(image);
+            FloatImage prob = segmenterProbabilities(image);
+            crop = lungCrop.decide(prob, image.width(), image.height());
+            // The crop's cleaned mask when it used the lung threshold (the default), else its own.
+            lungMask = manifest.segmenter().crop().threshold() == HeatMap.LUNG_THRESHOLD ? crop.mask()
+                    : LungCrop.cleanMask(prob, HeatMap.LUNG_THRESHOLD, new int[1]);
             timings.put("segment", ms(t));
         }
         long t0 = System.nanoTime();
@@ -100,9 +107,11 @@ public final class Pipeline {
         }
         long t = System.nanoTime();
         double[] probs = Ensemble.apply(ensemble, memberProbs);
+        String referral = ensemble.referral(probs);
         timings.put("combine", ms(t));
 
         FloatImage cam = null;
+        Double fraction = null;
         if (!featureMaps.isEmpty()) {
             t = System.nanoTime();
             int index = Ensemble.argmax(probs);
@@ -114,12 +123,29 @@ public final class Pipeline {
             }
             cam = HeatMap.average(maps);
             timings.put("heatmap", ms(t));
+            if (crop != null && CropDecision.LUNG.equals(crop.status())) {
+                t = System.nanoTime();
+                CropBox segRegion = segmenterPreprocessor.region(image.width(), image.height(), null);
+                PreprocessSpec spec = manifest.preprocess();
+                fraction = HeatMap.lungFraction(cam, x.region(), lungMask, segRegion, spec.width(), spec.height());
+                timings.put("lung_fraction", ms(t));
+            }
         }
-        return new Prediction(manifest.labels(), probs, perModel, crop, x, cam, timings);
+        LungEvidence evidence = manifest.lungEvidence();
+        List<String> flags = new ArrayList<>();
+        if (evidence != null && fraction != null && fraction < evidence.minFraction()) {
+            flags.add(HeatMap.FLAG_OUTSIDE_LUNGS);
+        }
+        return new Prediction(manifest.labels(), probs, perModel, crop, x, cam, timings, referral, fraction, flags);
     }
 
     /** The segmenter stage: lung probabilities, then the crop rule. */
     public CropDecision segment(FloatImage image) {
+        return lungCrop.decide(segmenterProbabilities(image), image.width(), image.height());
+    }
+
+    /** Lung probabilities at the segmenter's resolution. */
+    private FloatImage segmenterProbabilities(FloatImage image) {
         SegmenterEntry seg = manifest.segmenter();
         if (seg == null) {
             throw new BundleFormatException("segmenter", "bundle has no segmenter", "a bundle built with --segmenter",
@@ -128,8 +154,7 @@ public final class Pipeline {
         PreprocessedImage x = segmenterPreprocessor.run(image, null);
         Map<String, RawTensor> outputs = runModel(seg, x.inputFor(seg.input().dim(3)));
         TensorSpec mask = seg.outputs().get("mask");
-        FloatImage prob = new FloatImage(mask.dim(2), mask.dim(1), output(seg, outputs, "mask"));
-        return lungCrop.decide(prob, image.width(), image.height());
+        return new FloatImage(mask.dim(2), mask.dim(1), output(seg, outputs, "mask"));
     }
 
     private Map<String, RawTensor> runModel(ModelFile model, float[] input) {

@@ -6,7 +6,8 @@ import java.util.Map;
 
 /**
  * The result of the pipeline for one image (the Python {@code Prediction}): label, combined
- * probabilities, each member's probabilities, the crop, the heat map and timings.
+ * probabilities, each member's probabilities, the crop, the heat map, timings, the abstention
+ * band's referral, and the heat map's lung fraction with its flags.
  */
 public final class Prediction {
     private final List<String> labels;
@@ -16,9 +17,16 @@ public final class Prediction {
     private final PreprocessedImage preprocessed;
     private final FloatImage cam;
     private final Map<String, Double> timingsMs;
+    private final String referral;
+    private final Double lungFraction;
+    private final List<String> flags;
 
     Prediction(List<String> labels, double[] probs, Map<String, float[]> perModel, CropDecision crop,
-            PreprocessedImage preprocessed, FloatImage cam, Map<String, Double> timingsMs) {
+            PreprocessedImage preprocessed, FloatImage cam, Map<String, Double> timingsMs, String referral,
+            Double lungFraction, List<String> flags) {
+        this.referral = referral;
+        this.lungFraction = lungFraction;
+        this.flags = Collections.unmodifiableList(flags);
         this.labels = labels;
         this.probs = probs;
         this.perModel = Collections.unmodifiableMap(perModel);
@@ -91,8 +99,29 @@ public final class Prediction {
         return cam == null ? null : HeatMap.place(cam, imageWidth, imageHeight, camRegion());
     }
 
-    /** Milliseconds per stage: segment, preprocess, one per model, combine, heatmap. */
+    /** Milliseconds per stage: segment, preprocess, one per model, combine, heatmap, lung_fraction. */
     public Map<String, Double> timingsMs() {
         return timingsMs;
+    }
+
+    /**
+     * Why the prediction falls in the bundle's abstention band (e.g. "top probability 0.48 below
+     * 0.55"), or null.
+     */
+    public String referral() {
+        return referral;
+    }
+
+    /**
+     * Share of the heat map inside the predicted lung mask; null without a segmenter or a heat map,
+     * or when the crop fell back.
+     */
+    public Double lungFraction() {
+        return lungFraction;
+    }
+
+    /** Warnings about this prediction, e.g. {@link HeatMap#FLAG_OUTSIDE_LUNGS}. */
+    public List<String> flags() {
+        return flags;
     }
 }

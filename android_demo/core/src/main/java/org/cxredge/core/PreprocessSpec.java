@@ -16,12 +16,14 @@ public final class PreprocessSpec {
     public static final String UNIT = "unit";
 
     private static final Set<String> KEYS = new TreeSet<>(Arrays.asList(
-            "input_size", "channels", "border", "clahe", "clahe_clip", "clahe_tiles", "median", "normalize", "version"));
+            "input_size", "channels", "border", "equalize", "clahe", "clahe_clip", "clahe_tiles", "median", "normalize",
+            "version"));
 
     private final int height;
     private final int width;
     private final int channels;
     private final double border;
+    private final boolean equalize;
     private final boolean clahe;
     private final double claheClip;
     private final int claheTiles;
@@ -36,15 +38,24 @@ public final class PreprocessSpec {
      */
     public PreprocessSpec(int height, int width, int channels, double border, boolean clahe, double claheClip,
             int claheTiles, int median, String normalize, int version) {
-        this(height, width, channels, border, clahe, claheClip, claheTiles, median, normalize, version, "preprocess");
+        this(height, width, channels, border, false, clahe, claheClip, claheTiles, median, normalize, version,
+                "preprocess");
     }
 
-    private PreprocessSpec(int height, int width, int channels, double border, boolean clahe, double claheClip,
-            int claheTiles, int median, String normalize, int version, String field) {
+    /** As {@link #PreprocessSpec(int, int, int, double, boolean, double, int, int, String, int)}, with equalisation. */
+    public PreprocessSpec(int height, int width, int channels, double border, boolean equalize, boolean clahe,
+            double claheClip, int claheTiles, int median, String normalize, int version) {
+        this(height, width, channels, border, equalize, clahe, claheClip, claheTiles, median, normalize, version,
+                "preprocess");
+    }
+
+    private PreprocessSpec(int height, int width, int channels, double border, boolean equalize, boolean clahe,
+            double claheClip, int claheTiles, int median, String normalize, int version, String field) {
         this.height = height;
         this.width = width;
         this.channels = channels;
         this.border = border;
+        this.equalize = equalize;
         this.clahe = clahe;
         this.claheClip = claheClip;
         this.claheTiles = claheTiles;
@@ -78,9 +89,9 @@ public final class PreprocessSpec {
             throw new BundleFormatException(o.child("normalize"), "invalid value", "one of ['standardize', 'unit']",
                     "\"" + normalize + "\"");
         }
-        return new PreprocessSpec(h, w, o.integer("channels", 1), o.number("border", 0.0), o.bool("clahe", true),
-                o.number("clahe_clip", 2.0), o.integer("clahe_tiles", 8), o.integer("median", 3), normalize,
-                o.integer("version", 1), o.path());
+        return new PreprocessSpec(h, w, o.integer("channels", 1), o.number("border", 0.0), o.bool("equalize", false),
+                o.bool("clahe", true), o.number("clahe_clip", 2.0), o.integer("clahe_tiles", 8), o.integer("median", 3),
+                normalize, o.integer("version", 1), o.path());
     }
 
     private void check(String field) {
@@ -124,6 +135,11 @@ public final class PreprocessSpec {
     /** Fraction of width/height removed from each side when no crop box is given. */
     public double border() {
         return border;
+    }
+
+    /** Whether global histogram equalisation runs after quantisation (before CLAHE). */
+    public boolean equalize() {
+        return equalize;
     }
 
     /** Whether CLAHE runs after quantisation. */

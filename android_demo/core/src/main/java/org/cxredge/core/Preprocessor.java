@@ -10,7 +10,8 @@ package org.cxredge.core;
  *       shrinking, bilinear otherwise);
  *   <li>(training-only augmentation: not applicable);
  *   <li><b>quantise</b> to 8 bits: {@code floor(clip(x, 0, 1) * 255 + 0.5)} in float32;
- *   <li><b>CLAHE</b> ({@link Clahe}) when enabled;
+ *   <li><b>equalise</b> the histogram ({@link Clahe#equalizeHist}) when {@code equalize}, then <b>CLAHE</b>
+ *       ({@link Clahe}) when enabled;
  *   <li><b>median filter</b> ({@link MedianBlur}) when {@code median > 1};
  *   <li><b>normalise</b>: {@code u8 / 255} in float32, then for {@code standardize}
  *       {@code (x - mean) / max(std, 1e-6)} with numpy's float32 mean and standard deviation
@@ -75,8 +76,11 @@ public final class Preprocessor {
         return new ByteImage(image.width(), image.height(), out);
     }
 
-    /** Steps 5-6: CLAHE and the median filter, as the spec asks. */
+    /** Steps 4b-6: histogram equalisation, CLAHE and the median filter, as the spec asks. */
     public ByteImage enhance(ByteImage u8) {
+        if (spec.equalize()) {
+            u8 = Clahe.equalizeHist(u8);
+        }
         if (spec.clahe()) {
             u8 = new Clahe(spec.claheClip(), spec.claheTiles(), spec.claheTiles()).apply(u8);
         }

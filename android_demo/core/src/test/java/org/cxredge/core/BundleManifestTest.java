@@ -171,10 +171,10 @@ class BundleManifestTest {
 
     @Test
     void unsupportedFormatSaysExpectedAndReceived() {
-        BundleFormatException e = refused(m -> m.put("format_version", 3L));
+        BundleFormatException e = refused(m -> m.put("format_version", 4L));
         assertEquals("format_version", e.field());
-        assertEquals("format_version in (1, 2)", e.expected());
-        assertEquals("format_version 3", e.received());
+        assertEquals("format_version in (1, 2, 3)", e.expected());
+        assertEquals("format_version 4", e.received());
         e = refused(m -> m.remove("format_version"));
         assertEquals("format_version null", e.received());
     }
@@ -204,7 +204,7 @@ class BundleManifestTest {
 
         e = refused(m -> m.put("colour", "blue"));
         assertEquals("[colour]", e.received());
-        assertTrue(e.expected().startsWith("keys among [ensemble, format_version"), e.expected());
+        assertTrue(e.expected().startsWith("keys among [card, ensemble, format_version, label_map"), e.expected());
 
         e = refused(m -> model0(m).remove("sha256"));
         assertEquals("models[0].sha256", e.field());

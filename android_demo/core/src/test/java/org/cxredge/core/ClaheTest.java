@@ -22,6 +22,18 @@ class ClaheTest {
     }
 
     @Test
+    void equalizeHistIsBitIdenticalToOpenCv() {
+        List<?> cases = (List<?>) GoldenFiles.extra("equalize.json");
+        for (Object item : cases) {
+            JsonObject c = JsonObject.of(item, "case");
+            ByteImage src = GoldenArray.of(c, "src").byteImage();
+            Diff.assertIdentical(GoldenArray.of(c, "expected").bytes(), Clahe.equalizeHist(src).pixels(),
+                    "equalizeHist " + src.width() + "x" + src.height());
+        }
+        assertEquals(9, cases.size());
+    }
+
+    @Test
     void reflect101MatchesOpenCvBorderInterpolate() {
         // gfedcb|abcdefgh|gfedcba for len 8
         int[] expected = {6, 5, 4, 3, 2, 1};

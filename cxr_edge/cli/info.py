@@ -1,0 +1,145 @@
+"""``cxr-edge info``: what a bundle holds, its models' parity and gates, and its model card."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from cxr_edge.bundle import Bundle
+from cxr_edge.card import card_markdown, card_summary
+from cxr_edge.cli.common import bundle_option, clean_errors
+
+
+@click.command("info")
+@bundle_option
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the whole manifest (with --card: the card) as JSON."
+)
+@click.option("--markdown", is_flag=True, help="Print the models as a Markdown table (for reports).")
+@click.option(
+    "--card", "show_card", is_flag=True, help="Print the model card as Markdown (or JSON with --json)."
+)
+@clean_errors
+def info_cmd(bundle_dir, as_json, markdown, show_card):
+    """Show what a bundle holds and where it is (checksums are verified)."""
+    bundle = Bundle.load(bundle_dir)
+    m = bundle.manifest
+    if show_card:
+        if m.card is None:
+            raise click.ClickException(
+                f"bundle {m.name} (format {m.format_version}) carries no model card; "
+                "`cxr-edge convert` writes one into every format-3 bundle"
+            )
+        click.echo(
+            json.dumps(m.card.to_dict(), indent=2) if as_json else card_markdown(m.card, m.name), nl=as_json
+        )
+        return
+    if as_json:
+        click.echo(json.dumps(m.to_dict(), indent=2))
+        return
+    if markdown:
+        click.echo(model_table(bundle))
+        return
+    click.echo(f"bundle      {m.name}  (format {m.format_version})")
+    click.echo(f"location    {bundle.root}")
+    click.echo(f"size        {bundle.size_bytes() / 1024:.1f} KiB")
+    click.echo(f"labels      {', '.join(m.labels)}")
+    if m.label_map:
+        click.echo(f"label map   {', '.join(f'{k} -> {v}' for k, v in sorted(m.label_map.items()))}")
+    spec = m.preprocess
+    click.echo(
+        f"preprocess  {spec.input_size[0]}x{spec.input_size[1]}x{spec.channels}, border {spec.border}, "
+        f"CLAHE {'on' if spec.clahe else 'off'}, median {spec.median}, {spec.normalize}"
+    )
+    ens = m.ensemble
+    click.echo(
+        f"ensemble    {ens.method} of {', '.join(ens.members) or '(none)'}, temperature {ens.temperature:.3g}"
+    )
+    band = ens.abstain
+    click.echo(
+        "abstain     "
+        + (
+            f"refer when top probability < {band.min_top_prob:.2f} or margin < {band.min_margin:.2f}"
+            if band
+            else "no band in the bundle"
+        )
+    )
+    if m.segmenter is not None:
+        seg = m.segmenter
+        click.echo(
+            f"segmenter   {seg.name} ({seg.quant}, {bundle.path_of(seg).stat().st_size / 1024:.0f} KiB, "
+            f"{seg.macs / 1e9:.1f} GMACs), held-out Dice {_fmt(seg.metrics.get('heldout_dice'))}, "
+            f"crop margin {seg.crop.margin}"
+        )
+        ev = m.lung_evidence
+        click.echo(
+            "lungs       "
+            + (
+                f"flagged 'evidence outside the lungs' below lung fraction {ev.min_fraction:.3f} "
+                f"({ev.chosen_on})"
+                if ev
+                else "lung fraction reported, no flag threshold"
+            )
+        )
+    click.echo(f"card        {card_summary(m.card)}")
+    click.echo("models")
+    for line in model_lines(bundle):
+        click.echo(f"  {line}")
+    prov = m.provenance
+    click.echo(
+        f"provenance  created {prov.get('created', '?')}, commit {str(prov.get('git_commit', '?'))[:12]}, "
+        f"weights: {', '.join(prov.get('weights', ['?']))}"
+    )
+    click.echo(
+        f"            data manifest {str(prov.get('data_manifest_sha256', '?'))[:16]}..., "
+        f"split {str(prov.get('split_sha256', '?'))[:16]}..."
+    )
+
+
+def model_table(bundle: Bundle) -> str:
+    """Markdown table: variant, size, parameters, parity and gate on validation, val/test metrics."""
+    rows = [
+        "| model | variant | size (KiB) | params | agreement | max Δp | AUC drop | gate | val acc | val AUC "
+        "| test acc | test AUC |",
+        "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for e in bundle.manifest.models:
+        par, val, test = e.parity, e.metrics.get("val", {}), e.metrics.get("test", {})
+        rows.append(
+            f"| {e.name} | {e.quant} | {bundle.path_of(e).stat().st_size / 1024:.1f} | {e.params:,} | "
+            f"{_fmt(par.get('argmax_agreement'))} | {_fmt(par.get('max_abs_diff'), 4)} | "
+            f"{_fmt(par.get('auc_macro_drop'), 4)} | {_gate(e.gate)} | {_fmt(val.get('accuracy'))} | "
+            f"{_fmt(val.get('auc_macro'))} | {_fmt(test.get('accuracy'))} | {_fmt(test.get('auc_macro'))} |"
+        )
+    return "\n".join(rows)
+
+
+def model_lines(bundle: Bundle) -> list[str]:
+    """One line per model: variant, size, parameters, parity with Keras on validation, test metrics."""
+    lines = []
+    for e in bundle.manifest.models:
+        size = bundle.path_of(e).stat().st_size / 1024
+        par, val, test = e.parity, e.metrics.get("val", {}), e.metrics.get("test", {})
+        lines.append(
+            f"{e.name:<24} {e.quant:<5} {size:8.1f} KiB  {e.params:>9,} params  input {e.input.dtype}  "
+            f"parity(val) agree={_fmt(par.get('argmax_agreement'))} "
+            f"maxdiff={_fmt(par.get('max_abs_diff'), 4)} gate={_gate(e.gate)}  "
+            f"val acc={_fmt(val.get('accuracy'))} auc={_fmt(val.get('auc_macro'))}  "
+            f"test acc={_fmt(test.get('accuracy'))} auc={_fmt(test.get('auc_macro'))}"
+        )
+    return lines
+
+
+def _gate(verdict: dict) -> str:
+    if not verdict:
+        return "n/a"
+    return (
+        "pass"
+        if verdict.get("passed")
+        else ("FAIL (kept: --allow-degraded)" if verdict.get("allowed_degraded") else "FAIL")
+    )
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"

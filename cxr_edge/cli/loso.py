@@ -1,0 +1,211 @@
+"""``cxr-edge loso`` (train with each source held out) and ``cxr-edge loso-report`` (score and compare)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from cxr_edge import loso as scoring
+from cxr_edge.cli.common import clean_errors, data_option, max_per_part_option, root_option, split_option
+from cxr_edge.cli.learning import _needs_train_extra, _select_model, model_option
+
+
+@click.command("loso")
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Training recipe (TOML), e.g. configs/triage/baseline.toml.",
+)
+@model_option
+@data_option
+@split_option(required=True)
+@click.option(
+    "--out", required=True, type=click.Path(file_okay=False), help="LOSO folder (one run per fold)."
+)
+@click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    help="Fold(s) to run (repeatable); default: every source whose removal leaves each class a source.",
+)
+@click.option("--epochs", default=None, type=click.IntRange(1), help="Override the recipe's epochs.")
+@click.option(
+    "--init-from-loso",
+    default=None,
+    type=click.Path(exists=True, file_okay=False),
+    help="LOSO folder of a stage-1 recipe: each fold starts from the stage-1 fold that held out the same "
+    "source.",
+)
+@click.option(
+    "--crops",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Crop table from `cxr-edge segment --manifest` (lung-crop recipe).",
+)
+@max_per_part_option
+@root_option
+@clean_errors
+def loso_cmd(
+    config_path,
+    model,
+    manifest_path,
+    split_path,
+    out,
+    sources,
+    epochs,
+    init_from_loso,
+    crops,
+    max_per_part,
+    root,
+):
+    """Leave-one-source-out: train with each source held out, predict it, score per source and pooled.
+
+    Finished folds are kept: run the same command again to resume an interrupted experiment. Writes
+    OUT/<source>/ (a run directory with holdout_predictions.csv) and OUT/loso.json, OUT/loso.md.
+    """
+    config_mod = _needs_train_extra("train.config")
+    loso = _needs_train_extra("train.loso")
+    config = _select_model(config_mod.TrainConfig.load(config_path), model)
+    overrides = {"epochs": epochs, "crops": crops}
+    config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    report = loso.run_loso(
+        config,
+        manifest_path,
+        split_path,
+        out,
+        sources=sources or None,
+        init_from_loso=init_from_loso,
+        root=root,
+        max_per_part=max_per_part,
+        command=shlex.join(["cxr-edge", *sys.argv[1:]]),
+    )
+    click.echo(scoring.source_report(report))
+    click.echo(
+        f"selection score (mean (source, class) recall): {report['selection_score']:.3f}; see {out}/loso.md"
+    )
+
+
+@click.command("loso-report")
+@click.argument("loso_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--name",
+    "names",
+    multiple=True,
+    help="Row name for each LOSO folder, in order (default: the folder name).",
+)
+@click.option("--out", default=None, type=click.Path(dir_okay=False), help="Write the table (Markdown) here.")
+@click.option(
+    "--json", "json_out", default=None, type=click.Path(dir_okay=False), help="Write all reports as JSON."
+)
+@clean_errors
+def loso_report_cmd(loso_dirs, names, out, json_out):
+    """Compare LOSO experiments: accuracy per held-out source, pooled, and the selection score."""
+    if names and len(names) != len(loso_dirs):
+        raise click.UsageError(f"--name given {len(names)} times for {len(loso_dirs)} folders")
+    rows = {}
+    for i, folder in enumerate(loso_dirs):
+        rows[names[i] if names else Path(folder).name] = scoring.write_report(folder)
+    table = scoring.markdown_table(rows)
+    click.echo(table)
+    if out:
+        Path(out).write_text(table)
+    if json_out:
+        Path(json_out).write_text(json.dumps(rows, indent=2) + "\n")
+
+
+@click.command("prune-loso")
+@click.argument("loso_dir", type=click.Path(exists=True, file_okay=False))
+@data_option
+@split_option(required=True)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the folds' pruning.")
+@click.option("--step", default=0.02, show_default=True, type=float, help="Fraction removed per step.")
+@click.option(
+    "--max", "max_fraction", default=0.5, show_default=True, type=float, help="Fraction to stop at."
+)
+@click.option("--epochs", "finetune_epochs", default=1, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--tolerance",
+    default=0.01,
+    show_default=True,
+    type=float,
+    help="Drop of the pooled LOSO selection score allowed at the chosen level.",
+)
+@root_option
+@clean_errors
+def prune_loso_cmd(
+    loso_dir, manifest_path, split_path, out, step, max_fraction, finetune_epochs, tolerance, root
+):
+    """Choose a pruning level by leave-one-source-out: prune every fold, score each level on held-out sources.
+
+    Then prune the deployed run to that level: cxr-edge prune --run RUN --select fraction --fraction F.
+    """
+    loop = _needs_train_extra("train.prune.loop")
+    prune_loso = _needs_train_extra("train.prune.loso")
+    cfg = loop.PruneConfig(
+        step=step, max_fraction=max_fraction, finetune_epochs=finetune_epochs, latency=False
+    )
+    summary = prune_loso.prune_folds(
+        loso_dir, manifest_path, split_path, out, cfg, tolerance=tolerance, root=root
+    )
+    click.echo((Path(out) / "loso_prune.csv").read_text())
+    chosen = summary["chosen"]
+    click.echo(
+        f"chosen level: {chosen['fraction']:.0%} of prunable channels "
+        f"(pooled LOSO score {chosen['score']:.3f}, "
+        f"unpruned {summary['levels'][0]['score']:.3f}); prune the deployed run with "
+        f"--select fraction --fraction {chosen['fraction']}"
+    )
+
+
+def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
+    out = {}
+    for v in values:
+        key, sep, value = v.partition("=")
+        if not sep or not key or not value:
+            raise click.UsageError(f"{what} takes FROM=TO, got {v!r}")
+        out[key] = value
+    return out
+
+
+@click.command("loso-bundle")
+@click.option("--bundle", "bundle_dir", default=None, type=click.Path(exists=True, file_okay=False))
+@data_option
+@click.option(
+    "--source", "sources", multiple=True, required=True, help="Source the bundle never saw (repeat)."
+)
+@click.option("--label", "labels", multiple=True, required=True, help="Task label, in order (repeat).")
+@click.option("--map", "label_map", multiple=True, help="Manifest label -> task label, FROM=TO (repeat).")
+@click.option("--rename", multiple=True, help="Bundle label -> task label, FROM=TO (repeat).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="LOSO-style folder to write.")
+@root_option
+@clean_errors
+def loso_bundle_cmd(bundle_dir, manifest_path, sources, labels, label_map, rename, out, root):
+    """Score a shipped bundle on sources it was never trained on, in the LOSO format (loso-report reads it).
+
+    Example (the first release's default bundle, trained on hannover, montreal and nih):
+    cxr-edge loso-bundle --source kermany --source shenzhen --source cxnet --label covid --label normal
+    --label pneumonia --map bacterial=pneumonia --map viral=pneumonia --map pneumonia_unknown=pneumonia
+    --rename pneumonia_unknown=pneumonia --data ../shared/data/manifest.csv --out runs/loso/old_default
+    """
+    from cxr_edge.bundle import Bundle
+    from cxr_edge.manifest import load_manifest
+    from cxr_edge.pipeline import Predictor
+
+    manifest = load_manifest(manifest_path, root).select(labels, _pairs(label_map, "--map"))
+    records = [r for r in manifest.records if r.source in set(sources)]
+    missing = sorted(set(sources) - {r.source for r in records})
+    if missing:
+        raise click.UsageError(f"no images of the task in source(s) {missing}")
+    held = scoring.bundle_heldout(
+        Predictor(Bundle.load(bundle_dir)), records, labels, _pairs(rename, "--rename")
+    )
+    scoring.write_heldout(out, held)
+    report = scoring.write_report(out, held)
+    click.echo(scoring.source_report(report))

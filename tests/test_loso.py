@@ -1,0 +1,191 @@
+"""Leave-one-source-out scoring (cxr_edge.loso, loso_select) and the training loop (train.loso)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from cxr_edge import loso, loso_select
+from cxr_edge.errors import SpecError
+from cxr_edge.loso import HeldOut
+from cxr_edge.manifest import Manifest, Record
+
+LABELS = ("covid", "normal", "pneumonia")
+
+
+def held(sources, y, pred, raw=None) -> HeldOut:
+    """Held-out predictions whose argmax is ``pred`` (one-hot-ish probabilities)."""
+    n = len(y)
+    probs = np.full((n, 3), 0.1)
+    probs[np.arange(n), pred] = 0.8
+    return HeldOut(
+        LABELS,
+        tuple(f"img{i}.png" for i in range(n)),
+        np.array(sources),
+        np.array(y),
+        np.array(raw if raw is not None else [LABELS[i] for i in y]),
+        probs,
+    )
+
+
+def test_per_source_rates_have_clopper_pearson_intervals():
+    h = held(["a"] * 4 + ["b"] * 2, [0, 0, 0, 0, 1, 2], [0, 0, 0, 1, 1, 1])
+    report = loso.score(h)
+    a = report["by_source"]["a"]
+    assert a["accuracy"]["k"] == 3 and a["accuracy"]["n"] == 4
+    lo, hi = a["accuracy"]["ci"]
+    assert lo == pytest.approx(0.1941, abs=1e-3) and hi == pytest.approx(0.9937, abs=1e-3)  # exact CP 3/4
+    # source a has only covid: normal sensitivity undefined, normal specificity 3/4
+    assert a["per_class"]["normal"]["sensitivity"]["value"] is None
+    assert a["per_class"]["normal"]["specificity"]["value"] == pytest.approx(0.75)
+    assert report["pooled"]["accuracy"]["value"] == pytest.approx(4 / 6)
+
+
+def test_selection_score_weighs_every_source_class_cell_equally():
+    # 100 images of a/covid all right, 1 image of b/normal wrong: pooled accuracy 0.99, score 0.5
+    h = held(["a"] * 100 + ["b"], [0] * 100 + [1], [0] * 100 + [2])
+    assert loso.score(h)["pooled"]["accuracy"]["value"] == pytest.approx(100 / 101)
+    assert loso.selection_score(h) == pytest.approx(0.5)
+
+
+def test_raw_labels_are_reported_within_a_mapped_class():
+    h = held(["k"] * 4, [2, 2, 2, 2], [2, 2, 1, 1], raw=["bacterial", "bacterial", "viral", "viral"])
+    per_raw = loso.score(h)["pooled"]["per_raw_label"]
+    assert per_raw["bacterial"]["value"] == 1.0 and per_raw["viral"]["value"] == 0.0
+
+
+def test_predictions_round_trip_and_refuse_mixed_labels(tmp_path):
+    h = held(["a", "b"], [0, 1], [0, 2])
+    rows = [(p, s, LABELS[y], "") for p, s, y in zip(h.paths, h.sources, h.y, strict=True)]
+    loso.write_predictions(tmp_path / "a.csv", LABELS, rows, h.probs)
+    back = loso.read_predictions([tmp_path / "a.csv"])
+    assert back.paths == h.paths and np.allclose(back.probs, h.probs, atol=1e-6)
+    loso.write_predictions(tmp_path / "b.csv", ("x", "y", "z"), rows, h.probs)
+    with pytest.raises(SpecError, match="disagree on labels"):
+        loso.read_predictions([tmp_path / "a.csv", tmp_path / "b.csv"])
+    with pytest.raises(SpecError, match="not found"):
+        loso.read_predictions([tmp_path / "missing.csv"])
+
+
+def test_ensembles_align_images_and_fit_weights_leave_one_fold_out():
+    rng = np.random.default_rng(0)
+    n = 60
+    y = rng.integers(0, 3, n)
+    sources = np.array(["a", "b", "c"] * 20)
+    good = np.eye(3)[y] * 0.7 + 0.1  # right, confident
+    bad = np.full((n, 3), 1 / 3)  # uninformative
+    base = HeldOut(
+        LABELS, tuple(f"p{i}" for i in range(n)), sources, y, np.array([LABELS[i] for i in y]), good
+    )
+    other = dataclasses.replace(base, probs=bad)
+    reversed_other = HeldOut(
+        LABELS, base.paths[::-1], sources[::-1], y[::-1], base.raw_labels[::-1], bad[::-1]
+    )
+    mean = loso_select.ensemble([base, reversed_other])  # aligned by path, not by position
+    order = [base.paths.index(p) for p in mean.paths]
+    assert np.allclose(mean.probs, (good[order] + bad[order]) / 2) and np.array_equal(mean.y, y[order])
+    fitted = loso_select.fitted_ensemble([base, other])
+    assert fitted["weights"][0] > 0.9  # the informative member gets the weight
+    assert set(fitted["per_fold"]) == {"a", "b", "c"}
+    assert loso.selection_score(fitted["held"]) == pytest.approx(1.0)
+
+
+def test_referral_curve_and_choice():
+    h = held(["a"] * 10, [0] * 10, [0] * 5 + [1] * 5)
+    probs = h.probs.copy()
+    probs[5:] = [0.3, 0.4, 0.3]  # the wrong ones are unsure
+    h = h.with_probs(probs)
+    curve = loso_select.referral_curve(h, thresholds=(0.35, 0.5))
+    assert curve[0]["reported"] == 1.0 and curve[1]["reported"] == 0.5
+    assert curve[1]["accuracy_reported"] == 1.0 and curve[1]["accuracy_referred"] == 0.0
+    assert loso_select.choose_referral(curve, max_referred=0.5)["threshold"] == 0.5
+    with pytest.raises(SpecError):
+        loso_select.choose_referral(curve, max_referred=-1)
+
+
+def _records(rows):
+    return Manifest(
+        tuple(Record(f"{s}/{i}.png", s, f"{s}:{i}", lab) for i, (s, lab) in enumerate(rows)), None, ""
+    )
+
+
+@pytest.mark.train
+def test_eligible_sources_keep_every_class_a_source():
+    from train.loso import eligible_sources
+
+    m = _records([("h", "covid"), ("c", "covid"), ("n", "normal"), ("n", "pneumonia"), ("k", "normal")])
+    # n is pneumonia's only source; h and c each leave covid another; k leaves normal to n
+    assert eligible_sources(m, LABELS) == ["c", "h", "k"]
+    with pytest.raises(SpecError, match="without images"):
+        eligible_sources(m, (*LABELS, "tb"))
+
+
+@pytest.mark.train
+def test_loso_trains_a_fold_predicts_its_source_and_resumes(kit_manifest, tmp_path):
+    from train.config import TrainConfig
+    from train.loso import run_loso
+
+    config = TrainConfig.load("configs/triage/baseline.toml")
+    spec = dataclasses.replace(config.preprocess, input_size=(32, 32))
+    model_args = {"depth": 2, "base_filters": 4, "dropout": 0.5}
+    config = dataclasses.replace(config, preprocess=spec, model_args=model_args, epochs=1)
+    split = "splits/kit.csv"
+    out = tmp_path / "loso"
+    report = run_loso(config, kit_manifest, split, out, sources=["montreal"], max_per_part=12, progress=False)
+    preds = loso.read_predictions([out / "montreal" / loso.PREDICTIONS])
+    assert len(preds) == 26 and set(preds.sources) == {"montreal"}  # every montreal image, all parts
+    assert np.allclose(preds.probs.sum(axis=1), 1.0, atol=1e-5)
+    run = json.loads((out / "montreal" / "run.json").read_text())
+    assert run["n_images"]["val"] == 12 and run["n_images"]["holdout"] > 0  # holdout check is capped too
+    assert report["by_source"]["montreal"]["n"] == 26
+    mtime = (out / "montreal" / "best.keras").stat().st_mtime
+    run_loso(config, kit_manifest, split, out, sources=["montreal"], max_per_part=12, progress=False)
+    assert (out / "montreal" / "best.keras").stat().st_mtime == mtime  # finished fold kept
+    with pytest.raises(SpecError, match="another recipe"):
+        run_loso(dataclasses.replace(config, seed=1), kit_manifest, split, out, sources=["montreal"])
+    with pytest.raises(SpecError, match="cannot be held out"):
+        run_loso(config, kit_manifest, split, tmp_path / "x", sources=["nowhere"])
+
+
+@pytest.mark.train
+def test_pruning_level_is_chosen_on_held_out_sources(kit_manifest, tmp_path):
+    from train.config import TrainConfig
+    from train.loso import run_loso
+    from train.prune.loop import PruneConfig, prune_run
+    from train.prune.loso import prune_folds
+
+    config = TrainConfig.load("configs/triage/baseline.toml")
+    spec = dataclasses.replace(config.preprocess, input_size=(32, 32))
+    model_args = {"depth": 2, "base_filters": 8, "dropout": 0.5}
+    config = dataclasses.replace(config, preprocess=spec, model_args=model_args, epochs=1)
+    split = "splits/kit.csv"
+    run_loso(
+        config, kit_manifest, split, tmp_path / "loso", sources=["montreal"], max_per_part=12, progress=False
+    )
+    cfg = PruneConfig(step=0.25, max_fraction=0.5, latency=False)
+    summary = prune_folds(
+        tmp_path / "loso", kit_manifest, split, tmp_path / "prune", cfg, tolerance=1.0, max_per_part=12
+    )
+    levels = summary["levels"]
+    assert [r["fraction"] for r in levels] == [0.0, 0.25, 0.5]
+    assert levels[1]["params_mean"] < levels[0]["params_mean"]
+    assert all(0.0 <= r["score"] <= 1.0 and "acc_montreal" in r for r in levels)
+    assert summary["chosen"]["fraction"] == 0.5  # tolerance 1.0: everything is within it
+    assert (tmp_path / "prune" / "loso_prune.csv").is_file()
+    # the deployed run is pruned to the chosen level with the same schedule
+    run = tmp_path / "loso" / "montreal"
+    out = prune_run(
+        run,
+        kit_manifest,
+        split,
+        tmp_path / "final",
+        cfg,
+        selection="fraction",
+        fraction=0.25,
+        max_per_part=12,
+    )
+    best = json.loads((out / "best" / "run.json").read_text())
+    assert best["pruned_fraction"] == 0.25 and best["pruning_selection"]["fraction"] == 0.25
