@@ -19,7 +19,8 @@ def staged(out: Path, prefix: str = ".bundle-") -> Iterator[Path]:
 
     On an exception the temporary folder is removed and ``out`` is left as it was.
     """
-    staging = Path(tempfile.mkdtemp(prefix=prefix, dir=out.parent if out.parent.exists() else None))
+    out.parent.mkdir(parents=True, exist_ok=True)  # beside it: a rename across file systems fails
+    staging = Path(tempfile.mkdtemp(prefix=prefix, dir=out.parent))
     try:
         yield staging
         if out.exists():

@@ -222,24 +222,39 @@ def fmt_rate(rate: dict | None, digits: int = 2) -> str:
     return f"{rate['value']:.{digits}f} ({lo:.{digits}f}-{hi:.{digits}f})"
 
 
-def markdown_table(rows: dict[str, dict], sources: Sequence[str] | None = None) -> str:
+def markdown_table(
+    rows: dict[str, dict], sources: Sequence[str] | None = None, deltas: dict[str, dict] | None = None
+) -> str:
     """One row per experiment: accuracy per held-out source, pooled accuracy, and the selection score.
 
     Args:
         rows: ``{row name: score(...) dict}``.
         sources: Column order (default: every source seen, sorted).
+        deltas: ``{row name: paired difference}`` (:func:`cxr_edge.loso_select.paired_difference`)
+            against a reference row: adds a column "score vs reference (95% CI)".
     """
     if sources is None:
         sources = sorted({s for r in rows.values() for s in r["by_source"]})
-    head = "| method | " + " | ".join(sources) + " | pooled accuracy | score |"
-    sep = "|---|" + "---|" * (len(sources) + 2)
+    extra = deltas is not None
+    head = (
+        "| method | "
+        + " | ".join(sources)
+        + " | pooled accuracy | score |"
+        + (" Δ score (95% CI) |" if extra else "")
+    )
+    sep = "|---|" + "---|" * (len(sources) + 2 + extra)
     lines = [head, sep]
     for name, r in rows.items():
         accs = [fmt_rate(r["by_source"].get(s, {}).get("accuracy")) for s in sources]
-        lines.append(
-            f"| {name} | " + " | ".join(accs) + f" | {fmt_rate(r['pooled']['accuracy'])} | "
-            f"{r['selection_score']:.3f} |"
+        line = (
+            f"| {name} | "
+            + " | ".join(accs)
+            + f" | {fmt_rate(r['pooled']['accuracy'])} | {r['selection_score']:.3f} |"
         )
+        if extra:
+            d = deltas.get(name)
+            line += f" {d['difference']:+.3f} ({d['ci'][0]:+.3f} to {d['ci'][1]:+.3f}) |" if d else " - |"
+        lines.append(line)
     return "\n".join(lines) + "\n"
 
 

@@ -126,7 +126,12 @@ def test_cli_writes_report_and_protects_previous_results(kit_manifest, tmp_path)
         "reliability.png",
     }
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["n"] == 112 and "audit" in metrics
+    from cxr_edge.manifest import load_manifest
+    from cxr_edge.splits import read_split
+
+    bundle = Bundle.load()  # every test image whose (mapped) label the default bundle knows
+    task = load_manifest(kit_manifest).select(bundle.labels, bundle.manifest.label_map)
+    assert metrics["n"] == len(read_split(split, task).records(task, "test")) and "audit" in metrics
     report = (out / "report.md").read_text()
     assert "Clopper-Pearson" in report and "By source" in report and "Shortcut audit" in report
     again = CliRunner().invoke(main, args)

@@ -189,3 +189,63 @@ def test_pruning_level_is_chosen_on_held_out_sources(kit_manifest, tmp_path):
     )
     best = json.loads((out / "best" / "run.json").read_text())
     assert best["pruned_fraction"] == 0.25 and best["pruning_selection"]["fraction"] == 0.25
+
+
+def _write_fold_dirs(root, probs_by_source: dict[str, np.ndarray], y_by_source: dict[str, list[int]]):
+    for src, probs in probs_by_source.items():
+        y = y_by_source[src]
+        rows = [(f"{src}/{i}.png", src, LABELS[c], "") for i, c in enumerate(y)]
+        (root / src).mkdir(parents=True, exist_ok=True)
+        loso.write_predictions(root / src / loso.PREDICTIONS, LABELS, rows, probs)
+
+
+def test_loso_report_and_ensemble_commands(tmp_path):
+    from click.testing import CliRunner
+
+    from cxr_edge.cli import main
+
+    rng = np.random.default_rng(0)
+    y = {"a": [0] * 20, "b": [1] * 10 + [2] * 10}
+    for name, noise in (("m1", 0.2), ("m2", 0.6)):
+        probs = {
+            s: np.clip(np.eye(3)[v] + rng.normal(0, noise, (len(v), 3)), 0.01, None) for s, v in y.items()
+        }
+        _write_fold_dirs(tmp_path / name, {s: p / p.sum(1, keepdims=True) for s, p in probs.items()}, y)
+    result = CliRunner().invoke(
+        main, ["loso-report", str(tmp_path / "m1"), str(tmp_path / "m2"), "--out", str(tmp_path / "t.md")]
+    )
+    assert result.exit_code == 0, result.output
+    table = (tmp_path / "t.md").read_text()
+    assert "| m1 |" in table and "| m2 |" in table and "pooled accuracy" in table
+    out = tmp_path / "ens"
+    result = CliRunner().invoke(
+        main,
+        [
+            "loso-ensemble",
+            str(tmp_path / "m1"),
+            str(tmp_path / "m2"),
+            "--method",
+            "weighted",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    info = json.loads((out / "ensemble.json").read_text())
+    assert len(info["weights"]) == 2 and info["weights"][0] > info["weights"][1]  # the less noisy member
+    assert info["temperature"] > 0 and 0.34 <= info["referral"]["threshold"] <= 0.96
+    assert json.loads((out / "loso.json").read_text())["by_source"]["a"]["n"] == 20
+    result = CliRunner().invoke(main, ["loso-report", str(tmp_path / "nothing")])
+    assert result.exit_code != 0
+
+
+def test_paired_difference_of_scores_has_a_bootstrap_interval():
+    y = [0] * 30 + [1] * 30
+    sources = ["a"] * 30 + ["b"] * 30
+    better = held(sources, y, y)  # all right
+    worse = held(sources, y, [0] * 30 + [2] * 15 + [1] * 15)  # b/normal half wrong
+    d = loso_select.paired_difference(better, worse, n_boot=500)
+    assert d["difference"] == pytest.approx(0.25)  # cells a/covid 1-1, b/normal 1-0.5 -> mean 0.25
+    assert d["ci"][0] > 0.1 and d["ci"][1] <= 0.4
+    same = loso_select.paired_difference(better, better, n_boot=100)
+    assert same["difference"] == 0.0 and same["ci"] == [0.0, 0.0]

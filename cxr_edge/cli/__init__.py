@@ -26,10 +26,10 @@ class _Group(click.Group):
 def main() -> None:
     """cxr-edge: chest X-ray classifiers from training to the edge.
 
-    Runtime commands (predict, info, demo, segment, evaluate, split, serve, loso-report, loso-bundle) need
-    only the runtime install; train, loso, prune-loso, search, evaluate-run, prune, convert,
-    convert-segmenter, import-weights and zoo need the [train] extra (TensorFlow + Keras), which they
-    import only when run.
+    Runtime commands (predict, info, demo, segment, evaluate, split, serve, loso-report, loso-bundle,
+    loso-ensemble) need only the runtime install; train, loso, prune-loso, search, evaluate-run, prune,
+    convert, convert-segmenter, import-weights and zoo need the [train] extra (TensorFlow + Keras),
+    which they import only when run.
     """
 
 
@@ -43,6 +43,7 @@ RUNTIME_COMMANDS = (
     runtime.serve_group,
     loso.loso_report_cmd,
     loso.loso_bundle_cmd,
+    loso.loso_ensemble_cmd,
 )
 LEARNING_COMMANDS = (
     learning.train_cmd,

@@ -100,19 +100,39 @@ def loso_cmd(
     multiple=True,
     help="Row name for each LOSO folder, in order (default: the folder name).",
 )
+@click.option(
+    "--baseline",
+    default=None,
+    help="Row name to compare every other row with (paired bootstrap of the score difference).",
+)
 @click.option("--out", default=None, type=click.Path(dir_okay=False), help="Write the table (Markdown) here.")
 @click.option(
     "--json", "json_out", default=None, type=click.Path(dir_okay=False), help="Write all reports as JSON."
 )
 @clean_errors
-def loso_report_cmd(loso_dirs, names, out, json_out):
+def loso_report_cmd(loso_dirs, names, baseline, out, json_out):
     """Compare LOSO experiments: accuracy per held-out source, pooled, and the selection score."""
     if names and len(names) != len(loso_dirs):
         raise click.UsageError(f"--name given {len(names)} times for {len(loso_dirs)} folders")
-    rows = {}
+    rows, held = {}, {}
     for i, folder in enumerate(loso_dirs):
-        rows[names[i] if names else Path(folder).name] = scoring.write_report(folder)
-    table = scoring.markdown_table(rows)
+        name = names[i] if names else Path(folder).name
+        held[name] = scoring.load_loso(folder)
+        rows[name] = scoring.write_report(folder, held[name])
+    deltas = None
+    if baseline is not None:
+        from cxr_edge.loso_select import paired_difference
+
+        if baseline not in held:
+            raise click.UsageError(f"--baseline {baseline!r} is not one of the rows {list(held)}")
+        deltas = {
+            n: paired_difference(h, held[baseline])
+            for n, h in held.items()
+            if n != baseline and set(h.sources.tolist()) == set(held[baseline].sources.tolist())
+        }
+        for name, d in deltas.items():
+            rows[name]["vs_" + baseline] = d
+    table = scoring.markdown_table(rows, deltas=deltas)
     click.echo(table)
     if out:
         Path(out).write_text(table)
@@ -209,3 +229,64 @@ def loso_bundle_cmd(bundle_dir, manifest_path, sources, labels, label_map, renam
     scoring.write_heldout(out, held)
     report = scoring.write_report(out, held)
     click.echo(scoring.source_report(report))
+
+
+@click.command("loso-ensemble")
+@click.argument("loso_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--method",
+    default="mean",
+    show_default=True,
+    type=click.Choice(["mean", "vote", "weighted"]),
+    help="Combiner; `weighted` fits weights leave-one-fold-out (log-loss on the other folds' held-out "
+    "images).",
+)
+@click.option("--no-temperature", is_flag=True, help="Do not fit a temperature (leave-one-fold-out).")
+@click.option(
+    "--max-referred",
+    default=0.2,
+    show_default=True,
+    type=float,
+    help="Referral band: the highest minimum top probability that refers at most this share of held-out "
+    "images.",
+)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="LOSO-style folder to write.")
+@clean_errors
+def loso_ensemble_cmd(loso_dirs, method, no_temperature, max_referred, out):
+    """Score an ensemble of LOSO experiments image by image, fit its temperature and referral band by LOSO.
+
+    Writes OUT/<source>/holdout_predictions.csv, OUT/loso.json (loso-report and convert --card read it)
+    and OUT/ensemble.json (members, weights, temperature and referral threshold for convert).
+    """
+    from cxr_edge import loso_select
+
+    experiments = [scoring.load_loso(d) for d in loso_dirs]
+    if method == "vote":
+        held = loso_select.ensemble(experiments, "vote")
+        fit = {"weights": None, "temperature": 1.0, "per_fold": {}}
+    else:
+        fit = loso_select.fitted_ensemble(
+            experiments, weighted=method == "weighted", temperature=not no_temperature
+        )
+        held = fit["held"]
+    curve = loso_select.referral_curve(held)
+    band = loso_select.choose_referral(curve, max_referred)
+    scoring.write_heldout(out, held)
+    report = scoring.write_report(out, held)
+    info = {
+        "members": [str(d) for d in loso_dirs],
+        "method": method,
+        "weights": fit["weights"],
+        "temperature": fit["temperature"],
+        "per_fold": fit["per_fold"],
+        "referral": {"rule": f"highest threshold referring <= {max_referred:.0%} of held-out images"} | band,
+        "referral_curve": curve,
+        "selection_score": report["selection_score"],
+    }
+    (Path(out) / "ensemble.json").write_text(json.dumps(info, indent=2) + "\n")
+    click.echo(scoring.source_report(report))
+    click.echo(
+        f"selection score {report['selection_score']:.3f}; temperature {fit['temperature']:.3f}; "
+        f"referral below top probability {band['threshold']:.2f} refers {1 - band['reported']:.0%} "
+        f"(accuracy of the rest {band['accuracy_reported']:.3f})"
+    )
