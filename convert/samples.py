@@ -2,8 +2,11 @@
 
 Run ``python -m convert.samples --data ../shared/data/manifest.csv --split splits/kit.csv``. Samples
 come from the *test* split (never seen in training or model selection), one image per patient,
-only from CC BY 3.0 (Hannover) and NIH ChestX-ray8 collections; Montreal figures (CC BY-NC-SA) are
-excluded. An attribution file is written beside them.
+only from CC BY 3.0 (Hannover), NIH ChestX-ray8, Kermany et al. (CC BY 4.0) and the Shenzhen set
+(NLM, free reuse with citation; its CC BY-NC-SA masks are not shipped); Montreal figures (CC BY-NC-SA)
+and CXNet's journal figures (publishers' terms per image) are excluded. An attribution file is written
+beside them. The first twenty samples (Hannover, NIH) are those of the first release: the quotas of
+the new sources come after them, so the seeded draw leaves the earlier ones unchanged.
 """
 
 from __future__ import annotations
@@ -20,7 +23,15 @@ from cxr_edge.samples import SAMPLES_CSV, samples_dir
 from cxr_edge.splits import read_split
 
 #: (source, label) -> number of samples.
-QUOTA = {("hannover", "covid"): 6, ("nih", "normal"): 7, ("nih", "pneumonia_unknown"): 7}
+QUOTA = {
+    ("hannover", "covid"): 6,
+    ("nih", "normal"): 7,
+    ("nih", "pneumonia_unknown"): 7,
+    ("kermany", "normal"): 2,
+    ("kermany", "bacterial"): 2,
+    ("kermany", "viral"): 2,
+    ("shenzhen", "normal"): 3,
+}
 
 ATTRIBUTION = """# Sample images: sources and licences
 
@@ -34,6 +45,12 @@ were drawn from the kit's **test** split, so the default bundle never trained on
   courtesy of the NIH Clinical Center (https://nihcc.app.box.com/v/ChestXray-NIHCC). The NIH Clinical
   Center places no restrictions on use and asks for this acknowledgement and citation. Labels are
   NLP-mined from reports ("No finding" -> normal, "Pneumonia" -> pneumonia_unknown: organism unknown).
+- `*_kermany_*`: paediatric chest films of Guangzhou Women and Children's Medical Center (Kermany DS
+  et al., Cell 2018; data doi:10.17632/rscbjbr9sj.2). Licence: CC BY 4.0
+  (https://creativecommons.org/licenses/by/4.0/). Changes: the upstream 224x224 re-save, 8-bit PNG.
+- `*_shenzhen_*`: Shenzhen No.3 People's Hospital chest X-ray set, collected with the US National
+  Library of Medicine (Jaeger S et al., Quant Imaging Med Surg 2014; Candemir S et al., IEEE TMI
+  2014). Free to reuse with this citation. Changes: the upstream 512x512 re-save, 8-bit PNG.
 
 `samples.csv` lists each file with its label, source, licence and upstream location.
 """

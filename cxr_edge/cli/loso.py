@@ -37,6 +37,9 @@ from cxr_edge.cli.learning import _needs_train_extra, _select_model, model_optio
 )
 @click.option("--epochs", default=None, type=click.IntRange(1), help="Override the recipe's epochs.")
 @click.option(
+    "--seed", default=None, type=int, help="Override the recipe's seed (training-noise replicates)."
+)
+@click.option(
     "--init-from-loso",
     default=None,
     type=click.Path(exists=True, file_okay=False),
@@ -60,6 +63,7 @@ def loso_cmd(
     out,
     sources,
     epochs,
+    seed,
     init_from_loso,
     crops,
     max_per_part,
@@ -73,7 +77,7 @@ def loso_cmd(
     config_mod = _needs_train_extra("train.config")
     loso = _needs_train_extra("train.loso")
     config = _select_model(config_mod.TrainConfig.load(config_path), model)
-    overrides = {"epochs": epochs, "crops": crops}
+    overrides = {"epochs": epochs, "crops": crops, "seed": seed}
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     report = loso.run_loso(
         config,
