@@ -6,11 +6,12 @@ CLI     = $(VENV)/bin/cxr-edge
 KIT    ?= ../shared/data/manifest.csv
 SPLIT  ?= splits/kit.csv
 
-.PHONY: demo test lint format bundle schema golden clean paper paper-prune paper-bundles paper-eval paper-bench
+.PHONY: demo test lint format schema golden clean paper paper-prune paper-bundles paper-eval paper-bench
 
 .DEFAULT_GOAL := demo
 include mk/web.mk
 include mk/android.mk
+include mk/default.mk
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,12 +43,6 @@ lint: $(VENV)/.full
 format: $(VENV)/.full
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
-
-# Rebuild the shipped default bundle from the data kit (about 10 minutes on 2 cores).
-bundle: $(VENV)/.full
-	$(CLI) train --config configs/custom_cnn.toml --data $(KIT) --split $(SPLIT) --out runs/custom_cnn --force
-	$(CLI) convert --runs runs/custom_cnn --data $(KIT) --split $(SPLIT) --name cxr-edge-default \
-		--out cxr_edge/data/default_bundle --force
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

@@ -111,6 +111,14 @@ def build_bundle(
         raise SpecError("member variant not converted", expected=f"one of {quants}", received=member_quant)
     runs = [Path(r) for r in run_dirs]
     _check_method(method, len(runs))  # before minutes of conversion, not after
+    for r in runs:  # an unfinished run (no run.json yet) must not fail after the images are decoded
+        missing = [f for f in ("config.json", BEST_MODEL, "run.json") if not (r / f).is_file()]
+        if missing:
+            raise SpecError(
+                "not a finished training run",
+                expected="config.json, best.keras and run.json",
+                received=f"{r} lacks {', '.join(missing)}",
+            )
     configs = [TrainConfig.load(r / "config.json") for r in runs]
     first = configs[0]
     for r, c in zip(runs, configs, strict=True):

@@ -32,6 +32,17 @@ def split(kit_manifest, tmp_path_factory) -> Path:
     return path
 
 
+#: The first release's default bundle (format 2, one custom CNN, covid / normal / pneumonia_unknown), kept
+#: as a fixture for the format-compatibility and manifest-check tests after the default moved on.
+FIRST_RELEASE_BUNDLE = REPO / "tests" / "data" / "first_release_bundle"
+
+
+@pytest.fixture(scope="session")
+def first_release_bundle() -> Path:
+    """Path of the first release's default bundle (read-only: copy it before changing it)."""
+    return FIRST_RELEASE_BUNDLE
+
+
 @pytest.fixture(scope="session")
 def tiny_segmenter_bundle(tmp_path_factory) -> Path:
     """The small format-3 bundle with a lung segmenter of ``tests/tiny_bundle.py`` (skips without Keras)."""

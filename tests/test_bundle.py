@@ -14,9 +14,10 @@ from cxr_edge.pipeline import Predictor
 
 
 @pytest.fixture
-def bundle_copy(tmp_path):
+def bundle_copy(tmp_path, first_release_bundle):
+    """A writable copy of the first release's format-2 bundle (one custom CNN, fp32/fp16/int8)."""
     dst = tmp_path / "bundle"
-    shutil.copytree(default_bundle_path(), dst)
+    shutil.copytree(first_release_bundle, dst)
     return dst
 
 
@@ -28,19 +29,24 @@ def edit_manifest(root, change):
 
 
 def test_default_bundle_is_complete_and_consistent():
+    """The shipped default is the paper's system: segment, lung crop, an int8 ensemble of three CNNs."""
     bundle = Bundle.load()
     m = bundle.manifest
     assert bundle.root == default_bundle_path()
-    assert m.labels == ("covid", "normal", "pneumonia_unknown")
-    assert {e.quant for e in m.models} == {"fp32", "fp16", "int8"}
-    # The member is the smallest variant that passes the accuracy gate (int8 misses it by one image).
-    assert all(m.model(name).quant == "fp16" and m.model(name).gate["passed"] for name in m.ensemble.members)
-    assert m.model("custom_cnn-int8").gate["allowed_degraded"] is True
-    assert m.format_version == 2 and all(e.cam_weights is not None for e in m.models)
+    assert m.format_version == 3 and m.labels == ("covid", "normal", "pneumonia")
+    assert set(m.label_map) == {"bacterial", "viral", "pneumonia_unknown"}
+    assert {e.quant for e in m.models} == {"fp32", "int8"}
+    assert len(m.ensemble.members) >= 3 and m.ensemble.method == "mean"
+    assert all(m.model(name).quant == "int8" and m.model(name).gate["passed"] for name in m.ensemble.members)
+    assert all(e.cam_weights is not None for e in m.models)
+    assert m.segmenter is not None and m.lung_evidence is not None
+    assert m.ensemble.abstain is not None and m.ensemble.temperature > 0
+    assert m.card is not None and m.card.loso.report is not None  # LOSO results in the card
+    assert m.card.shortcut_audit is not None
     prov = m.provenance
     assert len(prov["data_manifest_sha256"]) == 64 and len(prov["split_sha256"]) == 64
     assert prov["max_per_part"] is None  # trained on the whole kit split, not a quick subset
-    assert bundle.size_bytes() < 2 * 1024 * 1024
+    assert bundle.size_bytes() < 25 * 1024 * 1024
 
 
 def test_default_bundle_split_is_the_committed_one():
@@ -234,9 +240,12 @@ def test_abstention_band_is_applied_after_the_temperature(tmp_path):
     from cxr_edge.quality import AbstainConfig
     from cxr_edge.samples import load_samples
 
+    from conftest import FIRST_RELEASE_BUNDLE
+
     sample = load_samples()[0].file
-    plain = Predictor().predict_file(sample)
-    member = plain.per_model[Bundle.load().manifest.ensemble.members[0]]
+    first = Bundle.load(FIRST_RELEASE_BUNDLE)
+    plain = Predictor(first).predict_file(sample)
+    member = plain.per_model[first.manifest.ensemble.members[0]]
     raw_top = max(member.values())
     hot = 8.0  # a high temperature flattens the probabilities
     tempered = apply_temperature(np.array(list(member.values())), hot)

@@ -16,7 +16,8 @@ from conftest import make_dicom
 from cxr_edge.cli import main
 from cxr_edge.samples import load_samples
 
-LABELS = ("covid", "normal", "pneumonia_unknown")
+LABELS = ("covid", "normal", "pneumonia_unknown")  # the first release's bundle (tiny_bundle.default_as_format3)
+DEFAULT_LABELS = ("covid", "normal", "pneumonia")  # the shipped default bundle (triage task)
 
 
 @pytest.fixture
@@ -61,7 +62,7 @@ def test_predict_mixed_folder(mixed_folder, tmp_path):
         "status",
         "error",
         "label",
-        *(f"prob_{lab}" for lab in LABELS),
+        *(f"prob_{lab}" for lab in DEFAULT_LABELS),
         "crop",
         "lung_fraction",
         "flags",
@@ -70,11 +71,11 @@ def test_predict_mixed_folder(mixed_folder, tmp_path):
     ]
     for name in ("covid.png", "normal.png", "normal_as_dicom"):
         row = rows[name]
-        assert row["status"] == "ok" and row["error"] == "" and row["label"] in LABELS
-        assert row["crop"] == "none"  # the default bundle has no segmenter
-        assert row["lung_fraction"] == row["flags"] == row["referral"] == ""  # nor a band or lung evidence
-        assert abs(sum(float(row[f"prob_{lab}"]) for lab in LABELS) - 1) < 0.02
-    for lab in LABELS:  # the DICOM holds the PNG's pixels: same result
+        assert row["status"] == "ok" and row["error"] == "" and row["label"] in DEFAULT_LABELS
+        assert row["crop"] in ("lung", "fallback")  # the default bundle segments first
+        assert row["crop"] == "fallback" or 0.0 <= float(row["lung_fraction"]) <= 1.0
+        assert abs(sum(float(row[f"prob_{lab}"]) for lab in DEFAULT_LABELS) - 1) < 0.02
+    for lab in DEFAULT_LABELS:  # the DICOM holds the PNG's pixels: same result
         assert float(rows["normal_as_dicom"][f"prob_{lab}"]) == pytest.approx(
             float(rows["normal.png"][f"prob_{lab}"]), abs=1e-6
         )
@@ -129,11 +130,20 @@ def test_predict_with_unknown_model_name(tmp_path):
 def test_info_and_json():
     result = CliRunner().invoke(main, ["info"])
     assert result.exit_code == 0, result.output
-    assert "covid, normal, pneumonia_unknown" in result.output and "int8" in result.output
-    assert "card        none (bundles before format 3" in result.output
+    out = result.output
+    assert "covid, normal, pneumonia" in out and "label map   bacterial -> pneumonia" in out
+    assert "segmenter   unet" in out and "lungs       flagged 'evidence outside the lungs'" in out
+    assert "card        LOSO (" in out and "abstain     refer when top probability <" in out
     data = json.loads(CliRunner().invoke(main, ["info", "--json"]).output)
-    assert data["format_version"] == 2 and data["labels"] == list(LABELS)
-    no_card = CliRunner().invoke(main, ["info", "--card"])
+    assert data["format_version"] == 3 and data["labels"] == list(DEFAULT_LABELS)
+    card = CliRunner().invoke(main, ["info", "--card"])
+    assert card.exit_code == 0 and "Not a medical device" in card.output and "**pooled**" in card.output
+
+
+def test_info_of_a_bundle_without_a_card(first_release_bundle):
+    result = CliRunner().invoke(main, ["info", "--bundle", str(first_release_bundle)])
+    assert result.exit_code == 0 and "card        none (bundles before format 3" in result.output
+    no_card = CliRunner().invoke(main, ["info", "--bundle", str(first_release_bundle), "--card"])
     assert no_card.exit_code == 1 and "carries no model card" in no_card.output
 
 

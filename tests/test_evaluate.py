@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cxr_edge.bundle import Bundle, default_bundle_path
+from conftest import FIRST_RELEASE_BUNDLE
+
+from cxr_edge.bundle import Bundle
 from cxr_edge.cli import main
 from cxr_edge.configio import to_dict
 from cxr_edge.ensemble import fit_stacker
@@ -33,9 +35,9 @@ def test_records(kit_manifest):
 
 @pytest.fixture
 def two_member_bundle(tmp_path):
-    """The shipped bundle's fp32 and int8 models as a two-member stacking ensemble."""
+    """The first release's fp32 and int8 models as a two-member stacking ensemble."""
     dst = tmp_path / "bundle"
-    shutil.copytree(default_bundle_path(), dst)
+    shutil.copytree(FIRST_RELEASE_BUNDLE, dst)
     data = json.loads((dst / "manifest.json").read_text())
     rng = np.random.default_rng(0)
     fake_val = rng.dirichlet(np.ones(3), size=(2, 60))
@@ -52,7 +54,7 @@ def two_member_bundle(tmp_path):
 
 
 def test_metrics_follow_the_documented_schema(test_records):
-    metrics, _preds = evaluate(Bundle.load(), test_records[:40], n_boot=200, progress=False)
+    metrics, _preds = evaluate(Bundle.load(FIRST_RELEASE_BUNDLE), test_records[:40], n_boot=200, progress=False)
     assert metrics["labels"] == ["covid", "normal", "pneumonia_unknown"] and metrics["n"] == 40
     assert set(metrics["ensemble"]) >= KEYS and metrics["ensemble"]["method"] == "mean"
     for block in [metrics["ensemble"], *metrics["models"].values(), *metrics["methods"].values()]:
@@ -73,7 +75,7 @@ def test_bad_rows_are_reported_not_fatal(test_records, tmp_path):
 
     broken = replace(test_records[0], path="missing/nowhere.png")
     alien = replace(test_records[1], label="tb")
-    metrics, _ = evaluate(Bundle.load(), [broken, alien, *test_records[2:12]], n_boot=100, progress=False)
+    metrics, _ = evaluate(Bundle.load(FIRST_RELEASE_BUNDLE), [broken, alien, *test_records[2:12]], n_boot=100, progress=False)
     assert metrics["n"] == 10
     reasons = {s["path"]: s["reason"] for s in metrics["skipped"]}
     assert "file not found" in reasons["missing/nowhere.png"] and "'tb'" in reasons[alien.path]
@@ -142,7 +144,7 @@ def test_report_without_matplotlib(test_records, tmp_path, monkeypatch):
     from cxr_edge.evaluate import ensemble_probs
     from cxr_edge.report import write_evaluation
 
-    bundle = Bundle.load()
+    bundle = Bundle.load(FIRST_RELEASE_BUNDLE)
     metrics, preds = evaluate(bundle, test_records[:20], n_boot=100, progress=False)
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     out = write_evaluation(tmp_path / "r", metrics, preds.y, ensemble_probs(bundle, preds), title="t")
@@ -166,7 +168,7 @@ def test_compare_against_another_bundle(two_member_bundle, test_records, tmp_pat
 
     records = test_records[:24]
     metrics, preds = evaluate(two_member_bundle, records, n_boot=100, progress=False)
-    shipped = Bundle.load()
+    shipped = Bundle.load(FIRST_RELEASE_BUNDLE)
     c = compare(two_member_bundle, preds, shipped, progress=False)
     assert c["n"] == 24 and c["left_out"] == 0
     assert set(c["models"]) == {"custom_cnn-fp32", "custom_cnn-fp16", "custom_cnn-int8"}
@@ -182,7 +184,7 @@ def test_compare_against_another_bundle(two_member_bundle, test_records, tmp_pat
     assert f"Against `{shipped.manifest.name}` on the same 24 images" in text
     assert "| `custom_cnn-int8` | `custom_cnn-int8` | 0 / 0 |" in text
     binary = tmp_path / "binary"
-    shutil.copytree(default_bundle_path(), binary)
+    shutil.copytree(FIRST_RELEASE_BUNDLE, binary)
     data = json.loads((binary / "manifest.json").read_text())
     data["labels"] = ["covid", "normal", "other"]
     (binary / "manifest.json").write_text(json.dumps(data))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,8 @@ from cxr_edge import loso, loso_select
 from cxr_edge.errors import SpecError
 from cxr_edge.loso import HeldOut
 from cxr_edge.manifest import Manifest, Record
+
+REPO = Path(__file__).resolve().parents[1]
 
 LABELS = ("covid", "normal", "pneumonia")
 
@@ -121,6 +124,27 @@ def test_eligible_sources_keep_every_class_a_source():
     assert eligible_sources(m, LABELS) == ["c", "h", "k"]
     with pytest.raises(SpecError, match="without images"):
         eligible_sources(m, (*LABELS, "tb"))
+
+
+@pytest.mark.train
+@pytest.mark.parametrize(
+    ("config", "folds"),
+    [
+        ("configs/triage/lungcrop_balanced.toml", ["cxnet", "hannover", "kermany", "montreal", "nih", "shenzhen"]),
+        # bacterial pneumonia has one source: kermany cannot be held out in the paper's task
+        ("configs/paper/lungcrop_balanced.toml", ["cxnet", "hannover", "montreal", "nih", "shenzhen"]),
+    ],
+)
+def test_task_configs_define_the_kit_folds(kit_manifest, config, folds):
+    from cxr_edge.manifest import load_manifest
+    from train.config import TrainConfig
+    from train.loso import eligible_sources
+
+    cfg = TrainConfig.load(REPO / config)
+    task = load_manifest(kit_manifest).select(cfg.labels, cfg.label_map)
+    assert eligible_sources(task, cfg.labels) == folds
+    assert {r.label for r in task.records} == set(cfg.labels)
+    assert "tb" not in {r.manifest_label for r in task.records}  # TB is in neither task
 
 
 @pytest.mark.train

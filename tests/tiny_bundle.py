@@ -182,17 +182,19 @@ def build(out: Path) -> Path:
 
 
 def default_as_format3(dst: Path, **changes) -> Path:
-    """A copy of the shipped (format-2) bundle rewritten as format 3 with ``changes`` to its manifest.
+    """A copy of the first release's (format-2) default bundle rewritten as format 3 with ``changes``.
 
     ``changes`` are :class:`cxr_edge.bundle.BundleManifest` fields; ``abstain`` and ``temperature`` go
     into the ensemble. Without a ``card`` the copy gets a minimal one (no LOSO).
     """
     import shutil
 
-    from cxr_edge.bundle import Bundle, default_bundle_path, write_manifest
+    from conftest import FIRST_RELEASE_BUNDLE
+
+    from cxr_edge.bundle import Bundle, write_manifest
     from cxr_edge.card import CardTask, ModelCard
 
-    shutil.copytree(default_bundle_path(), dst)
+    shutil.copytree(FIRST_RELEASE_BUNDLE, dst)
     manifest = Bundle.load(dst).manifest
     ensemble = manifest.ensemble
     for key in ("abstain", "temperature"):

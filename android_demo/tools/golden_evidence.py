@@ -179,7 +179,7 @@ def _segmenter_pipeline(bundle: Bundle) -> dict:
     manifest["segmenter"] = SEGMENTER
     manifest["ensemble"]["abstain"] = {"min_top_prob": band.min_top_prob, "min_margin": band.min_margin}
     manifest["lung_evidence"] = {"min_fraction": min_fraction, "chosen_on": "between the two golden samples"}
-    manifest["label_map"] = {"bacterial": "pneumonia_unknown"}
+    manifest["label_map"] = {"bacterial": bundle.labels[-1]}
     manifest["card"] = {"intended_use": "JVM tests.", "task": {"labels": list(bundle.labels)}}
     parsed = BundleManifest.from_dict(manifest)  # Python reads it too
     tempered = EnsembleConfig(

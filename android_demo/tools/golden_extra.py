@@ -49,6 +49,8 @@ from cxr_edge.samples import samples_dir
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "tests" / "golden"
+#: The first release's format-2 bundle: the base of the manifest refusal cases (tests/data).
+FIRST_RELEASE_BUNDLE = REPO / "tests" / "data" / "first_release_bundle"
 #: The crop box lungcrop_cases() finds for "two lungs" on a 512x479 image (inside both samples).
 LUNG_BOX = (53, 74, 463, 409)
 
@@ -79,7 +81,7 @@ def write(folder: str | Path) -> list[Path]:
         "ensemble.json": ensemble_cases(),
         "cam.json": cam_cases(),
         "lungcrop.json": lungcrop_cases(),
-        "manifest.json": manifest_cases(bundle),
+        "manifest.json": manifest_cases(bundle, Bundle.load(FIRST_RELEASE_BUNDLE)),
         "colour.json": colour_cases(folder),
         "equalize.json": _evidence().equalize_cases(),
         "evidence.json": _evidence().evidence_cases(bundle),
@@ -489,7 +491,7 @@ def _delete(data: dict, path: list) -> None:
     del data[path[-1]]
 
 
-def manifest_cases(bundle: Bundle) -> dict:
+def manifest_cases(bundle: Bundle, base_bundle: Bundle) -> dict:
     """What Python reads from the real manifest, and mutated manifests it refuses (applied by the JVM too)."""
     manifest = bundle.manifest
     summary = {
@@ -518,7 +520,9 @@ def manifest_cases(bundle: Bundle) -> dict:
             for m in manifest.models
         ],
     }
-    base = json.loads((bundle.root / "manifest.json").read_text())
+    # The refusal cases mutate the first release's format-2 manifest (one CNN, no segmenter): each case
+    # names the one thing it breaks, which a format-3 base with a segmenter would mask.
+    base = json.loads((base_bundle.root / "manifest.json").read_text())
     mutations = [
         ("format version 4", [("set", ["format_version"], 4)]),
         ("label map in a format 2 manifest", [("set", ["label_map"], {"bacterial": "pneumonia_unknown"})]),

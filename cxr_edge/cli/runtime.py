@@ -172,14 +172,14 @@ def demo_cmd(bundle_dir, out, force):
         f"{ens.method} of {len(ens.members)} model(s): {', '.join(ens.members)}"
     ]
     click.echo(f"bundle {manifest.name}: {' -> '.join(stages)} on {len(samples)} shipped samples\n")
-    click.echo(f"{'file':<44} {'source':<9} {'truth':<18} {'prediction':<12} {'p':>5} {'ms':>7}")
+    click.echo(f"{'file':<46} {'source':<9} {'truth':<29} {'prediction':<12} {'p':>5} {'ms':>7}")
     correct = 0
     latencies = []
     with RowWriter(out, predictor.labels, overwrite=force) as writer:
         for sample, outcome in zip(samples, predictor.predict_many(s.file for s in samples), strict=True):
             writer.write(outcome)
             if not outcome.ok:
-                click.echo(f"{sample.file.name:<44} error: {outcome.error}")
+                click.echo(f"{sample.file.name:<46} error: {outcome.error}")
                 continue
             pred = outcome.prediction
             truth = manifest.label_map.get(sample.label, sample.label)  # e.g. bacterial -> pneumonia
@@ -190,7 +190,7 @@ def demo_cmd(bundle_dir, out, force):
             mark += "".join(f"  [{flag}]" for flag in pred.flags)
             shown = sample.label if truth == sample.label else f"{sample.label}->{truth}"
             click.echo(
-                f"{sample.file.name:<44} {sample.source:<9} {shown:<18} {pred.label:<12} "
+                f"{sample.file.name:<46} {sample.source:<9} {shown:<29} {pred.label:<12} "
                 f"{pred.probs[pred.label]:5.2f} {pred.timings_ms['total']:7.1f}{mark}"
             )
     if latencies:

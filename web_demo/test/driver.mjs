@@ -182,6 +182,11 @@ async function bundleScenario(context, base, item) {
   return out;
 }
 
+/** Progress on stderr (the test shows it when the driver fails or times out): phase names only. */
+function step(name) {
+  process.stderr.write(`[driver ${new Date().toISOString().slice(11, 19)}] ${name}\n`);
+}
+
 async function main() {
   const config = JSON.parse(await readFile(process.argv[2], 'utf8'));
   const t0 = Date.now();
@@ -208,11 +213,13 @@ async function main() {
     for (const [threads, items] of groups) {
       const page = await browser.context.newPage();
       const errors = watch(page);
+      step(`harness, ${threads} thread(s)`);
       await page.goto(`${server.url}test/harness.html`);
       await page.waitForFunction(() => Boolean(window.harness));
       result.runtimes[threads] = await page.evaluate((t) => window.harness.init({ threads: t }), threads);
       for (const g of items) {
         const t = Date.now();
+        step(`golden ${g.name}`);
         const out = await page.evaluate((args) => window.harness.golden(args), g);
         result.golden.push({ name: g.name, threads, seconds: (Date.now() - t) / 1000, ...out });
       }
@@ -221,6 +228,7 @@ async function main() {
     }
     result.bundles = [];
     for (const item of config.bundles ?? []) result.bundles.push(await bundleScenario(browser.context, server.url, item));
+    step('ui');
     if (config.ui) result.ui = await uiScenario(browser.context, server.url, config.ui, stop);
   } finally {
     await browser.close();
