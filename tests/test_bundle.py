@@ -234,13 +234,12 @@ def test_a_card_always_carries_the_disclaimer():
 
 def test_abstention_band_is_applied_after_the_temperature(tmp_path):
     """A top probability above the band before the temperature and below it after: referred."""
+    from conftest import FIRST_RELEASE_BUNDLE
     from tiny_bundle import default_as_format3
 
     from cxr_edge.ensemble import apply_temperature
     from cxr_edge.quality import AbstainConfig
     from cxr_edge.samples import load_samples
-
-    from conftest import FIRST_RELEASE_BUNDLE
 
     sample = load_samples()[0].file
     first = Bundle.load(FIRST_RELEASE_BUNDLE)

@@ -16,7 +16,11 @@ from conftest import make_dicom
 from cxr_edge.cli import main
 from cxr_edge.samples import load_samples
 
-LABELS = ("covid", "normal", "pneumonia_unknown")  # the first release's bundle (tiny_bundle.default_as_format3)
+LABELS = (
+    "covid",
+    "normal",
+    "pneumonia_unknown",
+)  # the first release's bundle (tiny_bundle.default_as_format3)
 DEFAULT_LABELS = ("covid", "normal", "pneumonia")  # the shipped default bundle (triage task)
 
 

@@ -9,7 +9,6 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import FIRST_RELEASE_BUNDLE
 
 from cxr_edge.bundle import Bundle
@@ -54,7 +53,9 @@ def two_member_bundle(tmp_path):
 
 
 def test_metrics_follow_the_documented_schema(test_records):
-    metrics, _preds = evaluate(Bundle.load(FIRST_RELEASE_BUNDLE), test_records[:40], n_boot=200, progress=False)
+    metrics, _preds = evaluate(
+        Bundle.load(FIRST_RELEASE_BUNDLE), test_records[:40], n_boot=200, progress=False
+    )
     assert metrics["labels"] == ["covid", "normal", "pneumonia_unknown"] and metrics["n"] == 40
     assert set(metrics["ensemble"]) >= KEYS and metrics["ensemble"]["method"] == "mean"
     for block in [metrics["ensemble"], *metrics["models"].values(), *metrics["methods"].values()]:
@@ -75,7 +76,9 @@ def test_bad_rows_are_reported_not_fatal(test_records, tmp_path):
 
     broken = replace(test_records[0], path="missing/nowhere.png")
     alien = replace(test_records[1], label="tb")
-    metrics, _ = evaluate(Bundle.load(FIRST_RELEASE_BUNDLE), [broken, alien, *test_records[2:12]], n_boot=100, progress=False)
+    metrics, _ = evaluate(
+        Bundle.load(FIRST_RELEASE_BUNDLE), [broken, alien, *test_records[2:12]], n_boot=100, progress=False
+    )
     assert metrics["n"] == 10
     reasons = {s["path"]: s["reason"] for s in metrics["skipped"]}
     assert "file not found" in reasons["missing/nowhere.png"] and "'tb'" in reasons[alien.path]

@@ -130,7 +130,10 @@ def test_eligible_sources_keep_every_class_a_source():
 @pytest.mark.parametrize(
     ("config", "folds"),
     [
-        ("configs/triage/lungcrop_balanced.toml", ["cxnet", "hannover", "kermany", "montreal", "nih", "shenzhen"]),
+        (
+            "configs/triage/lungcrop_balanced.toml",
+            ["cxnet", "hannover", "kermany", "montreal", "nih", "shenzhen"],
+        ),
         # bacterial pneumonia has one source: kermany cannot be held out in the paper's task
         ("configs/paper/lungcrop_balanced.toml", ["cxnet", "hannover", "montreal", "nih", "shenzhen"]),
     ],

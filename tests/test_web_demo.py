@@ -184,7 +184,9 @@ def test_preprocessing_of_every_sample_is_bit_identical():
         image, _ = read_image(path)
         spec = specs[i % len(specs)]
         h, w = image.shape
-        box = [None, (37, 51, 37 + int(w * 0.7), 51 + int(h * 0.6)), (100, 100, min(250, w), min(260, h))][i % 3]
+        box = [None, (37, 51, 37 + int(w * 0.7), 51 + int(h * 0.6)), (100, 100, min(250, w), min(260, h))][
+            i % 3
+        ]
         cases.append(
             {
                 "op": "preprocess",
