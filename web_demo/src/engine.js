@@ -35,6 +35,26 @@ const ARRAY = { float32: Float32Array, int8: Int8Array, uint8: Uint8Array };
 let runtime = null;
 
 /**
+ * Pthread workers held by live engines. The threaded build pre-loads `navigator.hardwareConcurrency`
+ * workers; a compile that needs one more deadlocks (a new worker cannot load while the main thread
+ * waits for it: seen with the three-member default bundle and its segmenter at 2 threads on 2 cores).
+ * So engines share that pool: each counts its threads against it, and one that would overrun it
+ * gets what is left (at least 1 thread, which needs no worker).
+ */
+let workersInUse = 0;
+
+/**
+ * Threads an engine may have now, given what live engines hold.
+ * @param {number} wanted
+ */
+export function grantThreads(wanted) {
+  if (!(wanted > 1) || !runtime || runtime.threads <= 1) return 1;
+  const pool = globalThis.navigator?.hardwareConcurrency ?? 1;
+  const free = pool - workersInUse;
+  return free >= 2 ? Math.min(wanted, free) : 1;
+}
+
+/**
  * Loads LiteRT.js's WASM runtime once per page (served locally from node_modules, never a CDN).
  *
  * @param {object} [options]
@@ -143,6 +163,7 @@ export class Engine {
    * @returns {Promise<Engine>}
    */
   static async create(bytes, entry, { threads = runtime?.threads ?? 1 } = {}) {
+    threads = grantThreads(threads);
     const liteRt = getGlobalLiteRt();
     const wasm = liteRt.liteRtWasm;
     const env = liteRt.getDefaultEnvironment();
@@ -164,16 +185,23 @@ export class Engine {
       wasm._free(ptr);
       throw new ModelRuntimeError('LiteRT.js cannot load the model', { expected: 'a valid .tflite file', received: `${entry.file}: ${err?.message ?? err}` });
     }
-    const signature = model.getSignature(0);
-    const nIn = toArray(signature.inputNames()).length;
-    const nOut = toArray(signature.outputNames()).length;
-    signature.delete();
-    if (nIn !== 1) throw new BundleError(`model ${entry.name} has ${nIn} inputs`, { expected: '1 image input' });
-    const input = describe(model.getInputTensorType(0, 0));
-    const outputs = Array.from({ length: nOut }, (_, i) => describe(model.getOutputTensorType(0, i)));
-    checkMatches(entry.name, 'input', entry.input, input);
-    const roles = matchOutputs(entry.name, outputs, entry.outputs);
-    return new Engine({ entry, wasm, env, ptr, model, compiled, input, outputs, roles, threads });
+    if (threads > 1) workersInUse += threads;
+    const engine = new Engine({ entry, wasm, env, ptr, model, compiled, threads });
+    try {
+      const signature = model.getSignature(0);
+      const nIn = toArray(signature.inputNames()).length;
+      const nOut = toArray(signature.outputNames()).length;
+      signature.delete();
+      if (nIn !== 1) throw new BundleError(`model ${entry.name} has ${nIn} inputs`, { expected: '1 image input' });
+      engine.input = describe(model.getInputTensorType(0, 0));
+      engine.outputs = Array.from({ length: nOut }, (_, i) => describe(model.getOutputTensorType(0, i)));
+      checkMatches(entry.name, 'input', entry.input, engine.input);
+      engine.roles = matchOutputs(entry.name, engine.outputs, entry.outputs);
+    } catch (err) {
+      engine.delete(); // frees the model and returns its workers before the error reaches the caller
+      throw err;
+    }
+    return engine;
   }
 
   /**
@@ -226,6 +254,7 @@ export class Engine {
 
   /** Frees the model's WASM memory. */
   delete() {
+    if (this.compiled && this.threads > 1) workersInUse -= this.threads;
     this.compiled?.delete();
     this.model?.delete();
     this.wasm?._free(this.ptr);
