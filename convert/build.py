@@ -49,6 +49,7 @@ def build_bundle(
     *,
     quants: Sequence[str] = ("fp32", "int8"),
     member_quant: str = "int8",
+    member_fallback: str | None = None,
     method: str = "mean",
     weight_rule: str = "logloss",
     segmenter: str | Path | None = None,
@@ -75,6 +76,9 @@ def build_bundle(
         out_dir: Bundle folder to create.
         quants: Variants to convert (``fp32``, ``int8``).
         member_quant: Which variant the ensemble runs by default.
+        member_fallback: Variant a member runs when its ``member_quant`` variant fails the gate ("int8
+            where the gate passes"); the failed variant is left out of the bundle and provenance
+            records the fallback with the gate's failures. None: a failed gate stops the conversion.
         method: The default combiner (``vote``, ``mean``, ``weighted``, ``stacking``); with two or more
             runs, weights and the stacker are fitted on validation and stored whatever the method.
         weight_rule: ``logloss`` (optimised on the simplex) or ``accuracy`` (the paper's rule).
@@ -109,6 +113,12 @@ def build_bundle(
     quants = [Quant(q) for q in quants]
     if member_quant not in quants:
         raise SpecError("member variant not converted", expected=f"one of {quants}", received=member_quant)
+    if member_fallback is not None and (member_fallback not in quants or member_fallback == member_quant):
+        raise SpecError(
+            "member fallback not converted",
+            expected=f"another of {[q.value for q in quants]}",
+            received=member_fallback,
+        )
     runs = [Path(r) for r in run_dirs]
     _check_method(method, len(runs))  # before minutes of conversion, not after
     for r in runs:  # an unfinished run (no run.json yet) must not fail after the images are decoded
@@ -158,6 +168,8 @@ def build_bundle(
     stems = member_stems(runs, configs)
     entries: list[ModelEntry] = []
     member_probs = {"val": [], "test": []}
+    member_names: list[str] = []
+    fallbacks: list[dict] = []
     with staged(out) as staging:
         for run, config, stem in zip(runs, configs, stems, strict=True):
             model = keras.models.load_model(run / BEST_MODEL)
@@ -171,6 +183,7 @@ def build_bundle(
             flatbuffers = to_tflite_variants(
                 model, quants, _channels(x["calibration"], model) if calibrated else None, outputs=outputs
             )
+            run_probs = {}
             for quant in quants:
                 model_name = f"{stem}-{quant}"
                 file = staging / f"{model_name}.tflite"
@@ -179,6 +192,10 @@ def build_bundle(
                 probs = {p: _run(engine, x[p], f"{model_name} {p}", progress) for p in ("val", "test")}
                 check = parity(keras_probs["val"], probs["val"], y["val"], labels)
                 verdict = gate(check, thresholds)
+                if not verdict["passed"] and quant == member_quant and member_fallback and not allow_degraded:
+                    fallbacks.append({"run": stem, "failed": model_name, "gate": verdict})
+                    file.unlink()  # not shipped: the member runs its fallback variant
+                    continue
                 if not verdict["passed"]:
                     if not allow_degraded:
                         _fail(out, model_name, quant, verdict, model, x)
@@ -202,10 +219,12 @@ def build_bundle(
                         metrics=_metrics(probs, y, labels, task.parts["test"]),
                     )
                 )
-                if quant == member_quant:
-                    for p in ("val", "test"):
-                        member_probs[p].append(probs[p])
-        members = tuple(e.name for e in entries if e.quant == member_quant)
+                run_probs[quant] = (model_name, probs)
+            chosen = member_fallback if fallbacks and fallbacks[-1]["run"] == stem else member_quant
+            member_names.append(run_probs[chosen][0])
+            for p in ("val", "test"):
+                member_probs[p].append(run_probs[chosen][1][p])
+        members = tuple(member_names)
         val_groups = np.array([r.patient_id for r in task.parts["val"]])
         ensemble, fit_info = fit_ensemble(
             members,
@@ -247,6 +266,7 @@ def build_bundle(
                 "runs": [_run_summary(r) for r in runs],
                 "weights": sorted({json.loads((r / "run.json").read_text())["weights"] for r in runs}),
                 "ensemble_fit": fit_info,
+                "member_fallbacks": fallbacks,
                 "ensemble_metrics": _metrics(ensemble_probs, y, labels, task.parts["test"]),
             },
         )

@@ -65,34 +65,76 @@ def ensemble(experiments: Sequence[HeldOut], method: str = "mean") -> HeldOut:
     return aligned[0].with_probs(combine(stacked, method))
 
 
+#: How a temperature is fitted on held-out sources: ``pooled`` minimises the log-loss of every held-out
+#: image together; ``source_median`` takes the median of each held-out source's own optimum, so that one
+#: source on which the models are confidently wrong (its optimum is "flatten everything") does not set
+#: the temperature for every hospital.
+TEMPERATURE_RULES = ("pooled", "source_median")
+
+
 def fitted_ensemble(
-    experiments: Sequence[HeldOut], *, weighted: bool = True, temperature: bool = True
+    experiments: Sequence[HeldOut],
+    *,
+    weighted: bool = True,
+    temperature: bool = True,
+    temperature_rule: str = "pooled",
 ) -> dict:
     """Leave-one-fold-out weighted averaging and temperature; the parameters for deployment too.
+
+    Args:
+        experiments: Aligned LOSO experiments (the members).
+        weighted: Fit log-loss weights (else equal weights).
+        temperature: Fit a temperature (else 1).
+        temperature_rule: One of :data:`TEMPERATURE_RULES`.
 
     Returns:
         ``{"held": HeldOut of the fitted ensemble (honest per fold), "weights": final weights fitted on
         all folds, "temperature": final temperature, "per_fold": {source: {"weights", "temperature"}}}``.
     """
+    if temperature_rule not in TEMPERATURE_RULES:
+        raise SpecError(
+            "unknown temperature rule", expected=" or ".join(TEMPERATURE_RULES), received=temperature_rule
+        )
     aligned = align(experiments)
     stacked = np.stack([e.probs for e in aligned])
     y, sources = aligned[0].y, aligned[0].sources
     out = np.zeros_like(aligned[0].probs)
     per_fold = {}
+    fit = {"weighted": weighted, "temperature": temperature, "rule": temperature_rule}
     for src in sorted(set(sources.tolist())):
         test, train = sources == src, sources != src
-        w, t = _fit(stacked[:, train], y[train], weighted, temperature)
+        w, t = _fit(stacked[:, train], y[train], sources[train], **fit)
         out[test] = _apply(stacked[:, test], w, t)
         per_fold[src] = {"weights": w, "temperature": t}
-    w, t = _fit(stacked, y, weighted, temperature)
-    return {"held": aligned[0].with_probs(out), "weights": w, "temperature": t, "per_fold": per_fold}
+    w, t = _fit(stacked, y, sources, **fit)
+    by_source = {
+        str(src): float(fit_temperature(_apply(stacked[:, sources == src], w, 1.0), y[sources == src]))
+        for src in sorted(set(sources.tolist()))
+    }
+    return {
+        "held": aligned[0].with_probs(out),
+        "weights": w,
+        "temperature": t,
+        "temperature_rule": temperature_rule,
+        "temperature_by_source": by_source,
+        "per_fold": per_fold,
+    }
 
 
-def _fit(stacked: np.ndarray, y: np.ndarray, weighted: bool, temperature: bool) -> tuple[list[float], float]:
+def _fit(
+    stacked: np.ndarray, y: np.ndarray, sources: np.ndarray, *, weighted: bool, temperature: bool, rule: str
+) -> tuple[list[float], float]:
     n = stacked.shape[0]
     weights = logloss_weights(stacked, y) if weighted and n > 1 else np.full(n, 1.0 / n)
     probs = combine(stacked, "weighted", tuple(float(v) for v in weights))
-    t = fit_temperature(probs, y) if temperature else 1.0
+    if not temperature:
+        t = 1.0
+    elif rule == "source_median":
+        t = float(
+            np.median([fit_temperature(probs[sources == s], y[sources == s]) for s in set(sources.tolist())])
+        )
+    else:
+        t = fit_temperature(probs, y)
     return [float(v) for v in weights], float(t)
 
 

@@ -96,6 +96,28 @@ def test_ensembles_align_images_and_fit_weights_leave_one_fold_out():
     assert loso.selection_score(fitted["held"]) == pytest.approx(1.0)
 
 
+def test_source_median_temperature_ignores_one_confidently_wrong_source():
+    # Sources a, b, c: right with probability 0.8 (optimum near T=1); d: confidently wrong (optimum:
+    # flatten everything, T at the search bound). Pooled fitting lets d set T for every hospital.
+    rng = np.random.default_rng(1)
+    n = 400
+    sources = np.repeat(np.array(["a", "b", "c", "d"]), n // 4)
+    y = rng.integers(0, 3, n)
+    right = np.where(sources == "d", False, rng.random(n) < 0.8)
+    pred = np.where(right, y, (y + 1) % 3)
+    probs = np.full((n, 3), 0.1)
+    probs[np.arange(n), pred] = 0.8
+    h = HeldOut(LABELS, tuple(f"p{i}" for i in range(n)), sources, y, np.array([LABELS[i] for i in y]), probs)
+    pooled = loso_select.fitted_ensemble([h], weighted=False)
+    robust = loso_select.fitted_ensemble([h], weighted=False, temperature_rule="source_median")
+    assert pooled["temperature"] > 1.5 * robust["temperature"]
+    assert 0.5 < robust["temperature"] < 2.0  # near the three good sources' own optimum
+    assert robust["temperature_by_source"]["d"] > 10  # reported, not hidden
+    assert robust["per_fold"]["d"]["temperature"] == pytest.approx(robust["temperature"], rel=0.3)
+    with pytest.raises(SpecError, match="unknown temperature rule"):
+        loso_select.fitted_ensemble([h], temperature_rule="mode")
+
+
 def test_referral_curve_and_choice():
     h = held(["a"] * 10, [0] * 10, [0] * 5 + [1] * 5)
     probs = h.probs.copy()

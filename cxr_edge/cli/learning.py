@@ -283,6 +283,12 @@ def zoo_cmd():
     help="Variant the ensemble runs by default.",
 )
 @click.option(
+    "--member-fallback",
+    default=None,
+    help="Variant a member runs when its --member variant fails the gate (e.g. fp32: int8 where the gate "
+    "passes); the failed variant is left out and provenance records it. Default: a failed gate stops.",
+)
+@click.option(
     "--ensemble",
     "method",
     default="mean",
@@ -345,6 +351,7 @@ def convert_cmd(
     min_agreement,
     max_auc_drop,
     member_quant,
+    member_fallback,
     method,
     weight_rule,
     segmenter,
@@ -375,6 +382,7 @@ def convert_cmd(
         out,
         quants=[q.strip() for q in quant.split(",")],
         member_quant=member_quant,
+        member_fallback=member_fallback,
         method=method,
         weight_rule=weight_rule,
         segmenter=segmenter,

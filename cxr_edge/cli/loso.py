@@ -247,6 +247,14 @@ def loso_bundle_cmd(bundle_dir, manifest_path, sources, labels, label_map, renam
 )
 @click.option("--no-temperature", is_flag=True, help="Do not fit a temperature (leave-one-fold-out).")
 @click.option(
+    "--temperature-rule",
+    default="pooled",
+    show_default=True,
+    type=click.Choice(["pooled", "source-median"]),
+    help="pooled: minimise the log-loss of all held-out images; source-median: the median of each held-out "
+    "source's own optimum (one source the models are confidently wrong on does not flatten every output).",
+)
+@click.option(
     "--max-referred",
     default=0.2,
     show_default=True,
@@ -256,7 +264,7 @@ def loso_bundle_cmd(bundle_dir, manifest_path, sources, labels, label_map, renam
 )
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="LOSO-style folder to write.")
 @clean_errors
-def loso_ensemble_cmd(loso_dirs, method, no_temperature, max_referred, out):
+def loso_ensemble_cmd(loso_dirs, method, no_temperature, temperature_rule, max_referred, out):
     """Score an ensemble of LOSO experiments image by image, fit its temperature and referral band by LOSO.
 
     Writes OUT/<source>/holdout_predictions.csv, OUT/loso.json (loso-report and convert --card read it)
@@ -270,7 +278,10 @@ def loso_ensemble_cmd(loso_dirs, method, no_temperature, max_referred, out):
         fit = {"weights": None, "temperature": 1.0, "per_fold": {}}
     else:
         fit = loso_select.fitted_ensemble(
-            experiments, weighted=method == "weighted", temperature=not no_temperature
+            experiments,
+            weighted=method == "weighted",
+            temperature=not no_temperature,
+            temperature_rule=temperature_rule.replace("-", "_"),
         )
         held = fit["held"]
     curve = loso_select.referral_curve(held)
@@ -282,6 +293,8 @@ def loso_ensemble_cmd(loso_dirs, method, no_temperature, max_referred, out):
         "method": method,
         "weights": fit["weights"],
         "temperature": fit["temperature"],
+        "temperature_rule": fit.get("temperature_rule"),
+        "temperature_by_source": fit.get("temperature_by_source"),
         "per_fold": fit["per_fold"],
         "referral": {"rule": f"highest threshold referring <= {max_referred:.0%} of held-out images"} | band,
         "referral_curve": curve,

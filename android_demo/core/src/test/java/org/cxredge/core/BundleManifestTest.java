@@ -68,12 +68,16 @@ class BundleManifestTest {
         assertEquals("mean", m.ensemble().method());
         assertTrue(m.ensemble().members().size() >= 3);
         assertNotNull(m.segmenter());
+        int int8Members = 0;
         for (String name : m.ensemble().members()) {
             ModelEntry member = m.model(name);
-            assertEquals(DType.INT8, member.input().dtype());
+            // int8 where the gate passed; a member whose int8 variant failed it runs fp32
+            assertTrue(member.input().dtype() == DType.INT8 || member.input().dtype() == DType.FLOAT32);
+            if (member.input().dtype() == DType.INT8) int8Members++;
             assertTrue(member.hasHeatMap());
             assertEquals(3, member.camWeights()[0].length);
         }
+        assertTrue(int8Members >= 2);
         assertFalse(m.provenance().isEmpty());
         for (ModelFile f : m.modelFiles()) {
             assertTrue(Files.isRegularFile(GoldenFiles.bundle().resolve(f.file())), f.file());
