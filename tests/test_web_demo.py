@@ -621,14 +621,19 @@ def test_default_bundle_reproduces_the_golden_vectors(browser):
         assert np.array_equal(decode(got["decoded"]), image)  # deterministic PNG decoder
         assert np.array_equal(decode(got["preprocessed_u8"]), decode(stored["preprocessed_u8"]))
         x = decode(got["model_input"])
-        assert np.abs(x - preprocess(image, Bundle.load().spec)).max() <= 1e-6
+        box = stored["segmenter"]["crop"]["box"] if stored.get("segmenter") else None
+        assert got.get("segmenter", {}).get("crop", {}).get("box") == box  # the same lung crop
+        spec = Bundle.load().spec
+        assert np.abs(x - preprocess(image, spec, crop_box=tuple(box) if box else None)).max() <= 1e-6
         assert np.abs(x.reshape(-1)[:16] - stored["model_input"]["first"]).max() <= 1e-6
         assert abs(float(x.mean()) - stored["model_input"]["mean"]) <= 1e-6
+        quant = {e.name: e.quant for e in Bundle.load().manifest.models}
         for model, want in stored["models"].items():
             mine = got["models"][model]
-            assert np.array_equal(np.float32(mine["probs"]), np.float32(want["probs"])), (
-                model
-            )  # bit-identical
+            if quant[model] == "int8":  # integer kernels: bit-identical
+                assert np.array_equal(np.float32(mine["probs"]), np.float32(want["probs"])), model
+            else:  # float kernels: XNNPack's WASM and x86 builds may round a sum differently
+                assert np.abs(np.float32(mine["probs"]) - np.float32(want["probs"])).max() <= FLOAT_PROBS, model
             assert float(decode(mine["features"]).sum()) == pytest.approx(want["features_sum"], rel=1e-6)
         assert got["ensemble"]["label"] == stored["ensemble"]["label"]
         assert np.abs(np.array(got["ensemble"]["probs"]) - stored["ensemble"]["probs"]).max() <= ENSEMBLE

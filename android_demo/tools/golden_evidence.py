@@ -22,6 +22,7 @@ from cxr_edge.lungcrop import CropSpec, clean_mask, lung_crop
 from cxr_edge.preprocess import PreprocessSpec, crop_region, preprocess
 from cxr_edge.quality import AbstainConfig, abstain
 from cxr_edge.samples import samples_dir
+from cxr_edge.segmenter import Segmenter
 
 GOLDEN = Path(__file__).resolve().parents[2] / "tests" / "golden"
 
@@ -141,7 +142,10 @@ def _segmenter_pipeline(bundle: Bundle) -> dict:
         image, _ = read_image(samples_dir() / stored["file"])
         crop = lung_crop(lungs, image.shape, crop_spec)
         mask = clean_mask(lungs, 0.5)[0]  # the crop threshold is 0.6: the lung mask is made at 0.5
-        x = preprocess(image, spec)  # the recorded (border-crop) input the runner replays outputs for
+        # The input samples.json recorded the members' outputs for (and the Java runner replays): the
+        # default bundle's own lung crop when it has a segmenter, else the border crop.
+        recorded_box = Segmenter(bundle)(image).box if bundle.manifest.segmenter is not None else None
+        x = preprocess(image, spec, crop_box=recorded_box)
         outputs = {
             m: Engine(bundle.path_of(bundle.manifest.model(m)), bundle.manifest.model(m)).run_all(x)
             for m in ens.members

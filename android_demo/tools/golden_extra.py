@@ -46,6 +46,7 @@ from cxr_edge.preprocess import (
 )
 from cxr_edge.preprocess import quantize as quantize_u8
 from cxr_edge.samples import samples_dir
+from cxr_edge.segmenter import Segmenter
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "tests" / "golden"
@@ -108,18 +109,17 @@ def samples(bundle: Bundle) -> dict:
         image, _ = read_image(samples_dir() / stored["file"])
         region = crop_region(image.shape, spec)
         resized = resize(crop(image, spec), spec.input_size)
+        # The stages above and `preprocessed_u8` / `model_input` below are the border-crop path; the
+        # models are recorded on what the pipeline feeds them: the lung crop when there is a segmenter.
+        models, box = {}, None
+        seg = bundle.manifest.segmenter
+        if seg is not None:
+            box = Segmenter(bundle)(image).box
+            models[seg.name] = _record(Engine(bundle.path_of(seg), seg), preprocess(image, seg.preprocess))
         x = preprocess(image, spec)
-        models = {}
+        x_model = preprocess(image, spec, crop_box=box)
         for entry in bundle.manifest.models:
-            engine = Engine(bundle.path_of(entry), entry)
-            outputs = engine.run_all(x)
-            raw = {role: quantize(v[None], engine.output_specs[role])[0] for role, v in outputs.items()}
-            models[entry.name] = {
-                "input": encode(quantize(x[None], engine.input_spec)[0]),
-                "raw": {role: encode(v) for role, v in raw.items()},
-                "dequantized": {role: encode(v) for role, v in outputs.items()},
-                "probs_normalised": encode(normalise(outputs["probs"], engine.output_specs["probs"])),
-            }
+            models[entry.name] = _record(Engine(bundle.path_of(entry), entry), x_model)
         pred = predictor.predict_image(image)
         out.append(
             {
@@ -131,6 +131,7 @@ def samples(bundle: Bundle) -> dict:
                 "quantized": encode(quantize_u8(resized)),
                 "preprocessed_u8": encode(preprocess_u8(image, spec)),
                 "model_input": encode(x),
+                "pipeline_box": list(box) if box is not None else None,
                 "models": models,
                 "ensemble": {"label": pred.label, "probs": [pred.probs[label] for label in bundle.labels]},
                 "cam": encode(pred.cam),
@@ -142,6 +143,20 @@ def samples(bundle: Bundle) -> dict:
             }
         )
     return {"bundle_models": index["bundle_models"], "samples": out}
+
+
+def _record(engine: Engine, x: np.ndarray) -> dict:
+    """One model's quantised input and raw / dequantised outputs (what the Java runner replays)."""
+    outputs = engine.run_all(x)
+    raw = {role: quantize(v[None], engine.output_specs[role])[0] for role, v in outputs.items()}
+    out = {
+        "input": encode(quantize(x[None], engine.input_spec)[0]),
+        "raw": {role: encode(v) for role, v in raw.items()},
+        "dequantized": {role: encode(v) for role, v in outputs.items()},
+    }
+    if "probs" in outputs:
+        out["probs_normalised"] = encode(normalise(outputs["probs"], engine.output_specs["probs"]))
+    return out
 
 
 # ------------------------------------------------------------------------------------------ preprocessing

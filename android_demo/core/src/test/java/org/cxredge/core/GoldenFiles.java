@@ -135,4 +135,28 @@ final class GoldenFiles {
     static BundleManifest manifest() {
         return BundleManifest.parse(text(bundle().resolve(BundleManifest.FILE_NAME)));
     }
+
+    /** The default bundle's manifest without its segmenter (and lung evidence): whole-image classifiers. */
+    static BundleManifest manifestWithoutSegmenter() {
+        Map<String, Object> json = new java.util.LinkedHashMap<>(
+                JsonObject.of(Json.parse(text(bundle().resolve(BundleManifest.FILE_NAME))), "").asMap());
+        json.remove("segmenter");
+        json.remove("lung_evidence");
+        return BundleManifest.fromJson(json);
+    }
+
+    /** The lung crop a committed golden sample was classified on, or null (no segmenter: border crop). */
+    static CropBox goldenCrop(JsonObject golden) {
+        if (!golden.has("segmenter")) {
+            return null;
+        }
+        int[] b = golden.object("segmenter").object("crop").intArray("box");
+        return new CropBox(b[0], b[1], b[2], b[3]);
+    }
+
+    /** The region the pipeline classified in an extra sample: its lung box, else the border crop. */
+    static CropBox pipelineRegion(JsonObject sample) {
+        int[] b = sample.raw("pipeline_box") != null ? sample.intArray("pipeline_box") : sample.intArray("region");
+        return new CropBox(b[0], b[1], b[2], b[3]);
+    }
 }

@@ -60,9 +60,8 @@ class HeatMapTest {
             assertEquals(committed.dim(0), cam.height());
             Diff.assertWithin(CAM_TOLERANCE, Diff.maxAbs(committed.floats(), cam.pixels()),
                     s.string("golden") + " heat map (committed golden cam)");
-            int[] r = s.intArray("region");
             GoldenArray image = GoldenArray.of(s, "image");
-            FloatImage placed = HeatMap.place(cam, image.dim(1), image.dim(0), new CropBox(r[0], r[1], r[2], r[3]));
+            FloatImage placed = HeatMap.place(cam, image.dim(1), image.dim(0), GoldenFiles.pipelineRegion(s));
             Diff.assertWithin(CAM_TOLERANCE, Diff.maxAbs(GoldenArray.of(s, "heatmap").floats(), placed.pixels()),
                     s.string("golden") + " heat map placed on the image");
         }

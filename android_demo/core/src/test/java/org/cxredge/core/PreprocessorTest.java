@@ -27,7 +27,7 @@ class PreprocessorTest {
             JsonObject size = g.object("image");
             assertEquals(size.integer("width"), image.width());
             assertEquals(size.integer("height"), image.height());
-            PreprocessedImage x = preprocessor().run(image, null);
+            PreprocessedImage x = preprocessor().run(image, GoldenFiles.goldenCrop(g));
             GoldenArray expected = GoldenArray.of(g, "preprocessed_u8");
             assertArrayEquals(new int[] {x.u8().height(), x.u8().width()}, expected.shape);
             Diff.assertIdentical(expected.bytes(), x.u8().pixels(), name + " preprocessed_u8");
@@ -39,9 +39,10 @@ class PreprocessorTest {
         for (String name : GoldenFiles.goldenNames()) {
             JsonObject g = GoldenFiles.goldenSample(name);
             FloatImage image = GoldenFiles.readGreyPng(GoldenFiles.samples().resolve(g.string("file")));
-            float[] x = preprocessor().run(image, null).input();
+            float[] x = preprocessor().run(image, GoldenFiles.goldenCrop(g)).input();
             JsonObject stats = g.object("model_input");
-            assertArrayEquals(stats.intArray("shape"), new int[] {256, 256, 1});
+            PreprocessSpec spec = GoldenFiles.manifest().preprocess();
+            assertArrayEquals(stats.intArray("shape"), new int[] {spec.height(), spec.width(), 1});
             double sum = 0;
             for (float v : x) {
                 sum += v;
@@ -78,7 +79,8 @@ class PreprocessorTest {
             int[] r = s.intArray("region");
             CropBox region = p.region(image.width(), image.height(), null);
             assertEquals(new CropBox(r[0], r[1], r[2], r[3]), region);
-            FloatImage resized = Resize.toSize(image.crop(region), 256, 256);
+            PreprocessSpec spec = GoldenFiles.manifest().preprocess();
+            FloatImage resized = Resize.toSize(image.crop(region), spec.height(), spec.width());
             Diff.assertBitIdentical(GoldenArray.of(s, "resized").floats(), resized.pixels(), name + " resized");
             ByteImage q = Preprocessor.quantize(resized);
             Diff.assertIdentical(GoldenArray.of(s, "quantized").bytes(), q.pixels(), name + " quantized");

@@ -79,7 +79,8 @@ class QuantizationTest {
 
     @Test
     void bindsOutputsByShapeAndChecksThem() {
-        ModelEntry int8 = GoldenFiles.manifest().model("custom_cnn-int8");
+        ModelEntry int8 = GoldenFiles.manifest().models().stream()
+                .filter(e -> e.input().dtype() == DType.INT8).findFirst().orElseThrow();
         TensorSpec probs = int8.outputs().get("probs");
         TensorSpec features = int8.outputs().get("features");
         // TFLite's order differs from the manifest's: probs first, then features.
