@@ -633,7 +633,8 @@ def test_default_bundle_reproduces_the_golden_vectors(browser):
             if quant[model] == "int8":  # integer kernels: bit-identical
                 assert np.array_equal(np.float32(mine["probs"]), np.float32(want["probs"])), model
             else:  # float kernels: XNNPack's WASM and x86 builds may round a sum differently
-                assert np.abs(np.float32(mine["probs"]) - np.float32(want["probs"])).max() <= FLOAT_PROBS, model
+                diff = np.abs(np.float32(mine["probs"]) - np.float32(want["probs"])).max()
+                assert diff <= FLOAT_PROBS, model
             assert float(decode(mine["features"]).sum()) == pytest.approx(want["features_sum"], rel=1e-6)
         assert got["ensemble"]["label"] == stored["ensemble"]["label"]
         assert np.abs(np.array(got["ensemble"]["probs"]) - stored["ensemble"]["probs"]).max() <= ENSEMBLE
