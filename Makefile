@@ -34,7 +34,7 @@ demo: $(VENV)/.runtime
 test: $(VENV)/.full web-deps android-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist loadfile
 
 lint: $(VENV)/.full
 	$(VENV)/bin/ruff check .
