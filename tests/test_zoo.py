@@ -26,13 +26,18 @@ def tiny_config(name: str, labels=("covid", "normal", "pneumonia_unknown"), **kw
     return TrainConfig(model=name, labels=labels, preprocess=spec, **kw)
 
 
-SLOW = {"densenet201", "inception_resnet_v2", "nasnet_mobile"}  # ~35 s each: conversion of 700+ layers
+#: 1-3 min each on 2 cores (conversion of 700+ layers): tested in test_zoo_large.py, a file of their own, so
+#: that `pytest -n auto --dist loadfile` runs them beside this file instead of after it.
+SLOW = {"densenet201", "inception_resnet_v2", "nasnet_mobile"}
 
 
-@pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in sorted(PRESETS)]
-)
+@pytest.mark.parametrize("name", sorted(set(PRESETS) - SLOW))
 def test_architecture_builds_trains_one_step_and_converts(name, tmp_path):
+    check_architecture(name, tmp_path)
+
+
+def check_architecture(name: str, tmp_path) -> None:
+    """Builds the preset, trains one small step, converts every variant and checks it against Keras."""
     keras.utils.set_random_seed(0)
     config = tiny_config(name)
     model = build_model(config)
