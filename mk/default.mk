@@ -2,9 +2,9 @@
 # three seeds), the recipe chosen and calibrated by leave-one-source-out (docs/generalisation.md).
 # Included from the Makefile.
 #
-#   make default-segmenter  U-Net on every train-split lung mask, its bundle, the kit's crop table (~20 min)
+#   make default-segmenter  U-Net on every train-split lung mask, its bundle, the kit's crop table (~5 min)
 #   make default-loso       LOSO of the three members and of their mean: temperature, referral band (~75 min)
-#   make bundle             the three members on the committed split, pruned, converted, audited (~40 min)
+#   make bundle             the three members on the committed split, pruned, converted, audited (~25 min)
 #
 # `bundle` uses the temperature and referral threshold that `default-loso` measured
 # ($(DEFAULT_CALIBRATION)); it needs bundles/seg_kit2 and build/crops_kit2 from `default-segmenter`.
@@ -13,7 +13,7 @@ DEFAULT_MEMBERS     ?= lungcrop_balanced lungcrop_balanced_seed1 lungcrop_balanc
 DEFAULT_RECIPE       = $(firstword $(DEFAULT_MEMBERS))
 DEFAULT_SEG          = bundles/seg_kit2
 DEFAULT_CROPS        = build/crops_kit2/crops.csv
-# Five of the paper's 2% APoZ steps, a level fixed in advance (not yet chosen by LOSO: docs/generalisation.md).
+# Five of the paper's 2% APoZ steps; LOSO found no loss at any level up to it (cxr-edge prune-loso, docs/generalisation.md).
 DEFAULT_PRUNE       ?= 0.1
 # Temperature and referral threshold as `default-loso` fitted them on held-out sources (committed).
 DEFAULT_CALIBRATION  = docs/generalisation/default_calibration.json
