@@ -183,7 +183,7 @@ def build_bundle(
             flatbuffers = to_tflite_variants(
                 model, quants, _channels(x["calibration"], model) if calibrated else None, outputs=outputs
             )
-            run_probs = {}
+            run_probs, member = {}, member_quant
             for quant in quants:
                 model_name = f"{stem}-{quant}"
                 file = staging / f"{model_name}.tflite"
@@ -195,6 +195,7 @@ def build_bundle(
                 if not verdict["passed"] and quant == member_quant and member_fallback and not allow_degraded:
                     fallbacks.append({"run": stem, "failed": model_name, "gate": verdict})
                     file.unlink()  # not shipped: the member runs its fallback variant
+                    member = member_fallback
                     continue
                 if not verdict["passed"]:
                     if not allow_degraded:
@@ -220,10 +221,9 @@ def build_bundle(
                     )
                 )
                 run_probs[quant] = (model_name, probs)
-            chosen = member_fallback if fallbacks and fallbacks[-1]["run"] == stem else member_quant
-            member_names.append(run_probs[chosen][0])
+            member_names.append(run_probs[member][0])
             for p in ("val", "test"):
-                member_probs[p].append(run_probs[chosen][1][p])
+                member_probs[p].append(run_probs[member][1][p])
         members = tuple(member_names)
         val_groups = np.array([r.patient_id for r in task.parts["val"]])
         ensemble, fit_info = fit_ensemble(

@@ -107,10 +107,7 @@ def fitted_ensemble(
         out[test] = _apply(stacked[:, test], w, t)
         per_fold[src] = {"weights": w, "temperature": t}
     w, t = _fit(stacked, y, sources, **fit)
-    by_source = {
-        str(src): float(fit_temperature(_apply(stacked[:, sources == src], w, 1.0), y[sources == src]))
-        for src in sorted(set(sources.tolist()))
-    }
+    by_source = _source_temperatures(_apply(stacked, w, 1.0), y, sources)
     return {
         "held": aligned[0].with_probs(out),
         "weights": w,
@@ -130,12 +127,18 @@ def _fit(
     if not temperature:
         t = 1.0
     elif rule == "source_median":
-        t = float(
-            np.median([fit_temperature(probs[sources == s], y[sources == s]) for s in set(sources.tolist())])
-        )
+        t = float(np.median(list(_source_temperatures(probs, y, sources).values())))
     else:
         t = fit_temperature(probs, y)
     return [float(v) for v in weights], float(t)
+
+
+def _source_temperatures(probs: np.ndarray, y: np.ndarray, sources: np.ndarray) -> dict[str, float]:
+    """Each held-out source's own log-loss optimal temperature."""
+    return {
+        str(src): float(fit_temperature(probs[sources == src], y[sources == src]))
+        for src in sorted(set(sources.tolist()))
+    }
 
 
 def _apply(stacked: np.ndarray, weights: Sequence[float], t: float) -> np.ndarray:

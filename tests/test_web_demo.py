@@ -614,6 +614,8 @@ def browser(tiny_bundle, tmp_path_factory) -> dict:
 def test_default_bundle_reproduces_the_golden_vectors(browser):
     runtime = browser["runtimes"]["1"]
     assert runtime["threads"] == 1 and runtime["crossOriginIsolated"]
+    bundle = Bundle.load()
+    quant = {e.name: e.quant for e in bundle.manifest.models}
     for name in json.loads((GOLDEN / "index.json").read_text())["files"]:
         stored = json.loads((GOLDEN / name).read_text())
         got = browser["golden"][f"default/{stored['file']}"]
@@ -623,11 +625,9 @@ def test_default_bundle_reproduces_the_golden_vectors(browser):
         x = decode(got["model_input"])
         box = stored["segmenter"]["crop"]["box"] if stored.get("segmenter") else None
         assert got.get("segmenter", {}).get("crop", {}).get("box") == box  # the same lung crop
-        spec = Bundle.load().spec
-        assert np.abs(x - preprocess(image, spec, crop_box=tuple(box) if box else None)).max() <= 1e-6
+        assert np.abs(x - preprocess(image, bundle.spec, crop_box=tuple(box) if box else None)).max() <= 1e-6
         assert np.abs(x.reshape(-1)[:16] - stored["model_input"]["first"]).max() <= 1e-6
         assert abs(float(x.mean()) - stored["model_input"]["mean"]) <= 1e-6
-        quant = {e.name: e.quant for e in Bundle.load().manifest.models}
         for model, want in stored["models"].items():
             mine = got["models"][model]
             if quant[model] == "int8":  # integer kernels: bit-identical

@@ -136,6 +136,7 @@ def _segmenter_pipeline(bundle: Bundle) -> dict:
     )
     spec, ens = bundle.spec, bundle.manifest.ensemble
     index = json.loads((GOLDEN / "index.json").read_text())
+    own_segmenter = Segmenter(bundle) if bundle.manifest.segmenter is not None else None
     found = []
     for name in index["files"]:
         stored = json.loads((GOLDEN / name).read_text())
@@ -144,7 +145,7 @@ def _segmenter_pipeline(bundle: Bundle) -> dict:
         mask = clean_mask(lungs, 0.5)[0]  # the crop threshold is 0.6: the lung mask is made at 0.5
         # The input samples.json recorded the members' outputs for (and the Java runner replays): the
         # default bundle's own lung crop when it has a segmenter, else the border crop.
-        recorded_box = Segmenter(bundle)(image).box if bundle.manifest.segmenter is not None else None
+        recorded_box = own_segmenter(image).box if own_segmenter is not None else None
         x = preprocess(image, spec, crop_box=recorded_box)
         outputs = {
             m: Engine(bundle.path_of(bundle.manifest.model(m)), bundle.manifest.model(m)).run_all(x)

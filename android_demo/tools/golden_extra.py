@@ -103,6 +103,9 @@ def samples(bundle: Bundle) -> dict:
     index = json.loads((GOLDEN / "index.json").read_text())
     predictor = Predictor(bundle)
     spec = bundle.spec
+    seg = bundle.manifest.segmenter
+    segmenter = Segmenter(bundle) if seg is not None else None
+    seg_engine = Engine(bundle.path_of(seg), seg) if seg is not None else None
     out = []
     for name in index["files"]:
         stored = json.loads((GOLDEN / name).read_text())
@@ -112,10 +115,9 @@ def samples(bundle: Bundle) -> dict:
         # The stages above and `preprocessed_u8` / `model_input` below are the border-crop path; the
         # models are recorded on what the pipeline feeds them: the lung crop when there is a segmenter.
         models, box = {}, None
-        seg = bundle.manifest.segmenter
         if seg is not None:
-            box = Segmenter(bundle)(image).box
-            models[seg.name] = _record(Engine(bundle.path_of(seg), seg), preprocess(image, seg.preprocess))
+            box = segmenter(image).box
+            models[seg.name] = _record(seg_engine, preprocess(image, seg.preprocess))
         x = preprocess(image, spec)
         x_model = preprocess(image, spec, crop_box=box)
         for entry in bundle.manifest.models:
