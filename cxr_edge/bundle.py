@@ -216,6 +216,27 @@ class LungEvidence:
 
 
 @dataclass(frozen=True)
+class DecodeConfig:
+    """Reduced-resolution DICOM decoding (:mod:`cxr_edge.dicom_pixels`) and the gate that allowed it.
+
+    Attributes:
+        min_side: Short side, in pixels, that a reduced decode keeps (twice what the model's resize
+            needs, :func:`cxr_edge.decode_gate.min_side_for`).
+        reduced: Whether runtimes decode at reduced resolution: True only when the gate passed.
+        gate: The parity gate's result per reduction kind (``area``, ``jpeg_dct``, ``j2k_levels``):
+            images, argmax agreement and probability differences against the full-resolution path.
+    """
+
+    min_side: int
+    reduced: bool
+    gate: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.min_side < 8:
+            raise SpecError("invalid decode.min_side", expected=">= 8 pixels", received=str(self.min_side))
+
+
+@dataclass(frozen=True)
 class BundleManifest:
     """The parsed ``manifest.json``.
 
@@ -232,6 +253,7 @@ class BundleManifest:
             were trained; empty = identity. ``cxr-edge evaluate`` maps manifest rows through it.
         lung_evidence: The lung-fraction flag threshold (needs a segmenter), or None.
         card: The model card (:class:`cxr_edge.card.ModelCard`), or None (bundles before format 3).
+        decode: Reduced-resolution decoding and its gate, or None (always full resolution).
     """
 
     format_version: int
@@ -245,14 +267,23 @@ class BundleManifest:
     label_map: dict[str, str] = field(default_factory=dict)
     lung_evidence: LungEvidence | None = None
     card: ModelCard | None = None
+    decode: DecodeConfig | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
         return to_dict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> BundleManifest:
-        """Parses and checks a manifest dict (format version first, then every field)."""
+    def from_dict(cls, data: dict, *, schema: bool = True) -> BundleManifest:
+        """Parses and checks a manifest dict (format version first, then every field).
+
+        Args:
+            data: The manifest's JSON object.
+            schema: Validate against the committed JSON Schema first. The typed parse refuses the
+                same documents (the schema is derived from these dataclasses), so :meth:`Bundle.load`
+                skips it on the prediction path (a third of a cold start) and runs it only to name
+                the offending field when the typed parse fails.
+        """
         if not isinstance(data, dict):
             raise BundleError("bundle manifest is not a JSON object", received=type(data).__name__)
         version = data.get("format_version")
@@ -262,7 +293,8 @@ class BundleManifest:
                 expected=f"format_version in {READABLE_VERSIONS}",
                 received=f"format_version {version!r}",
             )
-        _validate_schema(data)
+        if schema:
+            _validate_schema(data)
         try:
             manifest = from_dict(cls, data, what="bundle manifest")
         except SpecError as exc:
@@ -446,7 +478,11 @@ class Bundle:
             data = json.loads(manifest_file.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise BundleError("bundle manifest is not valid JSON", received=f"{exc}") from exc
-        manifest = BundleManifest.from_dict(data)
+        try:
+            manifest = BundleManifest.from_dict(data, schema=False)
+        except BundleError:
+            manifest = BundleManifest.from_dict(data)  # the schema names the field, when it can
+            raise
         bundle = cls(root, manifest)
         entries = [*manifest.models, *([manifest.segmenter] if manifest.segmenter else [])]
         for entry in entries:

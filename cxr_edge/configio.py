@@ -89,6 +89,9 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if not isinstance(value, list | tuple):
             raise SpecError(f"invalid value for {where}", expected="a list", received=repr(value))
         if len(args) == 2 and args[1] is Ellipsis:
+            # Hot path: heat-map weight matrices hold thousands of numbers (bool is not int here).
+            if args[0] is float and all(type(v) is float or type(v) is int for v in value):
+                return tuple(float(v) for v in value)
             return tuple(_coerce(v, args[0], where) for v in value)
         if len(value) != len(args):
             raise SpecError(f"invalid value for {where}", expected=f"{len(args)} items", received=repr(value))

@@ -28,6 +28,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from cxr_edge.dicom_pixels import area_reduce, choose_reduction, decode_stored
 from cxr_edge.errors import (
     CxrEdgeError,
     ImageDecodeError,
@@ -59,11 +60,21 @@ class ReadOptions:
         max_bytes: Files larger than this are refused before being read.
         color: ``"convert"`` turns true colour images into grey (flagged in the info);
             ``"reject"`` refuses them.
+        min_side: Allow reduced-resolution DICOM decoding that keeps at least this many pixels on
+            the short side (a bundle sets it from its input size when its decode gate passed);
+            None decodes at full resolution.
+        decoder: ``"fast"`` (:mod:`cxr_edge.dicom_pixels`, pydicom where it does not apply) or
+            ``"pydicom"`` (``pixel_array`` and float64 LUTs: the first release's path, kept for
+            comparison and as the reference).
+        threads: Threads a DICOM codec may use (OpenJPEG); ``cxr-edge --threads`` sets it.
     """
 
     max_pixels: int = 64_000_000
     max_bytes: int = 512 * 1024 * 1024
     color: Literal["convert", "reject"] = "convert"
+    min_side: int | None = None
+    decoder: Literal["fast", "pydicom"] = "fast"
+    threads: int = 1
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,9 @@ class ImageInfo:
         intensity: How values were mapped to [0, 1]: ``scaled``, ``minmax``, ``window``, ``voi_lut``.
         inverted: Whether MONOCHROME1 inversion was applied.
         converted_from: ``"RGB"``/``"RGBA"`` when a true colour image was converted to grey, else None.
+        reduction: Source pixels per decoded pixel along each side (1 = full resolution); width
+            and height are those of the decoded image.
+        decoder: The codec that produced the pixels (``numpy``, ``openjpeg-level/4``, ``pydicom``...).
     """
 
     source_file: str
@@ -99,6 +113,8 @@ class ImageInfo:
     intensity: str = "scaled"
     inverted: bool = False
     converted_from: str | None = None
+    reduction: int = 1
+    decoder: str = ""
 
     def to_dict(self) -> dict:
         """Returns the info as a JSON-serialisable dict."""
@@ -302,9 +318,22 @@ def _minmax(values: np.ndarray) -> np.ndarray:
 def _decode_dicom(data: bytes, name: str, options: ReadOptions):
     import pydicom  # deferred: keeps `import cxr_edge` fast for PNG-only users
 
+    force = data[128:132] != b"DICM"
+
+    def full_parse():
+        return pydicom.dcmread(io.BytesIO(data), force=force)
+
     try:
-        ds = pydicom.dcmread(io.BytesIO(data), force=data[128:132] != b"DICM")
-        return _dicom_image(ds, name, options)
+        pixels = None
+        if options.decoder == "fast":
+            # Parse the header only and take the pixel data as a view of `data`: pydicom would copy
+            # the 5-10 MB value, and the fast codecs read the view directly.
+            stream = io.BytesIO(data)
+            ds = pydicom.dcmread(stream, force=force, stop_before_pixels=True)
+            pixels = _pixel_data_view(data, stream.tell(), ds)
+        if pixels is None:  # deflated, big-endian, float pixels, unusual layouts: pydicom reads it all
+            ds = full_parse()
+        return _dicom_image(ds, name, options, pixels, full_parse)
     except CxrEdgeError:
         raise
     except Exception as exc:
@@ -317,8 +346,43 @@ def _decode_dicom(data: bytes, name: str, options: ReadOptions):
         ) from exc
 
 
-def _dicom_image(ds, name: str, options: ReadOptions):
-    if not any(tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+_IMPLICIT_LE = "1.2.840.10008.1.2"
+_HEADER_ONLY_UNSAFE = frozenset({"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.2"})  # deflated, big endian
+
+
+def _pixel_data_view(data: bytes, pos: int, ds) -> memoryview | None:
+    """The Pixel Data value at ``pos`` (where a header-only parse stopped), or None if not plainly there."""
+    meta = ds.get("file_meta")
+    ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+    if not ts or ts in _HEADER_ONLY_UNSAFE or pos + 12 > len(data):
+        return None
+    if struct.unpack_from("<HH", data, pos) != (0x7FE0, 0x0010):
+        return None
+    if ts == _IMPLICIT_LE:
+        length, start = struct.unpack_from("<I", data, pos + 4)[0], pos + 8
+    elif data[pos + 4 : pos + 6] in (b"OB", b"OW", b"UN"):
+        length, start = struct.unpack_from("<I", data, pos + 8)[0], pos + 12
+    else:
+        return None
+    if length == 0xFFFFFFFF:  # encapsulated: items up to the sequence delimiter
+        if data.rfind(b"\xfe\xff\xdd\xe0\x00\x00\x00\x00", start) < 0:
+            raise ImageDecodeError(
+                "truncated pixel data",
+                expected="an encapsulated sequence delimiter (FFFE,E0DD)",
+                received="end of file",
+            )
+        return memoryview(data)[start:]
+    if start + length > len(data):
+        return None  # short pixel data: pydicom's full parse reports it
+    return memoryview(data)[start : start + length]
+
+
+def _dicom_image(ds, name: str, options: ReadOptions, pixels=None, full_parse=None):
+    """Checks and decodes a parsed DICOM; ``pixels`` is the Pixel Data value when the header was parsed
+    alone (``full_parse`` then re-reads the whole file for pydicom's fallback decode)."""
+    if pixels is None and not any(
+        tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+    ):
         sop = getattr(ds.get("SOPClassUID"), "name", None) or "an object without a SOP Class"
         raise UnsupportedImageError(
             "DICOM object has no pixel data", expected="an image object (CR/DX)", received=str(sop)
@@ -347,14 +411,7 @@ def _dicom_image(ds, name: str, options: ReadOptions):
             expected="MONOCHROME1, MONOCHROME2, RGB or YBR",
             received=photometric,
         )
-    try:
-        arr = ds.pixel_array
-    except Exception as exc:  # bad/absent decoders and short data; named apart from other corruption
-        raise ImageDecodeError(
-            "DICOM pixel data cannot be decoded",
-            expected="complete, decodable pixel data",
-            received=f"{type(exc).__name__}: {str(exc)[:160]}",
-        ) from exc
+    arr, reduction, decoder = _stored_pixels(ds, rows, cols, photometric, options, pixels, full_parse)
     if arr.ndim != 2 and not (arr.ndim == 3 and photometric not in ("MONOCHROME1", "MONOCHROME2")):
         raise UnsupportedImageError(
             "unexpected pixel array shape", expected="rows x columns", received=str(arr.shape)
@@ -374,6 +431,8 @@ def _dicom_image(ds, name: str, options: ReadOptions):
         view_position=str(view) if view else None,
         body_part=str(body) if body else None,
         transfer_syntax=getattr(ts, "name", None),
+        reduction=reduction,
+        decoder=decoder,
     )
     if arr.ndim == 3:  # colour DICOM: pydicom already returns RGB
         if options.color == "reject":
@@ -386,11 +445,75 @@ def _dicom_image(ds, name: str, options: ReadOptions):
         return image, ImageInfo(**common, intensity="scaled", converted_from="RGB")
 
     # pydicom >= 3 already keeps only Bits Stored (sign-extending signed data); a test pins this.
-    image, intensity = _dicom_to_unit(arr, ds)
     inverted = photometric == "MONOCHROME1"
-    if inverted:
-        image = 1.0 - image
-    return image.astype(np.float32), ImageInfo(**common, intensity=intensity, inverted=inverted)
+    if options.decoder == "pydicom":
+        image, intensity = _dicom_to_unit(arr, ds)
+        image = (1.0 - image) if inverted else image
+        return image.astype(np.float32), ImageInfo(**common, intensity=intensity, inverted=inverted)
+    image, intensity = _unit_by_table(arr, ds, inverted)
+    return image, ImageInfo(**common, intensity=intensity, inverted=inverted)
+
+
+def _stored_pixels(ds, rows, cols, photometric, options: ReadOptions, pixels=None, full_parse=None):
+    """Stored values (fast codec path, else pydicom), reduced when the options allow it."""
+    grey = photometric in ("MONOCHROME1", "MONOCHROME2")
+    reduction = choose_reduction(rows, cols, options.min_side) if grey else 1
+    if options.decoder == "fast" and grey:
+        try:
+            fast = decode_stored(ds, reduction, options.threads, pixel_data=pixels)
+        except CxrEdgeError:
+            raise
+        except Exception:  # a codec refused the data: pydicom decides, and its message is reported
+            fast = None
+        if fast is not None:
+            return fast.values, fast.reduction, fast.decoder
+    if pixels is not None and full_parse is not None:
+        ds = full_parse()  # the header-only parse has no Pixel Data element for pydicom
+    try:
+        arr = ds.pixel_array
+    except Exception as exc:  # bad/absent decoders and short data; named apart from other corruption
+        raise ImageDecodeError(
+            "DICOM pixel data cannot be decoded",
+            expected="complete, decodable pixel data",
+            received=f"{type(exc).__name__}: {str(exc)[:160]}",
+        ) from exc
+    if reduction > 1 and arr.ndim == 2:
+        return area_reduce(arr, reduction), reduction, f"pydicom+area/{reduction}"
+    return arr, 1, "pydicom"
+
+
+def _unit_by_table(values: np.ndarray, ds, inverted: bool) -> tuple[np.ndarray, str]:
+    """Modality LUT, VOI and MONOCHROME1 inversion as one lookup table over the stored values present.
+
+    The table is computed with exactly the float64 steps of :func:`_dicom_to_unit` (so every value
+    equals the first release's), once per distinct stored value instead of once per pixel, then
+    applied in one gather to float32. Values wider than 16 bits, and the rare minmax image with a
+    Modality LUT Sequence, take the per-pixel path.
+    """
+    if (
+        values.dtype.kind not in "ui"
+        or values.dtype.itemsize > 2
+        or ("ModalityLUTSequence" in ds and not _has_voi(ds))
+    ):
+        image, intensity = _dicom_to_unit(values, ds)
+        return ((1.0 - image) if inverted else image).astype(np.float32), intensity
+    lo, hi = (int(v) for v in cv2.minMaxLoc(values)[:2])
+    entries = np.arange(lo, hi + 1, dtype=np.int64)
+    table, intensity = _dicom_to_unit(entries, ds)
+    table = ((1.0 - table) if inverted else table).astype(np.float32)
+    # Index by the unsigned view, so signed data needs no offset pass over the image.
+    unsigned = np.dtype(f"u{values.dtype.itemsize}")
+    full = np.zeros(1 << (8 * values.dtype.itemsize), dtype=np.float32)
+    full[entries.astype(unsigned)] = table
+    return full[values.view(unsigned)], intensity
+
+
+def _has_voi(ds) -> bool:
+    """Whether a VOI LUT or window decides the mapping (the minmax fallback then does not apply)."""
+    if ds.get("VOILUTSequence"):
+        return True
+    center, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
+    return center is not None and width is not None and width > 0
 
 
 def _dicom_to_unit(values: np.ndarray, ds) -> tuple[np.ndarray, str]:

@@ -130,8 +130,9 @@ class Predictor:
     Args:
         bundle: A loaded bundle (default: the shipped one).
         members: Model names to run instead of the bundle's ensemble members.
-        threads: LiteRT threads per model.
-        read_options: Image reader limits.
+        threads: LiteRT threads per model, and DICOM decoder threads.
+        read_options: Image reader limits. Without a ``min_side`` of their own, the bundle's decode
+            gate decides: a bundle whose gate passed decodes full-size DICOMs at reduced resolution.
     """
 
     bundle: Bundle = field(default_factory=Bundle.load)
@@ -161,6 +162,11 @@ class Predictor:
             e.name: None if e.cam_weights is None else np.asarray(e.cam_weights) for e in entries
         }
         self._segmenter = Segmenter(self.bundle, self.threads) if self.bundle.manifest.segmenter else None
+        decode = self.bundle.manifest.decode
+        options = self.read_options
+        if options.min_side is None and decode is not None and decode.reduced:
+            options = dataclasses.replace(options, min_side=decode.min_side)
+        self.read_options = dataclasses.replace(options, threads=max(options.threads, self.threads))
 
     @property
     def member_names(self) -> tuple[str, ...]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cxr_edge.cli import learning, loso, runtime, weights
+from cxr_edge.cli import decode, learning, loso, runtime, weights
 
 
 class _Group(click.Group):
@@ -27,9 +27,9 @@ def main() -> None:
     """cxr-edge: chest X-ray classifiers from training to the edge.
 
     Runtime commands (predict, info, demo, segment, evaluate, split, serve, loso-report, loso-bundle,
-    loso-ensemble) need only the runtime install; train, loso, prune-loso, search, evaluate-run, prune,
-    convert, convert-segmenter, import-weights and zoo need the [train] extra (TensorFlow + Keras),
-    which they import only when run.
+    loso-ensemble, decode-gate) need only the runtime install; train, loso, prune-loso, search,
+    evaluate-run, prune, convert, convert-segmenter, import-weights and zoo need the [train] extra
+    (TensorFlow + Keras), which they import only when run.
     """
 
 
@@ -41,6 +41,7 @@ RUNTIME_COMMANDS = (
     runtime.evaluate_cmd,
     runtime.split_cmd,
     runtime.serve_group,
+    decode.decode_gate_cmd,
     loso.loso_report_cmd,
     loso.loso_bundle_cmd,
     loso.loso_ensemble_cmd,

@@ -337,6 +337,13 @@ def zoo_cmd():
     help="Model card input (TOML/JSON: intended_use, failure_modes, recipe, loso, loso_command, audit).",
 )
 @click.option("--name", default="cxr-edge", show_default=True, help="Bundle name.")
+@click.option(
+    "--decode-gate-images",
+    type=click.IntRange(min=0),
+    default=60,
+    show_default=True,
+    help="Validation images for the decode gate (reduced-resolution DICOM decoding); 0 skips it.",
+)
 @max_per_part_option
 @root_option
 @click.option("--force", is_flag=True, help="Replace an existing bundle folder.")
@@ -360,6 +367,7 @@ def convert_cmd(
     temperature,
     card_file,
     name,
+    decode_gate_images,
     max_per_part,
     root,
     force,
@@ -367,7 +375,8 @@ def convert_cmd(
     """Convert trained runs to TFLite (fp32, int8), check parity on validation and write a bundle.
 
     The bundle (format 3) also carries the runs' label map, the abstention band when given, the
-    lung-evidence threshold (with --segmenter; chosen on validation) and a model card.
+    lung-evidence threshold (with --segmenter; chosen on validation), the decode gate's verdict
+    (whether full-size DICOMs may be decoded at reduced resolution) and a model card.
     """
     build = _needs_train_extra("convert.build")
     from cxr_edge.quality import AbstainConfig
@@ -396,6 +405,7 @@ def convert_cmd(
         abstain=band,
         temperature=temperature,
         card=card_file,
+        decode_gate_images=decode_gate_images,
     )
     from cxr_edge.bundle import Bundle
     from cxr_edge.cli.info import model_lines

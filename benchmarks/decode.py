@@ -1,0 +1,223 @@
+"""Full-size DICOMs end to end, per transfer syntax: the fast path against the naive decode and the old path.
+
+    python -m benchmarks.decode --corpus build/dicom_corpus [--bundle DIR] [--threads 1] [--runs 5]
+                                [--variant m2_window_12] --out benchmarks/results/decode.json
+    (``cxr-edge bench --corpus DIR`` is the same command)
+
+The corpus comes from ``python -m benchmarks.dicom_corpus``. For every syntax, four paths run in
+fresh interpreters (so each has its own peak RSS), over the same files, in one invocation:
+
+* ``naive``: ``pydicom.dcmread(f).pixel_array`` alone (decode only: the bar the issue sets);
+* ``previous``: the first release's reader (pydicom ``pixel_array`` + float64 LUTs), full resolution,
+  then the bundle's pipeline (``ReadOptions(decoder="pydicom")``);
+* ``fast_full``: the fast codec path and table LUT at full resolution;
+* ``fast``: the fast path as the bundle runs it (reduced resolution when its decode gate passed).
+
+Each reports decode / segment+preprocess / model / end-to-end p50 and p95 and peak RSS. ``cold``
+measures a fresh process's import + bundle load + first prediction, per input kind.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from benchmarks.latency import machine, peak_rss_mb, percentiles
+from cxr_edge.provenance import now_utc, versions
+
+PATHS = ("naive", "previous", "fast_full", "fast")
+
+
+def measure_path(path_kind: str, bundle_dir: str | None, files: list[str], threads: int, runs: int) -> dict:
+    """One path over ``files`` in this process (run it in a fresh one): stage percentiles and peak RSS."""
+    import dataclasses
+
+    import numpy as np
+
+    from cxr_edge.bundle import Bundle
+    from cxr_edge.imaging import ReadOptions
+    from cxr_edge.pipeline import Predictor
+
+    if path_kind == "naive":
+        import pydicom
+
+        def once(f):
+            t = time.perf_counter()
+            pydicom.dcmread(f).pixel_array  # noqa: B018 - the decode is the measurement
+            return {"decode": (time.perf_counter() - t) * 1000.0}
+
+    else:
+        bundle = Bundle.load(bundle_dir)
+        if path_kind != "fast":
+            bundle = dataclasses.replace(bundle, manifest=dataclasses.replace(bundle.manifest, decode=None))
+        options = ReadOptions(decoder="pydicom" if path_kind == "previous" else "fast")
+        predictor = Predictor(bundle, threads=threads, read_options=options)
+        model_stages = set(predictor.member_names) | {"combine", "heatmap"}
+
+        def once(f):
+            pred = predictor.predict_file(f)
+            t = pred.timings_ms
+            return {
+                "decode": t["decode"],
+                "prepare": t.get("segment", 0.0) + t.get("preprocess", 0.0),
+                "model": sum(v for k, v in t.items() if k in model_stages),
+                "total": t["total"],
+                "reduction": pred.info.reduction,
+                "decoder": pred.info.decoder,
+            }
+
+    for f in files:  # warm-up: imports, codec initialisation, LiteRT allocation
+        once(f)
+    stages: dict[str, list[float]] = {}
+    meta: dict[str, set] = {"reduction": set(), "decoder": set()}
+    for _ in range(runs):
+        for f in files:
+            for key, value in once(f).items():
+                if key in meta:
+                    meta[key].add(value)
+                else:
+                    stages.setdefault(key, []).append(value)
+    if "total" not in stages:
+        stages["total"] = stages["decode"]
+    return {
+        "stages": {k: percentiles(v) for k, v in stages.items()},
+        "peak_rss_mb": peak_rss_mb(),
+        "reduction": sorted(meta["reduction"]),
+        "decoder": sorted(meta["decoder"]),
+        "mean_mpix": float(np.mean([_mpix(f) for f in files])),
+    }
+
+
+def _mpix(file: str) -> float:
+    import pydicom
+
+    ds = pydicom.dcmread(file, stop_before_pixels=True)
+    return int(ds.Rows) * int(ds.Columns) / 1e6
+
+
+def cold_start(bundle_dir: str | None, file: str) -> dict:
+    """Wall time of a fresh ``python`` that imports the runtime, loads the bundle and predicts ``file``."""
+    code = (
+        "import sys, time; t0 = time.perf_counter(); from cxr_edge.pipeline import Predictor; "
+        "from cxr_edge.bundle import Bundle; t1 = time.perf_counter(); "
+        "p = Predictor(Bundle.load(sys.argv[1] or None)); t2 = time.perf_counter(); "
+        "p.predict_file(sys.argv[2]); t3 = time.perf_counter(); "
+        "print(f'{(t1-t0)*1e3:.1f} {(t2-t1)*1e3:.1f} {(t3-t2)*1e3:.1f}')"
+    )
+    walls, parts = [], []
+    for _ in range(3):
+        t = time.perf_counter()
+        out = subprocess.run(
+            [sys.executable, "-c", code, bundle_dir or "", file],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=os.environ | {"TF_CPP_MIN_LOG_LEVEL": "2"},
+        )
+        walls.append((time.perf_counter() - t) * 1000.0)
+        parts.append([float(v) for v in out.stdout.split()[-3:]])
+    best = min(range(3), key=lambda i: walls[i])
+    imp, load, first = parts[best]
+    return {"wall_ms": walls[best], "import_ms": imp, "bundle_load_ms": load, "first_image_ms": first}
+
+
+def _child(payload: dict) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.decode", "--child", json.dumps(payload)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=os.environ | {"TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    if proc.returncode != 0:
+        raise click.ClickException(f"decode measurement failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def bench_corpus(
+    corpus: Path, bundle_dir: str | None, *, threads: int = 1, runs: int = 5, variants: tuple[str, ...] = ()
+) -> dict:
+    """Every syntax of the corpus through every path; the ratios the issue's targets are stated in."""
+    with (corpus / "corpus.csv").open(newline="") as f:
+        index = [r for r in csv.DictReader(f) if not r["syntax"].startswith("pydicom:")]
+    by_syntax: dict[str, list[str]] = {}
+    for row in index:
+        if not variants or row["variant"] in variants:
+            by_syntax.setdefault(row["syntax"], []).append(str(corpus / row["path"]))
+    result: dict = {
+        "created": now_utc(),
+        "machine": machine(),
+        "versions": versions("pydicom", "imagecodecs", "glymur", "opencv-python-headless", "ai-edge-litert"),
+        "corpus": str(corpus),
+        "bundle": bundle_dir or "default",
+        "threads": threads,
+        "runs": runs,
+        "variants": list(variants),
+        "syntaxes": {},
+    }
+    for syntax, files in by_syntax.items():
+        row = {}
+        for kind in PATHS:
+            row[kind] = _child(
+                {"path": kind, "bundle": bundle_dir, "files": files, "threads": threads, "runs": runs}
+            )
+        naive = row["naive"]["stages"]["decode"]["p50_ms"]
+        previous = row["previous"]["stages"]["total"]["p50_ms"]
+        fast = row["fast"]["stages"]["total"]["p50_ms"]
+        row["files"] = len(files)
+        row["fast_vs_naive_decode"] = naive / fast
+        row["fast_vs_previous"] = previous / fast
+        result["syntaxes"][syntax] = row
+        click.echo(
+            f"{syntax:18s} naive decode {naive:7.1f} ms | previous {previous:7.1f} | fast e2e {fast:6.1f} "
+            f"(1/{'/'.join(map(str, row['fast']['reduction']))}) | x{previous / fast:.1f} vs previous",
+            err=True,
+        )
+    sample_png = next(iter(sorted((Path(__file__).parents[1] / "cxr_edge/data/samples").glob("*.png"))))
+    first_dicom = by_syntax.get("j2k_lossless", next(iter(by_syntax.values())))[0]
+    result["cold_start"] = {
+        "png_sample": cold_start(bundle_dir, str(sample_png)),
+        "dicom_j2k_lossless": cold_start(bundle_dir, first_dicom),
+    }
+    return result
+
+
+@click.command()
+@click.option("--corpus", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--bundle", "bundle_dir", default=None, type=click.Path(file_okay=False))
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--runs", default=5, show_default=True, type=click.IntRange(1))
+@click.option("--variant", "variants", multiple=True, help="Only these corpus variants.")
+@click.option("--out", default=None, type=click.Path(dir_okay=False))
+@click.option("--child", default=None, hidden=True)
+def main(corpus, bundle_dir, threads, runs, variants, out, child):
+    """Benchmark full-size DICOM decoding per transfer syntax (see the module docstring)."""
+    if child:
+        p = json.loads(child)
+        click.echo(json.dumps(measure_path(p["path"], p["bundle"], p["files"], p["threads"], p["runs"])))
+        return
+    if corpus is None:
+        raise click.UsageError("--corpus is required (make one with python -m benchmarks.dicom_corpus)")
+    result = bench_corpus(corpus, bundle_dir, threads=threads, runs=runs, variants=tuple(variants))
+    result["command"] = shlex.join(["python", "-m", "benchmarks.decode", *sys.argv[1:]])
+    text = json.dumps(result, indent=2)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text + "\n")
+    cold = result["cold_start"]
+    click.echo(
+        f"cold start: PNG {cold['png_sample']['wall_ms']:.0f} ms, "
+        f"JPEG 2000 DICOM {cold['dicom_j2k_lossless']['wall_ms']:.0f} ms (fresh process, wall)"
+    )
+
+
+if __name__ == "__main__":
+    main()
