@@ -6,7 +6,7 @@ CLI     = $(VENV)/bin/cxr-edge
 KIT    ?= ../shared/data/manifest.csv
 SPLIT  ?= splits/kit.csv
 
-.PHONY: demo test lint format schema golden clean paper paper-prune paper-bundles paper-eval paper-bench
+.PHONY: demo test lint format schema golden clean paper paper-prune paper-bundles paper-eval paper-bench bench
 
 .DEFAULT_GOAL := demo
 include mk/web.mk
@@ -46,6 +46,16 @@ format: $(VENV)/.full
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache
+
+# Full-size DICOMs: a generated corpus (every transfer syntax, 2560 x 2130, never committed) and the
+# per-syntax benchmark of the shipped bundle (fast path vs naive pixel_array vs the previous path, cold
+# start) written into benchmarks/RESULTS.md (~10 min on 2 cores).
+CORPUS ?= build/dicom_corpus
+bench: $(VENV)/.full
+	$(PY) -m benchmarks.dicom_corpus --out $(CORPUS) --manifest $(KIT) --images 2 \
+		--variant m2_window_12 --variant m1_window_12
+	$(PY) -m benchmarks.decode --corpus $(CORPUS) --runs 3 --out benchmarks/results/decode.json \
+		--results-md benchmarks/RESULTS.md
 
 # Regenerate the bundle manifest's JSON Schema from its dataclasses (a test checks they agree).
 schema: $(VENV)/.runtime

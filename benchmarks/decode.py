@@ -173,6 +173,7 @@ def bench_corpus(
         previous = row["previous"]["stages"]["total"]["p50_ms"]
         fast = row["fast"]["stages"]["total"]["p50_ms"]
         row["files"] = len(files)
+        row["mean_mib"] = sum(Path(f).stat().st_size for f in files) / len(files) / 2**20
         row["fast_vs_naive_decode"] = naive / fast
         row["fast_vs_previous"] = previous / fast
         result["syntaxes"][syntax] = row
@@ -190,6 +191,76 @@ def bench_corpus(
     return result
 
 
+SECTION_BEGIN, SECTION_END = "<!-- decode:begin -->", "<!-- decode:end -->"
+TARGETS = {"explicit_le": 25, "implicit_le": 25, "rle": 50, "j2k_lossless": 80, "jpeg_baseline": 25,
+           "jpeg_extended": 25}  # fmt: skip
+
+
+def render(result: dict) -> str:
+    """The RESULTS.md section: one row per syntax, the targets of issue 15 beside the numbers."""
+    m = result["machine"]
+    lines = [
+        SECTION_BEGIN,
+        "## Full-size DICOM, per transfer syntax (decode -> segment -> crop -> classify)",
+        "",
+        f"{m['cpu']}, {result['threads']} thread(s); bundle `{result['bundle']}`; "
+        f"corpus `{result['corpus']}` "
+        f"(2560 x 2130 unless stated, variants {', '.join(result['variants']) or 'all'}); "
+        f"{result['runs']} passes after a warm-up, each path in a fresh process, all in one run "
+        f"({result['created'][:10]}). **naive** = `pydicom.dcmread(f).pixel_array` alone; **previous** = "
+        "the first release's reader (pixel_array + float64 LUTs) and the same pipeline; **fast (full)** = "
+        "the new codecs and table LUT at full resolution; **fast** = as the bundle runs it (reduced "
+        "resolution where its decode gate passed). Milliseconds, p50 unless stated.",
+        "",
+        "| syntax | MiB | naive decode | previous e2e | fast (full) e2e | fast e2e (p95) | fast: decode / "
+        "prepare / model | reduction, decoder | RSS prev / fast (MiB) | vs previous | <= naive | target |",
+        "|---|---:|---:|---:|---:|---:|---|---|---:|---:|---|---:|",
+    ]
+    for syntax, r in result["syntaxes"].items():
+        fast = r["fast"]["stages"]
+        naive = r["naive"]["stages"]["decode"]["p50_ms"]
+        e2e = fast["total"]["p50_ms"]
+        target = TARGETS.get(syntax)
+        lines.append(
+            f"| {syntax} | {r.get('mean_mib', 0):.1f} | {naive:.1f} | "
+            f"{r['previous']['stages']['total']['p50_ms']:.1f} | "
+            f"{r['fast_full']['stages']['total']['p50_ms']:.1f} | "
+            f"{e2e:.1f} ({fast['total']['p95_ms']:.1f}) | {fast['decode']['p50_ms']:.1f} / "
+            f"{fast['prepare']['p50_ms']:.1f} / {fast['model']['p50_ms']:.1f} | "
+            f"1/{'/'.join(map(str, r['fast']['reduction']))}, {', '.join(r['fast']['decoder'])} | "
+            f"{r['previous']['peak_rss_mb']:.0f} / {r['fast']['peak_rss_mb']:.0f} | "
+            f"{r['fast_vs_previous']:.1f}x | {'yes' if e2e <= naive else 'no'} | "
+            + (f"{target} {'met' if e2e <= target else 'missed'}" if target else "-")
+            + " |"
+        )
+    cold = result["cold_start"]
+    lines += [
+        "",
+        "Cold start (a fresh `python`: import, bundle load, first prediction; wall time, best of 3): "
+        + "; ".join(
+            f"{k} {v['wall_ms']:.0f} ms (import {v['import_ms']:.0f}, load {v['bundle_load_ms']:.0f}, "
+            f"first image {v['first_image_ms']:.0f})"
+            for k, v in cold.items()
+        )
+        + ". Target: 400 ms.",
+        "",
+        f"Command: `{result.get('command', '')}`",
+        SECTION_END,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_section(markdown: Path, section: str) -> None:
+    """Replaces (or appends) the decode section of RESULTS.md, leaving the rest as it is."""
+    text = markdown.read_text() if markdown.is_file() else "# Benchmark results\n"
+    if SECTION_BEGIN in text and SECTION_END in text:
+        head, rest = text.split(SECTION_BEGIN, 1)
+        text = head + section + rest.split(SECTION_END, 1)[1].lstrip("\n")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    markdown.write_text(text)
+
+
 @click.command()
 @click.option("--corpus", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--bundle", "bundle_dir", default=None, type=click.Path(file_okay=False))
@@ -197,8 +268,14 @@ def bench_corpus(
 @click.option("--runs", default=5, show_default=True, type=click.IntRange(1))
 @click.option("--variant", "variants", multiple=True, help="Only these corpus variants.")
 @click.option("--out", default=None, type=click.Path(dir_okay=False))
+@click.option(
+    "--results-md",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the per-syntax table into this RESULTS.md (its decode section).",
+)
 @click.option("--child", default=None, hidden=True)
-def main(corpus, bundle_dir, threads, runs, variants, out, child):
+def main(corpus, bundle_dir, threads, runs, variants, out, results_md, child):
     """Benchmark full-size DICOM decoding per transfer syntax (see the module docstring)."""
     if child:
         p = json.loads(child)
@@ -212,6 +289,8 @@ def main(corpus, bundle_dir, threads, runs, variants, out, child):
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(text + "\n")
+    if results_md:
+        write_section(results_md, render(result))
     cold = result["cold_start"]
     click.echo(
         f"cold start: PNG {cold['png_sample']['wall_ms']:.0f} ms, "

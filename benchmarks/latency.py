@@ -302,14 +302,31 @@ def bench(
     help="Training run(s) whose unpruned fp32 Keras models are the baseline (needs [train]).",
 )
 @click.option("--variants", is_flag=True, help="Also time every model of the bundle alone.")
+@click.option(
+    "--corpus",
+    default=None,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A DICOM corpus (python -m benchmarks.dicom_corpus): per transfer syntax, the fast decode path "
+    "against the naive pixel_array decode and the previous path, plus cold start (benchmarks/decode.py).",
+)
 @click.option("--out", default=None, type=click.Path(dir_okay=False), help="Write the JSON here.")
-def main(bundle_dir, image_paths, threads, runs, baseline_runs, variants, out):
+def main(bundle_dir, image_paths, threads, runs, baseline_runs, variants, corpus, out):
     """Benchmark a bundle: per-stage latency, end-to-end percentiles, memory and size.
 
     Each measurement runs in a fresh process (peak memory of the runtime alone; the Keras baseline
     apart). Compare ratios from one invocation: the machine is shared.
     """
     from cxr_edge.samples import load_samples
+
+    if corpus is not None:
+        from benchmarks.decode import bench_corpus
+
+        result = bench_corpus(corpus, bundle_dir, threads=int(threads.split(",")[0]), runs=runs)
+        result["command"] = shlex.join(["cxr-edge", "bench", *sys.argv[2:]])
+        if out:
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            Path(out).write_text(json.dumps(result, indent=2) + "\n")
+        return
 
     images = [str(p) for p in image_paths] or [str(s.file) for s in load_samples()]
     result = bench(

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import click
 
+from benchmarks.decode import SECTION_BEGIN, SECTION_END
+
 NOTE = (
     "This CPU has AVX-512 VNNI (and the brief's machine AMX), which make int8 inference faster here "
     "than on phone CPUs; scale by the MAC counts to estimate another device. Timings are medians over "
@@ -198,7 +200,18 @@ def main(files, out):
     results = [(Path(f).stem, json.loads(Path(f).read_text())) for f in files]
     commands = {name: r["command"] for name, r in results if r.get("command")}
     plots = write_plots(results, Path(out).parent)
-    Path(out).write_text(render(results, commands, plots))
+    # The full-size DICOM section (python -m benchmarks.decode --results-md) is kept as it was.
+    old = Path(out).read_text() if Path(out).is_file() else ""
+    kept = ""
+    if SECTION_BEGIN in old and SECTION_END in old:
+        kept = (
+            "\n"
+            + SECTION_BEGIN
+            + old.split(SECTION_BEGIN, 1)[1].split(SECTION_END, 1)[0]
+            + SECTION_END
+            + "\n"
+        )
+    Path(out).write_text(render(results, commands, plots) + kept)
     click.echo(f"wrote {out}")
 
 

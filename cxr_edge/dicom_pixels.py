@@ -221,9 +221,19 @@ def _decode_reduced(frame: bytes, ts: str, reduction: int, threads: int):
         import imagecodecs
 
         return imagecodecs.htj2k_decode(frame, skipres=levels), f"openjph-level/{reduction}"
-    if ts in _J2K:
+    if ts in _J2K and _glymur_usable():
         return _glymur_reduced(frame, levels, threads), f"openjpeg-level/{reduction}"
     return None
+
+
+def _glymur_usable() -> bool:
+    """glymur loads the system's OpenJPEG (Debian: libopenjp2-7); without it JPEG 2000 decodes in full
+    through imagecodecs and is then averaged (slower, same gate)."""
+    try:
+        import glymur
+    except ImportError:
+        return False
+    return glymur.version.openjpeg_version not in (None, "", "0.0.0")
 
 
 def _glymur_reduced(frame: bytes, levels: int, threads: int) -> np.ndarray:

@@ -93,3 +93,32 @@ def test_plots_and_the_pareto_front(bench_json, tmp_path):
     assert [p[0] for p in pareto_front(points)] == ["fast-bad", "mid", "slow-good"]
     text = render([("default", bench_json)], {}, ["pareto.png"])
     assert "![pareto.png](pareto.png)" in text
+
+
+def test_decode_bench_on_a_small_corpus(tmp_path, first_release_bundle):
+    """`cxr-edge bench --corpus`: every path per syntax, the ratios, cold start, and the RESULTS.md section."""
+    from benchmarks.decode import SECTION_BEGIN, SECTION_END, render, write_section
+    from benchmarks.dicom_corpus import VARIANTS, make_corpus
+
+    corpus = tmp_path / "corpus"
+    make_corpus(
+        corpus, size=(532, 640), images=1, syntaxes=("explicit_le", "j2k_lossless"), variants=VARIANTS[:1]
+    )
+    out = tmp_path / "decode.json"
+    args = ["bench", "--corpus", str(corpus), "--bundle", str(first_release_bundle), "--runs", "1"]
+    result = CliRunner().invoke(main, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    r = json.loads(out.read_text())
+    assert set(r["syntaxes"]) == {"explicit_le", "j2k_lossless"}
+    for row in r["syntaxes"].values():
+        assert set(row) >= {"naive", "previous", "fast_full", "fast", "fast_vs_previous"}
+        assert row["previous"]["decoder"] == ["pydicom"] and row["fast_full"]["reduction"] == [1]
+        assert row["fast"]["stages"]["total"]["p50_ms"] >= row["fast"]["stages"]["decode"]["p50_ms"] > 0
+    assert r["cold_start"]["png_sample"]["wall_ms"] > r["cold_start"]["png_sample"]["import_ms"] > 0
+    results_md = tmp_path / "RESULTS.md"
+    results_md.write_text("# Benchmark results\n\nearlier text\n")
+    write_section(results_md, render(r))
+    write_section(results_md, render(r))  # replaced, not appended twice
+    text = results_md.read_text()
+    assert text.count(SECTION_BEGIN) == 1 and text.count(SECTION_END) == 1 and "earlier text" in text
+    assert "| j2k_lossless |" in text

@@ -82,6 +82,7 @@ def info_cmd(bundle_dir, as_json, markdown, show_card):
                 else "lung fraction reported, no flag threshold"
             )
         )
+    click.echo(f"decode      {decode_summary(m.decode)}")
     click.echo(f"card        {card_summary(m.card)}")
     click.echo("models")
     for line in model_lines(bundle):
@@ -95,6 +96,23 @@ def info_cmd(bundle_dir, as_json, markdown, show_card):
         f"            data manifest {str(prov.get('data_manifest_sha256', '?'))[:16]}..., "
         f"split {str(prov.get('split_sha256', '?'))[:16]}..."
     )
+
+
+def decode_summary(decode) -> str:
+    """One line on reduced-resolution DICOM decoding: the gate's verdict and its worst agreement."""
+    if decode is None:
+        return "full resolution (no decode gate recorded; `cxr-edge decode-gate` measures one)"
+    kinds = [k for k in ("area", "jpeg_dct", "j2k_levels") if k in decode.gate]
+    worst = min((decode.gate[k]["argmax_agreement"] for k in kinds), default=None)
+    measured = f"gate on {decode.gate.get('images', '?')} validation images" + (
+        f", worst argmax agreement {worst:.3f}" if worst is not None else ""
+    )
+    state = (
+        f"reduced to >= {decode.min_side} px short side"
+        if decode.reduced
+        else "full resolution (gate failed)"
+    )
+    return f"{state} ({measured})"
 
 
 def model_table(bundle: Bundle) -> str:
