@@ -88,6 +88,19 @@ def make_dx(path: str | Path, pixels: np.ndarray, **attrs) -> Path:
     return Path(path)
 
 
+def recode(path: Path, syntax: str) -> Path:
+    """Re-encodes a :func:`make_dx` file in place in another transfer syntax (cxr_edge.dicom_synth)."""
+    import pydicom
+
+    from cxr_edge.dicom_synth import encode
+
+    ds = pydicom.dcmread(path)
+    if not encode(ds, syntax):
+        raise click.UsageError(f"{syntax} cannot hold these 12-bit images")
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
 def kit_pixels(png: Path, size: int | None = None) -> np.ndarray:
     """A kit PNG as 12-bit stored values, optionally resized to ``size`` x ``size``."""
     img = cv2.imread(str(png), cv2.IMREAD_GRAYSCALE)
@@ -260,15 +273,24 @@ def kill_restart(files: list[Path], workdir: Path) -> dict:
 @click.command()
 @click.option("--n", default=100, show_default=True, type=click.IntRange(1), help="Images per batch.")
 @click.option("--size", default=1024, show_default=True, type=click.IntRange(64), help="Image side (px).")
+@click.option(
+    "--syntax",
+    default="explicit_le",
+    show_default=True,
+    help="Transfer syntax of the sent files (a name of cxr_edge.dicom_synth.SYNTAXES, e.g. j2k_lossless).",
+)
 @click.option("--kill", is_flag=True, help="Also run the SIGKILL-and-restart check.")
 @click.option("--out", default=None, type=click.Path(dir_okay=False), help="Also write the numbers as JSON.")
-def main(n: int, size: int, kill: bool, out: str | None) -> None:
+def main(n: int, size: int, syntax: str, kill: bool, out: str | None) -> None:
     """Measure images per minute received and triaged by `cxr-edge serve` on this machine."""
-    result: dict = {"machine": f"{os.cpu_count()} CPUs", "size": size}
+    result: dict = {"machine": f"{os.cpu_count()} CPUs", "size": size, "syntax": syntax}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "dicom"
         folder.mkdir()
         files = [make_dx(folder / f"{i:04d}.dcm", kit_pixels(p, size)) for i, p in enumerate(kit_pngs(n))]
+        if syntax != "explicit_le":
+            files = [recode(f, syntax) for f in files]
+        result["mean_file_mib"] = sum(f.stat().st_size for f in files) / len(files) / 2**20
         result["throughput"] = throughput(files, Path(tmp) / "run1")
         if kill:
             more = [

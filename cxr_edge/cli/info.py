@@ -103,9 +103,9 @@ def decode_summary(decode) -> str:
     if decode is None:
         return "full resolution (no decode gate recorded; `cxr-edge decode-gate` measures one)"
     kinds = [k for k in ("area", "jpeg_dct", "j2k_levels") if k in decode.gate]
-    worst = min((decode.gate[k]["argmax_agreement"] for k in kinds), default=None)
+    worst = min((decode.gate[k].get("argmax_agreement_outside_band", 0.0) for k in kinds), default=None)
     measured = f"gate on {decode.gate.get('images', '?')} validation images" + (
-        f", worst argmax agreement {worst:.3f}" if worst is not None else ""
+        f", worst argmax agreement outside the abstention band {worst:.3f}" if worst is not None else ""
     )
     state = (
         f"reduced to >= {decode.min_side} px short side"
