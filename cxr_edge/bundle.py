@@ -222,13 +222,16 @@ class DecodeConfig:
     Attributes:
         min_side: Short side, in pixels, that a reduced decode keeps (twice what the model's resize
             needs, :func:`cxr_edge.decode_gate.min_side_for`).
-        reduced: Whether runtimes decode at reduced resolution: True only when the gate passed.
-        gate: The parity gate's result per reduction kind (``area``, ``jpeg_dct``, ``j2k_levels``):
-            images, argmax agreement and probability differences against the full-resolution path.
+        reduced: Whether runtimes decode at reduced resolution (some kind passed the gate).
+        kinds: The reduction kinds that passed (:data:`cxr_edge.dicom_pixels.KINDS`); a syntax whose
+            kinds all failed is decoded at full resolution.
+        gate: The parity gate's result per reduction kind: images, argmax agreement (overall and
+            outside the abstention band) and probability differences against full resolution.
     """
 
     min_side: int
     reduced: bool
+    kinds: tuple[str, ...] = ()
     gate: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

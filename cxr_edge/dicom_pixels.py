@@ -58,10 +58,15 @@ _JPEG_LS = frozenset({"1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"})
 _J2K = frozenset({"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"})
 _HTJ2K = frozenset({"1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"})
 
-#: Syntaxes whose codec can decode at reduced resolution itself (the others average after decoding).
-NATIVE_REDUCTION = frozenset({_JPEG_BASELINE, *_J2K, *_HTJ2K})
 #: Reductions tried, largest first: powers of two, as JPEG DCT scaling and wavelet levels allow.
 REDUCTIONS = (8, 4, 2)
+#: Ways to reduce, each gated on its own (:mod:`cxr_edge.decode_gate`):
+#:   ``area``: full decode, then an integer box average (every syntax);
+#:   ``jpeg_dct`` / ``j2k_levels``: the codec decodes at the reduced size itself (JPEG DCT scaling;
+#:   JPEG 2000 and HTJ2K wavelet levels);
+#:   ``jpeg_dct_half`` / ``j2k_levels_half``: the codec decodes at twice the reduced size, and a 2 x 2
+#:   box average does the rest (closer to ``area`` than the codec's own low-pass, faster than it).
+KINDS = ("area", "jpeg_dct", "jpeg_dct_half", "j2k_levels", "j2k_levels_half")
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,9 @@ def choose_reduction(rows: int, cols: int, min_side: int | None) -> int:
     return 1
 
 
-def decode_stored(ds, reduction: int = 1, threads: int = 1, pixel_data=None) -> Stored | None:
+def decode_stored(
+    ds, reduction: int = 1, threads: int = 1, pixel_data=None, kinds: frozenset[str] | tuple = KINDS
+) -> Stored | None:
     """Decodes the single greyscale frame of ``ds`` with the fast path, or None to use pydicom.
 
     Args:
@@ -105,6 +112,8 @@ def decode_stored(ds, reduction: int = 1, threads: int = 1, pixel_data=None) -> 
         threads: Decoder threads where the codec has them (OpenJPEG, OpenCV).
         pixel_data: The Pixel Data value (bytes or a memoryview of the file) when ``ds`` was parsed
             without it; default ``ds.PixelData``.
+        kinds: The reduction kinds allowed (:data:`KINDS`; a bundle's gate decides); for a syntax none
+            of whose kinds is allowed the decode is at full resolution.
 
     Returns:
         The stored values, or None when the fast path does not cover this file (the caller then
@@ -126,6 +135,8 @@ def decode_stored(ds, reduction: int = 1, threads: int = 1, pixel_data=None) -> 
     if ts in _NATIVE:
         values = _native(data, rows, cols, allocated, signed, ts == _BIG_ENDIAN)
         decoder = "numpy"
+        if "area" not in kinds:
+            reduction = 1
     else:
         frame = _frame(data)
         if frame is None:
@@ -136,10 +147,20 @@ def decode_stored(ds, reduction: int = 1, threads: int = 1, pixel_data=None) -> 
             raise ImageDecodeError(
                 "truncated compressed frame", expected="an end-of-image marker", received="none"
             )
-        native_reduced = _decode_reduced(frame, ts, reduction, threads) if reduction > 1 else None
-        if native_reduced is not None:
-            values, decoder = native_reduced
-            return _checked(values, rows, cols, reduction, _bits_rule(ts, stored_bits), signed, decoder)
+        family = "jpeg_dct" if ts == _JPEG_BASELINE else "j2k_levels" if ts in _J2K or ts in _HTJ2K else None
+        if reduction > 1 and family is not None:
+            # The codec's own reduction, or half of it and a 2 x 2 average, as the gate allowed.
+            native = reduction if family in kinds else reduction // 2 if f"{family}_half" in kinds else 1
+            reduced = _decode_reduced(frame, ts, native, threads) if native > 1 else None
+            if reduced is not None:
+                values, decoder = reduced
+                out = _checked(values, rows, cols, native, _bits_rule(ts, stored_bits), signed, decoder)
+                if out is None or native == reduction:
+                    return out
+                step = reduction // native
+                return Stored(area_reduce(out.values, step), reduction, f"{decoder}+area/{step}")
+        if "area" not in kinds:
+            reduction = 1
         decoded = _decode_full(frame, ts, allocated, signed, rows, cols, threads)
         if decoded is None:
             return None

@@ -28,7 +28,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from cxr_edge.dicom_pixels import area_reduce, choose_reduction, decode_stored
+from cxr_edge.dicom_pixels import KINDS, area_reduce, choose_reduction, decode_stored
 from cxr_edge.errors import (
     CxrEdgeError,
     ImageDecodeError,
@@ -67,6 +67,8 @@ class ReadOptions:
             ``"pydicom"`` (``pixel_array`` and float64 LUTs: the first release's path, kept for
             comparison and as the reference).
         threads: Threads a DICOM codec may use (OpenJPEG); ``cxr-edge --threads`` sets it.
+        reductions: How a reduced decode may be made (:data:`cxr_edge.dicom_pixels.KINDS`: ``area``,
+            ``jpeg_dct``, ``j2k_levels``...); a bundle allows the kinds its gate passed.
     """
 
     max_pixels: int = 64_000_000
@@ -75,6 +77,7 @@ class ReadOptions:
     min_side: int | None = None
     decoder: Literal["fast", "pydicom"] = "fast"
     threads: int = 1
+    reductions: tuple[str, ...] = KINDS
 
 
 @dataclass(frozen=True)
@@ -460,7 +463,7 @@ def _stored_pixels(ds, rows, cols, photometric, options: ReadOptions, pixels=Non
     reduction = choose_reduction(rows, cols, options.min_side) if grey else 1
     if options.decoder == "fast" and grey:
         try:
-            fast = decode_stored(ds, reduction, options.threads, pixel_data=pixels)
+            fast = decode_stored(ds, reduction, options.threads, pixel_data=pixels, kinds=options.reductions)
         except CxrEdgeError:
             raise
         except Exception:  # a codec refused the data: pydicom decides, and its message is reported
@@ -477,7 +480,7 @@ def _stored_pixels(ds, rows, cols, photometric, options: ReadOptions, pixels=Non
             expected="complete, decodable pixel data",
             received=f"{type(exc).__name__}: {str(exc)[:160]}",
         ) from exc
-    if reduction > 1 and arr.ndim == 2:
+    if reduction > 1 and arr.ndim == 2 and "area" in options.reductions:
         return area_reduce(arr, reduction), reduction, f"pydicom+area/{reduction}"
     return arr, 1, "pydicom"
 

@@ -165,7 +165,7 @@ class Predictor:
         decode = self.bundle.manifest.decode
         options = self.read_options
         if options.min_side is None and decode is not None and decode.reduced:
-            options = dataclasses.replace(options, min_side=decode.min_side)
+            options = dataclasses.replace(options, min_side=decode.min_side, reductions=decode.kinds)
         self.read_options = dataclasses.replace(options, threads=max(options.threads, self.threads))
 
     @property

@@ -20,6 +20,8 @@ DEFAULT_CALIBRATION  = docs/generalisation/default_calibration.json
 DEFAULT_TEMPERATURE ?= $(shell $(PY) -c "import json; print(json.load(open('$(DEFAULT_CALIBRATION)'))['temperature'])")
 DEFAULT_ABSTAIN     ?= $(shell $(PY) -c "import json; print(json.load(open('$(DEFAULT_CALIBRATION)'))['referral']['threshold'])")
 DATA_SPLIT           = --data $(KIT) --split $(SPLIT)
+# The decode gate (reduced-resolution DICOM decoding) on every validation image (267; ~8 min).
+DEFAULT_DECODE_GATE ?= 300
 # The shortcut audit in the card is measured on the bundle itself: convert, audit, convert again.
 DEFAULT_CONVERT      = $(foreach m,$(DEFAULT_MEMBERS),--runs runs/prune/$(m)/best) $(DATA_SPLIT) \
 	--segmenter $(DEFAULT_SEG) --quant fp32,int8 --member int8 --member-fallback fp32 --ensemble mean \
@@ -49,13 +51,16 @@ default-members: $(VENV)/.full
 		$(CLI) prune --run runs/final/$$m $(DATA_SPLIT) --step 0.02 --max $(DEFAULT_PRUNE) --no-latency \
 			--select fraction --fraction $(DEFAULT_PRUNE) --out runs/prune/$$m || exit 1; done
 
-# Convert (fp32 + int8, gates), audit the bundle on the split, convert again with the audit in the card.
+# Convert (fp32 + int8, gates), audit the bundle on the split, convert again with the audit in the card
+# and the decode gate (docs/decode.md).
 default-convert: $(VENV)/.full
 	mkdir -p build
 	grep -v '^audit' configs/card_default.toml | sed 's|"\.\./|"$(CURDIR)/|' > build/card_without_audit.toml
-	$(CLI) convert $(DEFAULT_CONVERT) --card build/card_without_audit.toml --out build/default_unaudited --force
+	$(CLI) convert $(DEFAULT_CONVERT) --card build/card_without_audit.toml --decode-gate-images 0 \
+		--out build/default_unaudited --force
 	$(CLI) evaluate --bundle build/default_unaudited --manifest $(KIT) --split $(SPLIT) --audit-source \
 		--out build/default_eval --force
 	cp build/default_eval/metrics.json docs/generalisation/default_audit.json
-	$(CLI) convert $(DEFAULT_CONVERT) --card configs/card_default.toml --out cxr_edge/data/default_bundle --force
+	$(CLI) convert $(DEFAULT_CONVERT) --card configs/card_default.toml --decode-gate-images $(DEFAULT_DECODE_GATE) \
+		--out cxr_edge/data/default_bundle --force
 	$(MAKE) golden

@@ -96,7 +96,7 @@ def test_plots_and_the_pareto_front(bench_json, tmp_path):
 
 
 def test_decode_bench_on_a_small_corpus(tmp_path, first_release_bundle):
-    """`cxr-edge bench --corpus`: every path per syntax, the ratios, cold start, and the RESULTS.md section."""
+    """`cxr-edge bench --corpus`: every path per syntax, ratios, cold start, the RESULTS.md section."""
     from benchmarks.decode import SECTION_BEGIN, SECTION_END, render, write_section
     from benchmarks.dicom_corpus import VARIANTS, make_corpus
 

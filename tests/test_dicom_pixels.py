@@ -19,7 +19,7 @@ import pytest
 from benchmarks.dicom_corpus import make_corpus
 from cxr_edge.bundle import Bundle, DecodeConfig, write_manifest
 from cxr_edge.decode_gate import min_side_for
-from cxr_edge.dicom_pixels import area_reduce, choose_reduction, decode_stored
+from cxr_edge.dicom_pixels import KINDS, area_reduce, choose_reduction, decode_stored
 from cxr_edge.dicom_synth import SYNTAXES
 from cxr_edge.errors import ImageDecodeError
 from cxr_edge.imaging import ReadOptions, read_image
@@ -158,13 +158,15 @@ def test_predictor_follows_the_bundle_decode_verdict(corpus, first_release_bundl
     shutil.copytree(first_release_bundle, copy)
     bundle = Bundle.load(copy)
     for reduced, expected in ((True, 2), (False, 1)):
-        config = DecodeConfig(min_side=100, reduced=reduced, gate={"images": 0})
+        config = DecodeConfig(
+            min_side=100, reduced=reduced, kinds=KINDS if reduced else (), gate={"images": 0}
+        )
         write_manifest(copy, dataclasses.replace(bundle.manifest, decode=config))
         pred = Predictor(Bundle.load(copy)).predict_file(row["file"])
         assert pred.info.reduction == expected
     # The manifest records the verdict as plain JSON (other runtimes read it).
     data = json.loads((copy / "manifest.json").read_text())
-    assert data["decode"] == {"min_side": 100, "reduced": False, "gate": {"images": 0}}
+    assert data["decode"] == {"min_side": 100, "reduced": False, "kinds": [], "gate": {"images": 0}}
 
 
 def test_decode_gate_passes_for_the_first_release_bundle(first_release_bundle, kit_manifest, tmp_path):
@@ -176,7 +178,7 @@ def test_decode_gate_passes_for_the_first_release_bundle(first_release_bundle, k
         first_release_bundle, [kit_manifest.parent / r["path"] for r in rows], size=(1064, 1280)
     )
     assert config.min_side == min_side_for(Bundle.load(first_release_bundle).manifest)
-    for kind in ("area", "jpeg_dct", "j2k_levels"):
+    for kind in KINDS:
         g = config.gate[kind]
         assert g["reduction"] == [choose_reduction(1064, 1280, config.min_side)]
         assert 0.0 <= g["mean_abs_diff"] <= g["max_abs_diff"] <= 1.0
@@ -184,7 +186,8 @@ def test_decode_gate_passes_for_the_first_release_bundle(first_release_bundle, k
         assert g["passed"] == (g["argmax_agreement_outside_band"] >= 0.99)
     # The reference (lossy JPEG at full resolution) is reported and never decides.
     assert config.gate["jpeg_full"]["reduction"] == [1]
-    assert config.reduced == all(config.gate[k]["passed"] for k in ("area", "jpeg_dct", "j2k_levels"))
+    assert config.kinds == tuple(k for k in KINDS if config.gate[k]["passed"])
+    assert config.reduced == bool(config.kinds)
 
 
 def test_decode_gate_cli_writes_a_copy(first_release_bundle, kit_manifest, split, tmp_path):
@@ -205,3 +208,18 @@ def test_decode_gate_cli_writes_a_copy(first_release_bundle, kit_manifest, split
     gated = Bundle.load(tmp_path / "gated")
     assert gated.manifest.decode is not None and gated.manifest.decode.gate["images"] == 2
     assert gated.manifest.models == Bundle.load(src).manifest.models
+
+
+def test_reduction_kinds_are_obeyed(corpus):
+    """Only the kinds a bundle's gate passed are used; a syntax with none left decodes in full."""
+    jpeg = pydicom.dcmread(next(r for r in _files(corpus, {"jpeg_baseline"}))["file"])
+    j2k = pydicom.dcmread(next(r for r in _files(corpus, {"j2k_lossless"}))["file"])
+    plain = pydicom.dcmread(next(r for r in _files(corpus, {"explicit_le"}))["file"])
+    assert decode_stored(jpeg, 4, kinds=("jpeg_dct",)).decoder == "opencv-jpeg-dct/4"
+    assert decode_stored(jpeg, 4, kinds=("jpeg_dct_half",)).decoder == "opencv-jpeg-dct/2+area/2"
+    assert decode_stored(j2k, 4, kinds=("j2k_levels_half",)).decoder.endswith("level/2+area/2")
+    assert decode_stored(j2k, 4, kinds=("area",)).decoder == "openjpeg+area/4"
+    for ds in (jpeg, j2k, plain):
+        assert decode_stored(ds, 4, kinds=()).reduction == 1
+    assert decode_stored(plain, 4, kinds=("jpeg_dct",)).reduction == 1
+    assert decode_stored(plain, 2, kinds=("area",)).values.shape == (133, 160)

@@ -28,11 +28,11 @@ def decode_gate_cmd(bundle_dir, manifest_path, split_path, root, images, out, fo
     """Gate reduced-resolution DICOM decoding for a bundle and write a copy that records the verdict.
 
     Each validation image becomes a full-size 12-bit DICOM (uncompressed, JPEG baseline, JPEG 2000),
-    predicted by the bundle decoded at full and at reduced resolution; the copy decodes reduced only
-    if every kind keeps 99% of the argmax decisions outside the abstention band. (`cxr-edge convert`
-    runs the same gate.) The input bundle is never modified.
+    predicted by the bundle decoded at full and at reduced resolution; the copy decodes reduced only,
+    by the kinds that keep 99% of the argmax decisions outside the abstention band. (`cxr-edge
+    convert` runs the same gate.) The input bundle is never modified.
     """
-    from cxr_edge.decode_gate import decode_gate
+    from cxr_edge.decode_gate import KINDS, REFERENCE, decode_gate
 
     source = Bundle.load(bundle_dir)
     target = Path(out)
@@ -48,14 +48,16 @@ def decode_gate_cmd(bundle_dir, manifest_path, split_path, root, images, out, fo
         shutil.rmtree(target)
     shutil.copytree(source.root, target)
     write_manifest(target, dataclasses.replace(source.manifest, decode=config))
-    for kind in ("area", "jpeg_dct", "j2k_levels", "jpeg_full"):
+    for kind in (*KINDS, REFERENCE):
         g = config.gate[kind]
         click.echo(
             f"{kind:10s} 1/{'/'.join(map(str, g['reduction']))}: agreement {g['argmax_agreement']:.3f} "
             f"(outside the abstention band {g['argmax_agreement_outside_band']:.3f} of "
             f"{g['images_outside_band']}), max |dp| {g['max_abs_diff']:.3f}, "
             f"mean |dp| {g['mean_abs_diff']:.4f}"
-            + ("  [reference: lossy JPEG at full resolution]" if kind == "jpeg_full" else "")
+            + ("  [reference: lossy JPEG at full resolution]" if kind == REFERENCE else "")
         )
-    verdict = "passed: reduced decoding on" if config.reduced else "failed: full-resolution decoding"
+    verdict = (
+        f"passed for {', '.join(config.kinds)}" if config.reduced else "failed: full-resolution decoding"
+    )
     click.echo(f"decode gate {verdict} (min side {config.min_side} px) -> {target}")
