@@ -54,7 +54,8 @@ class Prediction:
         crop: ``lung`` (segmenter box), ``fallback`` (implausible mask: default crop) or ``none``
             (the bundle has no segmenter).
         crop_reason: Why the fallback was used.
-        crop_box: ``(x0, y0, x1, y1)`` in source pixels, when a segmenter ran.
+        crop_box: ``(x0, y0, x1, y1)`` in pixels of the decoded image (``info.reduction`` says how
+            many source pixels each stands for), when a segmenter ran.
         cam: Class activation map (= Grad-CAM) of the predicted label at the feature-map resolution,
             averaged over the members that export features; None when none does.
         cam_region: The source-image region the classifiers saw (where ``cam`` belongs).
@@ -80,8 +81,26 @@ class Prediction:
     flags: tuple[str, ...] = ()
 
     def heatmap(self, image_shape: tuple[int, int]) -> np.ndarray | None:
-        """The heat map in source-image pixels (zero outside the region the classifiers saw)."""
-        return None if self.cam is None else place(self.cam, image_shape, self.cam_region)
+        """The heat map in pixels of an image of ``image_shape`` (zero outside the region seen).
+
+        ``crop_box`` and ``cam_region`` are in pixels of the image as decoded for the prediction
+        (``info.reduction`` > 1 for a reduced-resolution DICOM decode); for an image of another size
+        (the same file decoded in full) the region is scaled to it.
+        """
+        if self.cam is None:
+            return None
+        region = self.cam_region
+        decoded = (self.info.height, self.info.width) if self.info is not None else None
+        if region is not None and decoded is not None and decoded != tuple(image_shape[:2]):
+            sy, sx = image_shape[0] / decoded[0], image_shape[1] / decoded[1]
+            x0, y0, x1, y1 = region
+            region = (
+                round(x0 * sx),
+                round(y0 * sy),
+                min(round(x1 * sx), image_shape[1]),
+                min(round(y1 * sy), image_shape[0]),
+            )
+        return place(self.cam, image_shape, region)
 
 
 @dataclass(frozen=True)

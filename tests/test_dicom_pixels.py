@@ -164,6 +164,12 @@ def test_predictor_follows_the_bundle_decode_verdict(corpus, first_release_bundl
         write_manifest(copy, dataclasses.replace(bundle.manifest, decode=config))
         pred = Predictor(Bundle.load(copy)).predict_file(row["file"])
         assert pred.info.reduction == expected
+        if pred.cam is not None:  # the heat map lands on the full-size image at the same place
+            heat = pred.heatmap((266, 320))
+            ys, xs = np.nonzero(heat)
+            x0, y0, x1, y1 = (v * expected for v in pred.cam_region)
+            assert abs(xs.min() - x0) <= 2 and abs(xs.max() + 1 - x1) <= 2
+            assert abs(ys.min() - y0) <= 2 and abs(ys.max() + 1 - y1) <= 2
     # The manifest records the verdict as plain JSON (other runtimes read it).
     data = json.loads((copy / "manifest.json").read_text())
     assert data["decode"] == {"min_side": 100, "reduced": False, "kinds": [], "gate": {"images": 0}}
