@@ -99,20 +99,18 @@ def info_cmd(bundle_dir, as_json, markdown, show_card):
 
 
 def decode_summary(decode) -> str:
-    """One line on reduced-resolution DICOM decoding: the gate's verdict and its worst agreement."""
+    """One line on reduced-resolution DICOM decoding: which kinds the gate allowed, and its numbers."""
     if decode is None:
         return "full resolution (no decode gate recorded; `cxr-edge decode-gate` measures one)"
-    kinds = [k for k in ("area", "jpeg_dct", "j2k_levels") if k in decode.gate]
-    worst = min((decode.gate[k].get("argmax_agreement_outside_band", 0.0) for k in kinds), default=None)
-    measured = f"gate on {decode.gate.get('images', '?')} validation images" + (
-        f", worst argmax agreement outside the abstention band {worst:.3f}" if worst is not None else ""
+    if not decode.reduced:
+        return f"full resolution (the decode gate failed on {decode.gate.get('images', '?')} images)"
+    refused = [k for k, v in decode.gate.items() if isinstance(v, dict) and v.get("passed") is False]
+    refused = [k for k in refused if k != "jpeg_full"]  # the reference never decides
+    return (
+        f"reduced to >= {decode.min_side} px short side by {', '.join(decode.kinds)} "
+        f"(gate on {decode.gate.get('images', '?')} validation images; "
+        f"refused: {', '.join(refused) or 'none'}; `info --json` has the numbers)"
     )
-    state = (
-        f"reduced to >= {decode.min_side} px short side"
-        if decode.reduced
-        else "full resolution (gate failed)"
-    )
-    return f"{state} ({measured})"
 
 
 def model_table(bundle: Bundle) -> str:
