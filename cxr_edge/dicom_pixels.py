@@ -242,12 +242,12 @@ def _decode_reduced(frame: bytes, ts: str, reduction: int, threads: int):
         import imagecodecs
 
         return imagecodecs.htj2k_decode(frame, skipres=levels), f"openjph-level/{reduction}"
-    if ts in _J2K and _glymur_usable():
+    if ts in _J2K and glymur_available():
         return _glymur_reduced(frame, levels, threads), f"openjpeg-level/{reduction}"
     return None
 
 
-def _glymur_usable() -> bool:
+def glymur_available() -> bool:
     """glymur loads the system's OpenJPEG (Debian: libopenjp2-7); without it JPEG 2000 decodes in full
     through imagecodecs and is then averaged (slower, same gate)."""
     try:
