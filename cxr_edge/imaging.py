@@ -328,7 +328,9 @@ def _decode_dicom(data: bytes, name: str, options: ReadOptions):
 
     try:
         pixels = None
-        if options.decoder == "fast":
+        # A deflated dataset is inflated by any parse, header-only too: parse it once, in full.
+        deflated = b"1.2.840.10008.1.2.1.99" in data[:2048]
+        if options.decoder == "fast" and not deflated:
             # Parse the header only and take the pixel data as a view of `data`: pydicom would copy
             # the 5-10 MB value, and the fast codecs read the view directly.
             stream = io.BytesIO(data)
