@@ -27,7 +27,7 @@ public final class BundleManifest {
     public static final List<Integer> READABLE_VERSIONS = Collections.unmodifiableList(Arrays.asList(1, 2, 3));
 
     private static final Set<String> KEYS = new TreeSet<>(Arrays.asList("format_version", "name", "labels",
-            "preprocess", "models", "ensemble", "provenance", "segmenter", "label_map", "lung_evidence", "card"));
+            "preprocess", "models", "ensemble", "provenance", "segmenter", "label_map", "lung_evidence", "card", "decode"));
 
     private final int formatVersion;
     private final String name;
@@ -40,6 +40,7 @@ public final class BundleManifest {
     private final Map<String, String> labelMap;
     private final LungEvidence lungEvidence;
     private final ModelCard card;
+    private final Map<String, Object> decode;
 
     private BundleManifest(JsonObject o) {
         formatVersion = o.integer("format_version");
@@ -58,6 +59,14 @@ public final class BundleManifest {
         labelMap = ModelCard.stringMap(o, "label_map");
         lungEvidence = o.raw("lung_evidence") == null ? null : LungEvidence.fromJson(o.object("lung_evidence"));
         card = o.raw("card") == null ? null : ModelCard.fromJson(o.object("card"));
+        // Reduced-resolution DICOM decoding and its gate (docs/decode.md); the app reads no DICOM, so it
+        // is kept for display only.
+        decode = o.raw("decode") == null ? null : ModelEntry.optionalMap(o, "decode");
+    }
+
+    /** The bundle's decode gate verdict ({@code manifest.decode}) as parsed JSON, or null. */
+    public Map<String, Object> decode() {
+        return decode;
     }
 
     /**
@@ -193,6 +202,9 @@ public final class BundleManifest {
         }
         if (card != null) {
             used.add("card");
+        }
+        if (decode != null) {
+            used.add("decode");
         }
         if (formatVersion < 3 && !used.isEmpty()) {
             throw new BundleFormatException("format_version", "format " + formatVersion

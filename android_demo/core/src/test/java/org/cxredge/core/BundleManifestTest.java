@@ -210,7 +210,7 @@ class BundleManifestTest {
 
         e = refused(m -> m.put("colour", "blue"));
         assertEquals("[colour]", e.received());
-        assertTrue(e.expected().startsWith("keys among [card, ensemble, format_version, label_map"), e.expected());
+        assertTrue(e.expected().startsWith("keys among [card, decode, ensemble, format_version, label_map"), e.expected());
 
         e = refused(m -> model0(m).remove("sha256"));
         assertEquals("models[0].sha256", e.field());
