@@ -40,8 +40,6 @@ def measure_path(path_kind: str, bundle_dir: str | None, files: list[str], threa
     """One path over ``files`` in this process (run it in a fresh one): stage percentiles and peak RSS."""
     import dataclasses
 
-    import numpy as np
-
     from cxr_edge.bundle import Bundle
     from cxr_edge.imaging import ReadOptions
     from cxr_edge.pipeline import Predictor
@@ -92,15 +90,7 @@ def measure_path(path_kind: str, bundle_dir: str | None, files: list[str], threa
         "peak_rss_mb": peak_rss_mb(),
         "reduction": sorted(meta["reduction"]),
         "decoder": sorted(meta["decoder"]),
-        "mean_mpix": float(np.mean([_mpix(f) for f in files])),
     }
-
-
-def _mpix(file: str) -> float:
-    import pydicom
-
-    ds = pydicom.dcmread(file, stop_before_pixels=True)
-    return int(ds.Rows) * int(ds.Columns) / 1e6
 
 
 def cold_start(bundle_dir: str | None, file: str) -> dict:

@@ -23,7 +23,7 @@ from convert.gates import GateError, GateThresholds, gate, parity, quantization_
 from convert.staging import staged
 from convert.tflite import Quant, to_tflite_variants
 from cxr_edge.bundle import FORMAT_VERSION, Bundle, BundleManifest, EnsembleConfig, ModelEntry, write_manifest
-from cxr_edge.decode_gate import decode_gate
+from cxr_edge.decode_gate import decode_gate, spread
 from cxr_edge.engine import Engine
 from cxr_edge.ensemble import accuracy_weights, fit_stacker, logloss_weights
 from cxr_edge.errors import SpecError
@@ -159,7 +159,7 @@ def build_bundle(
     labels = first.labels
     # One spec per bundle; with mixed 1- and 3-channel models it yields grey, repeated per model.
     spec = dataclasses.replace(first.preprocess, channels=min(c.preprocess.channels for c in configs))
-    calib_recs = task.parts["train"][:: max(1, len(task.parts["train"]) // n_calibration)][:n_calibration]
+    calib_recs = spread(task.parts["train"], n_calibration)
     val_inputs = load_images(task.parts["val"], crops=crops, desc="val", progress=progress)
     x = {
         "calibration": calibration
@@ -291,9 +291,7 @@ def build_bundle(
             manifest = dataclasses.replace(manifest, lung_evidence=evidence)
             manifest.provenance["lung_evidence"] = evidence_info
         if decode_gate_images:
-            # Spread over the validation split (every label), like the calibration sample.
-            val = task.parts["val"]
-            picked = val[:: max(1, len(val) // decode_gate_images)][:decode_gate_images]
+            picked = spread(task.parts["val"], decode_gate_images)  # every label, like the calibration
             decode = decode_gate(staging, [r.file for r in picked], progress=progress)
             manifest = dataclasses.replace(manifest, decode=decode)
             write_manifest(staging, manifest)

@@ -65,6 +65,11 @@ class DecodeGateThresholds:
     min_agreement: float = 0.99
 
 
+def spread(items: Sequence, n: int) -> list:
+    """At most ``n`` items taken at an even stride (over a split part: every label and source)."""
+    return list(items[:: max(1, len(items) // n)][:n])
+
+
 def min_side_for(manifest: BundleManifest) -> int:
     """The short side a reduced decode must keep: twice the pixels every resize of the bundle needs.
 
@@ -140,7 +145,7 @@ def decode_gate(
             "syntax": KINDS.get(kind, "jpeg_baseline vs explicit_le, both full resolution"),
             "reduction": sorted(factors[kind]),
         }
-    passed = tuple(k for k in KINDS if files and gate[k]["passed"])
+    passed = tuple(k for k in KINDS if gate[k]["passed"])
     return DecodeConfig(min_side=min_side, reduced=bool(passed), kinds=passed, gate=gate)
 
 

@@ -44,7 +44,9 @@ _NATIVE = frozenset(
         "1.2.840.10008.1.2.2",  # Explicit VR Big Endian (retired)
     }
 )
-_BIG_ENDIAN = "1.2.840.10008.1.2.2"
+IMPLICIT_LE = "1.2.840.10008.1.2"
+DEFLATED = "1.2.840.10008.1.2.1.99"
+BIG_ENDIAN = "1.2.840.10008.1.2.2"
 _RLE = "1.2.840.10008.1.2.5"
 _JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
 _JPEG_LIBJPEG_TURBO = frozenset(
@@ -101,6 +103,12 @@ def choose_reduction(rows: int, cols: int, min_side: int | None) -> int:
     return 1
 
 
+def transfer_syntax(ds) -> str:
+    """The dataset's Transfer Syntax UID, or "" when it has no file meta."""
+    meta = ds.get("file_meta")
+    return str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+
+
 def decode_stored(
     ds, reduction: int = 1, threads: int = 1, pixel_data=None, kinds: frozenset[str] | tuple = KINDS
 ) -> Stored | None:
@@ -127,16 +135,14 @@ def decode_stored(
         return None
     signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
     rows, cols = int(ds.Rows), int(ds.Columns)
-    meta = ds.get("file_meta")
-    ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+    ts = transfer_syntax(ds)
+    bits = _bits_rule(ts, stored_bits)
     data = pixel_data if pixel_data is not None else ds.get("PixelData")
     if data is None:
         return None
     if ts in _NATIVE:
-        values = _native(data, rows, cols, allocated, signed, ts == _BIG_ENDIAN)
+        values = _native(data, rows, cols, allocated, signed, ts == BIG_ENDIAN)
         decoder = "numpy"
-        if "area" not in kinds:
-            reduction = 1
     else:
         frame = _frame(data)
         if frame is None:
@@ -154,19 +160,17 @@ def decode_stored(
             reduced = _decode_reduced(frame, ts, native, threads) if native > 1 else None
             if reduced is not None:
                 values, decoder = reduced
-                out = _checked(values, rows, cols, native, _bits_rule(ts, stored_bits), signed, decoder)
+                out = _checked(values, rows, cols, native, bits, signed, decoder)
                 if out is None or native == reduction:
                     return out
                 step = reduction // native
                 return Stored(area_reduce(out.values, step), reduction, f"{decoder}+area/{step}")
-        if "area" not in kinds:
-            reduction = 1
         decoded = _decode_full(frame, ts, allocated, signed, rows, cols, threads)
         if decoded is None:
             return None
         values, decoder = decoded
-    result = _checked(values, rows, cols, 1, _bits_rule(ts, stored_bits), signed, decoder)
-    if result is None or reduction == 1:
+    result = _checked(values, rows, cols, 1, bits, signed, decoder)
+    if result is None or reduction == 1 or "area" not in kinds:
         return result
     return Stored(area_reduce(result.values, reduction), reduction, f"{decoder}+area/{reduction}")
 
@@ -304,7 +308,7 @@ def _keep_bits(values: np.ndarray, bits: int) -> np.ndarray:
     width = values.dtype.itemsize * 8
     if bits >= width:
         return values
-    lo, hi = cv2.minMaxLoc(values if values.dtype != np.uint32 else values.astype(np.float64))[:2]
+    lo, hi = cv2.minMaxLoc(values)[:2]  # 8- or 16-bit samples only (decode_stored checks)
     if values.dtype.kind == "u":
         if hi < (1 << bits):
             return values

@@ -28,7 +28,16 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from cxr_edge.dicom_pixels import KINDS, area_reduce, choose_reduction, decode_stored
+from cxr_edge.dicom_pixels import (
+    BIG_ENDIAN,
+    DEFLATED,
+    IMPLICIT_LE,
+    KINDS,
+    area_reduce,
+    choose_reduction,
+    decode_stored,
+    transfer_syntax,
+)
 from cxr_edge.errors import (
     CxrEdgeError,
     ImageDecodeError,
@@ -329,7 +338,7 @@ def _decode_dicom(data: bytes, name: str, options: ReadOptions):
     try:
         pixels = None
         # A deflated dataset is inflated by any parse, header-only too: parse it once, in full.
-        deflated = b"1.2.840.10008.1.2.1.99" in data[:2048]
+        deflated = DEFLATED.encode() in data[:2048]
         if options.decoder == "fast" and not deflated:
             # Parse the header only and take the pixel data as a view of `data`: pydicom would copy
             # the 5-10 MB value, and the fast codecs read the view directly.
@@ -351,19 +360,14 @@ def _decode_dicom(data: bytes, name: str, options: ReadOptions):
         ) from exc
 
 
-_IMPLICIT_LE = "1.2.840.10008.1.2"
-_HEADER_ONLY_UNSAFE = frozenset({"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.2"})  # deflated, big endian
-
-
 def _pixel_data_view(data: bytes, pos: int, ds) -> memoryview | None:
     """The Pixel Data value at ``pos`` (where a header-only parse stopped), or None if not plainly there."""
-    meta = ds.get("file_meta")
-    ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
-    if not ts or ts in _HEADER_ONLY_UNSAFE or pos + 12 > len(data):
+    ts = transfer_syntax(ds)  # deflated files never get here (parsed whole, see _decode_dicom)
+    if not ts or ts == BIG_ENDIAN or pos + 12 > len(data):
         return None
     if struct.unpack_from("<HH", data, pos) != (0x7FE0, 0x0010):
         return None
-    if ts == _IMPLICIT_LE:
+    if ts == IMPLICIT_LE:
         length, start = struct.unpack_from("<I", data, pos + 4)[0], pos + 8
     elif data[pos + 4 : pos + 6] in (b"OB", b"OW", b"UN"):
         length, start = struct.unpack_from("<I", data, pos + 8)[0], pos + 12

@@ -32,7 +32,7 @@ def decode_gate_cmd(bundle_dir, manifest_path, split_path, root, images, out, fo
     by the kinds that keep 99% of the argmax decisions outside the abstention band. (`cxr-edge
     convert` runs the same gate.) The input bundle is never modified.
     """
-    from cxr_edge.decode_gate import KINDS, REFERENCE, decode_gate
+    from cxr_edge.decode_gate import KINDS, REFERENCE, decode_gate, spread
 
     source = Bundle.load(bundle_dir)
     target = Path(out)
@@ -42,8 +42,7 @@ def decode_gate_cmd(bundle_dir, manifest_path, split_path, root, images, out, fo
         raise SpecError("output folder is not empty", expected="a new folder (or --force)", received=out)
     manifest = load_manifest(manifest_path, root, check_files=False)
     val = read_split(split_path, manifest).records(manifest, "val")
-    picked = val[:: max(1, len(val) // images)][:images]
-    config = decode_gate(source.root, [r.file for r in picked], progress=True)
+    config = decode_gate(source.root, [r.file for r in spread(val, images)], progress=True)
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(source.root, target)
