@@ -36,6 +36,7 @@ from cxr_edge.dicom_pixels import (
     area_reduce,
     choose_reduction,
     decode_stored,
+    inflate_part10,
     transfer_syntax,
 )
 from cxr_edge.errors import (
@@ -331,14 +332,19 @@ def _decode_dicom(data: bytes, name: str, options: ReadOptions):
     import pydicom  # deferred: keeps `import cxr_edge` fast for PNG-only users
 
     force = data[128:132] != b"DICM"
+    # A deflated dataset is inflated by any pydicom parse, header-only too: the fast path inflates it
+    # once itself (libdeflate) into a plain file; otherwise pydicom parses it once, in full.
+    deflated = DEFLATED.encode() in data[:2048]
+    if deflated and options.decoder == "fast":
+        plain = inflate_part10(data)
+        if plain is not None:
+            data, deflated = plain, False
 
     def full_parse():
         return pydicom.dcmread(io.BytesIO(data), force=force)
 
     try:
         pixels = None
-        # A deflated dataset is inflated by any parse, header-only too: parse it once, in full.
-        deflated = DEFLATED.encode() in data[:2048]
         if options.decoder == "fast" and not deflated:
             # Parse the header only and take the pixel data as a view of `data`: pydicom would copy
             # the 5-10 MB value, and the fast codecs read the view directly.

@@ -19,7 +19,14 @@ import pytest
 from benchmarks.dicom_corpus import make_corpus
 from cxr_edge.bundle import Bundle, DecodeConfig, write_manifest
 from cxr_edge.decode_gate import min_side_for
-from cxr_edge.dicom_pixels import KINDS, area_reduce, choose_reduction, decode_stored, glymur_available
+from cxr_edge.dicom_pixels import (
+    KINDS,
+    area_reduce,
+    choose_reduction,
+    decode_stored,
+    glymur_available,
+    inflate_part10,
+)
 from cxr_edge.dicom_synth import SYNTAXES
 from cxr_edge.errors import ImageDecodeError
 from cxr_edge.imaging import ReadOptions, read_image
@@ -233,3 +240,26 @@ def test_reduction_kinds_are_obeyed(corpus):
         assert decode_stored(ds, 4, kinds=()).reduction == 1
     assert decode_stored(plain, 4, kinds=("jpeg_dct",)).reduction == 1
     assert decode_stored(plain, 2, kinds=("area",)).values.shape == (133, 160)
+
+
+def test_deflated_files_are_inflated_once_into_plain_explicit_le(corpus, tmp_path):
+    row = _files(corpus, {"deflated"})[0]
+    data = Path(row["file"]).read_bytes()
+    plain = inflate_part10(data)
+    assert plain is not None
+    a, b = pydicom.dcmread(row["file"]), pydicom.dcmread(pydicom.filebase.DicomBytesIO(plain))
+    assert str(b.file_meta.TransferSyntaxUID) == "1.2.840.10008.1.2.1"
+    assert [e.tag for e in a] == [e.tag for e in b]
+    np.testing.assert_array_equal(a.pixel_array, b.pixel_array)
+    assert inflate_part10(Path(_files(corpus, {"explicit_le"})[0]["file"]).read_bytes()) is None
+    # A blank image inflates beyond libdeflate's bound: zlib takes over, same pixels.
+    a.PixelData = bytes(len(a.PixelData))
+    blank = tmp_path / "blank.dcm"
+    a.save_as(blank, enforce_file_format=True)
+    inflated = pydicom.dcmread(pydicom.filebase.DicomBytesIO(inflate_part10(blank.read_bytes())))
+    assert inflated.pixel_array.max() == 0
+    # A corrupt stream is a typed error.
+    bad = tmp_path / "bad.dcm"
+    bad.write_bytes(data[:300] + bytes(range(256)) * 40)
+    with pytest.raises(ImageDecodeError):
+        read_image(bad)
