@@ -23,7 +23,7 @@ $(VENV)/.runtime: pyproject.toml | $(VENV)/bin/python
 
 # Full install: runtime + training/conversion ([train]) + test tools ([dev]).
 $(VENV)/.full: pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install --quiet -e ".[train,dev]"
+	$(PY) -m pip install --quiet -e ".[train,dev,scale]"
 	touch $@ $(VENV)/.runtime
 
 demo: $(VENV)/.runtime

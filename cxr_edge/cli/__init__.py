@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cxr_edge.cli import decode, learning, loso, runtime, weights
+from cxr_edge.cli import batch, decode, learning, loso, runtime, weights
 
 
 class _Group(click.Group):
@@ -26,7 +26,7 @@ class _Group(click.Group):
 def main() -> None:
     """cxr-edge: chest X-ray classifiers from training to the edge.
 
-    Runtime commands (predict, info, demo, segment, evaluate, split, serve, loso-report, loso-bundle,
+    Runtime commands (predict, batch, info, demo, segment, evaluate, split, serve, loso-report, loso-bundle,
     loso-ensemble, decode-gate) need only the runtime install; train, loso, prune-loso, search,
     evaluate-run, prune, convert, convert-segmenter, import-weights and zoo need the [train] extra
     (TensorFlow + Keras), which they import only when run.
@@ -35,6 +35,7 @@ def main() -> None:
 
 RUNTIME_COMMANDS = (
     runtime.predict_cmd,
+    batch.batch_cmd,
     runtime.info_cmd,
     runtime.demo_cmd,
     runtime.segment_cmd,

@@ -48,6 +48,31 @@ final class Diff {
         }
     }
 
+    /** Asserts that no two floats are more than {@code maxUlps} representable values apart; prints the worst. */
+    static void assertWithinUlps(int maxUlps, float[] expected, float[] actual, String what) {
+        assertEquals(expected.length, actual.length, what + ": lengths");
+        long worst = 0;
+        int at = 0;
+        for (int i = 0; i < expected.length; i++) {
+            long d = Math.abs((long) ordered(expected[i]) - ordered(actual[i]));
+            if (d > worst) {
+                worst = d;
+                at = i;
+            }
+        }
+        System.out.println("MEASURED " + what + ": max " + worst + " ulp (tolerance " + maxUlps + ")");
+        if (worst > maxUlps) {
+            fail(what + ": " + worst + " ulp apart at index " + at + " (tolerance " + maxUlps + "): expected "
+                    + expected[at] + ", got " + actual[at]);
+        }
+    }
+
+    /** Float bits mapped to integers whose order and distance follow the floats' (sign-magnitude to two's). */
+    private static int ordered(float f) {
+        int bits = Float.floatToIntBits(f);
+        return bits < 0 ? Integer.MIN_VALUE - bits : bits;
+    }
+
     /** Asserts identical byte arrays, naming the first difference. */
     static void assertIdentical(byte[] expected, byte[] actual, String what) {
         assertEquals(expected.length, actual.length, what + ": lengths");

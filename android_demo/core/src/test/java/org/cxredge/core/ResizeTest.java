@@ -19,7 +19,15 @@ class ResizeTest {
             assertEquals(w, out.width());
             assertEquals(h, out.height());
             String what = c.string("kind") + " " + src.width() + "x" + src.height() + " -> " + w + "x" + h;
-            Diff.assertBitIdentical(GoldenArray.of(c, "expected").floats(), out.pixels(), what);
+            float[] expected = GoldenArray.of(c, "expected").floats();
+            if ("auto".equals(c.string("kind"))) {
+                Diff.assertBitIdentical(expected, out.pixels(), what);
+            } else {
+                // cv2's bilinear float resize runs Intel IPP, which picks its kernel by CPU at run time
+                // (AVX2 or AVX-512): an exact 2x shrink differed by 2 ulp between two x86-64 machines
+                // with the same wheel. Bit identity is asserted against OpenCV's own kernel below.
+                Diff.assertWithinUlps(4, expected, out.pixels(), what + " (IPP kernel, CPU-dispatched)");
+            }
             if (c.has("expected_opencv")) {
                 FloatImage plain = Resize.linearOpenCv(src, w, h);
                 Diff.assertBitIdentical(GoldenArray.of(c, "expected_opencv").floats(), plain.pixels(),

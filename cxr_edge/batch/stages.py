@@ -1,0 +1,110 @@
+"""The two stages of a batch, shared by the local and the Ray engine so that both give the same rows.
+
+1. :class:`Preparer`: read and decode (the bundle's :class:`~cxr_edge.imaging.ReadOptions`, so the
+   decode gate applies as in ``predict``), segment, crop and preprocess. CPU-heavy: decoding a
+   full-size compressed DICOM takes 5-500 ms.
+2. :class:`Classifier`: the members' LiteRT interpreters, the combiner, the heat map and lung fraction
+   (a few ms), producing :func:`cxr_edge.batch.rows.batch_row`.
+
+Between them travels a :class:`Prepared` item (pickled inside the batch's own process or cluster).
+Every failure of one input becomes its error row; nothing raised for one file ends the batch.
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+from dataclasses import dataclass
+
+from cxr_edge.batch.rows import batch_row
+from cxr_edge.bundle import Bundle
+from cxr_edge.errors import CxrEdgeError, InputError
+from cxr_edge.imaging import decode_image, read_image
+from cxr_edge.pipeline import Outcome, Predictor
+from cxr_edge.serve.triage import bundle_sha256
+
+
+@dataclass(frozen=True)
+class PredictorSpec:
+    """What a worker needs to rebuild the same predictor (picklable; workers load the bundle themselves).
+
+    Attributes:
+        bundle_dir: Bundle folder, or None for the shipped bundle.
+        members: Models to run instead of the ensemble members (None: the ensemble).
+        threads: LiteRT and decoder threads per worker.
+    """
+
+    bundle_dir: str | None = None
+    members: tuple[str, ...] | None = None
+    threads: int = 1
+
+    def build(self) -> Predictor:
+        """Loads the bundle (checking every model's sha256) and makes the predictor."""
+        return Predictor(Bundle.load(self.bundle_dir), members=self.members, threads=self.threads)
+
+
+def _unexpected(exc: Exception) -> InputError:
+    # A codec bug must not end the batch; the type and a bounded message go into this file's row.
+    return InputError(
+        "unexpected failure", expected="a readable image", received=f"{type(exc).__name__}: {str(exc)[:200]}"
+    )
+
+
+class Preparer:
+    """Stage 1: path (or bytes) -> pickled ``(prepared, info, decode_ms)`` or an error message."""
+
+    def __init__(self, spec: PredictorSpec, predictor: Predictor | None = None):
+        self.predictor = predictor or spec.build()
+
+    def prepare(self, path: str, data: bytes | None = None) -> tuple[bytes | None, str]:
+        """Returns ``(payload, "")`` or ``(None, error)`` for one input.
+
+        Args:
+            path: The input's path (its row key; read from disk when ``data`` is None).
+            data: The file's bytes when a reader already fetched them (object storage).
+        """
+        predictor = self.predictor
+        try:
+            t0 = time.perf_counter()
+            if data is None:
+                image, info = read_image(path, predictor.read_options)
+            else:
+                image, info = decode_image(data, name=path, options=predictor.read_options)
+            decode_ms = (time.perf_counter() - t0) * 1000.0
+            prepared = predictor.prepare(image)
+        except CxrEdgeError as exc:
+            return None, _message(exc)
+        except Exception as exc:
+            return None, _message(_unexpected(exc))
+        return pickle.dumps((prepared, info, decode_ms), protocol=pickle.HIGHEST_PROTOCOL), ""
+
+
+class Classifier:
+    """Stage 2: a prepared input (or the error of stage 1) -> its batch row."""
+
+    def __init__(self, spec: PredictorSpec, predictor: Predictor | None = None):
+        self.predictor = predictor or spec.build()
+        self.labels = self.predictor.labels
+        self.members = self.predictor.member_names
+        self.sha256 = bundle_sha256(self.predictor.bundle)
+
+    def row(self, path: str, payload: bytes | None, error: str) -> dict:
+        """The row of one input."""
+        if payload is None:
+            row = batch_row(Outcome(path, error=InputError(error)), self.labels, self.members, self.sha256)
+            row["error"] = error  # already "Type: message" from stage 1
+            return row
+        prepared, info, decode_ms = pickle.loads(payload)
+        try:
+            prediction = self.predictor.classify(prepared, info)
+        except CxrEdgeError as exc:
+            outcome = Outcome(path, error=exc)
+        except Exception as exc:
+            outcome = Outcome(path, error=_unexpected(exc))
+        else:
+            outcome = Outcome(path, prediction=prediction)
+        return batch_row(outcome, self.labels, self.members, self.sha256, decode_ms=decode_ms)
+
+
+def _message(exc: CxrEdgeError) -> str:
+    return f"{type(exc).__name__}: {exc}"
