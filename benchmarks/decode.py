@@ -202,7 +202,12 @@ def bench_corpus(
     return result
 
 
-SECTION_BEGIN, SECTION_END = "<!-- decode:begin -->", "<!-- decode:end -->"
+def section_markers(name: str) -> tuple[str, str]:
+    """The HTML comments around a benchmark's own section of RESULTS.md."""
+    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+
+
+SECTION_BEGIN, SECTION_END = section_markers("decode")
 TARGETS = {"explicit_le": 25, "implicit_le": 25, "rle": 50, "j2k_lossless": 80, "jpeg_baseline": 25,
            "jpeg_extended": 25}  # fmt: skip
 
@@ -261,12 +266,13 @@ def render(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(markdown: Path, section: str) -> None:
-    """Replaces (or appends) the decode section of RESULTS.md, leaving the rest as it is."""
+def write_section(markdown: Path, section: str, name: str = "decode") -> None:
+    """Replaces (or appends) a benchmark's section of RESULTS.md, leaving the rest as it is."""
+    begin, end = section_markers(name)
     text = markdown.read_text() if markdown.is_file() else "# Benchmark results\n"
-    if SECTION_BEGIN in text and SECTION_END in text:
-        head, rest = text.split(SECTION_BEGIN, 1)
-        text = head + section + rest.split(SECTION_END, 1)[1].lstrip("\n")
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + section + rest.split(end, 1)[1].lstrip("\n")
     else:
         text = text.rstrip("\n") + "\n\n" + section
     markdown.write_text(text)

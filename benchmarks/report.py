@@ -14,7 +14,10 @@ from pathlib import Path
 
 import click
 
-from benchmarks.decode import SECTION_BEGIN, SECTION_END
+from benchmarks.decode import section_markers
+
+#: Sections other benchmarks write into RESULTS.md (kept as they were when the report is rewritten).
+KEPT_SECTIONS = ("decode", "batch")
 
 NOTE = (
     "This CPU has AVX-512 VNNI (and the brief's machine AMX), which make int8 inference faster here "
@@ -200,17 +203,13 @@ def main(files, out):
     results = [(Path(f).stem, json.loads(Path(f).read_text())) for f in files]
     commands = {name: r["command"] for name, r in results if r.get("command")}
     plots = write_plots(results, Path(out).parent)
-    # The full-size DICOM section (python -m benchmarks.decode --results-md) is kept as it was.
+    # The full-size DICOM (benchmarks.decode) and batch (benchmarks.batch) sections are kept as they were.
     old = Path(out).read_text() if Path(out).is_file() else ""
     kept = ""
-    if SECTION_BEGIN in old and SECTION_END in old:
-        kept = (
-            "\n"
-            + SECTION_BEGIN
-            + old.split(SECTION_BEGIN, 1)[1].split(SECTION_END, 1)[0]
-            + SECTION_END
-            + "\n"
-        )
+    for name in KEPT_SECTIONS:
+        begin, end = section_markers(name)
+        if begin in old and end in old:
+            kept += "\n" + begin + old.split(begin, 1)[1].split(end, 1)[0] + end + "\n"
     Path(out).write_text(render(results, commands, plots) + kept)
     click.echo(f"wrote {out}")
 

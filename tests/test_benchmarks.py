@@ -122,3 +122,28 @@ def test_decode_bench_on_a_small_corpus(tmp_path, first_release_bundle):
     text = results_md.read_text()
     assert text.count(SECTION_BEGIN) == 1 and text.count(SECTION_END) == 1 and "earlier text" in text
     assert "| j2k_lossless |" in text
+
+
+def test_batch_benchmark_section_keeps_the_decode_section(tmp_path):
+    from benchmarks.batch import render, summarise
+    from benchmarks.decode import SECTION_BEGIN, write_section
+
+    def row(steady):
+        return {"images": 9, "wall_s": 3.0, "fixed_s": 1.0, "img_per_s": 3.0, "steady_img_per_s": steady,
+                "steady_ms_per_img": None if steady is None else round(1000 / steady, 1)}  # fmt: skip
+
+    rows = {"predict": row(4.0), "batch local": row(4.0), "batch ray, 1 worker": row(2.0),
+            "batch ray, 2 workers": row(3.0)}  # fmt: skip
+    summary = summarise(rows)
+    assert summary == {"scaling": 1.5, "ray_overhead_ms": 250.0, "ray_fixed_s": 1.0}
+    rows["batch ray, 2 workers"] = row(None)  # within the noise: no ratio is invented
+    assert summarise(rows)["scaling"] is None
+    md = tmp_path / "RESULTS.md"
+    md.write_text(f"# Results\n\n{SECTION_BEGIN}\ndecode table\n<!-- decode:end -->\n")
+    result = {"machine": "m", "command": "python -m benchmarks.batch", "inputs": {"x": rows},
+              "summary": {"x": summary}}  # fmt: skip
+    write_section(md, render(result), name="batch")
+    write_section(md, render(result), name="batch")  # rewriting replaces, never duplicates
+    text = md.read_text()
+    assert "decode table" in text and text.count("<!-- batch:begin -->") == 1
+    assert "| x | batch ray, 2 workers | 9 | 3.0 | 1.0 | 3.0 | - | - |" in text
