@@ -6,7 +6,7 @@ CLI     = $(VENV)/bin/cxr-edge
 KIT    ?= ../shared/data/manifest.csv
 SPLIT  ?= splits/kit.csv
 
-.PHONY: demo test lint format schema golden clean paper paper-prune paper-bundles paper-eval paper-bench bench
+.PHONY: demo test test-all lint format schema golden clean paper paper-prune paper-bundles paper-eval paper-bench bench
 
 .DEFAULT_GOAL := demo
 include mk/web.mk
@@ -31,9 +31,14 @@ demo: $(VENV)/.runtime
 
 # Browser tests need Chromium and web_demo/node_modules (mk/web.mk); the Android core's tests need
 # javac and JUnit 5 (mk/android.mk). Both install them, or say why not and the tests skip.
+# `make test` leaves out the tests marked slow (the zoo's three largest architectures built, trained a
+# step, pruned and converted: ~18 of the suite's ~40 CPU-minutes); `make test-all` runs them too.
 test: $(VENV)/.full web-deps android-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest -n auto --dist loadfile -m "not slow"
+
+test-all: $(VENV)/.full web-deps android-deps
 	$(PY) -m pytest -n auto --dist loadfile
 
 lint: $(VENV)/.full

@@ -151,11 +151,11 @@ def test_resume_after_an_interrupted_local_run_writes_no_duplicates(
     real = batch_stages.Preparer.prepare
     calls = {"n": 0}
 
-    def interrupted(self, path, data=None):
+    def interrupted(self, path):
         calls["n"] += 1
         if calls["n"] == 12:
             raise KeyboardInterrupt  # Ctrl-C in the middle of the run
-        return real(self, path, data)
+        return real(self, path)
 
     monkeypatch.setattr(batch_stages.Preparer, "prepare", interrupted)
     with pytest.raises(KeyboardInterrupt):
@@ -231,8 +231,8 @@ def test_manifest_csv_inputs_and_refusals(archive, tmp_path):
             spec=PredictorSpec(members=("lungcrop_balanced-pruned-int8",)),
             progress=False,
         )
-    with pytest.raises(InputError, match="Ray engine"):
-        run_batch(["s3://bucket/x.dcm"], tmp_path / "d", engine=BatchEngine.LOCAL, progress=False)
+    with pytest.raises(InputError, match="URIs are not read directly"):
+        run_batch(["s3://bucket/x.dcm"], tmp_path / "d", engine=BatchEngine.RAY, progress=False)
 
 
 def _rows_of(summary, out: Path) -> dict[str, dict]:

@@ -28,6 +28,7 @@ from cxr_edge.splits import Split, make_split, read_split, write_split
 from train import adversary
 from train.config import TrainConfig
 from train.data import class_weights, crop_table, label_indices, load_images, preprocess_all, training_data
+from train.distribute import Distribute, plan_devices
 from train.rundir import (
     BEST_MODEL,
     HISTORY,
@@ -91,12 +92,12 @@ def _spread(records: list[Record], n: int) -> list[Record]:
 class _ValidationAUC(keras.callbacks.Callback):
     """Adds the validation macro AUC (one-vs-rest) to the epoch logs."""
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, labels):
+    def __init__(self, x: np.ndarray, y: np.ndarray, labels, batch_size: int = 32):
         super().__init__()
-        self.x, self.y, self.labels = x, y, labels
+        self.x, self.y, self.labels, self.batch_size = x, y, labels, batch_size
 
     def on_epoch_end(self, epoch, logs=None):
-        probs = self.model.predict(self.x, verbose=0, batch_size=32)
+        probs = self.model.predict(self.x, verbose=0, batch_size=self.batch_size)
         if isinstance(probs, dict):  # a model with a source adversary
             probs = probs["probs"]
         logs = logs if logs is not None else {}
@@ -129,6 +130,7 @@ def train_run(
     overwrite: bool = False,
     resume: bool = False,
     callbacks: list[keras.callbacks.Callback] | None = None,
+    distribute: Distribute = "none",
 ) -> Path:
     """Trains one model and writes its run directory.
 
@@ -145,12 +147,19 @@ def train_run(
         resume: Continue an interrupted run from ``last.keras`` (same config required). The
             early-stopping patience restarts; the best checkpoint keeps its best validation loss.
         callbacks: Extra Keras callbacks, run after the toolkit's (checkpoints are written first).
+        distribute: ``none`` (one device) or ``data-parallel`` (Keras' ``DataParallel`` over every
+            device, JAX backend only; see :mod:`train.distribute`). Recorded in run.json.
 
     Returns:
         The run directory.
+
+    Raises:
+        SpecError: Bad data or config, or a ``distribute`` mode this backend or batch size cannot run
+            (checked before the run directory is touched).
     """
     out = Path(out_dir)
     started = time.perf_counter()
+    plan = plan_devices(distribute, config.batch_size)
     commit = git_commit(Path(__file__).parent)  # the code the run starts with, not what it ends with
     resuming = resume and (out / LAST_MODEL).is_file()
     prepare_run_dir(out, config, overwrite=overwrite, resume=resume)
@@ -178,49 +187,61 @@ def train_run(
     monitor = "val_probs_loss" if adversarial else "val_loss"
     if adversarial:
         val_targets = {"probs": val_targets, **adversary.source_targets(config, val_recs, sources)}
+    # A distributed step splits every batch evenly across the devices, so the in-fit batches and
+    # validation arrays are cut to multiples of the device count (unchanged on one device); the
+    # final metrics below use the whole validation part.
+    train_batches = plan.batches(train_seq, len(train_recs), config.batch_size)
+    fit_val = (plan.trim(x_val), plan.trim(val_targets))
+    eval_batch = plan.batch_size(32)  # Keras' default for arrays, rounded up to the devices
 
-    initial_epoch, best_so_far = 0, None
-    if resuming:
-        model = keras.models.load_model(out / LAST_MODEL)
-        initial_epoch, best_so_far = history_state(out / HISTORY, monitor)
-    else:
-        model = _initial_model(config)
-        if config.mixed_precision:
-            model = with_policy(model, "mixed_bfloat16")
-        loss, metrics = "categorical_crossentropy", ["accuracy"]
-        if adversarial:
-            model = adversary.with_source_adversary(model, k, len(sources), config.source_adversary)
-            loss = {"probs": loss, adversary.OUTPUT: adversary.ConditionalSourceLoss(k, len(sources))}
-            metrics = {"probs": metrics}
-        model.compile(
-            optimizer=make_optimizer(config, steps_per_epoch=len(train_seq)), loss=loss, metrics=metrics
-        )
-    apply_weight_decay(model, config.weight_decay)  # variable-level: redo after every load
-
-    toolkit_callbacks = [
-        _ValidationAUC(x_val, y_val, labels),
-        *checkpoint_callbacks(
-            out, resuming=resuming, best_so_far=best_so_far, patience=config.patience, monitor=monitor
-        ),
-    ]
-    if config.lr_schedule == "plateau":
-        toolkit_callbacks.append(
-            keras.callbacks.ReduceLROnPlateau(
-                monitor=monitor, mode="min", factor=0.1, patience=config.lr_patience
+    # Model variables must be created under the distribution (replicated on every device), so
+    # building, loading, compiling and fitting all happen inside its scope; nothing leaks out.
+    with plan.scope():
+        initial_epoch, best_so_far = 0, None
+        if resuming:
+            model = keras.models.load_model(out / LAST_MODEL)
+            initial_epoch, best_so_far = history_state(out / HISTORY, monitor)
+        else:
+            model = _initial_model(config)
+            if config.mixed_precision:
+                model = with_policy(model, "mixed_bfloat16")
+            loss, metrics = "categorical_crossentropy", ["accuracy"]
+            if adversarial:
+                model = adversary.with_source_adversary(model, k, len(sources), config.source_adversary)
+                loss = {"probs": loss, adversary.OUTPUT: adversary.ConditionalSourceLoss(k, len(sources))}
+                metrics = {"probs": metrics}
+            model.compile(
+                optimizer=make_optimizer(config, steps_per_epoch=len(train_batches)),
+                loss=loss,
+                metrics=metrics,
             )
-        )
-    weigh_classes = config.class_weights and config.sampling != "balanced"  # balanced draws do it
-    if initial_epoch < config.epochs:
-        model.fit(
-            train_seq,
-            validation_data=(x_val, val_targets),
-            epochs=config.epochs,
-            initial_epoch=initial_epoch,
-            class_weight=class_weights(y_train, k) if weigh_classes and not adversarial else None,
-            callbacks=toolkit_callbacks + list(callbacks or []),
-            verbose=1 if progress else 0,
-        )
-    best = keras.models.load_model(out / BEST_MODEL)
+        apply_weight_decay(model, config.weight_decay)  # variable-level: redo after every load
+
+        toolkit_callbacks = [
+            _ValidationAUC(fit_val[0], plan.trim(y_val), labels, batch_size=eval_batch),
+            *checkpoint_callbacks(
+                out, resuming=resuming, best_so_far=best_so_far, patience=config.patience, monitor=monitor
+            ),
+        ]
+        if config.lr_schedule == "plateau":
+            toolkit_callbacks.append(
+                keras.callbacks.ReduceLROnPlateau(
+                    monitor=monitor, mode="min", factor=0.1, patience=config.lr_patience
+                )
+            )
+        weigh_classes = config.class_weights and config.sampling != "balanced"  # balanced draws do it
+        if initial_epoch < config.epochs:
+            model.fit(
+                train_batches,
+                validation_data=fit_val,
+                validation_batch_size=eval_batch,
+                epochs=config.epochs,
+                initial_epoch=initial_epoch,
+                class_weight=class_weights(y_train, k) if weigh_classes and not adversarial else None,
+                callbacks=toolkit_callbacks + list(callbacks or []),
+                verbose=1 if progress else 0,
+            )
+    best = keras.models.load_model(out / BEST_MODEL)  # outside the scope: evaluated on one device
     if adversarial:
         best = adversary.classifier_of(best)
         best.save(out / BEST_MODEL)
@@ -232,8 +253,9 @@ def train_run(
     run = {
         "created": now_utc(),
         "git_commit": commit,
-        "versions": versions("keras", "tensorflow-cpu", "numpy", "opencv-python-headless"),
+        "versions": versions("keras", "tensorflow-cpu", "jax", "numpy", "opencv-python-headless"),
         "keras_backend": keras.backend.backend(),
+        **plan.metadata(len(train_recs), len(val_recs), config.batch_size),
         "data_manifest": str(Path(manifest_path)),
         "data_manifest_sha256": task.manifest.sha256,
         "split": str(Path(split_path)),

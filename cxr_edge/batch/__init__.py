@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from cxr_edge.batch.inputs import is_remote, resolve_inputs
+from cxr_edge.batch.inputs import resolve_inputs
 from cxr_edge.batch.rows import arrow_schema, batch_row, column_names
 from cxr_edge.batch.stages import PredictorSpec
 from cxr_edge.batch.store import new_run_id, prepare_out_dir
@@ -93,8 +93,8 @@ def run_batch(
     """Classifies every input into Parquet parts under ``out_dir``.
 
     Args:
-        inputs: Files, folders (searched recursively) and manifest CSVs (``path`` column); with the Ray
-            engine also object-storage URIs (``s3://...``, read by Ray Data).
+        inputs: Files, folders (searched recursively) and manifest CSVs (``path`` column). On a
+            cluster, paths every node can read (a shared or object-storage mount).
         out_dir: Output folder: new or empty, or (``resume``) one an earlier run of the same bundle
             wrote into.
         engine: ``local`` (this process) or ``ray``.
@@ -115,16 +115,10 @@ def run_batch(
     _check_pyarrow()
     t0 = time.perf_counter()
     paths = resolve_inputs([str(i) for i in inputs])
-    if engine is BatchEngine.LOCAL and any(is_remote(p) for p in paths):
-        raise InputError(
-            "object-storage inputs need the Ray engine",
-            expected="local files (or --engine ray)",
-            received=f"{sum(is_remote(p) for p in paths)} URIs",
-        )
     # The predictor decides the columns (labels, members): build one to check the folder against.
     predictor = spec.build()
     done = prepare_out_dir(out_dir, predictor.labels, predictor.member_names, resume=resume)
-    todo = [p for p in paths if is_remote(p) or os.path.abspath(p) not in done]
+    todo = [p for p in paths if os.path.abspath(p) not in done]
     out = Path(out_dir)
     if not todo:
         counts = {"ok": 0, "error": 0}

@@ -12,8 +12,8 @@ from cxr_edge.pipeline import expand_inputs
 
 
 def is_remote(item: str) -> bool:
-    """Whether an input names object storage (``s3://``, ``gs://``...), read by Ray Data itself."""
-    return "://" in item and not item.startswith("file://")
+    """Whether an input is a URI (``s3://``, ``gs://``...) rather than a path."""
+    return "://" in item
 
 
 def manifest_paths(csv_path: Path) -> list[str]:
@@ -31,7 +31,7 @@ def manifest_paths(csv_path: Path) -> list[str]:
                 received=f"{csv_path.name}: columns {', '.join((reader.fieldnames or [])[:8]) or 'none'}",
             )
         rows = [row["path"] for row in reader if row.get("path")]
-    return [p if is_remote(p) or os.path.isabs(p) else str(csv_path.parent / p) for p in rows]
+    return [p if os.path.isabs(p) else str(csv_path.parent / p) for p in rows]
 
 
 def resolve_inputs(items: Iterable[str]) -> list[str]:
@@ -39,12 +39,17 @@ def resolve_inputs(items: Iterable[str]) -> list[str]:
 
     A ``.csv`` file is a manifest (its ``path`` column); folders are searched recursively (hidden files
     skipped); anything else is an input file (missing ones are kept so they get an error row).
+
+    Raises:
+        InputError: An input is a URI. Object storage is read through a mount (Mountpoint for S3,
+            gcsfuse, a CSI volume on every node; ``docs/scale.md``): resume and atomic part files need
+            a file system, and the direct reader was not testable offline.
     """
     out: list[str] = []
     seen: set[str] = set()
 
     def add(path: str) -> None:
-        key = path if is_remote(path) else os.path.abspath(path)
+        key = os.path.abspath(path)
         if key not in seen:
             seen.add(key)
             out.append(path)
@@ -52,8 +57,12 @@ def resolve_inputs(items: Iterable[str]) -> list[str]:
     for item in items:
         item = str(item)
         if is_remote(item):
-            add(item)
-        elif item.lower().endswith(".csv") and Path(item).is_file():
+            raise InputError(
+                "URIs are not read directly",
+                expected="paths (mount object storage on every node: docs/scale.md)",
+                received=item.split("://", 1)[0] + "://...",
+            )
+        if item.lower().endswith(".csv") and Path(item).is_file():
             for p in manifest_paths(Path(item)):
                 add(p)
         else:

@@ -2,7 +2,7 @@
 
 Pipeline (one Ray Data job, streaming, so memory stays bounded whatever the archive size)::
 
-    from_items(paths) | read_binary_files(URIs)     local files by path; object storage through Ray
+    from_items(paths)                                every node reads its files (shared/object mount)
       -> map_batches(_PrepareBatch)   actors: decode (bundle's ReadOptions), segment, preprocess
       -> map_batches(_ClassifyBatch)  actor pool: the members' LiteRT interpreters, combiner, heat map
       -> write_parquet(DIR/.ray-<run>/)            moved into DIR when the run ends (or on --resume)
@@ -23,8 +23,6 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from cxr_edge.batch.rows import arrow_schema
 from cxr_edge.batch.stages import Classifier, PredictorSpec, Preparer
 from cxr_edge.batch.store import STAGING_PREFIX, adopt_staged
@@ -44,11 +42,9 @@ class _PrepareBatch:
 
     def __call__(self, batch: dict) -> dict:
         paths = [str(p) for p in batch["path"]]
-        data = batch.get("bytes")
         payloads, errors = [], []
-        for i, path in enumerate(paths):
-            raw = None if data is None else data[i]
-            payload, error = self.stage.prepare(path, None if raw is None else bytes(raw))
+        for path in paths:
+            payload, error = self.stage.prepare(path)
             payloads.append(payload)
             errors.append(error)
         return {"path": paths, "payload": payloads, "error": errors}
@@ -95,7 +91,7 @@ def run_ray(
     """Runs the batch on Ray; returns ``{"ok": n, "error": n}`` from the written parts.
 
     Args:
-        paths: Inputs (local paths, or URIs Ray's filesystems read).
+        paths: Input paths (readable on every node of a cluster).
         out_dir: The output folder (already checked by :func:`cxr_edge.batch.store.prepare_out_dir`).
         spec: How each actor builds its predictor.
         workers: Decode actors (and CPUs of a local Ray); classifier actors are a quarter of that, at
@@ -155,24 +151,9 @@ def run_ray(
 
 
 def _source(ray, paths: Sequence[str]):
-    from cxr_edge.batch.inputs import is_remote
-
-    remote = [p for p in paths if is_remote(p)]
-    local = [p for p in paths if not is_remote(p)]
-    parts = []
-    if local:
-        parts.append(ray.data.from_items([{"path": p} for p in local]))
-    if remote:
-        read = ray.data.read_binary_files(remote, include_paths=True)
-        parts.append(read.select_columns(["path", "bytes"]))
-    if len(parts) == 2:
-        # One schema for both: local rows carry empty bytes, which the preparer reads from disk instead.
-        parts[0] = parts[0].map_batches(
-            lambda b: {"path": b["path"], "bytes": np.array([None] * len(b["path"]), dtype=object)},
-            batch_format="numpy",
-        )
-        return parts[0].union(parts[1])
-    return parts[0]
+    # Paths, not bytes: each decode actor reads its own files (from a mount on a cluster), so the
+    # driver never holds the archive and the object store carries only prepared inputs.
+    return ray.data.from_items([{"path": p} for p in paths])
 
 
 def _counts(out_dir: Path, run_id: str) -> dict[str, int]:

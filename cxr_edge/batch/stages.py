@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from cxr_edge.batch.rows import batch_row
 from cxr_edge.bundle import Bundle
 from cxr_edge.errors import CxrEdgeError, InputError
-from cxr_edge.imaging import decode_image, read_image
+from cxr_edge.imaging import read_image
 from cxr_edge.pipeline import Outcome, Predictor
 from cxr_edge.serve.triage import bundle_sha256
 
@@ -51,25 +51,17 @@ def _unexpected(exc: Exception) -> InputError:
 
 
 class Preparer:
-    """Stage 1: path (or bytes) -> pickled ``(prepared, info, decode_ms)`` or an error message."""
+    """Stage 1: path -> pickled ``(prepared, info, decode_ms)`` or an error message."""
 
     def __init__(self, spec: PredictorSpec, predictor: Predictor | None = None):
         self.predictor = predictor or spec.build()
 
-    def prepare(self, path: str, data: bytes | None = None) -> tuple[bytes | None, str]:
-        """Returns ``(payload, "")`` or ``(None, error)`` for one input.
-
-        Args:
-            path: The input's path (its row key; read from disk when ``data`` is None).
-            data: The file's bytes when a reader already fetched them (object storage).
-        """
+    def prepare(self, path: str) -> tuple[bytes | None, str]:
+        """Returns ``(payload, "")`` or ``(None, error)`` for the input at ``path`` (its row key)."""
         predictor = self.predictor
         try:
             t0 = time.perf_counter()
-            if data is None:
-                image, info = read_image(path, predictor.read_options)
-            else:
-                image, info = decode_image(data, name=path, options=predictor.read_options)
+            image, info = read_image(path, predictor.read_options)
             decode_ms = (time.perf_counter() - t0) * 1000.0
             prepared = predictor.prepare(image)
         except CxrEdgeError as exc:

@@ -97,6 +97,14 @@ model_option = click.option(
 @root_option
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out (same config).")
 @click.option("--force", is_flag=True, help="Start afresh in a non-empty run directory.")
+@click.option(
+    "--distribute",
+    type=click.Choice(["none", "data-parallel"]),  # train.distribute.CHOICES (not imported: Keras)
+    default="none",
+    show_default=True,
+    help="data-parallel: split each batch across every device with Keras' DataParallel, weights "
+    "replicated, gradients all-reduced; needs KERAS_BACKEND=jax.",
+)
 @clean_errors
 def train_cmd(
     config_path,
@@ -114,6 +122,7 @@ def train_cmd(
     root,
     resume,
     force,
+    distribute,
 ):
     """Train a classifier; writes config, history, metrics and the best model to --out."""
     config_mod = _needs_train_extra("train.config")
@@ -131,6 +140,8 @@ def train_cmd(
     if config.task == "segment":
         if split_path is None:
             raise click.UsageError("segmentation training needs --split (masks are assigned by patient)")
+        if distribute != "none":
+            raise click.UsageError("--distribute is wired for classifier training only, not segmentation")
         segment = _needs_train_extra("train.segment")
         run = segment.train_segmenter(
             config,
@@ -153,7 +164,11 @@ def train_cmd(
         max_per_part=max_per_part,
         overwrite=force,
         resume=resume,
+        distribute=distribute,
     )
+    if distribute != "none":
+        devices = json.loads((Path(run) / "run.json").read_text())["devices"]
+        click.echo(f"trained {distribute} over {devices} device(s)")
     click.echo(f"run written to {run}; evaluate it with: cxr-edge evaluate-run {run}")
 
 
