@@ -1,6 +1,6 @@
 """Images per second of ``predict``, ``batch --engine local`` and ``batch --engine ray`` (1 and 2 workers).
 
-    python -m benchmarks.batch [--dicoms 24] [--pngs 200] [--out FILE.json] [--results-md RESULTS.md]
+    python -m benchmarks.batch [--dicoms 72] [--pngs 600] [--out FILE.json] [--results-md RESULTS.md]
 
 Two input sets, made once and used by every configuration in the same run: full-size JPEG 2000 lossless
 DICOMs (2560 x 2130, 12 bit, made from kit images by :mod:`cxr_edge.dicom_synth`: what an archive
@@ -157,8 +157,8 @@ def summarise(rows: dict[str, dict]) -> dict:
 
 
 @click.command()
-@click.option("--dicoms", default=24, show_default=True, type=click.IntRange(2))
-@click.option("--pngs", default=200, show_default=True, type=click.IntRange(2))
+@click.option("--dicoms", default=72, show_default=True, type=click.IntRange(2))
+@click.option("--pngs", default=600, show_default=True, type=click.IntRange(2))
 @click.option("--manifest", default=str(KIT), show_default=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--work", default="build/batch_bench", show_default=True, type=click.Path(file_okay=False))
 @click.option("--out", default="benchmarks/results/batch.json", show_default=True, type=click.Path())
