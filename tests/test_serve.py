@@ -417,3 +417,24 @@ def test_audit_records_carry_lung_fraction_and_flags(tiny_segmenter_bundle, tmp_
             assert "Warning: evidence outside the lungs" in result_lines(record)
         seen.add(bool(record["flags"]))
     assert True in seen
+
+
+def test_compressed_and_uncompressed_files_travel_on_one_association(tmp_path, triage, dicoms):
+    """JPEG 2000 and RLE files next to Explicit LE ones: each gets its own presentation context."""
+    from pydicom import dcmread
+
+    from cxr_edge.dicom_synth import encode
+
+    files = []
+    for syntax in ("j2k_lossless", "rle"):
+        ds = dcmread(dicoms["good"][0])  # 12-bit stored values
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"1.2.826.0.1.3680043.10.9.{len(files)}"
+        assert encode(ds, syntax)
+        files.append(tmp_path / f"{syntax}.dcm")
+        ds.save_as(files[-1], enforce_file_format=True)
+    files.append(dicoms["good"][1])
+    with running(config(tmp_path), triage) as node:
+        assert send(node, files) == [0, 0, 0]
+        assert node.wait_idle(60)
+    decisions = [r["decision"] for r in read_records(tmp_path / "audit.jsonl")]
+    assert len(decisions) == 3 and set(decisions) <= {"classified", "refer"}

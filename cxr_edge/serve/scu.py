@@ -145,8 +145,14 @@ def _send(pairs, items, host, port, called_ae, calling_ae, timeout_s, retries: i
     by_class: dict[str, set[str]] = {}
     for sop_class, ts in pairs:
         by_class.setdefault(sop_class, set()).add(ts)
+    # One presentation context per stored transfer syntax (as dcmtk's storescu proposes them): an
+    # acceptor takes one syntax per context, so a single context listing JPEG 2000 and Explicit LE is
+    # accepted as Explicit LE and the compressed files then have no context to travel on.
     for sop_class, syntaxes in sorted(by_class.items()):
-        ae.add_requested_context(sop_class, list(dict.fromkeys([*sorted(syntaxes), *_UNCOMPRESSED])))
+        for ts in sorted(syntaxes):
+            ae.add_requested_context(sop_class, [ts])
+        if not syntaxes <= set(_UNCOMPRESSED):
+            ae.add_requested_context(sop_class, list(_UNCOMPRESSED))
     statuses = [-1] * len(items)
     todo = list(range(len(items)))
     for attempt in range(retries + 1):
