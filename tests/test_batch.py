@@ -181,24 +181,22 @@ def test_resume_after_an_interrupted_local_run_writes_no_duplicates(
 
 
 def test_resume_adopts_an_interrupted_ray_staging_folder(ray_result, local_out, archive, tmp_path):
+    # What a Ray run killed mid-way leaves: some finished files in its staging folder, one half-written.
     out = tmp_path / "rows"
-    shutil.copytree(ray_result[0], out)
-    parts = sorted(out.glob("part-*.parquet"))
-    assert len(parts) >= 6  # at least 4 rows per file, one file per write task
     staging = out / ".ray-killed01"
-    staging.mkdir()
-    for p in parts[:3]:
-        p.rename(staging / p.name)
-    for p in parts[3:5]:
-        p.unlink()  # never written: the run was killed first
+    staging.mkdir(parents=True)
+    table = pq.read_table(ray_result[0])
+    for n in range(3):
+        pq.write_table(table.slice(4 * n, 4), staging / f"block_{n:06d}-0.parquet")
     (staging / "half-written.parquet").write_bytes(b"PAR1")
     result = CliRunner().invoke(
         main, ["batch", str(archive), "--out", str(out), "--engine", "ray", "--workers", "2", "--resume"]
     )
     assert result.exit_code in (0, 2), result.output  # 2 only when a re-run input was a bad file
-    assert "already had a row" in result.output
+    assert "(12 already had a row)" in result.output
     _assert_same_rows(_rows(local_out), _rows(out))
     assert [p.name for p in (out / ".incomplete").iterdir()] == [".ray-killed01-half-written.parquet"]
+    assert not staging.exists()
 
 
 def test_manifest_csv_inputs_and_refusals(archive, tmp_path):
