@@ -302,12 +302,17 @@ class Predictor:
             except CxrEdgeError as exc:
                 yield Outcome(str(path), error=exc)
             except Exception as exc:  # a decoder bug must not end the batch; report it on this file
-                error = InputError(
-                    "unexpected failure",
-                    expected="a readable image",
-                    received=f"{type(exc).__name__}: {str(exc)[:200]}",
-                )
-                yield Outcome(str(path), error=error)
+                yield Outcome(str(path), error=unexpected_failure(exc))
+
+
+def unexpected_failure(exc: Exception) -> InputError:
+    """An exception no reader meant to raise, as the typed error of the one input it hit.
+
+    A codec bug must not end a batch; its type and a bounded message go into that input's row.
+    """
+    return InputError(
+        "unexpected failure", expected="a readable image", received=f"{type(exc).__name__}: {str(exc)[:200]}"
+    )
 
 
 def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:

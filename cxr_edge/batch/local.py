@@ -30,8 +30,8 @@ def run_local(
     writer = PartWriter(out_dir, classifier.labels, classifier.members, rows_per_part)
     counts = {"ok": 0, "error": 0}
     for path in tqdm(paths, desc="batch", unit="img", disable=not progress or None, file=sys.stderr):
-        payload, error = preparer.prepare(path)
-        row = classifier.row(path, payload, error)
+        item, error = preparer.prepare(path)
+        row = classifier.row(path, item, error)
         counts[row["status"]] += 1
         writer.add(row)
     writer.flush()

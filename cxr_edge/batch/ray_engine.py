@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import pickle
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -45,8 +46,10 @@ class _PrepareBatch:
         paths = [str(p) for p in batch["path"]]
         payloads, errors = [], []
         for path in paths:
-            payload, error = self.stage.prepare(path)
-            payloads.append(payload)
+            item, error = self.stage.prepare(path)
+            # Bytes, not objects: NumPy would turn a column of (array, info, float) tuples into a 2-D
+            # object array; pickled items cross the object store as they are.
+            payloads.append(None if item is None else pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL))
             errors.append(error)
         return {"path": paths, "payload": payloads, "error": errors}
 
@@ -59,7 +62,7 @@ class _ClassifyBatch:
         import pyarrow as pa
 
         rows = [
-            self.stage.row(str(path), payload, str(error))
+            self.stage.row(str(path), None if payload is None else pickle.loads(payload), str(error))
             for path, payload, error in zip(batch["path"], batch["payload"], batch["error"], strict=True)
         ]
         return pa.Table.from_pylist(rows, schema=arrow_schema(self.stage.labels, self.stage.members))
@@ -118,22 +121,19 @@ def run_ray(
         ctx.enable_operator_progress_bars = progress
         ds = _source(ray, paths)
         classifiers = max(1, math.ceil(workers / 4))
-        ds = ds.map_batches(
-            _PrepareBatch,
-            fn_constructor_kwargs={"spec": spec},
-            batch_size=BATCH_SIZE,
-            batch_format="numpy",
-            concurrency=workers,
-            num_cpus=1,
-        )
-        ds = ds.map_batches(
-            _ClassifyBatch,
-            fn_constructor_kwargs={"spec": spec},
-            batch_size=BATCH_SIZE,
-            batch_format="numpy",
-            concurrency=classifiers,
-            num_cpus=0.25 if address is None else 1,
-        )
+        # (stage, actors, CPUs per actor): on a local Ray the light classifier shares the decoders' CPUs.
+        for stage, actors, cpus in (
+            (_PrepareBatch, workers, 1),
+            (_ClassifyBatch, classifiers, 0.25 if address is None else 1),
+        ):
+            ds = ds.map_batches(
+                stage,
+                fn_constructor_kwargs={"spec": spec},
+                batch_size=BATCH_SIZE,
+                batch_format="numpy",
+                concurrency=actors,
+                num_cpus=cpus,
+            )
         staging = out_dir / f"{STAGING_PREFIX}{run_id}"
         ds.write_parquet(str(staging.resolve()), try_create_dir=True, min_rows_per_file=rows_per_part)
     except CxrEdgeError:

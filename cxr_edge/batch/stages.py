@@ -6,21 +6,21 @@
 2. :class:`Classifier`: the members' LiteRT interpreters, the combiner, the heat map and lung fraction
    (a few ms), producing :func:`cxr_edge.batch.rows.batch_row`.
 
-Between them travels a :class:`Prepared` item (pickled inside the batch's own process or cluster).
-Every failure of one input becomes its error row; nothing raised for one file ends the batch.
+Between them travels a :data:`PreparedItem` (the Ray engine pickles it between its actors; the local
+engine passes it on as it is). Every failure of one input becomes its error row; nothing raised for
+one file ends the batch.
 """
 
 from __future__ import annotations
 
-import pickle
 import time
 from dataclasses import dataclass
 
 from cxr_edge.batch.rows import batch_row
 from cxr_edge.bundle import Bundle
 from cxr_edge.errors import CxrEdgeError, InputError
-from cxr_edge.imaging import read_image
-from cxr_edge.pipeline import Outcome, Predictor
+from cxr_edge.imaging import ImageInfo, read_image
+from cxr_edge.pipeline import Outcome, Predictor, Prepared, unexpected_failure
 from cxr_edge.serve.triage import bundle_sha256
 
 
@@ -43,21 +43,18 @@ class PredictorSpec:
         return Predictor(Bundle.load(self.bundle_dir), members=self.members, threads=self.threads)
 
 
-def _unexpected(exc: Exception) -> InputError:
-    # A codec bug must not end the batch; the type and a bounded message go into this file's row.
-    return InputError(
-        "unexpected failure", expected="a readable image", received=f"{type(exc).__name__}: {str(exc)[:200]}"
-    )
+#: What stage 1 hands stage 2: the prepared input, how the image was read, and decode milliseconds.
+PreparedItem = tuple[Prepared, ImageInfo, float]
 
 
 class Preparer:
-    """Stage 1: path -> pickled ``(prepared, info, decode_ms)`` or an error message."""
+    """Stage 1: path -> a :data:`PreparedItem` or an error message."""
 
     def __init__(self, spec: PredictorSpec, predictor: Predictor | None = None):
         self.predictor = predictor or spec.build()
 
-    def prepare(self, path: str) -> tuple[bytes | None, str]:
-        """Returns ``(payload, "")`` or ``(None, error)`` for the input at ``path`` (its row key)."""
+    def prepare(self, path: str) -> tuple[PreparedItem | None, str]:
+        """Returns ``(item, "")`` or ``(None, error)`` for the input at ``path`` (its row key)."""
         predictor = self.predictor
         try:
             t0 = time.perf_counter()
@@ -67,8 +64,8 @@ class Preparer:
         except CxrEdgeError as exc:
             return None, _message(exc)
         except Exception as exc:
-            return None, _message(_unexpected(exc))
-        return pickle.dumps((prepared, info, decode_ms), protocol=pickle.HIGHEST_PROTOCOL), ""
+            return None, _message(unexpected_failure(exc))
+        return (prepared, info, decode_ms), ""
 
 
 class Classifier:
@@ -80,19 +77,19 @@ class Classifier:
         self.members = self.predictor.member_names
         self.sha256 = bundle_sha256(self.predictor.bundle)
 
-    def row(self, path: str, payload: bytes | None, error: str) -> dict:
+    def row(self, path: str, item: PreparedItem | None, error: str) -> dict:
         """The row of one input."""
-        if payload is None:
+        if item is None:
             row = batch_row(Outcome(path, error=InputError(error)), self.labels, self.members, self.sha256)
             row["error"] = error  # already "Type: message" from stage 1
             return row
-        prepared, info, decode_ms = pickle.loads(payload)
+        prepared, info, decode_ms = item
         try:
             prediction = self.predictor.classify(prepared, info)
         except CxrEdgeError as exc:
             outcome = Outcome(path, error=exc)
         except Exception as exc:
-            outcome = Outcome(path, error=_unexpected(exc))
+            outcome = Outcome(path, error=unexpected_failure(exc))
         else:
             outcome = Outcome(path, prediction=prediction)
         return batch_row(outcome, self.labels, self.members, self.sha256, decode_ms=decode_ms)

@@ -32,10 +32,11 @@ def new_run_id() -> str:
 
 
 def _readable(path: Path):
+    """The opened Parquet file, or None when it cannot be read (its footer is read once, here)."""
     import pyarrow.parquet as pq
 
     try:
-        return pq.read_schema(path)
+        return pq.ParquetFile(path)
     except Exception:  # truncated or foreign file: pyarrow raises ArrowInvalid, OSError...
         return None
 
@@ -46,9 +47,8 @@ def _set_aside(path: Path, out_dir: Path) -> None:
     os.replace(path, aside / f"{path.parent.name}-{path.name}")
 
 
-def adopt_staged(out_dir: Path) -> int:
-    """Moves readable files of Ray staging folders into ``out_dir`` (unreadable ones aside); returns moved."""
-    moved = 0
+def adopt_staged(out_dir: Path) -> None:
+    """Moves readable files of Ray staging folders into ``out_dir`` (unreadable ones aside)."""
     for staging in sorted(out_dir.glob(STAGING_PREFIX + "*")):
         if not staging.is_dir():
             continue
@@ -57,9 +57,7 @@ def adopt_staged(out_dir: Path) -> int:
                 _set_aside(f, out_dir)
                 continue
             os.replace(f, out_dir / f"part-{staging.name[len(STAGING_PREFIX) :]}-{f.name}")
-            moved += 1
         shutil.rmtree(staging, ignore_errors=True)  # only Ray's own bookkeeping files are left
-    return moved
 
 
 def prepare_out_dir(
@@ -94,21 +92,20 @@ def prepare_out_dir(
         _set_aside(tmp, out)
     expected = arrow_schema(labels, members)
     done: set[str] = set()
-    import pyarrow.parquet as pq
-
     for part in sorted(out.glob(PART_GLOB)):
-        schema = _readable(part)
-        if schema is None:
+        parquet = _readable(part)
+        if parquet is None:
             _set_aside(part, out)
             continue
-        if schema.names != expected.names:
-            missing = [n for n in expected.names if n not in schema.names]
+        names = parquet.schema_arrow.names
+        if names != expected.names:
+            missing = [n for n in expected.names if n not in names]
             raise InputError(
                 "output holds parts with other columns",
                 expected="parts of the same bundle and models (or a new folder)",
                 received=f"{part.name}" + (f" without {', '.join(missing[:4])}" if missing else ""),
             )
-        done.update(os.path.abspath(p) for p in pq.read_table(part, columns=["path"]).column(0).to_pylist())
+        done.update(os.path.abspath(p) for p in parquet.read(columns=["path"]).column(0).to_pylist())
     return done
 
 
