@@ -10,12 +10,7 @@ with the label, probabilities, referral and the disclaimer, and nothing identify
 from __future__ import annotations
 
 import io
-import json
-import shutil
-import socket
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -23,76 +18,20 @@ from pydicom import dcmread
 from pydicom.uid import generate_uid
 from test_serve import config, running, triage  # noqa: F401 - triage is a fixture used below
 
+from benchmarks.peers import ECHOSCU, MISSING, STORESCU, Orthanc
 from cxr_edge.dicom_synth import VARIANTS, build_dataset, encode, stored_values
 from cxr_edge.imaging import read_image
 from cxr_edge.samples import load_samples
+from cxr_edge.serve import instance_key
 from cxr_edge.serve.audit import read_records
 from cxr_edge.serve.config import DestinationConfig
+from cxr_edge.serve.report import finding_code, read_report
 from cxr_edge.serve.results import DISCLAIMER
 
-STORESCU, ECHOSCU = shutil.which("storescu"), shutil.which("echoscu")
-ORTHANC = shutil.which("Orthanc") or shutil.which("Orthanc", path="/usr/sbin")  # Debian's place
-pytestmark = pytest.mark.skipif(
-    not (STORESCU and ECHOSCU and ORTHANC),
-    reason="dcmtk (storescu, echoscu) and Orthanc are not installed (make test installs them with apt)",
-)
+pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING or "-")
 SYNTAXES = ("j2k_lossless", "explicit_le", "rle")
 #: storescu's option proposing a file's own syntax (dcmtk 3.6: -xv JPEG 2000 lossless, -xr RLE).
 PROPOSE = {"j2k_lossless": ["-xv"], "rle": ["-xr"]}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class _Orthanc:
-    """A throwaway Orthanc: temporary storage, loopback HTTP without authentication, AE title PACS."""
-
-    def __init__(self, folder: Path):
-        self.http, self.dicom = _free_port(), _free_port()
-        cfg = {
-            "Name": "cxr-edge-test",
-            "StorageDirectory": str(folder / "storage"),
-            "IndexDirectory": str(folder / "index"),
-            "HttpPort": self.http,
-            "DicomPort": self.dicom,
-            "DicomAet": "PACS",
-            "RemoteAccessAllowed": False,
-            "AuthenticationEnabled": False,
-            "DicomCheckCalledAet": True,
-            "DicomAlwaysAllowStore": True,
-            "Plugins": [],
-            "StableAge": 1,
-        }
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / "orthanc.json"
-        path.write_text(json.dumps(cfg))
-        self.log = open(folder / "orthanc.log", "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([ORTHANC, str(path)], stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                self.get("/system")
-                return
-            except OSError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError("Orthanc did not start: " + (folder / "orthanc.log").read_text()[-2000:])
-
-    def get(self, route: str):
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.http}{route}", timeout=10) as r:
-            body = r.read()
-        return json.loads(body) if body[:1] in (b"{", b"[") else body
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +56,7 @@ def full_size(tmp_path_factory) -> dict[str, Path]:
 
 
 def test_dcmtk_sends_full_size_images_and_orthanc_files_the_results(tmp_path, triage, full_size):  # noqa: F811
-    pacs = _Orthanc(tmp_path / "orthanc")
+    pacs = Orthanc(tmp_path / "orthanc")
     try:
         dest = DestinationConfig(ae_title="PACS", port=pacs.dicom, kind="both", timeout_s=30)
         with running(config(tmp_path, destination=dest), triage) as node:
@@ -145,9 +84,8 @@ def test_dcmtk_sends_full_size_images_and_orthanc_files_the_results(tmp_path, tr
         for inst in pacs.get("/instances"):
             tags = pacs.get(f"/instances/{inst}/simplified-tags")
             by_study.setdefault(tags["StudyInstanceUID"], []).append(tags)
-            if tags["Modality"] == "SR":  # read back what a radiologist's viewer would show
-                sr = dcmread(io.BytesIO(pacs.get(f"/instances/{inst}/file")))
-                reports.append("\n".join(item.TextValue for item in sr.ContentSequence))
+            if tags["Modality"] == "SR":  # read the coded report back (highdicom) as a RIS would
+                reports.append(read_report(dcmread(io.BytesIO(pacs.get(f"/instances/{inst}/file")))))
         records = list(read_records(tmp_path / "audit.jsonl"))
     finally:
         pacs.stop()
@@ -165,17 +103,26 @@ def test_dcmtk_sends_full_size_images_and_orthanc_files_the_results(tmp_path, tr
         modalities = sorted(t["Modality"] for t in study)
         per_study = 2 if name != "explicit_le" and name != "lateral" else 4
         assert modalities.count("SR") + modalities.count("OT") == per_study, (name, modalities)
-    # The report: label and probabilities (or the referral, or why it was not triaged), and the disclaimer.
-    assert len(reports) == 4 and all(DISCLAIMER in r for r in reports)
+    # The report: label and probabilities (or the referral, or why it was not triaged), and the disclaimer,
+    # coded (TID 1500) and referencing its source image.
+    assert len(reports) == 4 and all(rep["disclaimer"] == DISCLAIMER for rep in reports)
     by_decision = {r["decision"]: r for r in records}
-    assert sum("NOT TRIAGED: view position LL is not frontal" in r for r in reports) == 1
+    report_of = {instance_key(rep["source"][0]): rep for rep in reports}
+    assert set(report_of) == {r["instance"] for r in records}
     for r in records:
+        rep = report_of[r["instance"]]
+        assert rep["decision"] == r["decision"], (rep, r["decision"])
+        probs = {finding_code(label)[:2]: p for label, p in (r["probs"] or {}).items()}
+        assert set(rep["probs"]) == set(probs)
+        assert all(abs(rep["probs"][code] - p) < 1e-6 for code, p in probs.items())
         if r["decision"] == "classified":
-            line = f"Triage result: {r['label']} (p = {r['probs'][r['label']]:.2f})"
-            assert sum(line in rep for rep in reports) >= 1
-            assert any(", ".join(f"{k} {v:.2f}" for k, v in r["probs"].items()) in rep for rep in reports)
+            assert rep["finding"] == finding_code(r["label"]) and rep["reason"] is None
         elif r["decision"] == "refer":
-            assert any("REFER TO RADIOLOGIST" in rep and r["reason"] in rep for rep in reports)
+            assert rep["finding"] is None and rep["recommendation"][0] == "REFER"
+            assert rep["reason"] == r["reason"]
+        else:
+            assert rep["finding"] is None and rep["check"] == "view"
+            assert rep["reason"].startswith("NOT TRIAGED: view position LL is not frontal")
     assert "rejected" in by_decision
     audit = (tmp_path / "audit.jsonl").read_text()
     for src in sources.values():

@@ -21,6 +21,7 @@ from cxr_edge.samples import load_samples
 from cxr_edge.serve import AuditLog, Node, Triage, instance_key, load_config, read_records
 from cxr_edge.serve.config import DestinationConfig, NodeConfig, ServeConfig, StorageConfig, TriageConfig
 from cxr_edge.serve.node import OUT_OF_RESOURCES
+from cxr_edge.serve.report import read_report
 from cxr_edge.serve.scu import NetworkError, echo, send_files
 
 REPO = Path(__file__).resolve().parents[1]
@@ -171,9 +172,9 @@ def test_results_go_back_as_sr_and_secondary_capture(tmp_path, triage, dicoms):
         assert str(result.PatientID) == "PAT-0042-SECRET" and str(result.PatientName) == "Doe^Jane"
         assert str(result.StudyInstanceUID) in {str(s.StudyInstanceUID) for s in source.values()}
     srs = [ds for ds in pacs.received if ds.Modality == "SR"]
-    texts = [" | ".join(item.TextValue for item in ds.ContentSequence) for ds in srs]
-    assert sum("NOT TRIAGED: view position LL is not frontal" in t for t in texts) == 1
-    assert all("not a medical device" in t for t in texts)
+    reports = [read_report(ds) for ds in srs]  # the coded SR (TID 1500), read back with highdicom
+    assert sum("NOT TRIAGED: view position LL is not frontal" in (r["reason"] or "") for r in reports) == 1
+    assert all("not a medical device" in r["disclaimer"] for r in reports)
     for ds in srs:
         ref = (
             ds.CurrentRequestedProcedureEvidenceSequence[0]

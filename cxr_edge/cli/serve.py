@@ -133,6 +133,16 @@ def health_cmd(config: ServeConfig, status_file, max_age, calling_ae, no_echo):
         f"{status.get('audited', '?')}, "
         + ", ".join(f"{k} {counts.get(k, 0)}" for k in ("classified", "refer", "rejected"))
     )
+    outbox = status.get("outbox") or {}
+    if outbox.get("queued") or outbox.get("dead"):
+        # Results the destination has not got yet: not a failure of the node (it retries), but the
+        # operator must see them; dead-lettered ones need a person (docs/serve.md, "Delivery").
+        summary += f"; outbox: {outbox.get('queued', 0)} queued, {outbox.get('dead', 0)} dead-lettered"
+        if outbox.get("queued"):
+            summary += (
+                f" (oldest failure {outbox.get('oldest_failure_s')} s ago, next try in "
+                f"{outbox.get('next_try_in_s')} s, last error: {outbox.get('last_error')})"
+            )
     if problems:
         click.echo(f"unhealthy: {summary}; " + "; ".join(problems))
         sys.exit(1)

@@ -6,10 +6,16 @@ considered done, so an instance gets exactly one record even when the node was k
 record and the move to ``done/``. A last line cut short by a crash is ignored when reading and the
 next record starts on a fresh line; nothing already written is ever rewritten or truncated.
 
-Record schema (``schema`` = 2; version 1 lacked ``lung_fraction``, ``flags`` and ``abstain``); no
-patient identifiers, no UIDs, no file paths from the sender:
+Two kinds of record share the log, told apart by ``event``: one ``triage`` record per instance (the
+decision), and ``delivery`` records for results that reached the destination only after a retry or
+were dead-lettered (see :mod:`cxr_edge.serve.outbox`). Records of schema 1 and 2 have no ``event``
+and are triage records.
 
-``schema`` (int), ``time`` (UTC ISO 8601, when the record was written), ``instance`` (SHA-256 hex of
+Triage record schema (``schema`` = 3; 2 lacked ``event``; 1 also lacked ``lung_fraction``, ``flags``
+and ``abstain``); no patient identifiers, no UIDs, no file paths from the sender:
+
+``schema`` (int), ``event`` (``"triage"``), ``time`` (UTC ISO 8601, when the record was written),
+``instance`` (SHA-256 hex of
 the SOP Instance UID), ``sop_class`` (SOP Class UID of the received object; a class, not an
 identifier), ``calling_ae`` (sender's AE title), ``inbox_file`` (name in the inbox), ``bundle``
 (``{"name", "sha256"}``: SHA-256 of the bundle's manifest.json, which pins every model file),
@@ -23,7 +29,12 @@ referred or rejected, else null), ``check`` (the failed check: a quality check n
 ``error``; null otherwise), ``image`` (how the pixels were read: format, size, modality, view, body
 part, photometric, transfer syntax...; null when unreadable), ``timings_ms`` (``queue``: received to
 start of triage, ``decode``, ``quality``, model stages, ``total``), ``delivery`` (``{"status":
-"sent"|"failed"|"off"|"skipped", "kinds": [...], "error"}``).
+"sent"|"queued"|"failed"|"off"|"skipped", "kinds": [...], "error"}``: ``queued`` = the first try
+failed and the results wait in the outbox; ``failed`` = the results could not even be built).
+
+Delivery record: ``schema``, ``event`` (``"delivery"``), ``time``, ``instance``, ``status`` (``sent``
+or ``dead``), ``tries``, ``kinds`` (results delivered by this try), ``error`` (the last one, for
+``dead``), ``queued_s`` (from the first failure to this record).
 """
 
 from __future__ import annotations
@@ -35,11 +46,17 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+TRIAGE, DELIVERY = "triage", "delivery"
 
 
-def read_records(path: str | Path) -> Iterator[dict]:
-    """Yields the complete records of an audit log (a torn last line and foreign lines are skipped)."""
+def read_records(path: str | Path, event: str | None = TRIAGE) -> Iterator[dict]:
+    """Yields the complete records of an audit log (a torn last line and foreign lines are skipped).
+
+    Args:
+        path: The log.
+        event: Only records of this kind (``triage``, the default, or ``delivery``); None: all.
+    """
     p = Path(path)
     if not p.exists():
         return
@@ -51,7 +68,9 @@ def read_records(path: str | Path) -> Iterator[dict]:
                 record = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if isinstance(record, dict) and "instance" in record:
+            if not (isinstance(record, dict) and "instance" in record):
+                continue
+            if event is None or record.get("event", TRIAGE) == event:
                 yield record
 
 
@@ -81,10 +100,14 @@ class AuditLog:
     def __len__(self) -> int:
         return len(self._done)
 
-    def append(self, record: dict) -> dict:
-        """Writes one record durably (``schema`` and ``time`` are added) and returns it."""
+    def append(self, record: dict, event: str = TRIAGE) -> dict:
+        """Writes one record durably (``schema``, ``event`` and ``time`` are added) and returns it.
+
+        Only triage records mark an instance as done.
+        """
         full = {
             "schema": SCHEMA_VERSION,
+            "event": event,
             "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
             **record,
         }
@@ -92,7 +115,8 @@ class AuditLog:
         with self._lock:
             self._fh.write(line)
             self._sync()
-            self._done.add(full["instance"])
+            if event == TRIAGE:
+                self._done.add(full["instance"])
         return full
 
     def _sync(self) -> None:

@@ -15,6 +15,7 @@ from typing import Literal
 from cxr_edge.configio import from_dict
 from cxr_edge.errors import SpecError
 from cxr_edge.quality import AbstainConfig, QualityConfig
+from cxr_edge.serve.outbox import Backoff
 
 #: The band used when neither ``[triage.abstain]`` nor the bundle sets one (chosen on the default
 #: bundle's validation split, docs/serve.md).
@@ -135,6 +136,11 @@ class DestinationConfig:
         send_rejections: Also send a short "not triaged: <reason>" result for images refused by the
             quality checks (never for objects that are not readable images).
         timeout_s: Network timeout of one delivery.
+        retry_s: After a failed delivery the results wait in the durable outbox
+            (``<inbox>/outbox``) this long before the next try, doubling after each failure ...
+        retry_max_s: ... up to this wait.
+        max_tries: Tries (the first included) before the results are dead-lettered in
+            ``<inbox>/outbox/dead`` with an audit record.
     """
 
     ae_title: str
@@ -143,9 +149,23 @@ class DestinationConfig:
     kind: Literal["sr", "sc", "both"] = "sr"
     send_rejections: bool = True
     timeout_s: float = 30.0
+    retry_s: float = 10.0
+    retry_max_s: float = 600.0
+    max_tries: int = 20
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ae_title", check_ae_title(self.ae_title, "destination.ae_title"))
+        if not (0 < self.retry_s <= self.retry_max_s and self.max_tries >= 1 and self.timeout_s > 0):
+            raise SpecError(
+                "invalid destination retry settings",
+                expected="0 < retry_s <= retry_max_s, max_tries >= 1, timeout_s > 0",
+                received=f"{self.retry_s}, {self.retry_max_s}, {self.max_tries}, {self.timeout_s}",
+            )
+
+    @property
+    def backoff(self) -> Backoff:
+        """The outbox's retry schedule."""
+        return Backoff(first_s=self.retry_s, max_s=self.retry_max_s, max_tries=self.max_tries)
 
 
 @dataclass(frozen=True)

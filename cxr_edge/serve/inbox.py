@@ -83,7 +83,7 @@ class Inbox:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        _fsync_dir(self.pending_dir)
+        fsync_dir(self.pending_dir)
         return final
 
     def pending(self) -> list[Path]:
@@ -106,12 +106,12 @@ class Inbox:
                 return target  # already moved (e.g. listed twice)
             raise InputError("inbox file vanished", expected=f"{path.name} in pending/", received="nothing")
         os.replace(path, target)
-        _fsync_dir(self.done_dir)
-        _fsync_dir(self.pending_dir)
+        fsync_dir(self.done_dir)
+        fsync_dir(self.pending_dir)
         return target
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     """Makes a rename in ``folder`` durable (no-op where directories cannot be opened, e.g. Windows)."""
     try:
         fd = os.open(folder, os.O_RDONLY)

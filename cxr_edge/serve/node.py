@@ -33,9 +33,10 @@ import time
 from collections import Counter, deque
 from pathlib import Path
 
-from cxr_edge.serve.audit import AuditLog
+from cxr_edge.serve.audit import DELIVERY, AuditLog
 from cxr_edge.serve.config import ServeConfig
 from cxr_edge.serve.inbox import Inbox, instance_key, key_of
+from cxr_edge.serve.outbox import Outbox
 from cxr_edge.serve.triage import Triage, Triaged
 
 log = logging.getLogger("cxr_edge.serve")
@@ -43,6 +44,7 @@ log = logging.getLogger("cxr_edge.serve")
 SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700
 _RESCAN_IDLE_S = 10.0
+_REDELIVER_POLL_S = 1.0
 
 
 class Node:
@@ -57,6 +59,8 @@ class Node:
         self.config = config
         self.inbox = Inbox(config.storage.inbox)
         self.audit = AuditLog(config.storage.audit)
+        dest = config.destination
+        self.outbox = Outbox(self.inbox.root / "outbox", dest.backoff if dest else None)
         self.triage = triage or Triage(config.triage)
         self.queue: queue.Queue[Path] = queue.Queue(maxsize=config.storage.queue_size)
         self.counts: Counter = Counter()
@@ -66,6 +70,9 @@ class Node:
         self._rescan = threading.Event()
         self._stop_worker = threading.Event()
         self._stop_heartbeat = threading.Event()
+        self._stop_delivery = threading.Event()
+        self._redeliver = threading.Event()
+        self._redelivery: threading.Thread | None = None
         self._pending = 0
         self._pending_lock = threading.Lock()
         self._status_lock = threading.Lock()
@@ -85,6 +92,11 @@ class Node:
         self._pending = self.inbox.count_pending()
         if self._pending:
             log.info("resuming %d instances left in %s", self._pending, self.inbox.pending_dir)
+        if self.outbox.clean_partials():
+            log.warning("removed outbox entries cut short by a crash (their images are triaged again)")
+        waiting = len(self.outbox.entries())
+        if waiting:
+            log.info("%d results wait in the outbox for the destination", waiting)
         self._rescan.set()
         self._start_server()
         if worker:
@@ -104,9 +116,15 @@ class Node:
         return self
 
     def start_worker(self) -> None:
-        """Starts the triage worker (separate from :meth:`start` so tests can hold work back)."""
+        """Starts the triage worker and the redelivery thread (separate from :meth:`start` so tests can
+        hold work back)."""
         self._worker = threading.Thread(target=self._work, name="cxr-edge-worker", daemon=True)
         self._worker.start()
+        if self.config.destination is not None:
+            self._redelivery = threading.Thread(
+                target=self._redeliver_loop, name="cxr-edge-redelivery", daemon=True
+            )
+            self._redelivery.start()
 
     def stop(self) -> None:
         """Graceful shutdown: stop accepting, drain associations, finish the current image, keep the rest."""
@@ -124,6 +142,10 @@ class Node:
         self._stop_worker.set()
         if self._worker is not None:
             self._worker.join()
+        self._stop_delivery.set()
+        self._redeliver.set()
+        if self._redelivery is not None:
+            self._redelivery.join()  # a try in flight ends within the destination's timeout
         self._stop_heartbeat.set()
         if self._heartbeat is not None:
             self._heartbeat.join()
@@ -273,7 +295,12 @@ class Node:
             self._pending = max(0, self._pending - 1)
 
     def _deliver(self, path: Path, triaged: Triaged) -> dict:
-        """Sends the DICOM result(s) to the destination, when configured; never raises."""
+        """Sends the DICOM result(s) to the destination, or queues them in the outbox; never raises.
+
+        While earlier results wait in the outbox (the destination was down a moment ago) new ones are
+        queued behind them without a try of their own, so a dead PACS costs one failed association
+        per retry round, not one per image.
+        """
         dest = self.config.destination
         record = triaged.record
         if dest is None:
@@ -283,7 +310,6 @@ class Node:
         ):
             return {"status": "skipped"}
         from cxr_edge.serve.results import build_results, read_header
-        from cxr_edge.serve.scu import send_datasets
 
         kinds = ["sr", "sc"] if dest.kind == "both" else [dest.kind]
         try:
@@ -293,16 +319,119 @@ class Node:
                 pred.heatmap(triaged.image.shape) if pred is not None and triaged.image is not None else None
             )
             datasets = build_results(dest.kind, header, record, triaged.image, heat)
-            statuses = send_datasets(
-                datasets, dest.host, dest.port, dest.ae_title, self.config.node.ae_title, dest.timeout_s
-            )
-        except Exception as exc:
+        except Exception as exc:  # a result that cannot be built will not build on a retry either
             self.counts["delivery_failed"] += 1
             return {"status": "failed", "kinds": kinds, "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+        key = record["instance"]
+        if key in self.outbox:  # queued before a crash, triaged again: the queued results stand
+            return {"status": "queued", "kinds": kinds, "error": "queued before a restart"}
+        if self.outbox.waiting():
+            error = "queued behind earlier results waiting for the destination"
+        else:
+            error = self._send(datasets)
+            if error is None:
+                self.counts["delivered"] += 1
+                return {"status": "sent", "kinds": kinds}
+        self.outbox.put(key, datasets, error)  # durable before the audit record (see outbox.py)
+        self.counts["delivery_queued"] += 1
+        self._redeliver.set()
+        return {"status": "queued", "kinds": kinds, "error": error}
+
+    def _send(self, datasets: list) -> str | None:
+        """One delivery try of ``datasets``; returns None when every C-STORE succeeded, else why not."""
+        from cxr_edge.serve.scu import send_datasets
+
+        dest = self.config.destination
+        try:
+            statuses = send_datasets(
+                datasets,
+                dest.host,
+                dest.port,
+                dest.ae_title,
+                self.config.node.ae_title,
+                dest.timeout_s,
+                **({"tls": dest.tls} if getattr(dest, "tls", None) else {}),  # TEMP until TLS lands
+            )
+        except Exception as exc:  # no association, TLS refused, aborted...
+            return f"{type(exc).__name__}: {str(exc)[:200]}"
         if any(s != SUCCESS for s in statuses):
-            self.counts["delivery_failed"] += 1
-            return {"status": "failed", "kinds": kinds, "error": f"statuses {[hex(s) for s in statuses]}"}
-        return {"status": "sent", "kinds": kinds}
+            return f"statuses {[hex(s) for s in statuses]}"
+        return None
+
+    # ------------------------------------------------------------------------------------- redelivery
+
+    def _redeliver_loop(self) -> None:
+        """Retries queued results when due; records the ones delivered late or dead-lettered."""
+        while not self._stop_delivery.is_set():
+            self._redeliver.wait(_REDELIVER_POLL_S)
+            self._redeliver.clear()
+            if self._stop_delivery.is_set():
+                return
+            try:
+                self.redeliver_due()
+            except Exception as exc:  # e.g. the audit log cannot be written: the entry stays queued
+                self.last_error = f"redelivery: {type(exc).__name__}: {exc}"
+                log.error("redelivery failed (%s); results stay in the outbox", type(exc).__name__)
+
+    def redeliver_due(self) -> int:
+        """One retry round over the due entries; returns how many were delivered.
+
+        A round stops at the first entry that fails (the destination is still down: the others wait
+        for their own time); after a success every waiting entry is made due, so a PACS that comes
+        back is drained at once rather than over the back-off schedule.
+        """
+        import pydicom
+
+        delivered = 0
+        for entry in self.outbox.due():
+            if self._stop_delivery.is_set():
+                break
+            error, sent = None, []
+            for path in entry.files:
+                error = self._send([pydicom.dcmread(path)])
+                if error is not None:
+                    break
+                self.outbox.sent(entry, path)
+                sent.append(path.stem)
+            queued_s = round(time.time() - float(entry.state["first_failure"]), 1)
+            tries = int(entry.state["tries"]) + 1
+            if error is None:
+                self.audit.append(
+                    {"instance": entry.key, "status": "sent", "tries": tries, "kinds": sent,
+                     "error": None, "queued_s": queued_s},
+                    event=DELIVERY,
+                )  # fmt: skip
+                self.outbox.done(entry)
+                self.counts["redelivered"] += 1
+                delivered += 1
+                if delivered == 1:
+                    self.outbox.bring_forward()
+                    self._redeliver.set()  # the entries made due now are not in this round's list
+                continue
+            if self.outbox.failed(entry, error):
+                self.audit.append(
+                    {"instance": entry.key, "status": "dead", "tries": tries, "kinds": sent,
+                     "error": error, "queued_s": queued_s},
+                    event=DELIVERY,
+                )  # fmt: skip
+                self.counts["dead_lettered"] += 1
+                log.error("%s results dead-lettered after %d tries: %s", entry.key[:12], tries, error)
+            else:
+                self.counts["redelivery_failed"] += 1
+                log.warning("%s delivery try %d failed: %s", entry.key[:12], tries, error)
+            if not sent:
+                break  # the destination is still unreachable
+        return delivered
+
+    def wait_delivered(self, timeout: float = 60.0) -> bool:
+        """Waits until nothing is pending and the outbox is empty; returns whether it got there."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._pending == 0 and self.queue.empty() and not self.outbox.waiting():
+                return True
+            self._redeliver.set()
+            time.sleep(0.05)
+        return False
 
     # ------------------------------------------------------------------------------------- status
 
@@ -321,6 +450,7 @@ class Node:
             "pending": self._pending,
             "audited": len(self.audit),
             "counts": dict(self.counts),
+            "outbox": self.outbox.stats(),
             "bundle": self.triage.bundle,
             "last_error": self.last_error,
         }

@@ -1,0 +1,286 @@
+"""The node under load with faults: concurrent modalities, node SIGKILLs, a PACS outage, a full disk.
+
+    python -m benchmarks.serve_faults [--senders 4] [--per-sender 250] [--no-faults] [--out FILE.json]
+
+Needs Debian's Orthanc (``make dicom-deps``). Builds ``senders x per-sender`` full-size (2560 x 2130)
+12-bit DX images, each sender in its own compressed transfer syntax (JPEG 2000 lossless, JPEG-LS
+lossless, RLE, JPEG extended 12-bit), from a few encoded kit images given new UIDs. A real Orthanc
+(AE ``PACS``) receives the results (SR + Secondary Capture); ``cxr-edge serve`` runs in a child process.
+Each sender is a modality: one association, every image sent until it is acknowledged with 0x0000;
+an image answered with a failure status, or left without an answer by a dead association, is kept
+and sent again (after 1 s; a refused association is retried every 0.5 s).
+
+Faults, triggered by the share of images acknowledged: the node is SIGKILLed at 15% and restarted; the
+PACS is stopped at 30% and started again at 45%; the node is SIGKILLed again at 60%; at 75% the node
+is restarted with ``min_free_mb`` above the disk's free space (what a nearly full disk looks like to
+it: every C-STORE is answered 0xA700) for 8 s, then restarted normally.
+
+Checked at the end, from the audit log and Orthanc's REST API: every image acknowledged to a sender
+has exactly one triage record; every record that calls for results has them in Orthanc, under the
+deterministic UIDs; Orthanc holds nothing else (duplicates) and misses nothing (lost).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import click
+import numpy as np
+
+from benchmarks.peers import MISSING, Orthanc, free_port
+from benchmarks.serve import ServerProcess, uid_of
+from cxr_edge.serve.inbox import instance_key
+
+SYNTAXES = ("j2k_lossless", "jpegls_lossless", "rle", "jpeg_extended")
+_BASES = 4  # encoded kit images per syntax; the rest are copies with new UIDs
+
+
+def build_corpus(folder: Path, senders: int, per_sender: int) -> list[list[Path]]:
+    """``senders`` lists of ``per_sender`` full-size DICOMs, sender ``i`` in ``SYNTAXES[i % 4]``."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    from cxr_edge.dicom_synth import VARIANTS, build_dataset, encode, stored_values
+    from cxr_edge.imaging import read_image
+    from cxr_edge.samples import load_samples
+
+    samples = load_samples()
+    lists = []
+    for s in range(senders):
+        syntax = SYNTAXES[s % len(SYNTAXES)]
+        bases = []
+        for b in range(_BASES):
+            image, _ = read_image(samples[(s * _BASES + b) % len(samples)].file)
+            n = 1000 * s + b
+            ds = build_dataset(stored_values(image, (2560, 2130), VARIANTS[0], seed=n), VARIANTS[0], n)
+            if not encode(ds, syntax):
+                raise click.UsageError(f"{syntax} cannot hold these images")
+            path = folder / f"base-{s}-{b}.dcm"
+            ds.save_as(path, enforce_file_format=True)
+            bases.append(path)
+        files = []
+        for i in range(per_sender):
+            ds = pydicom.dcmread(bases[i % _BASES])  # pixel data stays encoded
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+            ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+            ds.PatientID = f"LOAD-{s}-{i:04d}"
+            path = folder / f"s{s}-{i:04d}.dcm"
+            ds.save_as(path, enforce_file_format=True)
+            files.append(path)
+        lists.append(files)
+    return lists
+
+
+class Modality(threading.Thread):
+    """One sender on one association (see the module docstring)."""
+
+    def __init__(self, name: str, files: list[Path], port: int):
+        super().__init__(name=name, daemon=True)
+        self.files, self.port = files, port
+        self.acked: list[float] = []
+        self.statuses: Counter = Counter()  # failure statuses answered (e.g. 0xA700)
+        self.no_answer = 0  # C-STOREs left without a response (the association died)
+        self.refused = 0  # associations that could not be opened (node down)
+        self.associations = 0
+
+    def run(self) -> None:
+        from pydicom.filereader import read_file_meta_info
+        from pynetdicom import AE
+
+        from cxr_edge.serve.scu import NetworkError
+        from cxr_edge.serve.scu import _associate as associate  # TEMP
+
+        ae = AE(ae_title="MODALITY")
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+        meta = read_file_meta_info(self.files[0])
+        ae.add_requested_context(str(meta.MediaStorageSOPClassUID), [str(meta.TransferSyntaxUID)])
+        assoc, i = None, 0
+        while i < len(self.files):
+            if assoc is None or not assoc.is_established:
+                try:
+                    assoc = associate(ae, "127.0.0.1", self.port, "CXR_EDGE")
+                    self.associations += 1
+                except NetworkError:
+                    self.refused += 1
+                    time.sleep(0.5)
+                    continue
+            try:
+                status = assoc.send_c_store(str(self.files[i]))
+                code = int(status.Status) if status and "Status" in status else None
+            except Exception:  # the association was aborted under us
+                code = None
+            if code == 0:
+                self.acked.append(time.monotonic())
+                i += 1
+            elif code is None:
+                self.no_answer += 1
+                assoc.abort()
+                assoc = None
+                time.sleep(1.0)
+            else:
+                self.statuses[f"{code:#06x}"] += 1
+                time.sleep(1.0)  # keep the image, send it again later
+        if assoc is not None and assoc.is_established:
+            assoc.release()
+
+
+def _toml(path: Path, pacs: Orthanc, min_free_mb: int) -> Path:
+    path.write_text(
+        "[storage]\n"
+        f"min_free_mb = {min_free_mb}\n"
+        "[destination]\n"
+        f'ae_title = "PACS"\nport = {pacs.dicom}\nkind = "both"\ntimeout_s = 10\n'
+        "retry_s = 1.0\nretry_max_s = 4.0\nmax_tries = 1000\n"
+    )
+    return path
+
+
+def _status(server: ServerProcess) -> dict:
+    try:
+        return json.loads(server.status.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _orthanc_uids(pacs: Orthanc) -> Counter:
+    """SOP Instance UIDs in Orthanc, by modality (one C-FIND-like query over REST)."""
+    found = pacs.post("/tools/find", {"Level": "Instance", "Query": {}, "Expand": True})
+    return Counter(i["MainDicomTags"]["SOPInstanceUID"] for i in found)
+
+
+def run(lists: list[list[Path]], workdir: Path, faults: bool) -> dict:
+    """One burst; returns the numbers and the checks (see the module docstring)."""
+    from pydicom.uid import generate_uid
+
+    pacs = Orthanc(workdir / "orthanc", StorageCompression=False)
+    port = free_port()
+    free = shutil.disk_usage(workdir).free // 2**20
+    normal = ServerProcess(workdir / "node", port, ("--config", str(_toml(workdir / "n.toml", pacs, 256))))
+    full = ServerProcess(
+        workdir / "node", port, ("--config", str(_toml(workdir / "f.toml", pacs, free + 100_000)))
+    )
+    events: list[tuple[str, float]] = []
+    total = sum(len(f) for f in lists)
+    server = normal.start()
+    t0 = time.monotonic()
+    senders = [Modality(f"modality-{i}", files, port) for i, files in enumerate(lists)]
+    for s in senders:
+        s.start()
+
+    def acked() -> float:
+        return sum(len(s.acked) for s in senders) / total
+
+    def at(share: float) -> None:
+        while acked() < share and any(s.is_alive() for s in senders):
+            time.sleep(0.05)
+
+    def event(name: str) -> None:
+        events.append((name, round(time.monotonic() - t0, 1)))
+
+    try:
+        if faults:
+            for share, step in ((0.15, "kill"), (0.30, "pacs_stop"), (0.45, "pacs_start"), (0.60, "kill")):
+                at(share)
+                event(f"{step} at {acked():.0%} acknowledged")
+                if step == "kill":
+                    server.proc.kill()
+                    server.proc.wait()
+                    server = normal.start()
+                elif step == "pacs_stop":
+                    pacs.stop()
+                else:
+                    pacs.start()
+            at(0.75)
+            event(f"disk below min_free_mb at {acked():.0%} acknowledged")
+            server.signal(signal.SIGTERM)
+            server = full.start()
+            time.sleep(8.0)
+            server.signal(signal.SIGTERM)
+            server = normal.start()
+            event("disk free again")
+        for s in senders:
+            s.join()
+        t_received = max(max(s.acked) for s in senders) - t0
+        deadline = time.monotonic() + 1800
+        while time.monotonic() < deadline:
+            st = _status(server)
+            if st.get("pending") == 0 and st.get("queue") == 0 and not (st.get("outbox") or {}).get("queued"):
+                break
+            time.sleep(0.5)
+        records = server.records()
+        t_triaged = time.monotonic() - t0
+        counts = _status(server).get("counts", {})
+        server.signal(signal.SIGTERM)
+        in_pacs = _orthanc_uids(pacs)
+    finally:
+        if server.proc and server.proc.poll() is None:
+            server.proc.kill()
+        pacs.stop()
+    per_instance = Counter(r["instance"] for r in records)
+    sent_keys = {instance_key(uid_of(f)) for files in lists for f in files}
+    expected = set()
+    for r in records:
+        if r["delivery"]["status"] in ("sent", "queued"):
+            for kind in r["delivery"]["kinds"]:
+                expected.add(generate_uid(entropy_srcs=[r["instance"], r["bundle"]["sha256"], kind]))
+    return {
+        "images": total,
+        "faults": [f"{name} (t = {t} s)" for name, t in events],
+        "received_per_min": round(total / t_received * 60, 1),
+        "triaged_per_min": round(len(records) / t_triaged * 60, 1),
+        "received_s": round(t_received, 1),
+        "triaged_s": round(t_triaged, 1),
+        "acknowledged": sum(len(s.acked) for s in senders),
+        "failure_statuses_answered": dict(sum((s.statuses for s in senders), Counter())),
+        "sends_without_answer": sum(s.no_answer for s in senders),
+        "associations_refused": sum(s.refused for s in senders),
+        "associations": sum(s.associations for s in senders),
+        "triage_records": len(records),
+        "instances_with_one_record": sum(per_instance[k] == 1 for k in sent_keys),
+        "instances_without_record": len(sent_keys - set(per_instance)),
+        "instances_with_several_records": sum(c > 1 for c in per_instance.values()),
+        "decisions": dict(Counter(r["decision"] for r in records)),
+        "first_delivery": dict(Counter(r["delivery"]["status"] for r in records)),
+        "results_expected": len(expected),
+        "results_in_orthanc": sum(in_pacs.values()),
+        "results_lost": len(expected - set(in_pacs)),
+        "results_unexpected": len(set(in_pacs) - expected),
+        "node_counts_last_run": counts,
+    }
+
+
+@click.command()
+@click.option("--senders", default=4, show_default=True, type=click.IntRange(1, 16))
+@click.option("--per-sender", default=250, show_default=True, type=click.IntRange(10))
+@click.option("--no-faults", is_flag=True, help="The same burst without faults (for comparison).")
+@click.option("--out", default=None, type=click.Path(dir_okay=False), help="Also write the numbers as JSON.")
+def main(senders: int, per_sender: int, no_faults: bool, out: str | None) -> None:
+    """Load the node with concurrent modalities and faults; check exactly-once records and results."""
+    if MISSING:
+        raise click.UsageError(MISSING)
+    result: dict = {"machine": f"{os.cpu_count()} CPUs", "syntaxes": list(SYNTAXES[:senders])}
+    with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as tmp:
+        folder = Path(tmp) / "dicom"
+        folder.mkdir()
+        t = time.perf_counter()
+        lists = build_corpus(folder, senders, per_sender)
+        result["corpus_s"] = round(time.perf_counter() - t, 1)
+        sizes = [f.stat().st_size for files in lists for f in files]
+        result["mean_file_mib"] = round(float(np.mean(sizes)) / 2**20, 2)
+        result["run"] = run(lists, Path(tmp) / "run", faults=not no_faults)
+    text = json.dumps(result, indent=2)
+    click.echo(text)
+    if out:
+        Path(out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
