@@ -174,10 +174,17 @@ def shrink(path: Path, max_kb: int) -> None:
 @click.option(
     "--out", default="docs/img/orthanc_result.png", show_default=True, type=click.Path(path_type=Path)
 )
+@click.option(
+    "--explorer-out",
+    default="docs/img/orthanc_explorer.png",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Also a screenshot of Orthanc Explorer's own page of the study.",
+)
 @click.option("--width", default=1400, show_default=True)
 @click.option("--height", default=1000, show_default=True)
 @click.option("--max-kb", default=400, show_default=True, help="Quantise the PNG's colours above this size.")
-def main(out: Path, width: int, height: int, max_kb: int) -> None:
+def main(out: Path, explorer_out: Path, width: int, height: int, max_kb: int) -> None:
     """Screenshot of the node's results (SR + Secondary Capture) filed in a throwaway Orthanc."""
     from cxr_edge.serve import Node, Triage
     from cxr_edge.serve.audit import read_records
@@ -207,9 +214,12 @@ def main(out: Path, width: int, height: int, max_kb: int) -> None:
             html_file = folder / "page.html"
             html_file.write_text(page(pacs, study), encoding="utf-8")
             screenshot(html_file.as_uri(), out, (width, height), folder)
+            explorer = f"http://127.0.0.1:{pacs.http}/app/explorer.html#study?uuid={study}"
+            screenshot(explorer, explorer_out, (width, 700), folder)
         finally:
             pacs.stop()
     shrink(out, max_kb)
+    shrink(explorer_out, max_kb)
     click.echo(f"{out}: {out.stat().st_size // 1024} KB ({record['decision']} {record['label'] or ''})")
 
 

@@ -10,10 +10,13 @@ Each sender is a modality: one association, every image sent until it is acknowl
 an image answered with a failure status, or left without an answer by a dead association, is kept
 and sent again (after 1 s; a refused association is retried every 0.5 s).
 
-Faults, triggered by the share of images acknowledged: the node is SIGKILLed at 15% and restarted; the
-PACS is stopped at 30% and started again at 45%; the node is SIGKILLed again at 60%; at 75% the node
-is restarted with ``min_free_mb`` above the disk's free space (what a nearly full disk looks like to
-it: every C-STORE is answered 0xA700) for 8 s, then restarted normally.
+Faults, in this order. While receiving (share of images acknowledged): the node is SIGKILLed at 15%
+and restarted; at 50% the node is restarted with ``min_free_mb`` above the disk's free space (what a
+nearly full disk looks like to it: every C-STORE is answered 0xA700) for 8 s, then restarted
+normally. While triaging (share of images with a triage record; receiving is several times faster
+than triaging full-size compressed images on 2 cores, so the backlog is in ``pending/``): the PACS is
+stopped at 30% (results queue in the outbox), the node is SIGKILLed again at 40% (with results in the
+outbox and images pending) and restarted, and the PACS is started again at 50%.
 
 Checked at the end, from the audit log and Orthanc's REST API: every image acknowledged to a sender
 has exactly one triage record; every record that calls for results has them in Orthanc, under the
@@ -37,6 +40,7 @@ import numpy as np
 
 from benchmarks.peers import MISSING, Orthanc, free_port
 from benchmarks.serve import ServerProcess, uid_of
+from cxr_edge.serve.audit import read_records
 from cxr_edge.serve.inbox import instance_key
 
 SYNTAXES = ("j2k_lossless", "jpegls_lossless", "rle", "jpeg_extended")
@@ -95,8 +99,7 @@ class Modality(threading.Thread):
         from pydicom.filereader import read_file_meta_info
         from pynetdicom import AE
 
-        from cxr_edge.serve.scu import NetworkError
-        from cxr_edge.serve.scu import _associate as associate  # TEMP
+        from cxr_edge.serve.scu import NetworkError, associate
 
         ae = AE(ae_title="MODALITY")
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
@@ -178,27 +181,28 @@ def run(lists: list[list[Path]], workdir: Path, faults: bool) -> dict:
     def acked() -> float:
         return sum(len(s.acked) for s in senders) / total
 
-    def at(share: float) -> None:
-        while acked() < share and any(s.is_alive() for s in senders):
-            time.sleep(0.05)
+    def triaged() -> float:
+        return len(normal.records()) / total
+
+    def at(progress, share: float) -> None:
+        deadline = time.monotonic() + 3600
+        while progress() < share and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+    def kill_restart(server: ServerProcess) -> ServerProcess:
+        server.proc.kill()
+        server.proc.wait()
+        return normal.start()
 
     def event(name: str) -> None:
         events.append((name, round(time.monotonic() - t0, 1)))
 
     try:
         if faults:
-            for share, step in ((0.15, "kill"), (0.30, "pacs_stop"), (0.45, "pacs_start"), (0.60, "kill")):
-                at(share)
-                event(f"{step} at {acked():.0%} acknowledged")
-                if step == "kill":
-                    server.proc.kill()
-                    server.proc.wait()
-                    server = normal.start()
-                elif step == "pacs_stop":
-                    pacs.stop()
-                else:
-                    pacs.start()
-            at(0.75)
+            at(acked, 0.15)
+            event(f"node SIGKILL at {acked():.0%} acknowledged")
+            server = kill_restart(server)
+            at(acked, 0.50)
             event(f"disk below min_free_mb at {acked():.0%} acknowledged")
             server.signal(signal.SIGTERM)
             server = full.start()
@@ -206,6 +210,15 @@ def run(lists: list[list[Path]], workdir: Path, faults: bool) -> dict:
             server.signal(signal.SIGTERM)
             server = normal.start()
             event("disk free again")
+            at(triaged, 0.30)
+            event(f"PACS stopped at {triaged():.0%} triaged")
+            pacs.stop()
+            at(triaged, 0.40)
+            event(f"node SIGKILL at {triaged():.0%} triaged (PACS down)")
+            server = kill_restart(server)
+            at(triaged, 0.50)
+            event(f"PACS started at {triaged():.0%} triaged")
+            pacs.start()
         for s in senders:
             s.join()
         t_received = max(max(s.acked) for s in senders) - t0
@@ -216,6 +229,7 @@ def run(lists: list[list[Path]], workdir: Path, faults: bool) -> dict:
                 break
             time.sleep(0.5)
         records = server.records()
+        late = list(read_records(server.audit, event="delivery"))
         t_triaged = time.monotonic() - t0
         counts = _status(server).get("counts", {})
         server.signal(signal.SIGTERM)
@@ -249,12 +263,24 @@ def run(lists: list[list[Path]], workdir: Path, faults: bool) -> dict:
         "instances_with_several_records": sum(c > 1 for c in per_instance.values()),
         "decisions": dict(Counter(r["decision"] for r in records)),
         "first_delivery": dict(Counter(r["delivery"]["status"] for r in records)),
+        "late_deliveries": dict(Counter(r["status"] for r in late)),
+        "worker_ms_p50_by_syntax": {
+            syntax: round(float(np.median([r["timings_ms"]["total"] for r in rs])), 1)
+            for syntax, rs in _by_syntax(records).items()
+        },
         "results_expected": len(expected),
         "results_in_orthanc": sum(in_pacs.values()),
         "results_lost": len(expected - set(in_pacs)),
         "results_unexpected": len(set(in_pacs) - expected),
         "node_counts_last_run": counts,
     }
+
+
+def _by_syntax(records: list[dict]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for r in records:
+        out.setdefault((r["image"] or {}).get("transfer_syntax", "unreadable"), []).append(r)
+    return out
 
 
 @click.command()

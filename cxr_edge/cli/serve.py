@@ -70,6 +70,7 @@ def serve_group(ctx, config_path, host, port, ae_title, allow, inbox, audit, bun
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # its debug output can dump datasets
+    logging.getLogger("highdicom").setLevel(logging.WARNING)  # ~20 INFO lines per result built
     try:
         node = Node(config)
     except OSError as exc:
@@ -122,7 +123,7 @@ def health_cmd(config: ServeConfig, status_file, max_age, calling_ae, no_echo):
     if not no_echo:
         caller = calling_ae or (node.allow[0] if node.allow else "CXR_EDGE_HEALTH")
         try:
-            code = echo(host, port, node.ae_title, caller, timeout_s=5.0)
+            code = echo(host, port, node.ae_title, caller, timeout_s=5.0, tls=_health_tls(node))
             if code != 0:
                 problems.append(f"C-ECHO status {code:#06x}")
         except CxrEdgeError as exc:
@@ -147,3 +148,18 @@ def health_cmd(config: ServeConfig, status_file, max_age, calling_ae, no_echo):
         click.echo(f"unhealthy: {summary}; " + "; ".join(problems))
         sys.exit(1)
     click.echo(f"healthy: {summary}")
+
+
+def _health_tls(node):
+    """The C-ECHO's TLS for a node with ``[node.tls]``: its own CA (else its certificate chain) as the
+    trust anchor; where client certificates are required, the node's own certificate as the client's
+    (it then needs the clientAuth key usage, as a node that also delivers results has; else use
+    --no-echo)."""
+    from cxr_edge.serve.tls import TlsConfig
+
+    tls = node.tls
+    if tls is None:
+        return None
+    if tls.require_client_cert:
+        return TlsConfig(cert=tls.cert, key=tls.key, ca=tls.ca)
+    return TlsConfig(ca=tls.ca or tls.cert)

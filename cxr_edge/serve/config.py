@@ -16,6 +16,7 @@ from cxr_edge.configio import from_dict
 from cxr_edge.errors import SpecError
 from cxr_edge.quality import AbstainConfig, QualityConfig
 from cxr_edge.serve.outbox import Backoff
+from cxr_edge.serve.tls import TlsConfig
 
 #: The band used when neither ``[triage.abstain]`` nor the bundle sets one (chosen on the default
 #: bundle's validation split, docs/serve.md).
@@ -44,6 +45,8 @@ class NodeConfig:
         allow: Calling AE titles allowed to associate; empty accepts any caller.
         heartbeat_s: How often the status file is rewritten.
         drain_s: On shutdown, how long associations already open may finish before they are aborted.
+        tls: ``[node.tls]``: accept TLS connections only (certificate, key; optional client
+            certificates), see :mod:`cxr_edge.serve.tls`. None: plain TCP.
     """
 
     ae_title: str = "CXR_EDGE"
@@ -52,6 +55,7 @@ class NodeConfig:
     allow: tuple[str, ...] = ()
     heartbeat_s: float = 2.0
     drain_s: float = 5.0
+    tls: TlsConfig | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ae_title", check_ae_title(self.ae_title, "node.ae_title"))
@@ -141,6 +145,8 @@ class DestinationConfig:
         retry_max_s: ... up to this wait.
         max_tries: Tries (the first included) before the results are dead-lettered in
             ``<inbox>/outbox/dead`` with an audit record.
+        tls: ``[destination.tls]``: deliver over TLS (the destination's certificate verified
+            against ``ca``; a client certificate when the PACS asks for one). None: plain TCP.
     """
 
     ae_title: str
@@ -152,6 +158,7 @@ class DestinationConfig:
     retry_s: float = 10.0
     retry_max_s: float = 600.0
     max_tries: int = 20
+    tls: TlsConfig | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ae_title", check_ae_title(self.ae_title, "destination.ae_title"))

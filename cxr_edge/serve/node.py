@@ -196,8 +196,30 @@ class Node:
         ae.maximum_associations = 16
         handlers = [(evt.EVT_C_STORE, self._on_store)]
         self._ae = ae
-        self._server = ae.start_server((node.host, node.port), block=False, evt_handlers=handlers)
+        if node.tls is None:
+            self._server = ae.start_server((node.host, node.port), block=False, evt_handlers=handlers)
+        else:
+            self._server = self._start_tls_server(ae, handlers)
         self.port = int(self._server.server_address[1])
+
+    def _start_tls_server(self, ae, handlers):
+        """pynetdicom's non-blocking ``start_server``, with the server class of :mod:`~.tls`."""
+        from cxr_edge.serve.tls import server_context, tls_server_class
+
+        node = self.config.node
+        context = server_context(node.tls)  # bad files: SpecError before anything listens
+        server = ae.make_server(
+            (node.host, node.port),
+            ssl_context=context,
+            evt_handlers=handlers,
+            server_class=tls_server_class(),
+        )
+        server.handshake_timeout_s = node.tls.handshake_timeout_s
+        server.on_refused = lambda _address, _reason: self.counts.update(["tls_refused"])
+        threading.Thread(target=server.serve_forever, name="cxr-edge-scp-tls", daemon=True).start()
+        ae._servers.append(server)  # as start_server does, so ae.shutdown() stops it too
+        log.info("TLS on%s", ", client certificates required" if node.tls.require_client_cert else "")
+        return server
 
     def _open_associations(self) -> list:
         return [a for a in self._ae.active_associations if a.is_acceptor] if self._ae else []
@@ -350,7 +372,7 @@ class Node:
                 dest.ae_title,
                 self.config.node.ae_title,
                 dest.timeout_s,
-                **({"tls": dest.tls} if getattr(dest, "tls", None) else {}),  # TEMP until TLS lands
+                tls=dest.tls,
             )
         except Exception as exc:  # no association, TLS refused, aborted...
             return f"{type(exc).__name__}: {str(exc)[:200]}"

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from cxr_edge.errors import CxrEdgeError
+from cxr_edge.serve.tls import TlsConfig, client_context
 
 _UNCOMPRESSED = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")  # explicit, implicit VR little endian
 
@@ -27,8 +28,15 @@ def _ae(calling_ae: str, timeout_s: float):
     return ae
 
 
-def _associate(ae, host: str, port: int, called_ae: str):
-    assoc = ae.associate(host, port, ae_title=called_ae)
+def associate(ae, host: str, port: int, called_ae: str, tls: TlsConfig | None = None):
+    """Opens an association from ``ae`` (with its requested contexts), over TLS when ``tls`` is given.
+
+    Raises:
+        NetworkError: Not established (nothing listening, rejected, aborted, TLS refused).
+        SpecError: The TLS files cannot be loaded.
+    """
+    tls_args = (client_context(tls), tls.server_name or host) if tls is not None else None
+    assoc = ae.associate(host, port, ae_title=called_ae, tls_args=tls_args)
     _keep_responses(assoc)
     if not assoc.is_established:
         state = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "failed"
@@ -61,7 +69,12 @@ def _keep_responses(assoc) -> None:
 
 
 def echo(
-    host: str, port: int, called_ae: str, calling_ae: str = "CXR_EDGE_SCU", timeout_s: float = 10.0
+    host: str,
+    port: int,
+    called_ae: str,
+    calling_ae: str = "CXR_EDGE_SCU",
+    timeout_s: float = 10.0,
+    tls: TlsConfig | None = None,
 ) -> int:
     """Sends a C-ECHO; returns its status (0 = success).
 
@@ -72,7 +85,7 @@ def echo(
 
     ae = _ae(calling_ae, timeout_s)
     ae.add_requested_context(Verification)
-    assoc = _associate(ae, host, port, called_ae)
+    assoc = associate(ae, host, port, called_ae, tls)
     try:
         status = assoc.send_c_echo()
         return int(status.Status) if status else -1
@@ -87,6 +100,7 @@ def send_datasets(
     called_ae: str,
     calling_ae: str = "CXR_EDGE_SCU",
     timeout_s: float = 30.0,
+    tls: TlsConfig | None = None,
 ) -> list[int]:
     """Sends pydicom datasets (each with ``file_meta.TransferSyntaxUID``) on one association.
 
@@ -97,7 +111,7 @@ def send_datasets(
         NetworkError: The association could not be established.
     """
     pairs = {(str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID)) for ds in datasets}
-    return _send(pairs, list(datasets), host, port, called_ae, calling_ae, timeout_s)
+    return _send(pairs, list(datasets), host, port, called_ae, calling_ae, timeout_s, tls)
 
 
 def send_files(
@@ -107,6 +121,7 @@ def send_files(
     called_ae: str,
     calling_ae: str = "CXR_EDGE_SCU",
     timeout_s: float = 30.0,
+    tls: TlsConfig | None = None,
 ) -> list[int]:
     """Sends DICOM files (as stored, without decoding them) on one association.
 
@@ -131,10 +146,10 @@ def send_files(
             raise InputError(
                 "not a DICOM file with file meta", expected="a DICOM Part 10 file", received=f.name
             ) from exc
-    return _send(pairs, files, host, port, called_ae, calling_ae, timeout_s)
+    return _send(pairs, files, host, port, called_ae, calling_ae, timeout_s, tls)
 
 
-def _send(pairs, items, host, port, called_ae, calling_ae, timeout_s, retries: int = 1) -> list[int]:
+def _send(pairs, items, host, port, called_ae, calling_ae, timeout_s, tls, retries: int = 1) -> list[int]:
     """Sends every item; those that got no response at all are sent again on a new association.
 
     An item without a response may or may not have been stored by the peer; sending it again is what a
@@ -157,7 +172,7 @@ def _send(pairs, items, host, port, called_ae, calling_ae, timeout_s, retries: i
     todo = list(range(len(items)))
     for attempt in range(retries + 1):
         try:
-            assoc = _associate(ae, host, port, called_ae)
+            assoc = associate(ae, host, port, called_ae, tls)
         except NetworkError:
             if attempt == 0:
                 raise
