@@ -102,6 +102,9 @@ class Node:
         if worker:
             self.start_worker()
         self.state = "running"
+        # The first status file is written before start() returns, so a `serve health` right after a
+        # start never finds none (the heartbeat thread alone raced it about 1 run in 3).
+        self._write_status_logged()
         self._heartbeat = threading.Thread(target=self._beat, name="cxr-edge-heartbeat", daemon=True)
         self._heartbeat.start()
         node = self.config.node
@@ -486,14 +489,15 @@ class Node:
             tmp.write_text(json.dumps(self.status(), indent=2) + "\n")
             os.replace(tmp, path)
 
+    def _write_status_logged(self) -> None:
+        try:
+            self.write_status()
+        except OSError as exc:
+            log.error("cannot write the status file: %s", exc)
+
     def _beat(self) -> None:
-        while True:
-            try:
-                self.write_status()
-            except OSError as exc:
-                log.error("cannot write the status file: %s", exc)
-            if self._stop_heartbeat.wait(self.config.node.heartbeat_s):
-                return
+        while not self._stop_heartbeat.wait(self.config.node.heartbeat_s):
+            self._write_status_logged()
 
 
 def _meta(path: Path) -> tuple[str, str]:
