@@ -17,7 +17,7 @@ import click
 from benchmarks.decode import section_markers
 
 #: Sections other benchmarks write into RESULTS.md (kept as they were when the report is rewritten).
-KEPT_SECTIONS = ("decode", "batch")
+KEPT_SECTIONS = ("decode", "batch", "serve-faults", "serve-load")
 
 NOTE = (
     "This CPU has AVX-512 VNNI (and the brief's machine AMX), which make int8 inference faster here "
@@ -203,7 +203,7 @@ def main(files, out):
     results = [(Path(f).stem, json.loads(Path(f).read_text())) for f in files]
     commands = {name: r["command"] for name, r in results if r.get("command")}
     plots = write_plots(results, Path(out).parent)
-    # The full-size DICOM (benchmarks.decode) and batch (benchmarks.batch) sections are kept as they were.
+    # The sections other benchmarks write (decode, batch, serve_faults) are kept as they were.
     old = Path(out).read_text() if Path(out).is_file() else ""
     kept = ""
     for name in KEPT_SECTIONS:

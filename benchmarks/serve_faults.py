@@ -1,6 +1,7 @@
 """The node under load with faults: concurrent modalities, node SIGKILLs, a PACS outage, a full disk.
 
     python -m benchmarks.serve_faults [--senders 4] [--per-sender 250] [--no-faults] [--out FILE.json]
+                                      [--results-md benchmarks/RESULTS.md]
 
 Needs Debian's Orthanc (``make dicom-deps``). Builds ``senders x per-sender`` full-size (2560 x 2130)
 12-bit DX images, each sender in its own compressed transfer syntax (JPEG 2000 lossless, JPEG-LS
@@ -38,6 +39,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from benchmarks.decode import write_section
 from benchmarks.peers import MISSING, Orthanc, free_port
 from benchmarks.serve import ServerProcess, uid_of
 from cxr_edge.serve.audit import read_records
@@ -264,9 +266,18 @@ def run(lists: list[list[Path]], workdir: Path, faults: bool) -> dict:
         "decisions": dict(Counter(r["decision"] for r in records)),
         "first_delivery": dict(Counter(r["delivery"]["status"] for r in records)),
         "late_deliveries": dict(Counter(r["status"] for r in late)),
+        "late_queued_s": {
+            "p50": round(float(np.median([r["queued_s"] for r in late])), 1) if late else None,
+            "max": max((r["queued_s"] for r in late), default=None),
+        },
         "worker_ms_p50_by_syntax": {
             syntax: round(float(np.median([r["timings_ms"]["total"] for r in rs])), 1)
             for syntax, rs in _by_syntax(records).items()
+        },
+        "delivery_ms_p50": {
+            stage: round(float(np.median(values)), 1) if values else None
+            for stage in ("results", "send")
+            for values in [[r["timings_ms"][stage] for r in records if stage in r["timings_ms"]]]
         },
         "results_expected": len(expected),
         "results_in_orthanc": sum(in_pacs.values()),
@@ -283,13 +294,90 @@ def _by_syntax(records: list[dict]) -> dict[str, list[dict]]:
     return out
 
 
+def section_name(result: dict) -> str:
+    """``serve-faults`` for a run with faults, ``serve-load`` for one without."""
+    return "serve-faults" if result["run"]["faults"] else "serve-load"
+
+
+def _counts(counts: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
+
+
+def render(result: dict) -> str:
+    """The RESULTS.md section of one run."""
+    run, name = result["run"], section_name(result)
+    faulted = name == "serve-faults"
+    title = "with faults" if faulted else "without faults"
+    fails = ", ".join(f"{k} x{v}" for k, v in run["failure_statuses_answered"].items()) or "none"
+    lines = [
+        f"<!-- {name}:begin -->",
+        f"## DICOM node under load {title}: {run['images']} full-size images, real Orthanc as PACS",
+        "",
+        f"{result['machine']}; {len(result['syntaxes'])} modalities at once, one association each "
+        f"({', '.join(result['syntaxes'])}); 2560 x 2130 12-bit DX, mean {result['mean_file_mib']} MiB; "
+        "default bundle; results = SR + Secondary Capture per image.",
+        "",
+        "| received (acknowledged) | triaged and delivered | acknowledged | failure statuses answered "
+        "| triage records: exactly one / none / several | results expected / in Orthanc / lost / extra |",
+        "|---|---|---:|---|---|---|",
+        f"| {run['received_s']} s → **{run['received_per_min']}/min** | {run['triaged_s']} s → "
+        f"**{run['triaged_per_min']}/min** | {run['acknowledged']} | {fails} | "
+        f"{run['instances_with_one_record']} / {run['instances_without_record']} / "
+        f"{run['instances_with_several_records']} | {run['results_expected']} / {run['results_in_orthanc']}"
+        f" / {run['results_lost']} / {run['results_unexpected']} |",
+        "",
+    ]
+    if faulted:
+        lines += ["Faults: " + "; ".join(run["faults"]) + ".", ""]
+        late = run["late_queued_s"]
+        lines += [
+            f"First delivery: {_counts(run['first_delivery'])}; delivered later from the outbox: "
+            f"{_counts(run['late_deliveries'])} (queued p50 {late['p50']} s, max {late['max']} s).",
+            "",
+        ]
+    workers = ", ".join(f"{k} {v}" for k, v in run["worker_ms_p50_by_syntax"].items())
+    delivery = run.get("delivery_ms_p50") or {}
+    if delivery:
+        workers += f"; then building the SR and SC {delivery['results']}, sending them {delivery['send']}"
+    flag = "" if faulted else " --no-faults"
+    lines += [
+        f"Worker time per image, p50 ms (the receivers, the worker and Orthanc share the cores): {workers}.",
+        "",
+        f"Command: `python -m benchmarks.serve_faults{flag} --out benchmarks/results/"
+        f"{name.replace('-', '_')}.json --results-md benchmarks/RESULTS.md`",
+        f"<!-- {name}:end -->",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 @click.command()
 @click.option("--senders", default=4, show_default=True, type=click.IntRange(1, 16))
 @click.option("--per-sender", default=250, show_default=True, type=click.IntRange(10))
 @click.option("--no-faults", is_flag=True, help="The same burst without faults (for comparison).")
 @click.option("--out", default=None, type=click.Path(dir_okay=False), help="Also write the numbers as JSON.")
-def main(senders: int, per_sender: int, no_faults: bool, out: str | None) -> None:
+@click.option(
+    "--results-md", default=None, type=click.Path(dir_okay=False, path_type=Path),
+    help="Also replace this run's section of RESULTS.md.",
+)  # fmt: skip
+@click.option(
+    "--render-only", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Write the RESULTS.md section of an earlier run's JSON (needs --results-md); runs nothing.",
+)  # fmt: skip
+def main(
+    senders: int,
+    per_sender: int,
+    no_faults: bool,
+    out: str | None,
+    results_md: Path | None,
+    render_only: Path | None,
+) -> None:
     """Load the node with concurrent modalities and faults; check exactly-once records and results."""
+    if render_only is not None:
+        if results_md is None:
+            raise click.UsageError("--render-only needs --results-md")
+        previous = json.loads(render_only.read_text())
+        write_section(results_md, render(previous), name=section_name(previous))
+        return
     if MISSING:
         raise click.UsageError(MISSING)
     result: dict = {"machine": f"{os.cpu_count()} CPUs", "syntaxes": list(SYNTAXES[:senders])}
@@ -306,6 +394,8 @@ def main(senders: int, per_sender: int, no_faults: bool, out: str | None) -> Non
     click.echo(text)
     if out:
         Path(out).write_text(text + "\n")
+    if results_md:
+        write_section(results_md, render(result), name=section_name(result))
 
 
 if __name__ == "__main__":

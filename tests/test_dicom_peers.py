@@ -128,3 +128,26 @@ def test_dcmtk_sends_full_size_images_and_orthanc_files_the_results(tmp_path, tr
     for src in sources.values():
         assert str(src.PatientID) not in audit and "Peer^Patient" not in audit
     assert set(by_study) == {str(s.StudyInstanceUID) for s in sources.values()}
+
+
+def test_load_benchmark_with_faults_keeps_every_image_exactly_once(tmp_path):
+    """A small run of ``benchmarks.serve_faults``: two modalities, node SIGKILLs, PACS down, disk low."""
+    from benchmarks.serve_faults import build_corpus, render, run, section_name
+
+    corpus = tmp_path / "dicom"
+    corpus.mkdir()
+    lists = build_corpus(corpus, senders=2, per_sender=10)
+    result = run(lists, tmp_path / "run", faults=True)
+    assert len(result["faults"]) == 6
+    assert result["acknowledged"] == result["triage_records"] == 20
+    assert result["instances_with_one_record"] == 20 and result["instances_with_several_records"] == 0
+    # Every triaged image calls for an SR and a Secondary Capture; Orthanc holds each once, nothing else.
+    assert result["results_expected"] == result["results_in_orthanc"] == 40
+    assert result["results_lost"] == result["results_unexpected"] == 0
+    # Whatever the outage queued in the outbox was delivered late, none dead. (How much it queues
+    # depends on timing in a run this small; tests/test_serve_outbox.py covers the outbox itself.)
+    assert result["first_delivery"].get("queued", 0) == result["late_deliveries"].get("sent", 0)
+    assert "dead" not in result["late_deliveries"]
+    section = render({"machine": "m", "syntaxes": ["j2k_lossless", "jpegls_lossless"], "mean_file_mib": 3,
+                      "run": result})  # fmt: skip
+    assert section_name({"run": result}) == "serve-faults" and "| 20 / 0 / 0 | 40 / 40 / 0 / 0 |" in section

@@ -45,6 +45,7 @@ SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700
 _RESCAN_IDLE_S = 10.0
 _REDELIVER_POLL_S = 1.0
+_REDELIVER_BATCH = 8  # entries per association; an SC of a full-size image is about 16 MiB
 
 
 class Node:
@@ -190,6 +191,8 @@ class Node:
         from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
         from pynetdicom.sop_class import Verification
 
+        from cxr_edge.serve.scu import no_delay
+
         node = self.config.node
         ae = AE(ae_title=node.ae_title)
         for context in AllStoragePresentationContexts:
@@ -197,7 +200,8 @@ class Node:
         ae.add_supported_context(Verification)
         ae.require_calling_aet = list(node.allow)
         ae.maximum_associations = 16
-        handlers = [(evt.EVT_C_STORE, self._on_store)]
+        # Responses to a modality go out without waiting on its delayed ACKs (see scu.no_delay).
+        handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_CONN_OPEN, lambda e: no_delay(e.assoc))]
         self._ae = ae
         if node.tls is None:
             self._server = ae.start_server((node.host, node.port), block=False, evt_handlers=handlers)
@@ -337,6 +341,8 @@ class Node:
         from cxr_edge.serve.results import build_results, read_header
 
         kinds = ["sr", "sc"] if dest.kind == "both" else [dest.kind]
+        timings = record.setdefault("timings_ms", {})
+        t0 = time.perf_counter()
         try:
             header = read_header(path)
             pred = triaged.prediction
@@ -344,6 +350,7 @@ class Node:
                 pred.heatmap(triaged.image.shape) if pred is not None and triaged.image is not None else None
             )
             datasets = build_results(dest.kind, header, record, triaged.image, heat)
+            timings["results"] = round((time.perf_counter() - t0) * 1000, 1)
         except Exception as exc:  # a result that cannot be built will not build on a retry either
             self.counts["delivery_failed"] += 1
             return {"status": "failed", "kinds": kinds, "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
@@ -353,7 +360,9 @@ class Node:
         if self.outbox.waiting():
             error = "queued behind earlier results waiting for the destination"
         else:
+            t0 = time.perf_counter()
             error = self._send(datasets)
+            timings["send"] = round((time.perf_counter() - t0) * 1000, 1)
             if error is None:
                 self.counts["delivered"] += 1
                 return {"status": "sent", "kinds": kinds}
@@ -401,52 +410,76 @@ class Node:
     def redeliver_due(self) -> int:
         """One retry round over the due entries; returns how many were delivered.
 
-        A round stops at the first entry that fails (the destination is still down: the others wait
-        for their own time); after a success every waiting entry is made due, so a PACS that comes
-        back is drained at once rather than over the back-off schedule.
+        Due entries go in batches of ``_REDELIVER_BATCH`` on one association each (the stored files as
+        they are, not decoded): after an outage the backlog drains faster than the worker refills it.
+        A round stops at the first batch that delivers nothing (the destination is still down: the
+        others wait for their own time); after a success every waiting entry is made due, so a PACS
+        that comes back is drained at once rather than over the back-off schedule.
         """
-        import pydicom
+        from cxr_edge.serve.scu import send_files
 
+        dest = self.config.destination
+        due = self.outbox.due()
         delivered = 0
-        for entry in self.outbox.due():
+        for start in range(0, len(due), _REDELIVER_BATCH):
             if self._stop_delivery.is_set():
                 break
-            error, sent = None, []
-            for path in entry.files:
-                error = self._send([pydicom.dcmread(path)])
-                if error is not None:
-                    break
-                self.outbox.sent(entry, path)
-                sent.append(path.stem)
-            queued_s = round(time.time() - float(entry.state["first_failure"]), 1)
-            tries = int(entry.state["tries"]) + 1
-            if error is None:
-                self.audit.append(
-                    {"instance": entry.key, "status": "sent", "tries": tries, "kinds": sent,
-                     "error": None, "queued_s": queued_s},
-                    event=DELIVERY,
+            batch = due[start : start + _REDELIVER_BATCH]
+            files = [entry.files for entry in batch]
+            flat = [path for paths in files for path in paths]
+            try:
+                statuses = send_files(
+                    flat, dest.host, dest.port, dest.ae_title, self.config.node.ae_title,
+                    dest.timeout_s, tls=dest.tls,
                 )  # fmt: skip
-                self.outbox.done(entry)
-                self.counts["redelivered"] += 1
-                delivered += 1
-                if delivered == 1:
-                    self.outbox.bring_forward()
-                    self._redeliver.set()  # the entries made due now are not in this round's list
-                continue
-            if self.outbox.failed(entry, error):
-                self.audit.append(
-                    {"instance": entry.key, "status": "dead", "tries": tries, "kinds": sent,
-                     "error": error, "queued_s": queued_s},
-                    event=DELIVERY,
-                )  # fmt: skip
-                self.counts["dead_lettered"] += 1
-                log.error("%s results dead-lettered after %d tries: %s", entry.key[:12], tries, error)
-            else:
-                self.counts["redelivery_failed"] += 1
-                log.warning("%s delivery try %d failed: %s", entry.key[:12], tries, error)
-            if not sent:
-                break  # the destination is still unreachable
+                round_error = None
+            except Exception as exc:  # no association, TLS refused, an unreadable file...
+                statuses, round_error = [-1] * len(flat), f"{type(exc).__name__}: {str(exc)[:200]}"
+            before = delivered
+            for entry, paths in zip(batch, files, strict=True):
+                mine, statuses = statuses[: len(paths)], statuses[len(paths) :]
+                sent = []
+                for path, status in zip(paths, mine, strict=True):
+                    if status == SUCCESS:
+                        self.outbox.sent(entry, path)
+                        sent.append(path.stem)
+                failed = [hex(s) for s in mine if s != SUCCESS]
+                error = round_error or (f"statuses {failed}" if failed else None)
+                if self._settle(entry, sent, error):
+                    delivered += 1
+            if delivered > before and before == 0:
+                self.outbox.bring_forward()
+                self._redeliver.set()  # the entries made due now are not in this round's list
+            if delivered == before:
+                if round_error:
+                    log.warning("redelivery of %d results failed: %s", len(batch), round_error)
+                break  # the destination is still unreachable or refuses
         return delivered
+
+    def _settle(self, entry, sent: list[str], error: str | None) -> bool:
+        """Records one entry's try: delivered (True), failed again, or dead-lettered."""
+        queued_s = round(time.time() - float(entry.state["first_failure"]), 1)
+        tries = int(entry.state["tries"]) + 1
+        if error is None:
+            self.audit.append(
+                {"instance": entry.key, "status": "sent", "tries": tries, "kinds": sent,
+                 "error": None, "queued_s": queued_s},
+                event=DELIVERY,
+            )  # fmt: skip
+            self.outbox.done(entry)
+            self.counts["redelivered"] += 1
+            return True
+        if self.outbox.failed(entry, error):
+            self.audit.append(
+                {"instance": entry.key, "status": "dead", "tries": tries, "kinds": sent,
+                 "error": error, "queued_s": queued_s},
+                event=DELIVERY,
+            )  # fmt: skip
+            self.counts["dead_lettered"] += 1
+            log.error("%s results dead-lettered after %d tries: %s", entry.key[:12], tries, error)
+        else:
+            self.counts["redelivery_failed"] += 1
+        return False
 
     def wait_delivered(self, timeout: float = 60.0) -> bool:
         """Waits until nothing is pending and the outbox is empty; returns whether it got there."""
