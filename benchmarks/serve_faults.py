@@ -230,11 +230,11 @@ def run(lists: list[list[Path]], workdir: Path, faults: bool) -> dict:
             if st.get("pending") == 0 and st.get("queue") == 0 and not (st.get("outbox") or {}).get("queued"):
                 break
             time.sleep(0.5)
+        t_triaged = time.monotonic() - t0
+        server.signal(signal.SIGTERM)  # a graceful stop ends the redelivery round and writes its records
         records = server.records()
         late = list(read_records(server.audit, event="delivery"))
-        t_triaged = time.monotonic() - t0
         counts = _status(server).get("counts", {})
-        server.signal(signal.SIGTERM)
         in_pacs = _orthanc_uids(pacs)
     finally:
         if server.proc and server.proc.poll() is None:

@@ -73,6 +73,7 @@ class Node:
         self._stop_heartbeat = threading.Event()
         self._stop_delivery = threading.Event()
         self._redeliver = threading.Event()
+        self._round_lock = threading.Lock()  # held by a redelivery round (records and counts included)
         self._redelivery: threading.Thread | None = None
         self._pending = 0
         self._pending_lock = threading.Lock()
@@ -416,6 +417,10 @@ class Node:
         others wait for their own time); after a success every waiting entry is made due, so a PACS
         that comes back is drained at once rather than over the back-off schedule.
         """
+        with self._round_lock:
+            return self._redeliver_round()
+
+    def _redeliver_round(self) -> int:
         from cxr_edge.serve.scu import send_files
 
         dest = self.config.destination
@@ -486,7 +491,9 @@ class Node:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._pending == 0 and self.queue.empty() and not self.outbox.waiting():
-                return True
+                with self._round_lock:  # a round that emptied the outbox writes its records first
+                    if not self.outbox.waiting():
+                        return True
             self._redeliver.set()
             time.sleep(0.05)
         return False
