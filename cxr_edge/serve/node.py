@@ -45,7 +45,7 @@ SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700
 _RESCAN_IDLE_S = 10.0
 _REDELIVER_POLL_S = 1.0
-_REDELIVER_BATCH = 8  # entries per association; an SC of a full-size image is about 16 MiB
+_REDELIVER_BATCH = 8  # entries per association (an SR and a <= 1024-px SC each: about 3 MiB)
 
 
 class Node:
@@ -368,30 +368,34 @@ class Node:
                 self.counts["delivered"] += 1
                 return {"status": "sent", "kinds": kinds}
         self.outbox.put(key, datasets, error)  # durable before the audit record (see outbox.py)
-        self.counts["delivery_queued"] += 1
-        self._redeliver.set()
+        self.counts["delivery_queued"] += 1  # tried by the redelivery thread's next poll once due
         return {"status": "queued", "kinds": kinds, "error": error}
 
     def _send(self, datasets: list) -> str | None:
         """One delivery try of ``datasets``; returns None when every C-STORE succeeded, else why not."""
-        from cxr_edge.serve.scu import send_datasets
+        statuses, error = self._store(datasets)
+        if error is None and any(s != SUCCESS for s in statuses):
+            error = f"statuses {[hex(s) for s in statuses]}"
+        return error
+
+    def _store(self, items: list) -> tuple[list[int], str | None]:
+        """C-STOREs datasets, or stored files as they are, to the destination on one association.
+
+        Returns:
+            One status per item (-1 when the association failed) and why it failed (None when it held).
+        """
+        from cxr_edge.serve.scu import send_datasets, send_files
 
         dest = self.config.destination
+        send = send_files if items and isinstance(items[0], Path) else send_datasets
         try:
-            statuses = send_datasets(
-                datasets,
-                dest.host,
-                dest.port,
-                dest.ae_title,
-                self.config.node.ae_title,
-                dest.timeout_s,
+            statuses = send(
+                items, dest.host, dest.port, dest.ae_title, self.config.node.ae_title, dest.timeout_s,
                 tls=dest.tls,
-            )
-        except Exception as exc:  # no association, TLS refused, aborted...
-            return f"{type(exc).__name__}: {str(exc)[:200]}"
-        if any(s != SUCCESS for s in statuses):
-            return f"statuses {[hex(s) for s in statuses]}"
-        return None
+            )  # fmt: skip
+        except Exception as exc:  # no association, TLS refused, aborted, an unreadable stored file...
+            return [-1] * len(items), f"{type(exc).__name__}: {str(exc)[:200]}"
+        return statuses, None
 
     # ------------------------------------------------------------------------------------- redelivery
 
@@ -421,9 +425,6 @@ class Node:
             return self._redeliver_round()
 
     def _redeliver_round(self) -> int:
-        from cxr_edge.serve.scu import send_files
-
-        dest = self.config.destination
         due = self.outbox.due()
         delivered = 0
         for start in range(0, len(due), _REDELIVER_BATCH):
@@ -432,14 +433,8 @@ class Node:
             batch = due[start : start + _REDELIVER_BATCH]
             files = [entry.files for entry in batch]
             flat = [path for paths in files for path in paths]
-            try:
-                statuses = send_files(
-                    flat, dest.host, dest.port, dest.ae_title, self.config.node.ae_title,
-                    dest.timeout_s, tls=dest.tls,
-                )  # fmt: skip
-                round_error = None
-            except Exception as exc:  # no association, TLS refused, an unreadable file...
-                statuses, round_error = [-1] * len(flat), f"{type(exc).__name__}: {str(exc)[:200]}"
+            # Entries whose files all went before a crash (folder not yet removed) need no association.
+            statuses, round_error = self._store(flat) if flat else ([], None)
             before = delivered
             for entry, paths in zip(batch, files, strict=True):
                 mine, statuses = statuses[: len(paths)], statuses[len(paths) :]
@@ -452,7 +447,7 @@ class Node:
                 error = round_error or (f"statuses {failed}" if failed else None)
                 if self._settle(entry, sent, error):
                     delivered += 1
-            if delivered > before and before == 0:
+            if before == 0 < delivered:
                 self.outbox.bring_forward()
                 self._redeliver.set()  # the entries made due now are not in this round's list
             if delivered == before:

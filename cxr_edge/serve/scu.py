@@ -35,7 +35,7 @@ def no_delay(assoc) -> None:
 
     With it on, a C-STORE, whose command and data set go out as separate writes, waits for the peer's
     delayed ACK (about 40 ms on Linux): storing a small SR into Orthanc on loopback took 103 ms per
-    instance with it and 59 ms without (docs/serve.md, "Load with faults").
+    instance with it and 58 ms without (docs/serve.md, "Load with faults").
     """
     sock = getattr(getattr(getattr(assoc, "dul", None), "socket", None), "socket", None)
     if sock is not None:
