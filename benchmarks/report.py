@@ -17,7 +17,7 @@ import click
 from benchmarks.decode import section_markers
 
 #: Sections other benchmarks write into RESULTS.md (kept as they were when the report is rewritten).
-KEPT_SECTIONS = ("decode", "batch", "serve-faults", "serve-load")
+KEPT_SECTIONS = ("decode", "batch", "serve-faults", "serve-load", "damage")
 
 NOTE = (
     "This CPU has AVX-512 VNNI (and the brief's machine AMX), which make int8 inference faster here "

@@ -15,7 +15,7 @@ RLE                       imagecodecs ``dicomrle``                area average
 JPEG-LS                   imagecodecs (CharLS)                    area average
 JPEG lossless (SV1/14)    imagecodecs ``jpeg8`` (libjpeg-turbo)   area average
 JPEG extended (12 bit)    imagecodecs ``jpeg8`` (libjpeg-turbo)   area average
-JPEG baseline (8 bit)     OpenCV (libjpeg-turbo)                  **DCT scaling** (OpenCV reduced)
+JPEG baseline (8 bit)     simplejpeg (libjpeg-turbo)              **DCT scaling** (libjpeg-turbo)
 JPEG 2000                 imagecodecs (OpenJPEG)                  **resolution levels** (glymur)
 HTJ2K                     imagecodecs (OpenJPH)                   **resolution levels** (``skipres``)
 ========================  ======================================  ===================================
@@ -23,20 +23,34 @@ HTJ2K                     imagecodecs (OpenJPH)                   **resolution l
 Lossless full-resolution decodes equal pydicom's exactly (``tests/test_dicom_pixels.py``, one
 golden test per syntax). Reduced decodes change pixels; a bundle uses them only when its decode
 parity gate passed (:mod:`cxr_edge.decode_gate`).
+
+Damaged data is refused, not guessed at, wherever the codec can tell (docs/usage.md lists what no
+codec can): before decoding, what a frame declares is checked against the header
+(:mod:`cxr_edge.codestream`: size, JPEG 2000 tile-part lengths, RLE segments) and the output of RLE
+is bounded by it; while decoding, libjpeg's warnings (premature end, corrupt data) are errors
+(simplejpeg's strict mode) and OpenJPH's errors, which Cython reports only as "Exception ignored",
+are caught. A deflated dataset is inflated only as far as its header says its pixels need.
 """
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import struct
+import sys
 import tempfile
+import threading
 import zlib
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from cxr_edge.errors import ImageDecodeError
+from cxr_edge.codestream import j2k_check_tile_parts, j2k_size, jpeg_size, rle_check_header
+from cxr_edge.errors import ImageDecodeError, ImageTooLargeError
+
+log = logging.getLogger("cxr_edge.imaging")
 
 _NATIVE = frozenset(
     {
@@ -62,6 +76,15 @@ _JPEG_LIBJPEG_TURBO = frozenset(
 _JPEG_LS = frozenset({"1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"})
 _J2K = frozenset({"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"})
 _HTJ2K = frozenset({"1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"})
+
+_SYNTAX_NAMES = {
+    _RLE: "RLE",
+    _JPEG_BASELINE: "JPEG baseline",
+    **dict.fromkeys(_JPEG_LIBJPEG_TURBO, "JPEG extended/lossless"),
+    **dict.fromkeys(_JPEG_LS, "JPEG-LS"),
+    **dict.fromkeys(_J2K, "JPEG 2000"),
+    **dict.fromkeys(_HTJ2K, "HTJ2K"),
+}
 
 #: Reductions tried, largest first: powers of two, as JPEG DCT scaling and wavelet levels allow.
 REDUCTIONS = (8, 4, 2)
@@ -150,17 +173,12 @@ def decode_stored(
         frame = _frame(data)
         if frame is None:
             return None
-        if ts != _RLE and b"\xff\xd9" not in frame[-16:]:
-            # JPEG, JPEG-LS, JPEG 2000 and HTJ2K all end with FFD9 (EOI / EOC). libjpeg-turbo and
-            # OpenJPH decode a truncated stream without an error (grey or blurred remainder).
-            raise ImageDecodeError(
-                "truncated compressed frame", expected="an end-of-image marker", received="none"
-            )
+        check_frame(frame, ts, rows, cols, allocated // 8)
         family = "jpeg_dct" if ts == _JPEG_BASELINE else "j2k_levels" if ts in _J2K or ts in _HTJ2K else None
         if reduction > 1 and family is not None:
             # The codec's own reduction, or half of it and a 2 x 2 average, as the gate allowed.
             native = reduction if family in kinds else reduction // 2 if f"{family}_half" in kinds else 1
-            reduced = _decode_reduced(frame, ts, native, threads) if native > 1 else None
+            reduced = _codec(_decode_reduced, frame, ts, native, threads) if native > 1 else None
             if reduced is not None:
                 values, decoder = reduced
                 out = _checked(values, rows, cols, native, bits, signed, decoder)
@@ -168,7 +186,7 @@ def decode_stored(
                     return out
                 step = reduction // native
                 return Stored(area_reduce(out.values, step), reduction, f"{decoder}+area/{step}")
-        decoded = _decode_full(frame, ts, allocated, signed, rows, cols, threads)
+        decoded = _codec(_decode_full, frame, ts, allocated, signed, rows, cols, threads)
         if decoded is None:
             return None
         values, decoder = decoded
@@ -178,45 +196,186 @@ def decode_stored(
     return Stored(area_reduce(result.values, reduction), reduction, f"{decoder}+area/{reduction}")
 
 
-def inflate_part10(data: bytes) -> bytes | None:
+def inflate_part10(data: bytes, max_bytes: int = 512 << 20, max_pixels: int = 64_000_000) -> bytes | None:
     """A Deflated Explicit VR Little Endian Part 10 file rewritten as plain Explicit VR Little Endian.
 
     The dataset is inflated with libdeflate (imagecodecs; about twice as fast as zlib, which pydicom
     uses) and the file meta's Transfer Syntax UID and group length are patched, so the header-only
-    parse and the zero-copy pixel view of the plain path apply. None when ``data`` is not a deflated
-    Part 10 file with a well-formed meta group (the caller then lets pydicom read it).
+    parse and the zero-copy pixel view of the plain path apply.
+
+    Deflate compresses up to ~1000:1, so a 1 MB file may hold a 1 GB dataset. The dataset is inflated
+    in two steps: its first 256 KiB, where the image header is (:func:`_inflated_bound` reads Rows,
+    Columns, samples and bits there), then the rest up to what those pixels need plus 1 MiB; beyond
+    that bound, or ``max_bytes``, or ``max_pixels`` declared, the file is refused.
+
+    Args:
+        data: The file's content.
+        max_bytes: Most bytes the inflated dataset may hold.
+        max_pixels: Most pixels (Rows x Columns) the header may declare.
+
+    Returns:
+        The plain file, or None when the file meta is well formed and its syntax is not deflated.
 
     Raises:
-        ImageDecodeError: The deflate stream is corrupt.
+        ImageDecodeError: A corrupt or truncated deflate stream, or a deflated file whose file meta
+            is malformed (pydicom would inflate it without a bound).
+        ImageTooLargeError: The dataset inflates beyond its bound.
     """
+    malformed = ImageDecodeError(
+        "deflated DICOM with a malformed file meta",
+        expected="a Part 10 file meta group with its group length",
+        received="other bytes",
+    )
     if data[128:132] != b"DICM" or data[132:140] != b"\x02\x00\x00\x00UL\x04\x00":
-        return None
+        raise malformed
     meta_end = 144 + struct.unpack_from("<I", data, 140)[0]
     at = data.find(b"\x02\x00\x10\x00UI", 144, meta_end)
     if at < 0 or meta_end > len(data):
-        return None
+        raise malformed
     length = struct.unpack_from("<H", data, at + 6)[0]
     if data[at + 8 : at + 8 + length].rstrip(b"\x00 ") != DEFLATED.encode():
         return None
     uid = EXPLICIT_LE.encode() + b"\x00"  # even length, NUL-padded as UIDs are
+    group = struct.pack("<I", meta_end - 144 - length + len(uid))
+    element = data[at : at + 6] + struct.pack("<H", len(uid)) + uid
+    meta = b"".join((data[:140], group, data[144:at], element, data[at + 8 + length : meta_end]))
     body = memoryview(data)[meta_end:]
+    head = zlib.decompressobj(-15)
+    try:
+        start = head.decompress(body, _INFLATE_HEAD)
+    except zlib.error as exc:
+        raise _corrupt_deflate(exc) from exc
+    bound = min(max_bytes, _inflated_bound(meta, start, max_pixels))
+    inflated = _inflate(body, bound, start if head.eof else None)
+    return meta + inflated
+
+
+#: Inflated bytes read first to find the image header (Rows, Columns...) of a deflated dataset.
+_INFLATE_HEAD = 256 << 10
+
+
+def _inflated_bound(meta: bytes, start: bytes, max_pixels: int) -> int:
+    """Most bytes a deflated dataset may inflate to: its header, its pixels as declared, 1 MiB more."""
+    import pydicom
+
+    stream = io.BytesIO(meta + start)
+    try:
+        ds = pydicom.dcmread(stream, force=True, stop_before_pixels=True)
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        allocated = int(ds.get("BitsAllocated", 16) or 16)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except Exception as exc:  # cut off in the middle of an element, or no image header
+        log.debug("deflated DICOM: no image header in the first %d bytes", len(start), exc_info=True)
+        raise ImageTooLargeError(
+            "deflated DICOM without an image header near its start",
+            expected=f"Rows and Columns within the first {_INFLATE_HEAD >> 10} KiB of the dataset",
+            received="none",
+        ) from exc
+    if min(rows, cols, samples, allocated, frames) < 1 or rows * cols > max_pixels:
+        raise ImageTooLargeError(
+            "image dimensions exceed the decompression-bomb guard",
+            expected=f"at most {max_pixels} pixels",
+            received=f"{cols}x{rows}",
+        )
+    pixels = rows * cols * samples * frames * -(-allocated // 8)
+    return stream.tell() - len(meta) + pixels + (1 << 20)
+
+
+def _inflate(body, bound: int, whole: bytes | None) -> bytes:
+    """The inflated dataset, at most ``bound`` bytes (``whole``: already inflated in full)."""
+    if whole is not None:
+        return whole
     try:
         import imagecodecs
 
-        # libdeflate needs a bound on the output: radiographs inflate 1.5-3x; 4x plus 1 MiB (a
-        # larger buffer costs page faults), else (mostly blank images, a bomb) zlib, which grows
-        # its buffer as it goes.
-        inflated = imagecodecs.deflate_decode(body, raw=True, out=4 * len(body) + (1 << 20))
-    except Exception:  # DeflateError for "no space", ImportError without imagecodecs
-        try:
-            inflated = zlib.decompress(body, -15)
-        except zlib.error as exc:
-            raise ImageDecodeError(
-                "corrupt deflated dataset", expected="a valid deflate stream", received=str(exc)[:80]
-            ) from exc
-    group = struct.pack("<I", meta_end - 144 - length + len(uid))
-    element = data[at : at + 6] + struct.pack("<H", len(uid)) + uid
-    return b"".join((data[:140], group, data[144:at], element, data[at + 8 + length : meta_end], inflated))
+        # libdeflate writes into a buffer of the bound's size and fails when the data needs more.
+        return imagecodecs.deflate_decode(body, raw=True, out=bound)
+    except ImportError:
+        pass
+    except Exception:  # no space left in the bound, or a corrupt stream: zlib tells which
+        pass
+    stream = zlib.decompressobj(-15)
+    try:
+        out = stream.decompress(body, bound + 1)
+    except zlib.error as exc:
+        raise _corrupt_deflate(exc) from exc
+    if len(out) > bound:
+        raise ImageTooLargeError(
+            "deflated dataset larger than its image needs (a decompression bomb?)",
+            expected=f"at most {bound} bytes inflated",
+            received=f"more than {bound}",
+        )
+    if not stream.eof:
+        raise ImageDecodeError(
+            "truncated deflated dataset", expected="a complete deflate stream", received="end of data"
+        )
+    return out
+
+
+def _corrupt_deflate(exc: Exception) -> ImageDecodeError:
+    log.debug("corrupt deflate stream", exc_info=exc)
+    return ImageDecodeError(
+        "corrupt deflated dataset", expected="a valid deflate stream", received="zlib errors"
+    )
+
+
+def check_frame(frame: bytes, ts: str, rows: int, cols: int, bytes_per_sample: int, samples: int = 1) -> None:
+    """Checks a compressed frame against the header before it is decoded (:mod:`cxr_edge.codestream`).
+
+    Raises:
+        ImageDecodeError: The frame declares another size, lacks its end marker (JPEG, JPEG-LS, JPEG
+            2000, HTJ2K all end with FFD9: EOI / EOC), or is structurally incomplete.
+    """
+    if ts == _RLE:
+        rle_check_header(frame, samples * bytes_per_sample)
+        return
+    if b"\xff\xd9" not in frame[-16:]:
+        # libjpeg-turbo and OpenJPH decode a truncated stream without an error (grey or blurred rest).
+        raise ImageDecodeError(
+            "truncated compressed frame", expected="an end-of-image marker", received="none"
+        )
+    j2k = ts in _J2K or ts in _HTJ2K
+    if j2k:
+        width, height = j2k_size(frame)
+        where = "SIZ marker"
+    else:
+        width, height, _ = jpeg_size(frame)
+        where = "start-of-frame marker"
+    if (height, width) != (rows, cols):
+        raise ImageDecodeError(
+            "compressed frame size differs from the DICOM header",
+            expected=f"{cols}x{rows} (Columns x Rows)",
+            received=f"{width}x{height} in the {where}",
+        )
+    if j2k:
+        j2k_check_tile_parts(frame)
+
+
+def check_pixel_data(ds, pixel_data=None) -> None:
+    """Checks the Pixel Data of a single-frame dataset before pydicom decodes it (what the fast path
+    checks for itself): enough bytes for an uncompressed greyscale image, a sound first frame."""
+    ts = transfer_syntax(ds)
+    data = pixel_data if pixel_data is not None else ds.get("PixelData")
+    if data is None or not ts:
+        return
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    allocated = int(ds.get("BitsAllocated", 8) or 8)
+    if ts in _NATIVE:
+        if samples == 1 and allocated in (8, 16, 32):  # colour may be subsampled (YBR_FULL_422)
+            _check_length(len(data), rows * cols * allocated // 8)
+        return
+    frame = _frame(data)
+    if frame is not None:
+        check_frame(frame, ts, rows, cols, -(-allocated // 8), samples)
+
+
+def _check_length(received: int, needed: int) -> None:
+    if received < needed:
+        raise ImageDecodeError(
+            "truncated pixel data", expected=f"{needed} bytes", received=f"{received} bytes"
+        )
 
 
 def area_reduce(values: np.ndarray, factor: int) -> np.ndarray:
@@ -235,11 +394,9 @@ def area_reduce(values: np.ndarray, factor: int) -> np.ndarray:
 # ----------------------------------------------------------------------------------------- codecs
 
 
-def _native(data, rows: int, cols: int, allocated: int, signed: bool, big_endian: bool) -> np.ndarray | None:
+def _native(data, rows: int, cols: int, allocated: int, signed: bool, big_endian: bool) -> np.ndarray:
     dtype = np.dtype(f"{'>' if big_endian else '<'}{'i' if signed else 'u'}{allocated // 8}")
-    needed = rows * cols * dtype.itemsize
-    if len(data) < needed:  # (len of a memoryview is in bytes: its format is unsigned char)
-        return None  # short pixel data: pydicom's error message says what is missing
+    _check_length(len(data), rows * cols * dtype.itemsize)  # (a memoryview's len is in bytes)
     values = np.frombuffer(data, dtype=dtype, count=rows * cols).reshape(rows, cols)
     return values.astype(dtype.newbyteorder("="), copy=False) if big_endian else values
 
@@ -255,18 +412,42 @@ def _frame(data) -> bytes | None:
         return None
 
 
+def _codec(decode, frame: bytes, ts: str, *args):
+    """Runs a codec; what it raises on data of a syntax it covers is a typed error, not a retry.
+
+    A more tolerant decoder must not get a second try at data the codec refused: pydicom's JPEG-LS
+    plugin returns an image from a stream CharLS rejects as corrupt. A codec that is missing
+    (ImportError) or does not cover the variant (NotImplementedError) gives None: pydicom decodes.
+    """
+    try:
+        return decode(frame, ts, *args)
+    except ImageDecodeError:
+        raise
+    except (ImportError, NotImplementedError):
+        log.debug("fast codec unavailable for %s", ts, exc_info=True)
+        return None
+    except Exception as exc:
+        log.debug("codec error", exc_info=True)
+        raise ImageDecodeError(
+            "corrupt compressed pixel data",
+            expected=f"a frame the {_SYNTAX_NAMES.get(ts, ts)} codec can decode",
+            received=f"codec errors ({type(exc).__name__})",
+        ) from exc
+
+
 def _decode_full(frame: bytes, ts: str, allocated: int, signed: bool, rows: int, cols: int, threads: int):
     import imagecodecs
 
     if ts == _RLE:
         dtype = np.dtype(f">{'i' if signed else 'u'}{allocated // 8}")
-        raw = imagecodecs.dicomrle_decode(frame, dtype)
-        if len(raw) != rows * cols * dtype.itemsize:
+        # A buffer of the declared size bounds the output: PackBits expands up to 64x.
+        out = np.empty(rows * cols * dtype.itemsize, dtype=np.uint8)
+        raw = imagecodecs.dicomrle_decode(frame, dtype, out=out)
+        if len(raw) != out.size:
             return None
-        return np.frombuffer(raw, dtype=dtype).reshape(rows, cols).astype(dtype.newbyteorder("=")), "rle"
+        return out.view(dtype).reshape(rows, cols).astype(dtype.newbyteorder("=")), "rle"
     if ts == _JPEG_BASELINE:
-        arr = cv2.imdecode(np.frombuffer(frame, np.uint8), cv2.IMREAD_GRAYSCALE)
-        return (arr, "opencv-jpeg") if arr is not None else None
+        return strict_jpeg8(frame), "simplejpeg"
     if ts in _JPEG_LIBJPEG_TURBO:
         return imagecodecs.jpeg8_decode(frame), "libjpeg-turbo"
     if ts in _JPEG_LS:
@@ -274,7 +455,7 @@ def _decode_full(frame: bytes, ts: str, allocated: int, signed: bool, rows: int,
     if ts in _J2K:
         return imagecodecs.jpeg2k_decode(frame, numthreads=threads), "openjpeg"
     if ts in _HTJ2K:
-        return imagecodecs.htj2k_decode(frame), "openjph"
+        return _openjph(frame), "openjph"
     return None
 
 
@@ -282,17 +463,82 @@ def _decode_reduced(frame: bytes, ts: str, reduction: int, threads: int):
     """A codec's own reduced decode, or None where it has none."""
     levels = reduction.bit_length() - 1
     if ts == _JPEG_BASELINE:
-        flag = {2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
-                8: cv2.IMREAD_REDUCED_GRAYSCALE_8}[reduction]  # fmt: skip
-        arr = cv2.imdecode(np.frombuffer(frame, np.uint8), flag)
-        return (arr, f"opencv-jpeg-dct/{reduction}") if arr is not None else None
+        return strict_jpeg8(frame, reduction), f"simplejpeg-dct/{reduction}"
     if ts in _HTJ2K:
-        import imagecodecs
-
-        return imagecodecs.htj2k_decode(frame, skipres=levels), f"openjph-level/{reduction}"
+        return _openjph(frame, skipres=levels), f"openjph-level/{reduction}"
     if ts in _J2K and glymur_available():
         return _glymur_reduced(frame, levels, threads), f"openjpeg-level/{reduction}"
     return None
+
+
+def strict_jpeg8(data: bytes, reduction: int = 1, colour: str = "GRAY") -> np.ndarray:
+    """An 8-bit JPEG decoded by libjpeg-turbo with its warnings as errors (simplejpeg, strict mode).
+
+    libjpeg fills what a damaged or truncated stream lacks with grey and only warns ("premature end of
+    data segment", "corrupt JPEG data"); OpenCV prints that warning and returns the image. The pixels
+    equal OpenCV's (both libjpeg-turbo, slow integer DCT), DCT-scaled ones included.
+
+    Args:
+        data: The JPEG stream.
+        reduction: 1, or 2, 4, 8 for libjpeg's DCT scaling (the decoded size rounds up).
+        colour: simplejpeg's output colour space (``GRAY``, ``BGR``...).
+
+    Returns:
+        A 2-D array for ``GRAY``, else rows x cols x channels.
+
+    Raises:
+        ImageDecodeError: libjpeg reported an error or a warning.
+    """
+    import simplejpeg
+
+    kwargs = {}
+    if reduction > 1:
+        height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+        kwargs = {"min_height": -(-height // reduction), "min_width": -(-width // reduction)}
+    try:
+        arr = simplejpeg.decode_jpeg(data, colorspace=colour, strict=True, **kwargs)
+    except ValueError as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ImageDecodeError(
+            "corrupt JPEG data", expected="a complete, undamaged JPEG stream", received=f"libjpeg: {message}"
+        ) from exc
+    return arr[..., 0] if colour == "GRAY" else arr
+
+
+_UNRAISABLE = threading.Lock()
+
+
+def _openjph(frame: bytes, **kwargs) -> np.ndarray:
+    """HTJ2K decoded by OpenJPH (imagecodecs), its errors raised instead of printed.
+
+    OpenJPH reports a corrupt code-block from inside a Cython callback, where Python can only print
+    "Exception ignored in ... _copy_from_codestream" and go on: the pixels come back damaged. Those
+    exceptions are caught here (``sys.unraisablehook``, one HTJ2K decode at a time) and turned into a
+    typed error; unrelated ones go to the previous hook.
+    """
+    import imagecodecs
+
+    caught: list[BaseException] = []
+    with _UNRAISABLE:
+        previous = sys.unraisablehook
+
+        def hook(unraisable) -> None:
+            if "htj2k" in repr(unraisable.object):
+                caught.append(unraisable.exc_value)
+            else:
+                previous(unraisable)
+
+        sys.unraisablehook = hook
+        try:
+            values = imagecodecs.htj2k_decode(frame, **kwargs)
+        finally:
+            sys.unraisablehook = previous
+    if caught:
+        log.debug("OpenJPH errors while decoding: %r", caught[:3])
+        raise ImageDecodeError(
+            "corrupt HTJ2K data", expected="a decodable codestream", received=f"{len(caught)} OpenJPH errors"
+        )
+    return values
 
 
 def glymur_available() -> bool:

@@ -4,9 +4,49 @@ Every error the library raises for bad input derives from :class:`CxrEdgeError` 
 expected and what was received, so the CLI can print a one-line message per file and carry on with
 the rest of a batch. Messages never contain patient identifiers: they name files and DICOM
 attributes, never attribute values such as names or IDs.
+
+A message is always one line (:func:`one_line`): a file name holding a line break, or bytes that are
+not UTF-8, cannot split a log line or an error row. What a library raised inside a codec is not part
+of the message; the reader logs it at debug level (``cxr_edge.imaging``).
 """
 
 from __future__ import annotations
+
+import os
+
+# Line breaks a reader of logs or CSV may split on (str.splitlines() splits on all of them).
+_BREAKS = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x0b": "\\v", "\x0c": "\\f"}
+
+
+def printable_path(path: str | os.PathLike) -> str:
+    """A path as valid UTF-8 text: bytes that are not UTF-8 become ``\\xNN``; nothing else changes.
+
+    File names on POSIX are bytes; Python keeps undecodable ones as lone surrogates, which no UTF-8
+    writer accepts. The same name always gives the same text, so rows can be matched on resume.
+    """
+    text = os.fspath(path)
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: control characters and Unicode line separators escaped, bytes that are
+    not UTF-8 as ``\\xNN`` (see :func:`printable_path`)."""
+    text = printable_path(text)
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable() or ch == " ":
+            out.append(ch)
+        else:
+            out.append(_BREAKS.get(ch) or (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"))
+    return "".join(out)
 
 
 class CxrEdgeError(Exception):
@@ -25,11 +65,11 @@ class CxrEdgeError(Exception):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        parts = [self.message]
+        parts = [one_line(self.message)]
         if self.expected is not None:
-            parts.append(f"expected {self.expected}")
+            parts.append(f"expected {one_line(self.expected)}")
         if self.received is not None:
-            parts.append(f"received {self.received}")
+            parts.append(f"received {one_line(self.received)}")
         return "; ".join(parts)
 
 

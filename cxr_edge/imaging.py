@@ -14,11 +14,17 @@ Intensity conventions (documented because they change what a model sees):
 * Colour images are never used by accident: an RGB image whose channels are equal is read as grey;
   a true colour image is converted with ITU-R BT.601 luma weights and flagged in
   ``ImageInfo.converted_from`` (or refused with ``ReadOptions(color="reject")``).
+
+Every decoded image is checked once, in :func:`decode_image`, whatever produced it: it has the size its
+header declared, every value is finite and in [0, 1], and it is not a single intensity; otherwise a
+typed error says what was found. DICOM attributes that drive the intensity mapping (Rescale
+Slope/Intercept, Window Center/Width, the VOI LUT) are checked where they are read.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import os
 import struct
 from dataclasses import asdict, dataclass
@@ -28,15 +34,18 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from cxr_edge.codestream import jpeg_size
 from cxr_edge.dicom_pixels import (
     BIG_ENDIAN,
     DEFLATED,
     IMPLICIT_LE,
     KINDS,
     area_reduce,
+    check_pixel_data,
     choose_reduction,
     decode_stored,
     inflate_part10,
+    strict_jpeg8,
     transfer_syntax,
 )
 from cxr_edge.errors import (
@@ -45,7 +54,13 @@ from cxr_edge.errors import (
     ImageTooLargeError,
     InputError,
     UnsupportedImageError,
+    one_line,
 )
+from cxr_edge.intensity import check_attributes, minmax, to_unit, to_unit_by_table
+from cxr_edge.intensity import window as window  # re-exported: read_image's callers apply windows too
+
+# Internal exception texts (a codec's, pydicom's) go here at debug level, never into error messages.
+log = logging.getLogger("cxr_edge.imaging")
 
 #: Modalities a projection chest radiograph can carry. OT (other) covers secondary captures of
 #: radiographs; an empty modality is accepted because many exported files omit it.
@@ -181,12 +196,59 @@ def decode_image(data: bytes, name: str = "<bytes>", options: ReadOptions | None
         raise InputError("empty file", expected="image data", received="0 bytes")
     kind = sniff_format(data, name)
     if kind == "png":
-        return _decode_raster(data, name, "png", _png_header(data), options)
-    if kind == "jpeg":
-        return _decode_raster(data, name, "jpeg", _jpeg_header(data), options)
-    if kind == "dicom":
-        return _decode_dicom(data, name, options)
-    raise InputError("not an image", expected="PNG, JPEG or DICOM data", received=_describe_unknown(data))
+        decoded = _decode_raster(data, name, "png", _png_header(data), options)
+    elif kind == "jpeg":
+        decoded = _decode_raster(data, name, "jpeg", jpeg_size(data), options)
+    elif kind == "dicom":
+        decoded = _decode_dicom(data, name, options)
+    else:
+        raise InputError("not an image", expected="PNG, JPEG or DICOM data", received=_describe_unknown(data))
+    return checked_image(*decoded)
+
+
+def checked_image(
+    image: np.ndarray, info: ImageInfo, declared: tuple[int, int]
+) -> tuple[np.ndarray, ImageInfo]:
+    """The one check every decoded image passes: its size, finite values in [0, 1], not one intensity.
+
+    Args:
+        image: The decoded image.
+        info: How it was read.
+        declared: ``(rows, columns)`` the file's header declared (before any reduction).
+
+    Returns:
+        ``(image, info)`` unchanged.
+
+    Raises:
+        ImageDecodeError: Another size than declared, or values that are not finite or outside [0, 1].
+        UnsupportedImageError: Every pixel has the same value (nothing to judge).
+    """
+    rows, cols = declared
+    r = info.reduction
+    allowed_rows, allowed_cols = {rows // r, -(-rows // r)}, {cols // r, -(-cols // r)}
+    if image.ndim != 2 or image.shape[0] not in allowed_rows or image.shape[1] not in allowed_cols:
+        raise ImageDecodeError(
+            "decoded image differs from its declared size",
+            expected=f"{cols}x{rows}" + (f" reduced {r}x" if r > 1 else ""),
+            received="x".join(str(n) for n in image.shape[::-1]),
+        )
+    lo, hi = float(image.min()), float(image.max())  # NaN propagates through both
+    if not (0.0 <= lo <= hi <= 1.0):
+        finite = np.isfinite(image)
+        bad = int(image.size - np.count_nonzero(finite))
+        found = f"{bad} of {image.size} pixels NaN or infinite" if bad else f"values {lo:.4g} to {hi:.4g}"
+        raise ImageDecodeError(
+            "decoded intensities are not finite values in [0, 1]",
+            expected="finite values in [0, 1]",
+            received=found,
+        )
+    if lo == hi:
+        raise UnsupportedImageError(
+            "image has a single intensity",
+            expected="a radiograph (varying intensities)",
+            received=f"every pixel {lo:.4g}",
+        )
+    return image, info
 
 
 def sniff_format(data: bytes, name: str = "") -> str | None:
@@ -217,28 +279,6 @@ def _png_header(data: bytes) -> tuple[int, int, int]:
     return width, height, data[24]
 
 
-def _jpeg_header(data: bytes) -> tuple[int, int, int]:
-    """Returns (width, height, precision) from the first SOF marker without decoding pixels."""
-    i = 2
-    n = len(data)
-    while i + 4 <= n:
-        if data[i] != 0xFF:
-            i += 1
-            continue
-        marker = data[i + 1]
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
-            i += 1 if marker == 0xFF else 2
-            continue
-        seg_len = struct.unpack(">H", data[i + 2 : i + 4])[0]
-        is_sof = 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC)
-        if is_sof and i + 9 <= n:
-            precision = data[i + 4]
-            height, width = struct.unpack(">HH", data[i + 5 : i + 9])
-            return width, height, precision
-        i += 2 + seg_len
-    raise ImageDecodeError("truncated or corrupt JPEG", expected="a SOF marker", received="none found")
-
-
 def _check_size(width: int, height: int, options: ReadOptions) -> None:
     if width <= 0 or height <= 0:
         raise ImageDecodeError(
@@ -260,7 +300,9 @@ def _decode_raster(data: bytes, name: str, fmt: str, header: tuple[int, int, int
         raise ImageDecodeError("truncated JPEG", expected="an end-of-image marker", received="none")
     if fmt == "png" and b"IEND" not in data[-32:]:
         raise ImageDecodeError("truncated PNG", expected="an IEND chunk", received="none")
-    arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    arr = _strict_jpeg(data) if fmt == "jpeg" and header[2] == 8 else None
+    if arr is None:
+        arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None:
         raise ImageDecodeError(
             f"corrupt {fmt.upper()} data", expected="decodable pixels", received="decoder error"
@@ -270,7 +312,7 @@ def _decode_raster(data: bytes, name: str, fmt: str, header: tuple[int, int, int
         image = arr.astype(np.float32) / 255.0
         intensity, bits = "scaled", 8
     elif arr.dtype == np.uint16:
-        image, intensity, bits = _minmax(arr.astype(np.float32)), "minmax", 16
+        image, intensity, bits = minmax(arr.astype(np.float32)), "minmax", 16
     else:
         raise UnsupportedImageError(
             "unsupported sample type", expected="8- or 16-bit samples", received=str(arr.dtype)
@@ -285,7 +327,26 @@ def _decode_raster(data: bytes, name: str, fmt: str, header: tuple[int, int, int
         intensity=intensity,
         converted_from=converted,
     )
-    return image, info
+    return image, info, (height, width)
+
+
+def _strict_jpeg(data: bytes) -> np.ndarray | None:
+    """An 8-bit JPEG as OpenCV would decode it (grey, or BGR), but with libjpeg's warnings as errors.
+
+    None for CMYK/YCCK streams, which OpenCV converts and simplejpeg does not (no radiograph is CMYK).
+    """
+    import simplejpeg
+
+    try:
+        colourspace = simplejpeg.decode_jpeg_header(data)[2]
+    except ValueError as exc:
+        log.debug("JPEG header", exc_info=True)
+        raise ImageDecodeError(
+            "corrupt JPEG header", expected="a decodable JPEG", received="libjpeg errors"
+        ) from exc
+    if colourspace in ("CMYK", "YCCK"):
+        return None
+    return strict_jpeg8(data, colour="GRAY" if colourspace == "Gray" else "BGR")
 
 
 def _to_gray(arr: np.ndarray, options: ReadOptions, name: str) -> tuple[np.ndarray, str | None]:
@@ -318,13 +379,6 @@ def _to_gray(arr: np.ndarray, options: ReadOptions, name: str) -> tuple[np.ndarr
     )
 
 
-def _minmax(values: np.ndarray) -> np.ndarray:
-    lo, hi = float(values.min()), float(values.max())
-    if hi <= lo:
-        return np.zeros_like(values, dtype=np.float32)
-    return ((values - lo) / (hi - lo)).astype(np.float32)
-
-
 # --------------------------------------------------------------------------------------------- DICOM
 
 
@@ -332,43 +386,44 @@ def _decode_dicom(data: bytes, name: str, options: ReadOptions):
     import pydicom  # deferred: keeps `import cxr_edge` fast for PNG-only users
 
     force = data[128:132] != b"DICM"
-    # A deflated dataset is inflated by any pydicom parse, header-only too: the fast path inflates it
-    # once itself (libdeflate) into a plain file; otherwise pydicom parses it once, in full.
-    deflated = DEFLATED.encode() in data[:2048]
-    if deflated and options.decoder == "fast":
-        plain = inflate_part10(data)
+    # A deflated dataset is inflated once, here, within the bounds its header sets (a deflate bomb
+    # holds 1 GB in 1 MB); pydicom would inflate it in full, with any parse.
+    syntax = None  # the file's own syntax, when the data parsed below is a rewritten copy
+    if DEFLATED.encode() in data[:2048]:
+        plain = inflate_part10(data, options.max_bytes, options.max_pixels)
         if plain is not None:
-            data, deflated = plain, False
+            data, syntax = plain, "Deflated Explicit VR Little Endian"
 
     def full_parse():
         return pydicom.dcmread(io.BytesIO(data), force=force)
 
     try:
         pixels = None
-        if options.decoder == "fast" and not deflated:
+        if options.decoder == "fast":
             # Parse the header only and take the pixel data as a view of `data`: pydicom would copy
             # the 5-10 MB value, and the fast codecs read the view directly.
             stream = io.BytesIO(data)
             ds = pydicom.dcmread(stream, force=force, stop_before_pixels=True)
             pixels = _pixel_data_view(data, stream.tell(), ds)
-        if pixels is None:  # deflated, big-endian, float pixels, unusual layouts: pydicom reads it all
+        if pixels is None:  # big-endian, float pixels, unusual layouts: pydicom reads it all
             ds = full_parse()
-        return _dicom_image(ds, name, options, pixels, full_parse)
+        return _dicom_image(ds, name, options, pixels, full_parse, syntax)
     except CxrEdgeError:
         raise
     except Exception as exc:
         # pydicom parses elements lazily, so a corrupt file can fail with almost any exception type
         # (NotImplementedError for an unknown VR, struct.error, KeyError...) at any later access.
+        log.debug("unreadable DICOM %s", one_line(name), exc_info=True)
         raise ImageDecodeError(
             "unreadable DICOM",
             expected="a valid DICOM file",
-            received=f"{type(exc).__name__}: {str(exc)[:120]}",
+            received=f"data pydicom cannot parse ({type(exc).__name__})",
         ) from exc
 
 
 def _pixel_data_view(data: bytes, pos: int, ds) -> memoryview | None:
     """The Pixel Data value at ``pos`` (where a header-only parse stopped), or None if not plainly there."""
-    ts = transfer_syntax(ds)  # deflated files never get here (parsed whole, see _decode_dicom)
+    ts = transfer_syntax(ds)
     if not ts or ts == BIG_ENDIAN or pos + 12 > len(data):
         return None
     if struct.unpack_from("<HH", data, pos) != (0x7FE0, 0x0010):
@@ -387,14 +442,79 @@ def _pixel_data_view(data: bytes, pos: int, ds) -> memoryview | None:
                 received="end of file",
             )
         return memoryview(data)[start:]
-    if start + length > len(data):
-        return None  # short pixel data: pydicom's full parse reports it
+    # Short pixel data stays a view too: the decoder says how many bytes are missing.
     return memoryview(data)[start : start + length]
 
 
-def _dicom_image(ds, name: str, options: ReadOptions, pixels=None, full_parse=None):
+@dataclass(frozen=True)
+class _Layout:
+    """The pixel description of a DICOM image (group 0028), checked before any pixel is decoded."""
+
+    rows: int
+    cols: int
+    samples: int
+    allocated: int
+    stored: int
+    photometric: str
+
+
+def _layout(ds, options: ReadOptions) -> _Layout:
+    """Reads and checks Rows, Columns, Samples per Pixel, Bits Allocated/Stored, Pixel Representation,
+    Number of Frames and Photometric Interpretation (typed errors naming the attribute)."""
+    frames = _int_attribute(ds, "NumberOfFrames", 1)
+    if frames < 1:
+        raise ImageDecodeError("invalid NumberOfFrames", expected="1 or more", received=str(frames))
+    if frames > 1:
+        raise UnsupportedImageError(
+            "multi-frame DICOM", expected="a single frame", received=f"{frames} frames"
+        )
+    if "Rows" not in ds or "Columns" not in ds:
+        raise ImageDecodeError(
+            "DICOM lacks Rows/Columns", expected="image geometry", received="missing attributes"
+        )
+    rows, cols = _int_attribute(ds, "Rows", 0), _int_attribute(ds, "Columns", 0)
+    _check_size(cols, rows, options)
+    samples = _int_attribute(ds, "SamplesPerPixel", 1)
+    allocated = _int_attribute(ds, "BitsAllocated", 8)
+    stored = _int_attribute(ds, "BitsStored", allocated)
+    representation = _int_attribute(ds, "PixelRepresentation", 0)
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2") or "MONOCHROME2").strip().upper()
+    if photometric not in _SUPPORTED_PHOTOMETRIC:
+        raise UnsupportedImageError(
+            "unsupported photometric interpretation",
+            expected="MONOCHROME1, MONOCHROME2, RGB or YBR",
+            received=photometric,
+        )
+    grey = photometric in ("MONOCHROME1", "MONOCHROME2")
+    if samples != (1 if grey else 3):
+        raise UnsupportedImageError(
+            "SamplesPerPixel does not match the photometric interpretation",
+            expected=f"{1 if grey else 3} for {photometric}",
+            received=str(samples),
+        )
+    if allocated not in (1, 8, 16, 32) or not 1 <= stored <= allocated or representation not in (0, 1):
+        raise UnsupportedImageError(
+            "unsupported pixel encoding",
+            expected="BitsAllocated 1/8/16/32, 1 <= BitsStored <= BitsAllocated, PixelRepresentation 0/1",
+            received=f"BitsAllocated {allocated}, BitsStored {stored}, PixelRepresentation {representation}",
+        )
+    return _Layout(rows, cols, samples, allocated, stored, photometric)
+
+
+def _int_attribute(ds, keyword: str, default: int) -> int:
+    value = ds.get(keyword, default)
+    if isinstance(value, list | tuple) or (hasattr(value, "__len__") and not isinstance(value, str | bytes)):
+        value = value[0] if len(value) else default
+    try:
+        return default if value in (None, "") else int(value)
+    except (TypeError, ValueError) as exc:
+        raise ImageDecodeError(f"invalid {keyword}", expected="an integer", received=str(value)[:40]) from exc
+
+
+def _dicom_image(ds, name: str, options: ReadOptions, pixels=None, full_parse=None, syntax=None):
     """Checks and decodes a parsed DICOM; ``pixels`` is the Pixel Data value when the header was parsed
-    alone (``full_parse`` then re-reads the whole file for pydicom's fallback decode)."""
+    alone (``full_parse`` then re-reads the whole file for pydicom's fallback decode); ``syntax`` names
+    the file's transfer syntax when ``ds`` was parsed from a rewritten copy (an inflated one)."""
     if pixels is None and not any(
         tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
     ):
@@ -407,32 +527,16 @@ def _dicom_image(ds, name: str, options: ReadOptions, pixels=None, full_parse=No
         raise UnsupportedImageError(
             "modality is not a projection radiograph", expected="CR, DX, DR or RG", received=modality
         )
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    if frames > 1:
-        raise UnsupportedImageError(
-            "multi-frame DICOM", expected="a single frame", received=f"{frames} frames"
-        )
-    try:
-        rows, cols = int(ds.Rows), int(ds.Columns)
-    except (AttributeError, TypeError, ValueError) as exc:
-        raise ImageDecodeError(
-            "DICOM lacks Rows/Columns", expected="image geometry", received="missing attributes"
-        ) from exc
-    _check_size(cols, rows, options)
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
-    if photometric not in _SUPPORTED_PHOTOMETRIC:
-        raise UnsupportedImageError(
-            "unsupported photometric interpretation",
-            expected="MONOCHROME1, MONOCHROME2, RGB or YBR",
-            received=photometric,
-        )
-    arr, reduction, decoder = _stored_pixels(ds, rows, cols, photometric, options, pixels, full_parse)
+    layout = _layout(ds, options)
+    photometric = layout.photometric
+    if photometric in ("MONOCHROME1", "MONOCHROME2"):
+        check_attributes(ds)
+    arr, reduction, decoder = _stored_pixels(ds, layout, options, pixels, full_parse)
     if arr.ndim != 2 and not (arr.ndim == 3 and photometric not in ("MONOCHROME1", "MONOCHROME2")):
         raise UnsupportedImageError(
             "unexpected pixel array shape", expected="rows x columns", received=str(arr.shape)
         )
     ts = getattr(ds.file_meta, "TransferSyntaxUID", None) if hasattr(ds, "file_meta") else None
-    bits_stored = int(ds.get("BitsStored", ds.get("BitsAllocated", 8)) or 8)
     view = ds.get("ViewPosition")
     body = ds.get("BodyPartExamined")
     common = dict(
@@ -440,15 +544,16 @@ def _dicom_image(ds, name: str, options: ReadOptions, pixels=None, full_parse=No
         format="dicom",
         width=int(arr.shape[1]),
         height=int(arr.shape[0]),
-        bits_stored=bits_stored,
+        bits_stored=layout.stored,
         photometric=photometric,
         modality=modality or None,
         view_position=str(view) if view else None,
         body_part=str(body) if body else None,
-        transfer_syntax=getattr(ts, "name", None),
+        transfer_syntax=syntax or getattr(ts, "name", None),
         reduction=reduction,
         decoder=decoder,
     )
+    declared = (layout.rows, layout.cols)
     if arr.ndim == 3:  # colour DICOM: pydicom already returns RGB
         if options.color == "reject":
             raise UnsupportedImageError(
@@ -457,136 +562,52 @@ def _dicom_image(ds, name: str, options: ReadOptions, pixels=None, full_parse=No
         full_scale = float(np.iinfo(arr.dtype).max) if np.issubdtype(arr.dtype, np.integer) else 1.0
         rgb = np.ascontiguousarray(arr[..., :3], dtype=np.float32) / full_scale
         image = np.clip(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), 0.0, 1.0)
-        return image, ImageInfo(**common, intensity="scaled", converted_from="RGB")
+        return image, ImageInfo(**common, intensity="scaled", converted_from="RGB"), declared
 
     # pydicom >= 3 already keeps only Bits Stored (sign-extending signed data); a test pins this.
     inverted = photometric == "MONOCHROME1"
     if options.decoder == "pydicom":
-        image, intensity = _dicom_to_unit(arr, ds)
+        image, intensity = to_unit(arr, ds)
         image = (1.0 - image) if inverted else image
-        return image.astype(np.float32), ImageInfo(**common, intensity=intensity, inverted=inverted)
-    image, intensity = _unit_by_table(arr, ds, inverted)
-    return image, ImageInfo(**common, intensity=intensity, inverted=inverted)
+        info = ImageInfo(**common, intensity=intensity, inverted=inverted)
+        return image.astype(np.float32), info, declared
+    image, intensity = to_unit_by_table(arr, ds, inverted)
+    return image, ImageInfo(**common, intensity=intensity, inverted=inverted), declared
 
 
-def _stored_pixels(ds, rows, cols, photometric, options: ReadOptions, pixels=None, full_parse=None):
+def _stored_pixels(ds, layout: _Layout, options: ReadOptions, pixels=None, full_parse=None):
     """Stored values (fast codec path, else pydicom), reduced when the options allow it."""
-    grey = photometric in ("MONOCHROME1", "MONOCHROME2")
-    reduction = choose_reduction(rows, cols, options.min_side) if grey else 1
+    grey = layout.photometric in ("MONOCHROME1", "MONOCHROME2")
+    reduction = choose_reduction(layout.rows, layout.cols, options.min_side) if grey else 1
+    checked = False
     if options.decoder == "fast" and grey:
         try:
             fast = decode_stored(ds, reduction, options.threads, pixel_data=pixels, kinds=options.reductions)
         except CxrEdgeError:
             raise
-        except Exception:  # a codec refused the data: pydicom decides, and its message is reported
-            fast = None
+        except Exception:  # a codec refused the data: pydicom decides (its frame was checked)
+            log.debug("fast decode failed; trying pydicom", exc_info=True)
+            fast, checked = None, True
         if fast is not None:
             return fast.values, fast.reduction, fast.decoder
+    if not checked:  # what the fast path checks before decoding, for pydicom's decoders too
+        check_pixel_data(ds, pixels)
     if pixels is not None and full_parse is not None:
         ds = full_parse()  # the header-only parse has no Pixel Data element for pydicom
     try:
         arr = ds.pixel_array
-    except Exception as exc:  # bad/absent decoders and short data; named apart from other corruption
+    except Exception as exc:  # decoders that refuse the data, or none for this syntax
+        log.debug("pydicom could not decode the pixel data", exc_info=True)
+        ts = transfer_syntax(ds)
+        name = getattr(ds.file_meta.get("TransferSyntaxUID"), "name", ts) if ts else "an unknown syntax"
         raise ImageDecodeError(
             "DICOM pixel data cannot be decoded",
-            expected="complete, decodable pixel data",
-            received=f"{type(exc).__name__}: {str(exc)[:160]}",
+            expected=f"decodable pixel data in {name}",
+            received=f"data its decoders refuse ({type(exc).__name__})",
         ) from exc
     if reduction > 1 and arr.ndim == 2 and "area" in options.reductions:
         return area_reduce(arr, reduction), reduction, f"pydicom+area/{reduction}"
     return arr, 1, "pydicom"
-
-
-def _unit_by_table(values: np.ndarray, ds, inverted: bool) -> tuple[np.ndarray, str]:
-    """Modality LUT, VOI and MONOCHROME1 inversion as one lookup table over the stored values present.
-
-    The table is computed with exactly the float64 steps of :func:`_dicom_to_unit` (so every value
-    equals the first release's), once per distinct stored value instead of once per pixel, then
-    applied in one gather to float32. Values wider than 16 bits, and the rare minmax image with a
-    Modality LUT Sequence, take the per-pixel path.
-    """
-    if (
-        values.dtype.kind not in "ui"
-        or values.dtype.itemsize > 2
-        or ("ModalityLUTSequence" in ds and not _has_voi(ds))
-    ):
-        image, intensity = _dicom_to_unit(values, ds)
-        return ((1.0 - image) if inverted else image).astype(np.float32), intensity
-    lo, hi = (int(v) for v in cv2.minMaxLoc(values)[:2])
-    entries = np.arange(lo, hi + 1, dtype=np.int64)
-    table, intensity = _dicom_to_unit(entries, ds)
-    table = ((1.0 - table) if inverted else table).astype(np.float32)
-    # Index by the unsigned view, so signed data needs no offset pass over the image.
-    unsigned = np.dtype(f"u{values.dtype.itemsize}")
-    full = np.zeros(1 << (8 * values.dtype.itemsize), dtype=np.float32)
-    full[entries.astype(unsigned)] = table
-    return full[values.view(unsigned)], intensity
-
-
-def _has_voi(ds) -> bool:
-    """Whether a VOI LUT or window decides the mapping (the minmax fallback then does not apply)."""
-    if ds.get("VOILUTSequence"):
-        return True
-    center, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
-    return center is not None and width is not None and width > 0
-
-
-def _dicom_to_unit(values: np.ndarray, ds) -> tuple[np.ndarray, str]:
-    """Modality LUT then VOI (LUT sequence, window, or min-max), mapped to [0, 1]."""
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
-
-    values = apply_modality_lut(values, ds).astype(np.float64)
-    voi_seq = ds.get("VOILUTSequence")
-    if voi_seq:
-        # LUT inputs are integers by definition; rounding avoids pydicom's float-input caveat.
-        out = apply_voi_lut(np.round(values).astype(np.int64), ds, index=0, prefer_lut=True).astype(
-            np.float64
-        )
-        # The LUT's own output range maps to [0, 1]: run every LUT entry through pydicom (which knows
-        # how LUT Data is packed) instead of trusting the descriptor's nominal bit depth.
-        n_entries, first, _ = (int(v) for v in voi_seq[0].LUTDescriptor)
-        entries = first + np.arange(n_entries or 65536, dtype=np.int64)
-        lut = apply_voi_lut(entries, ds, index=0, prefer_lut=True).astype(np.float64)
-        lo, hi = float(lut.min()), float(lut.max())
-        if hi <= lo:
-            return np.zeros_like(out, dtype=np.float32), "voi_lut"
-        return np.clip((out - lo) / (hi - lo), 0.0, 1.0), "voi_lut"
-    center, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
-    if center is not None and width is not None and width > 0:
-        function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
-        return window(values, center, width, function), "window"
-    return _minmax(values), "minmax"
-
-
-def window(values: np.ndarray, center: float, width: float, function: str = "LINEAR") -> np.ndarray:
-    """Applies a DICOM VOI window (PS3.3 C.11.2.1.2), returning values in [0, 1].
-
-    Args:
-        values: Modality values (after Rescale Slope/Intercept).
-        center: Window Center.
-        width: Window Width (> 0; >= 1 for LINEAR).
-        function: ``LINEAR``, ``LINEAR_EXACT`` or ``SIGMOID``.
-    """
-    values = np.asarray(values, dtype=np.float64)
-    if function == "SIGMOID":
-        return 1.0 / (1.0 + np.exp(-4.0 * (values - center) / width))
-    if function == "LINEAR_EXACT":
-        return np.clip((values - center) / width + 0.5, 0.0, 1.0)
-    if width < 1:
-        raise UnsupportedImageError(
-            "invalid window", expected="Window Width >= 1 for LINEAR", received=str(width)
-        )
-    return np.clip((values - (center - 0.5)) / (width - 1) + 0.5, 0.0, 1.0)
-
-
-def _first(value) -> float | None:
-    """First value of a possibly multi-valued DICOM number, or None when absent or malformed."""
-    if value is not None and not isinstance(value, str | bytes) and hasattr(value, "__len__"):
-        value = value[0] if len(value) else None
-    try:
-        return None if value is None or value == "" else float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 # --------------------------------------------------------------------------------------------- helpers

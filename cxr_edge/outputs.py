@@ -1,14 +1,20 @@
-"""Writing prediction rows to CSV or JSONL, one row per input, never overwriting by accident."""
+"""Writing prediction rows to CSV or JSONL, one row per input, never overwriting by accident.
+
+Every file name gets its row, whatever it holds: a name that is not UTF-8 is written with its odd
+bytes as ``\\xNN`` (:func:`cxr_edge.errors.printable_path`, so the file stays valid UTF-8), and a
+field holding a line break is quoted, so that ``--resume`` reads back exactly the rows written.
+"""
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from cxr_edge.errors import InputError
+from cxr_edge.errors import InputError, printable_path
 from cxr_edge.pipeline import Outcome
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl"}
@@ -22,7 +28,12 @@ def outcome_row(outcome: Outcome, labels: Sequence[str]) -> dict:
     ``flags`` joins the prediction's flags with ``"; "``, ``referral`` is the abstention band's reason
     (empty when the prediction stands on its own).
     """
-    row: dict = {"path": outcome.path, "status": "ok" if outcome.ok else "error", "error": "", "label": ""}
+    row: dict = {
+        "path": printable_path(outcome.path),
+        "status": "ok" if outcome.ok else "error",
+        "error": "",
+        "label": "",
+    }
     row.update({f"prob_{label}": "" for label in labels})
     row.update(crop="", lung_fraction="", flags="", referral="", latency_ms="")
     if outcome.error is not None:
@@ -51,7 +62,8 @@ def written_paths(path: str | Path, labels: Sequence[str]) -> set[str]:
     p = Path(path)
     if not p.exists() or p.stat().st_size == 0:
         return set()
-    text = p.read_text(encoding="utf-8")
+    with open(p, newline="", encoding="utf-8") as fh:  # newline="": a quoted "\r" stays "\r"
+        text = fh.read()
     if not text.endswith("\n"):
         raise InputError(
             "output ends with an incomplete row",
@@ -59,7 +71,9 @@ def written_paths(path: str | Path, labels: Sequence[str]) -> set[str]:
             received=f"{p}: {text.rsplit(chr(10), 1)[-1][:60]!r}",
         )
     if FORMATS.get(p.suffix.lower()) == "csv":
-        reader = csv.DictReader(text.splitlines())
+        # The csv module, not str.splitlines(): a quoted name may hold a line break (or U+2028, a
+        # line boundary only to splitlines).
+        reader = csv.DictReader(io.StringIO(text, newline=""))
         fields = list(outcome_row(Outcome(""), labels))
         if reader.fieldnames != fields:
             missing = [f for f in fields if f not in (reader.fieldnames or [])]
@@ -71,7 +85,7 @@ def written_paths(path: str | Path, labels: Sequence[str]) -> set[str]:
             )
         return {row["path"] for row in reader}
     done = set()
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text[:-1].split("\n"), 1):
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
@@ -124,16 +138,13 @@ class RowWriter:
         self._fh: IO[str] = open(self.path, mode, newline="", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self._csv = None
         if self.format == "csv":
-            fields = list(outcome_row(Outcome(""), self.labels))
-            self._csv = csv.DictWriter(self._fh, fieldnames=fields, lineterminator="\n")
-            if not resuming:
-                self._csv.writeheader()
+            self._csv = CsvRows(self._fh, self.labels, header=not resuming)
 
     def write(self, outcome: Outcome) -> None:
         """Appends the row of one input and flushes (a crash loses at most the current row)."""
         row = outcome_row(outcome, self.labels)
         if self._csv is not None:
-            self._csv.writerow(row)
+            self._csv.write(row)
         else:
             pred = outcome.prediction
             row["lung_fraction"] = pred.lung_fraction if pred is not None else None
@@ -143,6 +154,8 @@ class RowWriter:
                 row["per_model"] = pred.per_model
                 row["timings_ms"] = {k: round(v, 3) for k, v in pred.timings_ms.items()}
                 row["image"] = pred.info.to_dict() if pred.info else None
+                if row["image"] is not None:
+                    row["image"]["source_file"] = printable_path(row["image"]["source_file"])
             self._fh.write(json.dumps(row) + "\n")
         self._fh.flush()
 
@@ -155,3 +168,27 @@ class RowWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class CsvRows:
+    """Writes rows of :func:`outcome_row` as CSV to an open text stream (a file or standard output).
+
+    Args:
+        stream: Where to write (opened with ``newline=""`` for a file).
+        labels: Label order of the bundle (the columns).
+        header: Write the header line first.
+    """
+
+    def __init__(self, stream: IO[str], labels: Sequence[str], *, header: bool = True):
+        fields = list(outcome_row(Outcome(""), labels))
+        self._plain = csv.DictWriter(stream, fieldnames=fields, lineterminator="\n")
+        # With "\n" as line terminator the csv module leaves a lone "\r" unquoted (it quotes only the
+        # terminator's characters), and readers split the row there: such rows are written fully quoted.
+        self._quoted = csv.DictWriter(stream, fieldnames=fields, lineterminator="\n", quoting=csv.QUOTE_ALL)
+        if header:
+            self._plain.writeheader()
+
+    def write(self, row: dict) -> None:
+        """Writes one row."""
+        quoted = any(isinstance(v, str) and "\r" in v for v in row.values())
+        (self._quoted if quoted else self._plain).writerow(row)

@@ -15,6 +15,7 @@ Every stage is timed so ``cxr-edge bench`` and the prediction output report the 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -38,6 +39,8 @@ from cxr_edge.imaging import ImageInfo, ReadOptions, read_image
 from cxr_edge.lungcrop import CropResult, clean_mask, lung_crop
 from cxr_edge.preprocess import CropBox, crop_region, preprocess
 from cxr_edge.segmenter import Segmenter
+
+log = logging.getLogger("cxr_edge.pipeline")
 
 
 @dataclass(frozen=True)
@@ -308,10 +311,14 @@ class Predictor:
 def unexpected_failure(exc: Exception) -> InputError:
     """An exception no reader meant to raise, as the typed error of the one input it hit.
 
-    A codec bug must not end a batch; its type and a bounded message go into that input's row.
+    A codec bug must not end a batch. The row names the exception's type; its text (a library's
+    internals, possibly several lines) goes to the debug log of ``cxr_edge.pipeline`` only.
     """
+    log.debug("unexpected failure", exc_info=exc)
     return InputError(
-        "unexpected failure", expected="a readable image", received=f"{type(exc).__name__}: {str(exc)[:200]}"
+        "unexpected failure",
+        expected="a readable image",
+        received=f"an internal {type(exc).__name__} (details: cxr-edge --verbose)",
     )
 
 

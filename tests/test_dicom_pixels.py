@@ -230,8 +230,8 @@ def test_reduction_kinds_are_obeyed(corpus):
     jpeg = pydicom.dcmread(next(r for r in _files(corpus, {"jpeg_baseline"}))["file"])
     j2k = pydicom.dcmread(next(r for r in _files(corpus, {"j2k_lossless"}))["file"])
     plain = pydicom.dcmread(next(r for r in _files(corpus, {"explicit_le"}))["file"])
-    assert decode_stored(jpeg, 4, kinds=("jpeg_dct",)).decoder == "opencv-jpeg-dct/4"
-    assert decode_stored(jpeg, 4, kinds=("jpeg_dct_half",)).decoder == "opencv-jpeg-dct/2+area/2"
+    assert decode_stored(jpeg, 4, kinds=("jpeg_dct",)).decoder == "simplejpeg-dct/4"
+    assert decode_stored(jpeg, 4, kinds=("jpeg_dct_half",)).decoder == "simplejpeg-dct/2+area/2"
     # JPEG 2000 levels need the system's OpenJPEG (glymur); without it the decode is full + average.
     half = "openjpeg-level/2+area/2" if glymur_available() else "openjpeg+area/4"
     assert decode_stored(j2k, 4, kinds=("j2k_levels_half",)).decoder == half

@@ -41,7 +41,8 @@ def dicoms(tmp_path_factory) -> dict[str, list[Path]]:
     samples = load_samples()
     good = [make_dx(folder / f"good{i}.dcm", kit_pixels(s.file)) for i, s in enumerate(samples[:16])]
     lateral = make_dx(folder / "lateral.dcm", kit_pixels(samples[0].file), ViewPosition="LL")
-    small = make_dx(folder / "small.dcm", np.zeros((64, 64), np.uint8) + 7)
+    # A thumbnail (not a single intensity, which the reader itself refuses): the resolution check.
+    small = make_dx(folder / "small.dcm", (np.arange(64 * 64).reshape(64, 64) % 200).astype(np.uint8))
     return {"good": good, "lateral": [lateral], "sr": [basic_sr(folder / "report.dcm")], "small": [small]}
 
 
@@ -439,3 +440,29 @@ def test_compressed_and_uncompressed_files_travel_on_one_association(tmp_path, t
         assert node.wait_idle(60)
     decisions = [r["decision"] for r in read_records(tmp_path / "audit.jsonl")]
     assert len(decisions) == 3 and set(decisions) <= {"classified", "refer"}
+
+
+def test_an_intact_resend_of_an_instance_that_failed_to_decode_is_triaged(tmp_path, triage, dicoms):
+    """The first copy of a SOP Instance UID no longer wins when it could not be read: the audit log
+    keeps the failed copy's record and the intact copy's decision; a third copy is a duplicate."""
+    from pydicom import dcmread
+    from pydicom.encaps import encapsulate, generate_frames
+
+    from cxr_edge.dicom_synth import encode
+
+    ds = dcmread(dicoms["good"][2])
+    assert encode(ds, "jpeg_baseline")
+    intact, damaged = tmp_path / "intact.dcm", tmp_path / "damaged.dcm"
+    ds.save_as(intact, enforce_file_format=True)
+    frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+    ds.PixelData = encapsulate([frame[: len(frame) // 2] + b"\xff\xd9"])  # cut short, end marker kept
+    ds.save_as(damaged, enforce_file_format=True)
+    with running(config(tmp_path), triage) as node:
+        assert send(node, [damaged]) == [0]
+        assert node.wait_idle(30)
+        assert send(node, [intact, intact]) == [0, 0]
+        assert node.wait_idle(30)
+        assert node.counts["duplicate"] == 1
+    records = by_instance(tmp_path / "audit.jsonl")[instance_key(str(ds.SOPInstanceUID))]
+    assert records[0]["check"] == "read" and "premature end" in records[0]["reason"]
+    assert len(records) == 2 and records[1]["decision"] in ("classified", "refer")

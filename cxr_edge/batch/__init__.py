@@ -23,7 +23,7 @@ from cxr_edge.batch.inputs import resolve_inputs
 from cxr_edge.batch.rows import arrow_schema, batch_row, column_names
 from cxr_edge.batch.stages import PredictorSpec
 from cxr_edge.batch.store import new_run_id, prepare_out_dir
-from cxr_edge.errors import InputError
+from cxr_edge.errors import InputError, printable_path
 
 __all__ = [
     "BatchEngine",
@@ -118,7 +118,8 @@ def run_batch(
     # The predictor decides the columns (labels, members): build one to check the folder against.
     predictor = spec.build()
     done = prepare_out_dir(out_dir, predictor.labels, predictor.member_names, resume=resume)
-    todo = [p for p in paths if os.path.abspath(p) not in done]
+    # Rows hold printable paths (a name that is not UTF-8 with \xNN escapes): compare in that form.
+    todo = [p for p in paths if printable_path(os.path.abspath(p)) not in done]
     out = Path(out_dir)
     if not todo:
         counts = {"ok": 0, "error": 0}

@@ -43,7 +43,7 @@ class _PrepareBatch:
         self.stage = Preparer(spec)
 
     def __call__(self, batch: dict) -> dict:
-        paths = [str(p) for p in batch["path"]]
+        paths = [os.fsdecode(bytes(p)) for p in batch["path"]]
         payloads, errors = [], []
         for path in paths:
             item, error = self.stage.prepare(path)
@@ -51,7 +51,7 @@ class _PrepareBatch:
             # object array; pickled items cross the object store as they are.
             payloads.append(None if item is None else pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL))
             errors.append(error)
-        return {"path": paths, "payload": payloads, "error": errors}
+        return {"path": [os.fsencode(p) for p in paths], "payload": payloads, "error": errors}
 
 
 class _ClassifyBatch:
@@ -61,10 +61,10 @@ class _ClassifyBatch:
     def __call__(self, batch: dict):
         import pyarrow as pa
 
-        rows = [
-            self.stage.row(str(path), None if payload is None else pickle.loads(payload), str(error))
-            for path, payload, error in zip(batch["path"], batch["payload"], batch["error"], strict=True)
-        ]
+        rows = []
+        for path, payload, error in zip(batch["path"], batch["payload"], batch["error"], strict=True):
+            item = None if payload is None else pickle.loads(payload)
+            rows.append(self.stage.row(os.fsdecode(bytes(path)), item, str(error)))
         return pa.Table.from_pylist(rows, schema=arrow_schema(self.stage.labels, self.stage.members))
 
 
@@ -152,9 +152,10 @@ def run_ray(
 
 
 def _source(ray, paths: Sequence[str]):
-    # Paths, not bytes: each decode actor reads its own files (from a mount on a cluster), so the
-    # driver never holds the archive and the object store carries only prepared inputs.
-    return ray.data.from_items([{"path": p} for p in paths])
+    # Paths, not file contents: each decode actor reads its own files (from a mount on a cluster), so
+    # the driver never holds the archive and the object store carries only prepared inputs. Paths
+    # travel as bytes (os.fsencode): Arrow strings must be UTF-8, file names need not be.
+    return ray.data.from_items([{"path": os.fsencode(p)} for p in paths])
 
 
 def _counts(out_dir: Path, run_id: str) -> dict[str, int]:

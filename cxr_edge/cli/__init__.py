@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import click
 
 from cxr_edge.cli import batch, decode, learning, loso, runtime, weights
@@ -23,7 +25,14 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="cxr-edge")
-def main() -> None:
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Debug log on standard error: why a codec or a library failed on an input (its own text, which "
+    "may quote DICOM values: not for shared logs).",
+)
+def main(verbose: bool) -> None:
     """cxr-edge: chest X-ray classifiers from training to the edge.
 
     Runtime commands (predict, batch, info, demo, segment, evaluate, split, serve, loso-report, loso-bundle,
@@ -31,6 +40,12 @@ def main() -> None:
     evaluate-run, prune, convert, convert-segmenter, import-weights and zoo need the [train] extra
     (TensorFlow + Keras), which they import only when run.
     """
+    if verbose:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logger = logging.getLogger("cxr_edge")
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
 
 
 RUNTIME_COMMANDS = (

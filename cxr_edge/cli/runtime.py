@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 import sys
 from pathlib import Path
@@ -14,9 +13,10 @@ from cxr_edge.bundle import Bundle
 from cxr_edge.cli.common import bundle_option, clean_errors, data_option, root_option
 from cxr_edge.cli.info import info_cmd, model_lines, model_table
 from cxr_edge.cli.serve import serve_group
+from cxr_edge.errors import one_line, printable_path
 from cxr_edge.imaging import read_image
 from cxr_edge.manifest import load_manifest
-from cxr_edge.outputs import RowWriter, outcome_row
+from cxr_edge.outputs import CsvRows, RowWriter, outcome_row
 from cxr_edge.pipeline import Outcome, Predictor, expand_inputs
 from cxr_edge.samples import load_samples
 from cxr_edge.splits import extend_split, make_split, read_split, write_split
@@ -87,11 +87,7 @@ def predict_cmd(paths, bundle_dir, out, force, resume, models, threads, heatmap_
     if resume:
         files, skipped = _not_yet_written(files, writer.done_paths)
         click.echo(f"resuming {out}: {skipped} inputs already have a row, {len(files)} to go", err=True)
-    stdout_csv = None
-    if writer is None:
-        header = list(outcome_row(Outcome(""), predictor.labels))
-        stdout_csv = csv.DictWriter(sys.stdout, fieldnames=header, lineterminator="\n")
-        stdout_csv.writeheader()
+    stdout_csv = CsvRows(sys.stdout, predictor.labels) if writer is None else None
     try:
         for outcome in tqdm(
             predictor.predict_many(files),
@@ -105,9 +101,9 @@ def predict_cmd(paths, bundle_dir, out, force, resume, models, threads, heatmap_
             if writer is not None:
                 writer.write(outcome)
             else:
-                stdout_csv.writerow(outcome_row(outcome, predictor.labels))
+                stdout_csv.write(outcome_row(outcome, predictor.labels))
             if not outcome.ok:
-                click.echo(f"error: {outcome.path}: {outcome.error}", err=True)
+                click.echo(f"error: {one_line(outcome.path)}: {outcome.error}", err=True)
             elif heatmap_dir:
                 _write_heatmap(Path(heatmap_dir), outcome)
     finally:
@@ -123,12 +119,15 @@ def predict_cmd(paths, bundle_dir, out, force, resume, models, threads, heatmap_
 
 
 def _not_yet_written(files: list[Path], done: set[str]) -> tuple[list[Path], int]:
-    """Inputs without a row yet (matched as written or as absolute paths), each once, and the skip count."""
+    """Inputs without a row yet (matched as written or as absolute paths), each once, and the skip count.
+
+    Rows hold :func:`~cxr_edge.errors.printable_path` names, so inputs are compared in that form.
+    """
     done_abs = {os.path.abspath(p) for p in done}
     todo, seen = [], set()
     for f in files:
         key = os.path.abspath(f)
-        if str(f) in done or key in done_abs or key in seen:
+        if printable_path(f) in done or printable_path(key) in done_abs or key in seen:
             continue
         seen.add(key)
         todo.append(f)
@@ -146,7 +145,7 @@ def _write_heatmap(folder: Path, outcome: Outcome) -> None:
         return
     image, _ = read_image(outcome.path)
     folder.mkdir(parents=True, exist_ok=True)
-    stem = str(outcome.path).strip("/").replace("/", "__").rsplit(".", 1)[0]
+    stem = printable_path(outcome.path).strip("/").replace("/", "__").rsplit(".", 1)[0]
     picture = overlay(image, pred.heatmap(image.shape), f"{pred.label} {pred.probs[pred.label]:.2f}")
     cv2.imwrite(str(folder / f"{stem}_heatmap.png"), picture)
 

@@ -1,10 +1,13 @@
 """The append-only JSONL audit log: one line per triaged instance, the source of truth of the node.
 
 Each record is written with one ``write`` of a complete line, flushed and ``fsync``-ed before the
-instance's file leaves ``pending/``. On start-up the log is read back and every instance key in it is
-considered done, so an instance gets exactly one record even when the node was killed between the
-record and the move to ``done/``. A last line cut short by a crash is ignored when reading and the
-next record starts on a fresh line; nothing already written is ever rewritten or truncated.
+instance's file leaves ``pending/``. On start-up the log is read back: an instance with a decision
+on its pixels is done, and so is every inbox file with a record, so a file gets exactly one record
+even when the node was killed between the record and the move to ``done/``. An instance whose copy
+could not be read (``check`` ``read`` or ``error``: corrupt, truncated) is not done: a later, intact
+copy of it is triaged, and the log holds both records. A last line cut short by a crash is ignored
+when reading and the next record starts on a fresh line; nothing already written is ever rewritten
+or truncated.
 
 Two kinds of record share the log, told apart by ``event``: one ``triage`` record per instance (the
 decision), and ``delivery`` records for results that reached the destination only after a retry or
@@ -48,6 +51,8 @@ from pathlib import Path
 
 SCHEMA_VERSION = 3
 TRIAGE, DELIVERY = "triage", "delivery"
+#: ``check`` values of records that judged no pixels: the instance may arrive again, intact.
+UNREAD_CHECKS = frozenset({"read", "error"})
 
 
 def read_records(path: str | Path, event: str | None = TRIAGE) -> Iterator[dict]:
@@ -84,7 +89,10 @@ class AuditLog:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._done = {r["instance"] for r in read_records(self.path)}
+        self._done: set[str] = set()
+        self._files: set[str] = set()
+        for record in read_records(self.path):
+            self._remember(record)
         self._lock = threading.Lock()
         needs_newline = (
             self.path.exists() and self.path.stat().st_size > 0 and not _ends_with_newline(self.path)
@@ -95,15 +103,26 @@ class AuditLog:
             self._sync()
 
     def __contains__(self, instance: str) -> bool:
+        """Whether the instance has a decision on its pixels (a copy that could not be read has none)."""
         return instance in self._done
 
     def __len__(self) -> int:
         return len(self._done)
 
+    def has_file(self, inbox_file: str) -> bool:
+        """Whether this inbox file already has a triage record (whatever its decision)."""
+        return inbox_file in self._files
+
+    def _remember(self, record: dict) -> None:
+        if record.get("check") not in UNREAD_CHECKS:
+            self._done.add(record["instance"])
+        if record.get("inbox_file"):
+            self._files.add(record["inbox_file"])
+
     def append(self, record: dict, event: str = TRIAGE) -> dict:
         """Writes one record durably (``schema``, ``event`` and ``time`` are added) and returns it.
 
-        Only triage records mark an instance as done.
+        Only triage records mark an instance (or, when it could not be read, its inbox file) as done.
         """
         full = {
             "schema": SCHEMA_VERSION,
@@ -116,7 +135,7 @@ class AuditLog:
             self._fh.write(line)
             self._sync()
             if event == TRIAGE:
-                self._done.add(full["instance"])
+                self._remember(full)
         return full
 
     def _sync(self) -> None:

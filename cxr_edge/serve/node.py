@@ -10,10 +10,12 @@ on disk. When it is full the instance is still stored and acknowledged -- refusi
 already safe would only make the modality resend it -- and the worker catches up by rescanning
 ``pending/``. The limit that really pushes back is ``max_pending`` (and ``min_free_mb``).
 
-Triage (one worker thread): for each pending file, if its instance key is already in the audit log
-(a re-sent instance, or a crash between the record and the move) the file is moved to ``done/``
-without a second record; otherwise it is triaged, the result is delivered to the destination when
-one is configured, the record is appended (``fsync``) and the file moves to ``done/``.
+Triage (one worker thread): for each pending file, if its instance already has a decision in the
+audit log (a re-sent instance), or the file itself has a record (a crash between the record and the
+move), the file is moved to ``done/`` without a second record (a copy that could not be read leaves
+its instance open: an intact resend is triaged); otherwise it is triaged, the result is delivered to
+the destination when one is configured, the record is appended (``fsync``) and the file moves to
+``done/``.
 
 Shutdown (SIGTERM/SIGINT): stop accepting associations, let open ones finish for ``drain_s`` seconds
 (then abort them: their unacknowledged instances are resent by the modality), finish the image being
@@ -298,7 +300,9 @@ class Node:
         if not path.exists():
             return None  # listed twice (queue and rescan) and already done
         key = key_of(path)
-        if key in self.audit:
+        # A copy of an instance already judged is retired; a copy of one whose earlier copy could not
+        # be read (corrupt, truncated) is triaged: a modality resending it intact must not be ignored.
+        if key in self.audit or self.audit.has_file(path.name):
             self.inbox.mark_done(path)
             self._retired()
             self.counts["duplicate"] += 1

@@ -22,7 +22,7 @@ from cxr_edge.bundle import MANIFEST_NAME, Bundle
 from cxr_edge.errors import CxrEdgeError
 from cxr_edge.imaging import read_image
 from cxr_edge.manifest import file_sha256
-from cxr_edge.pipeline import Prediction, Predictor
+from cxr_edge.pipeline import Prediction, Predictor, unexpected_failure
 from cxr_edge.quality import abstain, check
 from cxr_edge.serve.config import DEFAULT_ABSTAIN, TriageConfig
 from cxr_edge.serve.inbox import key_of
@@ -112,7 +112,7 @@ class Triage:
             record.update(check="read", reason=f"{type(exc).__name__}: {exc}")
             return self._done(record, t0)
         except Exception as exc:  # a decoder bug must not stop the node; it is recorded on this file
-            record.update(check="error", reason=f"unexpected {type(exc).__name__}: {str(exc)[:200]}")
+            record.update(check="error", reason=str(unexpected_failure(exc)))
             return self._done(record, t0)
         timings["decode"] = _ms(t0)
         record["image"] = {k: v for k, v in info.to_dict().items() if k != "source_file"}
@@ -124,8 +124,11 @@ class Triage:
             return self._done(record, t0, image=image)
         try:
             pred = self.predictor.predict_image(image, info)
-        except Exception as exc:  # e.g. ModelRuntimeError: recorded, the node goes on
-            record.update(check="error", reason=f"{type(exc).__name__}: {str(exc)[:200]}")
+        except CxrEdgeError as exc:  # e.g. ModelRuntimeError: recorded, the node goes on
+            record.update(check="error", reason=f"{type(exc).__name__}: {exc}")
+            return self._done(record, t0, image=image)
+        except Exception as exc:
+            record.update(check="error", reason=str(unexpected_failure(exc)))
             return self._done(record, t0, image=image)
         timings.update({k: round(v, 3) for k, v in pred.timings_ms.items()})
         record["probs"] = {k: round(v, 6) for k, v in pred.probs.items()}
