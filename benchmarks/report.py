@@ -20,7 +20,7 @@ from benchmarks.decode import section_markers
 KEPT_SECTIONS = ("decode", "batch", "serve-faults", "serve-load", "damage")
 
 NOTE = (
-    "This CPU has AVX-512 VNNI (and the brief's machine AMX), which make int8 inference faster here "
+    "This CPU has AVX-512 VNNI (and AMX where the machine has it), which make int8 inference faster here "
     "than on phone CPUs; scale by the MAC counts to estimate another device. Timings are medians over "
     "repeated passes after a warm-up, single-threaded unless stated, measured while the machine may be "
     "shared: compare ratios within one file, not absolute numbers across files. The Keras baseline runs "
@@ -197,7 +197,12 @@ def _mb(value: float | None) -> str:
 
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--out", default="benchmarks/RESULTS.md", show_default=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Markdown file to write (the committed one is benchmarks/RESULTS.md: name it on purpose).",
+)
 def main(files, out):
     """Write RESULTS.md from `cxr-edge bench` JSON files (a `command` key in each is quoted)."""
     results = [(Path(f).stem, json.loads(Path(f).read_text())) for f in files]

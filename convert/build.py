@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from convert.card import in_distribution, lung_evidence_on_validation, make_card
-from convert.gates import GateError, GateThresholds, gate, parity, quantization_report
+from convert.gates import GateError, GateThresholds, gate, parity, quantization_report, usefulness
 from convert.staging import staged
 from convert.tflite import Quant, to_tflite_variants
 from cxr_edge.bundle import FORMAT_VERSION, Bundle, BundleManifest, EnsembleConfig, ModelEntry, write_manifest
@@ -119,7 +119,11 @@ def build_bundle(
         raise SpecError("bundle folder is not empty", expected="a new folder (or --force)", received=str(out))
     quants = [Quant(q) for q in quants]
     if member_quant not in quants:
-        raise SpecError("member variant not converted", expected=f"one of {quants}", received=member_quant)
+        raise SpecError(
+            "member variant not converted (--member must be one of --quant)",
+            expected=f"one of {', '.join(q.value for q in quants)}",
+            received=str(Quant(member_quant).value),
+        )
     if member_fallback is not None and (member_fallback not in quants or member_fallback == member_quant):
         raise SpecError(
             "member fallback not converted",
@@ -295,8 +299,15 @@ def build_bundle(
             decode = decode_gate(staging, [r.file for r in picked], progress=progress)
             manifest = dataclasses.replace(manifest, decode=decode)
             write_manifest(staging, manifest)
+        # A model can pass every parity gate and still say nothing: said in the bundle and its card,
+        # shown by `convert` and `info`.
+        warnings = usefulness(ensemble_probs["val"], y["val"], labels, ensemble.temperature)
+        manifest.provenance["warnings"] = warnings
         ind = in_distribution(ensemble, fit_info["temperature_source"], ensemble_probs, y, task.parts, labels)
         model_card, card_info = make_card(card, labels, first.label_map, task.parts["train"], ind, lung_stats)
+        if warnings:
+            useless = tuple(f"This bundle looks useless on validation: {w}." for w in warnings)
+            model_card = dataclasses.replace(model_card, failure_modes=(*useless, *model_card.failure_modes))
         manifest.provenance["card"] = card_info
         write_manifest(staging, dataclasses.replace(manifest, card=model_card))
     return out

@@ -20,7 +20,7 @@ import numpy as np
 
 from cxr_edge.errors import CxrEdgeError
 from cxr_edge.metrics import classification_metrics
-from cxr_edge.stats import delong_paired
+from cxr_edge.stats import TEMPERATURE_BOUNDS, delong_paired
 
 
 class GateError(CxrEdgeError):
@@ -117,3 +117,52 @@ def quantization_report(
         }
         for r in rows[:top]
     ]
+
+
+def usefulness(
+    probs: np.ndarray, y_true: Sequence[int], labels: Sequence[str], temperature: float
+) -> list[str]:
+    """Why a converted ensemble looks useless on validation (empty when nothing looks wrong).
+
+    A model can pass every parity gate (its TFLite copy agrees with Keras) and still say nothing: a
+    one-epoch run that answers "covid" for every image. Three signs, each a sentence:
+
+    * accuracy at or below the majority-class rate (what always answering the commonest label gets);
+    * near-constant outputs: one label for at least 98 % of the images, or probabilities that vary by
+      less than 0.01 across images;
+    * the temperature at an end of its search range (the outputs carry no information to calibrate).
+
+    Args:
+        probs: ``(n, k)`` the ensemble's (tempered) validation probabilities.
+        y_true: ``(n,)`` true class indices.
+        labels: The label names.
+        temperature: The ensemble's temperature.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(y_true)
+    if len(y) == 0:
+        return []
+    found = []
+    counts = np.bincount(y, minlength=len(labels))
+    majority = counts.max() / len(y)
+    accuracy = float(np.mean(probs.argmax(axis=1) == y))
+    if accuracy <= majority + 1e-9:
+        commonest = labels[int(counts.argmax())]
+        found.append(
+            f"validation accuracy {accuracy:.3f} is at or below the majority-class rate {majority:.3f} "
+            f"(always answering {commonest!r})"
+        )
+    predicted = np.bincount(probs.argmax(axis=1), minlength=len(labels))
+    if predicted.max() >= 0.98 * len(y):
+        found.append(
+            f"near-constant outputs: {labels[int(predicted.argmax())]!r} for {predicted.max()} of {len(y)} "
+            "validation images"
+        )
+    elif float(probs.std(axis=0).max()) < 0.01:
+        found.append(
+            f"near-constant outputs: probabilities vary by {float(probs.std(axis=0).max()):.4f} at most"
+        )
+    lo, hi = TEMPERATURE_BOUNDS
+    if not lo * 1.01 < temperature < hi * 0.99:
+        found.append(f"temperature {temperature:.3g} sits on its search bound [{lo}, {hi}]")
+    return found

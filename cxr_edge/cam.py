@@ -85,14 +85,54 @@ def place(cam: np.ndarray, image_shape: tuple[int, int], region: CropBox) -> np.
     return canvas
 
 
-def overlay(image: np.ndarray, heat: np.ndarray, label: str = "", alpha: float = 0.4) -> np.ndarray:
-    """An 8-bit BGR picture: the radiograph with the heat map in the JET colour map on top."""
+def overlay(
+    image: np.ndarray,
+    heat: np.ndarray,
+    label: str | list[str] = "",
+    alpha: float = 0.4,
+    lungs: np.ndarray | None = None,
+    scale: bool = False,
+) -> np.ndarray:
+    """An 8-bit BGR picture: the radiograph with the heat map in the JET colour map on top.
+
+    Args:
+        image: The radiograph (2-D, [0, 1]).
+        heat: The heat map in the same pixels ([0, 1], e.g. :meth:`Prediction.heatmap`).
+        label: Text lines drawn top left on a dark box (what was predicted, or the referral).
+        alpha: Opacity of the heat map where it is 1.
+        lungs: A lung mask in the same pixels (non-zero = lung): its outline is drawn in white.
+        scale: Draw the colour scale (low to high share of the evidence) at the right edge (the
+            browser and Android ports draw the plain overlay; their parity tests compare it).
+    """
     base = cv2.cvtColor(np.clip(image * 255 + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
     colour = cv2.applyColorMap(np.clip(heat * 255 + 0.5, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)
     weight = (alpha * heat)[..., None]
     out = (base * (1 - weight) + colour * weight).astype(np.uint8)
-    if label:
-        cv2.putText(out, label, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2, cv2.LINE_AA)
+    h, w = out.shape[:2]
+    size = max(0.4, min(h, w) / 900)  # text and lines grow with the picture
+    thick = max(1, round(size * 2))
+    if lungs is not None and lungs.any():
+        contours, _ = cv2.findContours(
+            (lungs > 0).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+        )
+        cv2.drawContours(out, contours, -1, (255, 255, 255), thick, cv2.LINE_AA)
+    if scale and h >= 64 and w >= 64:
+        bar_w, bar_h = max(8, w // 50), h // 3
+        x0, y0 = w - bar_w - 6, (h - bar_h) // 2
+        ramp = np.linspace(255, 0, bar_h).astype(np.uint8)[:, None].repeat(bar_w, axis=1)
+        out[y0 : y0 + bar_h, x0 : x0 + bar_w] = cv2.applyColorMap(ramp, cv2.COLORMAP_JET)
+        for text, y in (("high", y0 - 4), ("low", y0 + bar_h + int(14 * size) + 2)):
+            cv2.putText(out, text, (x0 - int(20 * size), y), cv2.FONT_HERSHEY_SIMPLEX, 0.45 * size,
+                        (255, 255, 255), 1, cv2.LINE_AA)  # fmt: skip
+    lines = [label] if isinstance(label, str) else list(label)
+    lines = [line for line in lines if line]
+    line_h = int(28 * size) + 4
+    if lines:
+        width = max(cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, 0.7 * size, thick)[0][0] for t in lines)
+        cv2.rectangle(out, (0, 0), (width + 16, line_h * len(lines) + 8), (0, 0, 0), -1)
+    for i, text in enumerate(lines):
+        cv2.putText(out, text, (8, line_h * (i + 1)), cv2.FONT_HERSHEY_SIMPLEX, 0.7 * size,
+                    (255, 255, 255), thick, cv2.LINE_AA)  # fmt: skip
     return out
 
 

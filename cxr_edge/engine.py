@@ -15,8 +15,10 @@ from ai_edge_litert.interpreter import Interpreter
 
 from cxr_edge.bundle import ModelEntry, SegmenterEntry, TensorSpec
 from cxr_edge.errors import BundleError, ModelRuntimeError
+from cxr_edge.quiet import LITERT_NOTICES, without_notices
 
 _DTYPES = {np.float32: "float32", np.int8: "int8", np.uint8: "uint8"}
+_first_load = True  # LiteRT prints its XNNPACK notice once per process, at the first model
 
 
 class Engine:
@@ -31,9 +33,16 @@ class Engine:
     """
 
     def __init__(self, path: str | Path, entry: ModelEntry | SegmenterEntry | None = None, threads: int = 1):
+        global _first_load
         try:
-            self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
-            self._interpreter.allocate_tensors()
+            if _first_load:
+                with without_notices(LITERT_NOTICES):
+                    self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
+                    self._interpreter.allocate_tensors()
+                _first_load = False
+            else:
+                self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
+                self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelRuntimeError(
                 "LiteRT cannot load the model",

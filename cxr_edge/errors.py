@@ -89,6 +89,21 @@ class ImageTooLargeError(InputError):
     """The declared image size exceeds the decompression-bomb guard."""
 
 
+class InputRejectedError(InputError):
+    """A readable image that an input check refuses: not a frontal chest radiograph, too small, blank...
+
+    Args:
+        check: The check's name (``modality``, ``body_part``, ``view``, ``colour``, ``resolution``,
+            ``blank``, ``frontal_pattern``), the same word the DICOM node's audit record uses.
+        reason: Why, in one sentence (no patient identifiers).
+    """
+
+    def __init__(self, check: str, reason: str):
+        self.check = check
+        self.reason = reason
+        super().__init__(f"{check}: {reason}")
+
+
 class ManifestError(CxrEdgeError):
     """A data manifest or split file is malformed or inconsistent."""
 

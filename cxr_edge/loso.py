@@ -187,16 +187,36 @@ def selection_score(held: HeldOut) -> float:
 
 
 def score(held: HeldOut) -> dict:
-    """The full LOSO report: per source, pooled, cells and the selection score."""
+    """The full LOSO report: per source, pooled, cells, the selection score, and the held-out sources
+    with a single class (where accuracy and recall reward a model that gives one answer to everything)."""
+    sources = sorted(set(held.sources.tolist()))
     return {
         "labels": list(held.labels),
-        "by_source": {
-            src: block(held.subset(held.sources == src)) for src in sorted(set(held.sources.tolist()))
-        },
+        "by_source": {src: block(held.subset(held.sources == src)) for src in sources},
         "pooled": block(held),
         "cells": {f"{s}/{lab}": v for (s, lab), v in cells(held).items()},
         "selection_score": selection_score(held),
+        "single_class_sources": [s for s in sources if len(set(held.y[held.sources == s].tolist())) == 1],
     }
+
+
+#: Footnote of tables that mark single-class held-out sources.
+SINGLE_CLASS_NOTE = (
+    "† single-class held-out source: its accuracy (and its cell of the score) rewards a model that "
+    "answers that class to everything"
+)
+
+
+def _single(report: dict) -> set[str]:
+    return set(report.get("single_class_sources", []))
+
+
+def score_line(report: dict) -> str:
+    """The selection score in words, with a warning when no held-out source has two classes."""
+    text = f"selection score (mean (source, class) recall): {report['selection_score']:.3f}"
+    if report["by_source"] and _single(report) >= set(report["by_source"]):
+        text += " (every held-out source has a single class: a constant answer can score 1.000)"
+    return text
 
 
 def fold_files(loso_dir: str | Path) -> list[Path]:
@@ -236,9 +256,10 @@ def markdown_table(
     if sources is None:
         sources = sorted({s for r in rows.values() for s in r["by_source"]})
     extra = deltas is not None
+    single = set().union(*(_single(r) for r in rows.values())) if rows else set()
     head = (
         "| method | "
-        + " | ".join(sources)
+        + " | ".join(f"{s} †" if s in single else s for s in sources)
         + " | pooled accuracy | score |"
         + (" Δ score (95% CI) |" if extra else "")
     )
@@ -255,6 +276,8 @@ def markdown_table(
             d = deltas.get(name)
             line += f" {d['difference']:+.3f} ({d['ci'][0]:+.3f} to {d['ci'][1]:+.3f}) |" if d else " - |"
         lines.append(line)
+    if single:
+        lines += ["", SINGLE_CLASS_NOTE]
     return "\n".join(lines) + "\n"
 
 
@@ -270,7 +293,10 @@ def source_report(report: dict) -> str:
             f"{fmt_rate(b['per_class'][lab]['sensitivity'])} / {fmt_rate(b['per_class'][lab]['specificity'])}"
             for lab in labels
         ]
-        lines.append(f"| {src} | {b['n']} | {fmt_rate(b['accuracy'])} | " + " | ".join(per) + " |")
+        shown = f"{src} †" if src in _single(report) else src
+        lines.append(f"| {shown} | {b['n']} | {fmt_rate(b['accuracy'])} | " + " | ".join(per) + " |")
+    if _single(report):
+        lines += ["", SINGLE_CLASS_NOTE]
     return "\n".join(lines) + "\n"
 
 
@@ -281,8 +307,7 @@ def write_report(loso_dir: str | Path, held: HeldOut | None = None) -> dict:
     report = score(held)
     (loso_dir / "loso.json").write_text(json.dumps(report, indent=2) + "\n")
     (loso_dir / "loso.md").write_text(
-        f"# LOSO: {loso_dir.name}\n\nselection score (mean (source, class) recall): "
-        f"{report['selection_score']:.3f}\n\n" + source_report(report)
+        f"# LOSO: {loso_dir.name}\n\n{score_line(report)}\n\n" + source_report(report)
     )
     return report
 

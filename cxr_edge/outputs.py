@@ -50,14 +50,14 @@ def outcome_row(outcome: Outcome, labels: Sequence[str]) -> dict:
     return row
 
 
-def written_paths(path: str | Path, labels: Sequence[str]) -> set[str]:
+def written_paths(path: str | Path, labels: Sequence[str], extra: Sequence[str] = ()) -> set[str]:
     """The ``path`` of every complete row already in a CSV/JSONL output (empty when there is no file).
 
     Used by ``predict --resume``. The file is only read, never changed.
 
     Raises:
         InputError: The file ends with an incomplete row (a crash mid-write: fix or remove that line), a
-            CSV header differs from this bundle's columns, or a JSONL line is not a row.
+            CSV header differs from this bundle's columns (and ``extra``), or a JSONL line is not a row.
     """
     p = Path(path)
     if not p.exists() or p.stat().st_size == 0:
@@ -74,7 +74,7 @@ def written_paths(path: str | Path, labels: Sequence[str]) -> set[str]:
         # The csv module, not str.splitlines(): a quoted name may hold a line break (or U+2028, a
         # line boundary only to splitlines).
         reader = csv.DictReader(io.StringIO(text, newline=""))
-        fields = list(outcome_row(Outcome(""), labels))
+        fields = [*outcome_row(Outcome(""), labels), *extra]
         if reader.fieldnames != fields:
             missing = [f for f in fields if f not in (reader.fieldnames or [])]
             hint = f" (missing {', '.join(missing)}: written by another bundle or an older cxr-edge?)"
@@ -112,10 +112,17 @@ class RowWriter:
         overwrite: Replace an existing file (otherwise refuse: outputs are never lost silently).
         append: Keep an existing file and append to it (``--resume``); its rows' paths are in
             :attr:`done_paths`. Nothing written before is changed.
+        extra: Columns after predict's (``heatmap`` with ``--heatmaps``), given to :meth:`write`.
     """
 
     def __init__(
-        self, path: str | Path, labels: Sequence[str], *, overwrite: bool = False, append: bool = False
+        self,
+        path: str | Path,
+        labels: Sequence[str],
+        *,
+        overwrite: bool = False,
+        append: bool = False,
+        extra: Sequence[str] = (),
     ):
         self.path = Path(path)
         self.format = FORMATS.get(self.path.suffix.lower())
@@ -130,19 +137,25 @@ class RowWriter:
                 "output file exists", expected="a new file (or --force)", received=str(self.path)
             )
         self.labels = tuple(labels)
+        self.extra = tuple(extra)
         #: Paths that already had a row when the file was opened for appending (``--resume``).
-        self.done_paths: set[str] = written_paths(self.path, self.labels) if append else set()
+        self.done_paths: set[str] = written_paths(self.path, self.labels, self.extra) if append else set()
         resuming = append and self.path.exists() and self.path.stat().st_size > 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         mode = "a" if resuming else "w"
         self._fh: IO[str] = open(self.path, mode, newline="", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self._csv = None
         if self.format == "csv":
-            self._csv = CsvRows(self._fh, self.labels, header=not resuming)
+            self._csv = CsvRows(self._fh, self.labels, header=not resuming, extra=self.extra)
 
-    def write(self, outcome: Outcome) -> None:
-        """Appends the row of one input and flushes (a crash loses at most the current row)."""
-        row = outcome_row(outcome, self.labels)
+    def write(self, outcome: Outcome, extra: dict | None = None) -> None:
+        """Appends the row of one input and flushes (a crash loses at most the current row).
+
+        Args:
+            outcome: The input's prediction or error.
+            extra: Values of the ``extra`` columns (missing ones are empty).
+        """
+        row = outcome_row(outcome, self.labels) | {k: (extra or {}).get(k, "") for k in self.extra}
         if self._csv is not None:
             self._csv.write(row)
         else:
@@ -177,10 +190,13 @@ class CsvRows:
         stream: Where to write (opened with ``newline=""`` for a file).
         labels: Label order of the bundle (the columns).
         header: Write the header line first.
+        extra: Columns after predict's.
     """
 
-    def __init__(self, stream: IO[str], labels: Sequence[str], *, header: bool = True):
-        fields = list(outcome_row(Outcome(""), labels))
+    def __init__(
+        self, stream: IO[str], labels: Sequence[str], *, header: bool = True, extra: Sequence[str] = ()
+    ):
+        fields = [*outcome_row(Outcome(""), labels), *extra]
         self._plain = csv.DictWriter(stream, fieldnames=fields, lineterminator="\n")
         # With "\n" as line terminator the csv module leaves a lone "\r" unquoted (it quotes only the
         # terminator's characters), and readers split the row there: such rows are written fully quoted.

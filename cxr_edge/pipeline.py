@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from cxr_edge.bundle import Bundle, EnsembleConfig
@@ -34,10 +35,11 @@ from cxr_edge.cam import (
     place,
 )
 from cxr_edge.engine import Engine, normalise
-from cxr_edge.errors import BundleError, CxrEdgeError, InputError
+from cxr_edge.errors import BundleError, CxrEdgeError, InputError, InputRejectedError
 from cxr_edge.imaging import ImageInfo, ReadOptions, read_image
 from cxr_edge.lungcrop import CropResult, clean_mask, lung_crop
 from cxr_edge.preprocess import CropBox, crop_region, preprocess
+from cxr_edge.quality import QualityConfig, check
 from cxr_edge.segmenter import Segmenter
 
 log = logging.getLogger("cxr_edge.pipeline")
@@ -67,6 +69,9 @@ class Prediction:
         lung_fraction: Share of the heat map inside the predicted lung mask; None without a
             segmenter, a heat map, or when the crop fell back.
         flags: Warnings about this prediction (``"evidence outside the lungs"``).
+        lung_mask: The segmenter's lung mask (uint8, non-zero = lung) over ``lung_region``, when the
+            crop used it (for drawing the lung outline on heat maps).
+        lung_region: The source-image region the segmenter saw.
     """
 
     label: str
@@ -82,6 +87,33 @@ class Prediction:
     referral: str | None = None
     lung_fraction: float | None = None
     flags: tuple[str, ...] = ()
+    lung_mask: np.ndarray | None = field(default=None, repr=False, compare=False)
+    lung_region: tuple[int, int, int, int] | None = None
+
+    def lungs(self, image_shape: tuple[int, int]) -> np.ndarray | None:
+        """The lung mask (uint8, 255 = lung) in pixels of an image of ``image_shape``, or None."""
+        if self.lung_mask is None or self.lung_region is None:
+            return None
+        x0, y0, x1, y1 = self._scaled(self.lung_region, image_shape)
+        canvas = np.zeros(image_shape[:2], dtype=np.uint8)
+        if x1 > x0 and y1 > y0:
+            mask = (np.asarray(self.lung_mask) > 0).astype(np.uint8) * 255
+            canvas[y0:y1, x0:x1] = cv2.resize(mask, (x1 - x0, y1 - y0), interpolation=cv2.INTER_NEAREST)
+        return canvas
+
+    def _scaled(self, region: tuple[int, int, int, int], image_shape: tuple[int, int]):
+        """A region of the decoded image, in pixels of an image of another size (the same file in full)."""
+        decoded = (self.info.height, self.info.width) if self.info is not None else None
+        if decoded is None or decoded == tuple(image_shape[:2]):
+            return region
+        sy, sx = image_shape[0] / decoded[0], image_shape[1] / decoded[1]
+        x0, y0, x1, y1 = region
+        return (
+            round(x0 * sx),
+            round(y0 * sy),
+            min(round(x1 * sx), image_shape[1]),
+            min(round(y1 * sy), image_shape[0]),
+        )
 
     def heatmap(self, image_shape: tuple[int, int]) -> np.ndarray | None:
         """The heat map in pixels of an image of ``image_shape`` (zero outside the region seen).
@@ -93,16 +125,8 @@ class Prediction:
         if self.cam is None:
             return None
         region = self.cam_region
-        decoded = (self.info.height, self.info.width) if self.info is not None else None
-        if region is not None and decoded is not None and decoded != tuple(image_shape[:2]):
-            sy, sx = image_shape[0] / decoded[0], image_shape[1] / decoded[1]
-            x0, y0, x1, y1 = region
-            region = (
-                round(x0 * sx),
-                round(y0 * sy),
-                min(round(x1 * sx), image_shape[1]),
-                min(round(y1 * sy), image_shape[0]),
-            )
+        if region is not None:
+            region = self._scaled(region, image_shape)
         return place(self.cam, image_shape, region)
 
 
@@ -155,12 +179,16 @@ class Predictor:
         threads: LiteRT threads per model, and DICOM decoder threads.
         read_options: Image reader limits. Without a ``min_side`` of their own, the bundle's decode
             gate decides: a bundle whose gate passed decodes full-size DICOMs at reduced resolution.
+        checks: The input checks a file must pass before it is classified (:mod:`cxr_edge.quality`:
+            modality, body part, view, colour, resolution, blank, frontal pattern), the same the DICOM
+            node runs; None classifies every readable image.
     """
 
     bundle: Bundle = field(default_factory=Bundle.load)
     members: Sequence[str] | None = None
     threads: int = 1
     read_options: ReadOptions = field(default_factory=ReadOptions)
+    checks: QualityConfig | None = field(default_factory=QualityConfig)
 
     def __post_init__(self) -> None:
         ensemble = self.bundle.manifest.ensemble
@@ -268,6 +296,8 @@ class Predictor:
             else ()
         )
         crop = prepared.crop
+        lungs = crop is not None and crop.status == "lung" and prepared.lung_mask is not None
+        lung_region = crop_region(prepared.image_shape, self._segmenter.entry.preprocess) if lungs else None
         return Prediction(
             label=labels[int(np.argmax(probs))],
             probs=_named(labels, probs),
@@ -282,17 +312,32 @@ class Predictor:
             referral=referral,
             lung_fraction=fraction,
             flags=flags,
+            lung_mask=prepared.lung_mask if lungs else None,
+            lung_region=lung_region,
         )
 
     def predict_image(self, image: np.ndarray, info: ImageInfo | None = None) -> Prediction:
         """Classifies a decoded image (2-D float in [0, 1])."""
         return self.classify(self.prepare(image), info)
 
+    def check_input(self, image: np.ndarray, info: ImageInfo) -> None:
+        """Runs the input checks on a decoded image.
+
+        Raises:
+            InputRejectedError: A check refused it (none when ``checks`` is None).
+        """
+        if self.checks is not None:
+            rejection = check(image, info, self.checks)
+            if rejection is not None:
+                raise InputRejectedError(rejection.check, rejection.reason)
+
     def predict_file(self, path: str | os.PathLike) -> Prediction:
-        """Reads and classifies one file; raises :class:`CxrEdgeError` subclasses on bad input."""
+        """Reads, checks and classifies one file; raises :class:`CxrEdgeError` subclasses on bad input
+        (:class:`~cxr_edge.errors.InputRejectedError` when an input check refuses it)."""
         t0 = time.perf_counter()
         image, info = read_image(path, self.read_options)
         decode_ms = _ms(t0)
+        self.check_input(image, info)
         pred = self.predict_image(image, info)
         timings = {"decode": decode_ms, **pred.timings_ms, "total": _ms(t0)}
         return dataclasses.replace(pred, timings_ms=timings)
@@ -322,11 +367,26 @@ def unexpected_failure(exc: Exception) -> InputError:
     )
 
 
-def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
+#: Suffixes that are certainly not images, skipped inside folders (documents, tables, archives, code).
+#: Never a guess at DICOM: DICOM files often have no suffix, or .dat, .img, .bin, and are all read.
+NOT_IMAGES = frozenset(
+    {
+        *(".md", ".txt", ".rst", ".csv", ".tsv", ".json", ".jsonl", ".xml", ".html", ".htm"),
+        *(".pdf", ".doc", ".docx", ".xls", ".xlsx", ".odt", ".ods", ".rtf"),
+        *(".zip", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".tar"),
+        *(".py", ".sh", ".log", ".yaml", ".yml", ".toml", ".ini", ".cfg", ".parquet", ".sqlite", ".db"),
+        *(".mp4", ".avi", ".mov", ".mp3", ".wav"),
+    }
+)
+
+
+def expand_inputs(inputs: Iterable[str | os.PathLike], skipped: list[Path] | None = None) -> list[Path]:
     """Files as given, folders expanded recursively (sorted; hidden files and folders skipped).
 
-    Every non-hidden file in a folder is returned, not just known suffixes: DICOM files often have no
-    suffix, and a stray file should be reported as an error rather than silently ignored.
+    Inside a folder every file is returned except those whose suffix is in :data:`NOT_IMAGES`
+    (appended to ``skipped`` when given): DICOM files often have no suffix, and a stray file of unknown
+    kind should be reported as an error rather than silently ignored. A file named explicitly is always
+    returned, whatever its suffix, so it gets its row.
     """
     out: list[Path] = []
     for item in inputs:
@@ -334,7 +394,10 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
         if p.is_dir():
             for root, dirs, files in os.walk(p):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                out.extend(Path(root) / f for f in sorted(files) if not f.startswith("."))
+                for name in sorted(f for f in files if not f.startswith(".")):
+                    target = skipped if Path(name).suffix.lower() in NOT_IMAGES else out
+                    if target is not None:
+                        target.append(Path(root) / name)
         else:
             out.append(p)  # missing files are kept so they get an error row
     return out

@@ -33,7 +33,10 @@ from cxr_edge.errors import SpecError
 _EPS = 1e-12
 # Below this many discordant pairs the chi-square approximation of McNemar's test is poor.
 _MCNEMAR_EXACT_BELOW = 25
-_LOG_T_BOUNDS = (float(np.log(0.05)), float(np.log(20.0)))
+#: The temperature search range of :func:`fit_temperature`; a fit at either end means the optimum lies
+#: beyond it (a model whose outputs carry no information gets the upper end).
+TEMPERATURE_BOUNDS = (0.05, 20.0)
+_LOG_T_BOUNDS = (float(np.log(TEMPERATURE_BOUNDS[0])), float(np.log(TEMPERATURE_BOUNDS[1])))
 
 
 def clopper_pearson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:

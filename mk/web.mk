@@ -3,7 +3,8 @@
 #   make web-deps        Chromium (apt, unless /usr/bin/chromium exists) and web_demo/node_modules
 #                        (`npm ci`, only when node_modules is missing or package(-lock).json changed)
 #   make web-test        the browser tests, failing (not skipping) when something is missing
-#   make web-serve       serve the app and the default bundle on http://127.0.0.1:8000/
+#   make web-serve       serve the app, the default bundle and the samples on http://127.0.0.1:8000/
+#                        (WEB_PORT=N for another port; installs node_modules first when missing)
 #   make web-bench       browser latency per stage, 1 thread and threaded WASM -> $(WEB_BENCH_OUT)
 #   make web-screenshot  rewrite web_demo/screenshot.png
 #
@@ -13,6 +14,7 @@ WEB_DIR       ?= web_demo
 WEB_CHROMIUM  ?= /usr/bin/chromium
 WEB_PY        ?= $(firstword $(PY) $(wildcard .venv/bin/python) python3)
 WEB_BENCH_OUT ?= $(WEB_DIR)/results/browser_default.json
+WEB_PORT      ?= 8000
 WEB_STAMP      = $(WEB_DIR)/node_modules/.cxr-edge-installed
 
 .PHONY: web-deps web-test web-serve web-bench web-screenshot
@@ -38,7 +40,7 @@ web-test: web-deps
 	CXR_EDGE_REQUIRE_BROWSER=1 $(WEB_PY) -m pytest tests/test_web_demo.py
 
 web-serve: $(WEB_STAMP)
-	node $(WEB_DIR)/serve.mjs --port 8000
+	node $(WEB_DIR)/serve.mjs --port $(WEB_PORT)
 
 web-bench: web-deps
 	node $(WEB_DIR)/bench.mjs --threads 1,2 --runs 5 --out $(WEB_BENCH_OUT)

@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import pytest
@@ -26,7 +27,8 @@ DEFAULT_LABELS = ("covid", "normal", "pneumonia")  # the shipped default bundle 
 
 @pytest.fixture
 def mixed_folder(tmp_path):
-    """Two real PNGs, a DICOM made from one of them (nested), a truncated PNG and a text file."""
+    """Two real PNGs, a DICOM made from one of them (nested), a truncated PNG, a text file (skipped: not an
+    image) and a stray file of unknown kind (an error row: it might have been a DICOM)."""
     folder = tmp_path / "inbox"
     (folder / "nested").mkdir(parents=True)
     samples = load_samples()
@@ -46,6 +48,7 @@ def mixed_folder(tmp_path):
     data = covid.file.read_bytes()
     (folder / "truncated.png").write_bytes(data[: len(data) // 3])
     (folder / "notes.txt").write_text("not an image\n")
+    (folder / "stray.bin").write_text("not an image either\n")
     (folder / ".hidden.png").write_bytes(b"skipped")
     return folder
 
@@ -60,7 +63,7 @@ def test_predict_mixed_folder(mixed_folder, tmp_path):
     result = CliRunner().invoke(main, ["predict", str(mixed_folder), "--out", str(out)])
     assert result.exit_code == 2, result.output
     rows = read_rows(out)
-    assert set(rows) == {"covid.png", "normal.png", "normal_as_dicom", "truncated.png", "notes.txt"}
+    assert set(rows) == {"covid.png", "normal.png", "normal_as_dicom", "truncated.png", "stray.bin"}
     assert list(next(iter(rows.values()))) == [
         "path",
         "status",
@@ -84,9 +87,13 @@ def test_predict_mixed_folder(mixed_folder, tmp_path):
             float(rows["normal.png"][f"prob_{lab}"]), abs=1e-6
         )
     assert rows["truncated.png"]["status"] == "error" and "ImageDecodeError" in rows["truncated.png"]["error"]
-    assert rows["notes.txt"]["status"] == "error" and "not an image" in rows["notes.txt"]["error"]
-    assert rows["notes.txt"]["label"] == "" and rows["notes.txt"]["prob_covid"] == ""
-    assert "3 of 5 images classified, 2 failed" in result.output
+    assert rows["stray.bin"]["status"] == "error" and "not an image" in rows["stray.bin"]["error"]
+    assert rows["stray.bin"]["label"] == "" and rows["stray.bin"]["prob_covid"] == ""
+    assert (
+        "3 of 5 images classified, 2 failed; 1 non-image file(s) in folders skipped (.txt)" in result.output
+    )
+    named = CliRunner().invoke(main, ["predict", str(mixed_folder / "notes.txt")])
+    assert named.exit_code == 2 and "not an image" in named.output  # named explicitly: its own row
     assert "SECRET-ID-123" not in out.read_text() + result.output  # no patient identifiers
 
 
@@ -137,7 +144,15 @@ def test_info_and_json():
     out = result.output
     assert "covid, normal, pneumonia" in out and "label map   bacterial -> pneumonia" in out
     assert "segmenter   unet" in out and "lungs       flagged 'evidence outside the lungs'" in out
-    assert "card        LOSO (" in out and "abstain     refer when top probability <" in out
+    assert (
+        "card        LOSO (" in out
+        and "abstain     refer to a radiologist when top probability < 0.38" in out
+    )
+    assert "margin" not in out.split("abstain", 1)[1].split("\n", 1)[0]  # a margin of 0 refers nothing
+    assert "temperature 4.27: the combined probabilities are tempered" in out
+    members = [line for line in out.splitlines() if line.startswith("  * ")]
+    assert len(members) == 3  # the ensemble's members are marked
+    assert "lungcrop_balanced_seed1-pruned-int8: not shipped (argmax agreement 0.983 < 0.99)" in out
     data = json.loads(CliRunner().invoke(main, ["info", "--json"]).output)
     assert data["format_version"] == 3 and data["labels"] == list(DEFAULT_LABELS)
     card = CliRunner().invoke(main, ["info", "--card"])
@@ -175,7 +190,7 @@ def test_info_card_markdown_json_and_summary(tmp_path):
     assert f"card        LOSO (baseline): pooled accuracy {pooled:.2f} (" in info.output
     assert f"worst held-out source {worst} " in info.output
     assert "label map   bacterial -> pneumonia_unknown" in info.output
-    assert "abstain     refer when top probability < 0.55" in info.output
+    assert "abstain     refer to a radiologist when top probability < 0.55" in info.output
     md = CliRunner().invoke(main, ["info", "--bundle", str(root), "--card"])
     assert md.exit_code == 0, md.output
     text = md.output
@@ -233,3 +248,65 @@ def test_learning_commands_explain_the_missing_extra(tmp_path):
     )
     assert proc.returncode == 1
     assert "pip install 'cxr-edge[train]'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_heatmaps_say_refer_draw_the_lungs_and_have_a_column(tmp_path):
+    """--heatmaps writes an overlay per image (lung outline, colour scale) and a `heatmap` column."""
+    samples = load_samples()[:2]
+    out, folder = tmp_path / "rows.csv", tmp_path / "heat"
+    args = ["predict", *(str(s.file) for s in samples), "--out", str(out), "--heatmaps", str(folder)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["heatmap"] for r in rows] == [str(p) for p in sorted(folder.glob("*_heatmap.png"))]
+    picture = cv2.imread(rows[0]["heatmap"])
+    image = cv2.imread(str(samples[0].file), cv2.IMREAD_GRAYSCALE)
+    assert picture.shape[:2] == image.shape[:2]
+    h, w = image.shape
+    top, bottom = picture[h // 2 - h // 6 + 4, w - 10], picture[h // 2 + h // 6 - 4, w - 10]
+    assert top[2] > 150 and bottom[0] > 150  # the colour scale: red (high) at the top, blue at the bottom
+    resumed = CliRunner().invoke(main, [*args, "--resume"])
+    assert resumed.exit_code == 0 and "2 inputs already have a row, 0 to go" in resumed.output
+
+
+def test_overlay_draws_the_referral_text_and_the_lung_outline():
+    import numpy as np
+
+    from cxr_edge.cam import overlay
+
+    image = np.full((400, 400), 0.5, np.float32)
+    lungs = np.zeros((400, 400), np.uint8)
+    lungs[100:300, 60:180] = 255
+    plain = overlay(image, np.zeros_like(image), scale=False)
+    drawn = overlay(image, np.zeros_like(image), ["REFER: top probability 0.35 below 0.38"], lungs=lungs)
+    assert (drawn[5, 5] == 0).all() and not (plain[5, 5] == 0).all()  # the text box
+    assert (drawn[200, 60] > 200).all() and (plain[200, 60] == 128).all()  # the lung outline
+
+
+HEAVY = ("scipy", "statsmodels", "pandas", "matplotlib", "tensorflow", "keras", "pyarrow", "ray")
+
+
+@pytest.mark.parametrize("command", ["", "predict", "batch", "info", "serve", "demo"])
+def test_runtime_commands_import_no_heavy_libraries(command):
+    """`cxr-edge predict` pays for what it uses: no statistics, no training stack (cold start ~1 s before)."""
+    code = (
+        "import sys, click; from cxr_edge.cli import main; "
+        f"'{command}' and main.get_command(click.Context(main), '{command}'); "
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", f"{command or 'import cxr_edge.cli'} imports {done.stdout.strip()}"
+
+
+def test_predict_process_prints_no_native_notices(tmp_path):
+    """A plain run prints its summary only; LiteRT's XNNPACK notice shows with --verbose."""
+    sample = str(load_samples()[0].file)
+    exe = str(Path(sys.executable).parent / "cxr-edge")
+    cli = [exe, "predict", sample, "--out", str(tmp_path / "a.csv")]
+    quiet = subprocess.run(cli, capture_output=True, text=True)
+    assert quiet.returncode == 0 and quiet.stderr.strip() == "1 of 1 images classified; rows in " + str(
+        tmp_path / "a.csv"
+    )
+    loud = [exe, "-v", "predict", sample, "--out", str(tmp_path / "b.csv")]
+    assert "XNNPACK" in subprocess.run(loud, capture_output=True, text=True).stderr

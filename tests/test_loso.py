@@ -298,3 +298,30 @@ def test_paired_difference_of_scores_has_a_bootstrap_interval():
     assert d["ci"][0] > 0.1 and d["ci"][1] <= 0.4
     same = loso_select.paired_difference(better, better, n_boot=100)
     assert same["difference"] == 0.0 and same["ci"] == [0.0, 0.0]
+
+
+def test_single_class_held_out_sources_are_marked():
+    """A constant "covid" answer scores 1.000 on an all-covid source: tables and the score line say so."""
+    only_covid = loso.score(held(["hannover"] * 4, [0, 0, 0, 0], [0, 0, 0, 0]))
+    assert only_covid["single_class_sources"] == ["hannover"] and only_covid["selection_score"] == 1.0
+    assert "every held-out source has a single class" in loso.score_line(only_covid)
+    table = loso.markdown_table({"constant": only_covid})
+    assert "| hannover † |" in table and loso.SINGLE_CLASS_NOTE in table
+    assert "| hannover † | 4 |" in loso.source_report(only_covid)
+    mixed = loso.score(held(["hannover"] * 2 + ["nih"] * 2, [0, 0, 1, 2], [0, 0, 1, 1]))
+    assert mixed["single_class_sources"] == ["hannover"]
+    assert "single class" not in loso.score_line(mixed)
+
+
+def test_usefulness_names_a_constant_model_and_passes_a_working_one():
+    from convert.gates import usefulness
+
+    y = np.array([0] * 10 + [1] * 30 + [2] * 20)
+    constant = np.tile([0.34, 0.33, 0.33], (len(y), 1))
+    found = usefulness(constant, y, LABELS, temperature=20.0)
+    assert len(found) == 3
+    assert "at or below the majority-class rate 0.500" in found[0] and "'normal'" in found[0]
+    assert "'covid' for 60 of 60" in found[1] and "search bound" in found[2]
+    rng = np.random.default_rng(0)
+    good = np.eye(3)[np.where(rng.random(len(y)) < 0.8, y, (y + 1) % 3)] * 0.7 + 0.1
+    assert usefulness(good, y, LABELS, temperature=1.3) == []

@@ -13,12 +13,30 @@ from cxr_edge.pipeline import Predictor, expand_inputs
 from cxr_edge.samples import load_samples
 
 
-def test_expand_inputs_recurses_sorted_and_skips_hidden(tmp_path):
+def test_expand_inputs_recurses_sorted_and_skips_hidden_and_non_images(tmp_path):
     (tmp_path / "b" / ".git").mkdir(parents=True)
-    for name in ("b/2.dcm", "b/1", "a.png", ".DS_Store", "b/.git/x.png"):
+    for name in (
+        "b/2.dcm",
+        "b/1",
+        "a.png",
+        ".DS_Store",
+        "b/.git/x.png",
+        "README.md",
+        "b/list.CSV",
+        "b/x.img",
+    ):
         (tmp_path / name).write_bytes(b"x")
-    files = expand_inputs([tmp_path, tmp_path / "missing.png"])
-    assert [p.relative_to(tmp_path).as_posix() for p in files] == ["a.png", "b/1", "b/2.dcm", "missing.png"]
+    skipped = []
+    files = expand_inputs([tmp_path, tmp_path / "missing.png", tmp_path / "README.md"], skipped=skipped)
+    assert [p.relative_to(tmp_path).as_posix() for p in files] == [
+        "a.png",
+        "b/1",
+        "b/2.dcm",
+        "b/x.img",  # DICOMs come with any suffix: only certain non-images are skipped
+        "missing.png",
+        "README.md",  # named explicitly: kept, so it gets its error row
+    ]
+    assert sorted(p.name for p in skipped) == ["README.md", "list.CSV"]
 
 
 def test_unexpected_decoder_failure_is_reported_on_that_file_only(tmp_path, monkeypatch, caplog):

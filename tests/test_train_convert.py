@@ -329,7 +329,12 @@ def test_convert_writes_the_card_band_and_temperature_it_is_given(tiny_run, kit_
     fit = m.provenance["ensemble_fit"]
     assert fit["temperature_source"].startswith("--temperature") and fit["temperature_fitted"] > 0
     card = m.card
-    assert card.intended_use == "Tiny tests." and card.failure_modes == ("Misses Montreal figures.",)
+    assert card.intended_use == "Tiny tests." and card.failure_modes[-1] == "Misses Montreal figures."
+    # The tiny model says nothing, and the card says so first (as `convert` and `info` do).
+    warnings = m.provenance["warnings"]
+    assert warnings and card.failure_modes[:-1] == tuple(
+        f"This bundle looks useless on validation: {w}." for w in warnings
+    )
     assert card.loso.recipe == "tiny" and card.loso.command == "cxr-edge loso --config tiny.toml"
     assert card.loso.report == synthetic_loso_report() and "recipe" in card.loso.note
     assert card.shortcut_audit["within_label"]["covid"]["source_auc"] == 0.91

@@ -588,10 +588,13 @@ def browser(tiny_bundle, tmp_path_factory) -> dict:
         bundles = [
             {"name": "tiny", "query": "?bundle=/tiny/&sw=0", "image": str(samples_dir() / TINY_SAMPLES[0])}
         ]
+    empty = tmp / "no_litert"
+    empty.mkdir()
     config = {
         "mounts": mounts,
         "golden": items,
         "bundles": bundles,
+        "missingRuntime": str(empty),
         "threads": 1,
         "ui": {"image": str(samples_dir() / UI_SAMPLE), "bad": str(bad), "screenshot": str(tmp / "shot.png")}
         | {"offline": True},
@@ -755,3 +758,28 @@ def test_app_works_offline_from_the_service_worker_cache(browser):
     offline = ui["steps"]["offline"]
     assert offline["state"] == "done", offline["error"]
     assert offline["prediction"]["probs"] == ui["steps"]["first"]["prediction"]["probs"]
+
+
+def test_try_a_sample_button_classifies_a_shipped_sample_like_the_cli(browser):
+    sample = browser["ui"]["steps"]["sample"]
+    assert sample["state"] == "done", sample
+    with open(samples_dir() / "samples.csv", newline="") as fh:
+        first = next(csv.DictReader(fh))["file"]  # the button goes through samples.csv in order
+    assert f"sample: {first}" in sample["sampleText"]
+    python = _cli_prediction(samples_dir() / first)
+    assert sample["prediction"]["label"] == python["label"]
+
+
+def test_a_page_without_litert_says_what_to_run(browser):
+    """Served without node_modules/@litertjs, the page once stayed on "loading" forever."""
+    missing = browser["missingRuntime"]
+    assert missing["state"] == "error" and "make web-deps" in missing["runtime"]
+
+
+def test_server_refuses_to_start_without_its_packages(tmp_path):
+    _require(browser=False)
+    shutil.copyfile(WEB / "serve.mjs", tmp_path / "serve.mjs")  # a copy next to no node_modules
+    proc = subprocess.run(
+        ["node", str(tmp_path / "serve.mjs"), "--port", "0"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 1 and "make web-deps" in proc.stderr and "npm ci" in proc.stderr

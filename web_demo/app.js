@@ -132,7 +132,10 @@ function render(p) {
       return `<tr class="${l === p.label ? 'top' : ''}"><td>${esc(l)}</td><td><div class="bar"><span style="width:${(100 * v).toFixed(1)}%"></span></div></td><td>${v.toFixed(4)}</td></tr>`;
     })
     .join('');
-  $('method').textContent = `${state.predictor.method}${state.predictor.ensemble.temperature !== 1 ? `, T=${state.predictor.ensemble.temperature.toFixed(3)}` : ''}`;
+  const t = state.predictor.ensemble.temperature;
+  // The ensemble's probabilities are the members' combination softened by the temperature: members at
+  // 0.93 can give 0.47 together, and without this note that reads like a bug.
+  $('method').textContent = `${state.predictor.method}${t !== 1 ? `, tempered with T=${t.toFixed(3)}: the prediction above is softer than these votes` : ''}`;
   $('members').tHead.innerHTML = `<tr><th>model</th><th>vote</th>${labels.map((l) => `<th>${wrap(l)}</th>`).join('')}<th>latency</th></tr>`;
   $('members').tBodies[0].innerHTML = Object.entries(p.perModel)
     .map(([name, probs]) => `<tr><td>${wrap(name)}</td><td>${wrap(p.votes[name])}</td>${labels.map((l) => `<td>${probs[l].toFixed(4)}</td>`).join('')}<td>${fmtMs(p.timings_ms[name])}</td></tr>`)
@@ -239,6 +242,33 @@ async function registerServiceWorker() {
   }
 }
 
+/**
+ * The "Try a shipped sample" button: the samples the server mounts at `samples/` (their licences are in
+ * `samples/samples.csv`), one after the other. Hidden where no samples are served.
+ */
+async function setUpSamples() {
+  let files;
+  try {
+    const response = await fetch('samples/samples.csv');
+    if (!response.ok) return;
+    const [header, ...rows] = (await response.text()).trim().split(/\r?\n/);
+    const column = header.split(',').indexOf('file');
+    files = rows.map((r) => r.split(',')[column]).filter((f) => /\.(png|jpe?g)$/i.test(f ?? ''));
+  } catch {
+    return;
+  }
+  if (!files.length) return;
+  let next = 0;
+  const button = $('try-sample');
+  button.hidden = false;
+  button.addEventListener('click', async () => {
+    const name = files[next++ % files.length];
+    $('sample-name').textContent = `sample: ${name} (label in its name; samples/samples.csv has its source and licence)`;
+    const blob = await (await fetch(`samples/${encodeURIComponent(name)}`)).blob();
+    await classify(new File([blob], name, { type: blob.type }));
+  });
+}
+
 async function main() {
   $('image-input').addEventListener('change', (e) => {
     const file = e.target.files?.[0];
@@ -270,6 +300,7 @@ async function main() {
   try {
     state.runtime = await initLiteRt({ threads: Number(params.get('threads') ?? 1) });
     await useBundle(() => loadBundleFromUrl(params.get('bundle') ?? 'bundle/'));
+    await setUpSamples();
   } catch (err) {
     $('bundle-name').textContent = 'none';
     showError(err);

@@ -3,8 +3,11 @@
  * A tiny static file server for the web demo, for 127.0.0.1 only.
  *
  * - serves this folder (the app, `node_modules/@litertjs/*` for LiteRT.js and its WASM files);
- * - mounts a bundle folder at `/bundle/` (default: the shipped `cxr_edge/data/default_bundle`) and
- *   any other folders given with `--mount /prefix/=DIR`;
+ * - mounts a bundle folder at `/bundle/` (default: the shipped `cxr_edge/data/default_bundle`), the
+ *   shipped sample X-rays at `/samples/` (the app's "Try a sample" button) and any other folders
+ *   given with `--mount /prefix/=DIR`;
+ * - refuses to start without `node_modules/@litertjs` (the page would wait forever for LiteRT.js),
+ *   naming the command that installs it, and logs every request that fails (404...);
  * - correct MIME types for `.wasm`, `.mjs`, `.js`, `.json`, `.tflite`...;
  * - sends `Cross-Origin-Opener-Policy: same-origin` and `Cross-Origin-Embedder-Policy: require-corp`
  *   (cross-origin isolation, which threaded WASM needs for SharedArrayBuffer) unless `--no-isolation`;
@@ -12,6 +15,7 @@
  *   offline caching).
  *
  * Usage: `node serve.mjs [--port 8000] [--bundle DIR] [--mount /prefix/=DIR ...] [--no-isolation]`
+ * (`--port 0`: any free port).
  *
  * @module serve
  */
@@ -23,6 +27,26 @@ import { fileURLToPath } from 'node:url';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const DEFAULT_BUNDLE = path.resolve(HERE, '..', 'cxr_edge', 'data', 'default_bundle');
+export const SAMPLES = path.resolve(HERE, '..', 'cxr_edge', 'data', 'samples');
+/** What the page imports from `node_modules` (see the import map in index.html). */
+export const LITERT = ['@litertjs/core/dist/index.js', '@litertjs/wasm-utils/dist/index.js'];
+
+/**
+ * Why the app cannot run from `root` (LiteRT.js missing), or null.
+ * @param {string} root
+ * @returns {Promise<string|null>}
+ */
+export async function missingRuntime(root) {
+  for (const file of LITERT) {
+    try {
+      await fs.access(path.join(root, 'node_modules', file));
+    } catch {
+      return `${path.join(root, 'node_modules', file)} is missing: install the app's packages with ` +
+        '`make web-deps` (or `npm ci` in web_demo/) and start again';
+    }
+  }
+  return null;
+}
 
 const MIME = {
   '.html': 'text/html; charset=utf-8',
@@ -53,19 +77,25 @@ const MIME = {
  * @param {(line: string) => void} [options.log]
  * @returns {Promise<{server: http.Server, url: string, close: () => Promise<void>}>}
  */
-export async function startServer({ port = 0, root = HERE, mounts = { '/bundle/': DEFAULT_BUNDLE }, isolate = true, log } = {}) {
+export async function startServer({ port = 0, root = HERE, mounts = { '/bundle/': DEFAULT_BUNDLE, '/samples/': SAMPLES }, isolate = true, log } = {}) {
+  const missing = await missingRuntime(root);
+  if (missing) throw new Error(missing);
   const table = Object.entries(mounts)
     .map(([prefix, dir]) => [prefix.endsWith('/') ? prefix : `${prefix}/`, path.resolve(dir)])
     .sort((a, b) => b[0].length - a[0].length);
   const server = http.createServer(async (req, res) => {
     const url = new URL(req.url, 'http://localhost');
+    const fail = (status, text) => {
+      log?.(`${req.method} ${url.pathname} ${status} ${text}`);
+      return send(res, status, text);
+    };
     let pathname;
     try {
       pathname = decodeURIComponent(url.pathname);
     } catch {
-      return send(res, 400, 'bad request');
+      return fail(400, 'bad request');
     }
-    if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'method not allowed');
+    if (req.method !== 'GET' && req.method !== 'HEAD') return fail(405, 'method not allowed');
     let base = path.resolve(root);
     let rel = pathname;
     for (const [prefix, dir] of table) {
@@ -77,14 +107,14 @@ export async function startServer({ port = 0, root = HERE, mounts = { '/bundle/'
     }
     if (rel.endsWith('/')) rel += 'index.html';
     const file = path.resolve(base, `.${rel}`);
-    if (file !== base && !file.startsWith(base + path.sep)) return send(res, 403, 'forbidden');
+    if (file !== base && !file.startsWith(base + path.sep)) return fail(403, 'forbidden');
     let stat;
     try {
       stat = await fs.stat(file);
     } catch {
-      return send(res, 404, 'not found');
+      return fail(404, 'not found');
     }
-    if (!stat.isFile()) return send(res, 404, 'not found');
+    if (!stat.isFile()) return fail(404, 'not found');
     const headers = {
       'Content-Type': MIME[path.extname(file).toLowerCase()] ?? 'application/octet-stream',
       'Content-Length': stat.size,
@@ -102,7 +132,13 @@ export async function startServer({ port = 0, root = HERE, mounts = { '/bundle/'
     createReadStream(file).pipe(res);
     log?.(`${req.method} ${pathname} 200`);
   });
-  await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
+  await new Promise((resolve, reject) => {
+    server.once('error', (err) =>
+      reject(err.code === 'EADDRINUSE'
+        ? new Error(`port ${port} is in use: choose another (--port N, or --port 0 for any free one; make web-serve WEB_PORT=N)`)
+        : err));
+    server.listen(port, '127.0.0.1', resolve);
+  });
   const url = `http://127.0.0.1:${server.address().port}/`;
   return {
     server,
@@ -129,7 +165,7 @@ function send(res, status, text) {
  * @param {string[]} argv
  */
 export function parseArgs(argv) {
-  const options = { port: 8000, mounts: { '/bundle/': DEFAULT_BUNDLE }, isolate: true };
+  const options = { port: 8000, mounts: { '/bundle/': DEFAULT_BUNDLE, '/samples/': SAMPLES }, isolate: true };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '--port') options.port = Number(argv[++i]);
@@ -148,6 +184,15 @@ export function parseArgs(argv) {
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const options = parseArgs(process.argv.slice(2));
-  const { url } = await startServer(options);
-  console.log(`cxr-edge web demo: ${url}  (bundle: ${options.mounts['/bundle/']}; Ctrl-C stops)`);
+  // Failed requests only: a 404 says what the page could not load; the rest is noise.
+  const log = (line) => {
+    if (/ [45]\d\d /.test(line)) console.error(line);
+  };
+  try {
+    const { url } = await startServer({ ...options, log });
+    console.log(`cxr-edge web demo: ${url}  (bundle: ${options.mounts['/bundle/']}; Ctrl-C stops)`);
+  } catch (err) {
+    console.error(`cannot start the web demo: ${err.message}`);
+    process.exit(1);
+  }
 }

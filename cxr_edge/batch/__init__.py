@@ -53,6 +53,8 @@ class BatchSummary:
         ok: Inputs classified in this run.
         errors: Inputs that got an error row in this run.
         seconds: Wall time of this run, engine start-up included.
+        not_images: Files in input folders skipped as certainly not images (``.md``, ``.csv``...:
+            :data:`cxr_edge.pipeline.NOT_IMAGES`); they get no row.
     """
 
     inputs: int
@@ -60,6 +62,7 @@ class BatchSummary:
     ok: int
     errors: int
     seconds: float
+    not_images: int = 0
 
     @property
     def images_per_second(self) -> float:
@@ -114,7 +117,8 @@ def run_batch(
     spec = spec or PredictorSpec()
     _check_pyarrow()
     t0 = time.perf_counter()
-    paths = resolve_inputs([str(i) for i in inputs])
+    not_images: list[str] = []
+    paths = resolve_inputs([str(i) for i in inputs], skipped=not_images)
     # The predictor decides the columns (labels, members): build one to check the folder against.
     predictor = spec.build()
     done = prepare_out_dir(out_dir, predictor.labels, predictor.member_names, resume=resume)
@@ -146,4 +150,5 @@ def run_batch(
         ok=counts["ok"],
         errors=counts["error"],
         seconds=time.perf_counter() - t0,
+        not_images=len(not_images),
     )

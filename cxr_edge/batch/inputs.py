@@ -34,11 +34,12 @@ def manifest_paths(csv_path: Path) -> list[str]:
     return [p if os.path.isabs(p) else str(csv_path.parent / p) for p in rows]
 
 
-def resolve_inputs(items: Iterable[str]) -> list[str]:
+def resolve_inputs(items: Iterable[str], skipped: list[str] | None = None) -> list[str]:
     """Every input file, each once, in the order given (folders sorted, as ``predict`` lists them).
 
     A ``.csv`` file is a manifest (its ``path`` column); folders are searched recursively (hidden files
-    skipped); anything else is an input file (missing ones are kept so they get an error row).
+    skipped, and files that are certainly not images, appended to ``skipped`` when given); anything
+    else is an input file (missing ones are kept so they get an error row).
 
     Raises:
         InputError: An input is a URI. Object storage is read through a mount (Mountpoint for S3,
@@ -66,6 +67,9 @@ def resolve_inputs(items: Iterable[str]) -> list[str]:
             for p in manifest_paths(Path(item)):
                 add(p)
         else:
-            for p in expand_inputs([item]):
+            found: list[Path] = []
+            for p in expand_inputs([item], skipped=found):
                 add(str(p))
+            if skipped is not None:
+                skipped.extend(str(p) for p in found)
     return out

@@ -1,7 +1,8 @@
 """The two stages of a batch, shared by the local and the Ray engine so that both give the same rows.
 
 1. :class:`Preparer`: read and decode (the bundle's :class:`~cxr_edge.imaging.ReadOptions`, so the
-   decode gate applies as in ``predict``), segment, crop and preprocess. CPU-heavy: decoding a
+   decode gate applies as in ``predict``), the input checks (as ``predict`` and the DICOM node run
+   them), segment, crop and preprocess. CPU-heavy: decoding a
    full-size compressed DICOM takes 5-500 ms.
 2. :class:`Classifier`: the members' LiteRT interpreters, the combiner, the heat map and lung fraction
    (a few ms), producing :func:`cxr_edge.batch.rows.batch_row`.
@@ -21,6 +22,7 @@ from cxr_edge.bundle import Bundle
 from cxr_edge.errors import CxrEdgeError, InputError
 from cxr_edge.imaging import ImageInfo, read_image
 from cxr_edge.pipeline import Outcome, Predictor, Prepared, unexpected_failure
+from cxr_edge.quality import QualityConfig
 from cxr_edge.serve.triage import bundle_sha256
 
 
@@ -32,15 +34,22 @@ class PredictorSpec:
         bundle_dir: Bundle folder, or None for the shipped bundle.
         members: Models to run instead of the ensemble members (None: the ensemble).
         threads: LiteRT and decoder threads per worker.
+        checks: Run the input checks (``predict``'s ``--no-checks`` turns them off).
     """
 
     bundle_dir: str | None = None
     members: tuple[str, ...] | None = None
     threads: int = 1
+    checks: bool = True
 
     def build(self) -> Predictor:
         """Loads the bundle (checking every model's sha256) and makes the predictor."""
-        return Predictor(Bundle.load(self.bundle_dir), members=self.members, threads=self.threads)
+        return Predictor(
+            Bundle.load(self.bundle_dir),
+            members=self.members,
+            threads=self.threads,
+            checks=QualityConfig() if self.checks else None,
+        )
 
 
 #: What stage 1 hands stage 2: the prepared input, how the image was read, and decode milliseconds.
@@ -60,6 +69,7 @@ class Preparer:
             t0 = time.perf_counter()
             image, info = read_image(path, predictor.read_options)
             decode_ms = (time.perf_counter() - t0) * 1000.0
+            predictor.check_input(image, info)
             prepared = predictor.prepare(image)
         except CxrEdgeError as exc:
             return None, _message(exc)

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from cxr_edge.cli.common import bundle_option, clean_errors
+from cxr_edge.cli.common import bundle_option, checks_option, clean_errors
 
 
 @click.command("batch")
@@ -37,6 +37,7 @@ from cxr_edge.cli.common import bundle_option, clean_errors
 @click.option(
     "--threads", default=1, show_default=True, type=click.IntRange(1, 64), help="LiteRT/decoder threads."
 )
+@checks_option
 @click.option("--resume", is_flag=True, help="Continue in --out: skip inputs that already have a row.")
 @click.option(
     "--rows-per-part",
@@ -46,7 +47,9 @@ from cxr_edge.cli.common import bundle_option, clean_errors
     help="Rows per Parquet part (local: exactly, the most an interruption recomputes; ray: at least).",
 )
 @clean_errors
-def batch_cmd(inputs, out_dir, engine, address, workers, bundle_dir, models, threads, resume, rows_per_part):
+def batch_cmd(
+    inputs, out_dir, engine, address, workers, bundle_dir, models, threads, checks, resume, rows_per_part
+):
     """Classify an archive: files, folders, manifest CSVs (`path` column) -> Parquet rows under --out.
 
     One row per input with the columns of `cxr-edge predict` (unrounded), each member's probabilities
@@ -61,7 +64,7 @@ def batch_cmd(inputs, out_dir, engine, address, workers, bundle_dir, models, thr
     if address and engine != "ray":
         raise click.UsageError("--address needs --engine ray")
     members = tuple(m.strip() for m in models.split(",")) if models else None
-    spec = PredictorSpec(bundle_dir=bundle_dir, members=members, threads=threads)
+    spec = PredictorSpec(bundle_dir=bundle_dir, members=members, threads=threads, checks=checks)
     summary = run_batch(
         inputs,
         out_dir,
@@ -75,7 +78,9 @@ def batch_cmd(inputs, out_dir, engine, address, workers, bundle_dir, models, thr
     click.echo(
         f"{summary.ok + summary.errors} of {summary.inputs} inputs written"
         + (f" ({summary.skipped} already had a row)" if summary.skipped else "")
-        + f": {summary.ok} classified, {summary.errors} errors; {summary.seconds:.1f} s "
+        + f": {summary.ok} classified, {summary.errors} errors"
+        + (f"; {summary.not_images} non-image file(s) in folders skipped" if summary.not_images else "")
+        + f"; {summary.seconds:.1f} s "
         f"({summary.images_per_second:.1f} img/s, engine {engine}); rows in {out_dir}",
         err=True,
     )

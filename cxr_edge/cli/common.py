@@ -71,3 +71,13 @@ max_per_part_option = click.option(
     type=click.IntRange(1),
     help="Use at most N images per split part (quick checks).",
 )
+
+#: ``--checks/--no-checks``: the input checks before classification (predict, batch; the node's config).
+checks_option = click.option(
+    "--checks/--no-checks",
+    default=True,
+    show_default=True,
+    help="Refuse what the model must not judge before classifying it, as the DICOM node does: "
+    "non-projection modality, another body part, a lateral view, colour, under 128 px, blank, no frontal "
+    "chest pattern (an error row `InputRejectedError: <check>: <reason>`).",
+)

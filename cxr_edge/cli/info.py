@@ -42,6 +42,8 @@ def info_cmd(bundle_dir, as_json, markdown, show_card):
         click.echo(model_table(bundle))
         return
     click.echo(f"bundle      {m.name}  (format {m.format_version})")
+    for warning in m.provenance.get("warnings", []):
+        click.echo(f"WARNING     this bundle looks useless: {warning}")
     click.echo(f"location    {bundle.root}")
     click.echo(f"size        {bundle.size_bytes() / 1024:.1f} KiB")
     click.echo(f"labels      {', '.join(m.labels)}")
@@ -53,18 +55,13 @@ def info_cmd(bundle_dir, as_json, markdown, show_card):
         f"CLAHE {'on' if spec.clahe else 'off'}, median {spec.median}, {spec.normalize}"
     )
     ens = m.ensemble
-    click.echo(
-        f"ensemble    {ens.method} of {', '.join(ens.members) or '(none)'}, temperature {ens.temperature:.3g}"
-    )
-    band = ens.abstain
-    click.echo(
-        "abstain     "
-        + (
-            f"refer when top probability < {band.min_top_prob:.2f} or margin < {band.min_margin:.2f}"
-            if band
-            else "no band in the bundle"
+    click.echo(f"ensemble    {ens.method} of {', '.join(ens.members) or '(none)'}")
+    if ens.temperature != 1.0:
+        click.echo(
+            f"            temperature {ens.temperature:.3g}: the combined probabilities are tempered, softer "
+            "than the members' own (JSONL `per_model`, `predict --models NAME`)"
         )
-    )
+    click.echo(f"abstain     {abstain_summary(ens.abstain)}")
     if m.segmenter is not None:
         seg = m.segmenter
         click.echo(
@@ -84,9 +81,12 @@ def info_cmd(bundle_dir, as_json, markdown, show_card):
         )
     click.echo(f"decode      {decode_summary(m.decode)}")
     click.echo(f"card        {card_summary(m.card)}")
-    click.echo("models")
+    click.echo("models      (* = ensemble member)")
     for line in model_lines(bundle):
         click.echo(f"  {line}")
+    for fallback in m.provenance.get("member_fallbacks", []):
+        reasons = "; ".join(fallback.get("gate", {}).get("failures", [])) or "its gate failed"
+        click.echo(f"  {fallback.get('failed', '?')}: not shipped ({reasons}); another variant is the member")
     prov = m.provenance
     click.echo(
         f"provenance  created {prov.get('created', '?')}, commit {str(prov.get('git_commit', '?'))[:12]}, "
@@ -96,6 +96,17 @@ def info_cmd(bundle_dir, as_json, markdown, show_card):
         f"            data manifest {str(prov.get('data_manifest_sha256', '?'))[:16]}..., "
         f"split {str(prov.get('split_sha256', '?'))[:16]}..."
     )
+
+
+def abstain_summary(band) -> str:
+    """The referral rule in words (a margin of 0 refers nothing, so it is not mentioned)."""
+    if band is None:
+        return "no band in the bundle (the DICOM node refers below 0.60)"
+    rules = [f"top probability < {band.min_top_prob:.2f}"] if band.min_top_prob > 0 else []
+    rules += (
+        [f"margin between the two most likely labels < {band.min_margin:.2f}"] if band.min_margin > 0 else []
+    )
+    return "refer to a radiologist when " + " or ".join(rules) if rules else "no referral (band switched off)"
 
 
 def decode_summary(decode) -> str:
@@ -134,11 +145,13 @@ def model_table(bundle: Bundle) -> str:
 def model_lines(bundle: Bundle) -> list[str]:
     """One line per model: variant, size, parameters, parity with Keras on validation, test metrics."""
     lines = []
+    members = set(bundle.manifest.ensemble.members)
     for e in bundle.manifest.models:
         size = bundle.path_of(e).stat().st_size / 1024
         par, val, test = e.parity, e.metrics.get("val", {}), e.metrics.get("test", {})
         lines.append(
-            f"{e.name:<24} {e.quant:<5} {size:8.1f} KiB  {e.params:>9,} params  input {e.input.dtype}  "
+            f"{'*' if e.name in members else ' '} {e.name:<24} {e.quant:<5} {size:8.1f} KiB  "
+            f"{e.params:>9,} params  input {e.input.dtype}  "
             f"parity(val) agree={_fmt(par.get('argmax_agreement'))} "
             f"maxdiff={_fmt(par.get('max_abs_diff'), 4)} gate={_gate(e.gate)}  "
             f"val acc={_fmt(val.get('accuracy'))} auc={_fmt(val.get('auc_macro'))}  "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shlex
 import sys
 from importlib import import_module
@@ -12,6 +13,7 @@ from pathlib import Path
 import click
 
 from cxr_edge.cli.common import clean_errors, data_option, max_per_part_option, root_option, split_option
+from cxr_edge.quiet import TENSORFLOW_NOTICES, verbose, without_notices
 
 
 def _select_model(config, name: str | None):
@@ -24,9 +26,16 @@ def _select_model(config, name: str | None):
 
 
 def _needs_train_extra(module: str):
-    """Imports a training-side module, or explains how to install what it needs."""
+    """Imports a training-side module, or explains how to install what it needs.
+
+    TensorFlow's start-up notices (oneDNN, absl, CPU features) and its INFO log stay off the
+    terminal unless ``cxr-edge --verbose``; warnings and errors still show.
+    """
+    if not verbose():
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        return import_module(module)
+        with without_notices(TENSORFLOW_NOTICES):
+            return import_module(module)
     except ImportError as exc:
         if exc.name and exc.name.split(".")[0] in {"tensorflow", "keras", "keras_tuner", "matplotlib"}:
             raise click.ClickException(
@@ -425,8 +434,11 @@ def convert_cmd(
     from cxr_edge.bundle import Bundle
     from cxr_edge.cli.info import model_lines
 
-    for line in model_lines(Bundle.load(bundle)):
+    written = Bundle.load(bundle)
+    for line in model_lines(written):
         click.echo(line)
+    for warning in written.manifest.provenance.get("warnings", []):
+        click.echo(f"WARNING: this bundle looks useless: {warning}", err=True)
     click.echo(f"bundle written to {bundle}; inspect it with: cxr-edge info --bundle {bundle}")
 
 

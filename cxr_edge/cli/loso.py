@@ -91,9 +91,7 @@ def loso_cmd(
         command=shlex.join(["cxr-edge", *sys.argv[1:]]),
     )
     click.echo(scoring.source_report(report))
-    click.echo(
-        f"selection score (mean (source, class) recall): {report['selection_score']:.3f}; see {out}/loso.md"
-    )
+    click.echo(f"{scoring.score_line(report)}; see {out}/loso.md")
 
 
 @click.command("loso-report")

@@ -10,35 +10,21 @@ import click
 from tqdm import tqdm
 
 from cxr_edge.bundle import Bundle
-from cxr_edge.cli.common import bundle_option, clean_errors, data_option, root_option
-from cxr_edge.cli.info import info_cmd, model_lines, model_table
-from cxr_edge.cli.serve import serve_group
+from cxr_edge.cli.common import bundle_option, checks_option, clean_errors, data_option, root_option
 from cxr_edge.errors import one_line, printable_path
 from cxr_edge.imaging import read_image
 from cxr_edge.manifest import load_manifest
 from cxr_edge.outputs import CsvRows, RowWriter, outcome_row
 from cxr_edge.pipeline import Outcome, Predictor, expand_inputs
+from cxr_edge.quality import QualityConfig
 from cxr_edge.samples import load_samples
 from cxr_edge.splits import extend_split, make_split, read_split, write_split
 
-# info_cmd, model_lines and model_table live in cxr_edge.cli.info; they are re-exported here for callers
-# that import them from this module.
-__all__ = [
-    "demo_cmd",
-    "evaluate_cmd",
-    "info_cmd",
-    "model_lines",
-    "model_table",
-    "predict_cmd",
-    "segment_cmd",
-    "serve_group",
-    "split_cmd",
-]
 
-
-def _predictor(bundle_dir: str | None, models: str | None, threads: int) -> Predictor:
+def _predictor(bundle_dir: str | None, models: str | None, threads: int, checks: bool = True) -> Predictor:
     members = [m.strip() for m in models.split(",")] if models else None
-    return Predictor(Bundle.load(bundle_dir), members=members, threads=threads)
+    quality = QualityConfig() if checks else None
+    return Predictor(Bundle.load(bundle_dir), members=members, threads=threads, checks=quality)
 
 
 @click.command("predict")
@@ -60,34 +46,39 @@ def _predictor(bundle_dir: str | None, models: str | None, threads: int) -> Pred
     "--models", default=None, help="Comma-separated model names to run instead of the ensemble members."
 )
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 64), help="LiteRT threads.")
+@checks_option
 @click.option(
     "--heatmaps",
     "heatmap_dir",
     default=None,
     type=click.Path(file_okay=False),
-    help="Write a heat-map overlay PNG (Grad-CAM of the predicted label) per image into DIR.",
+    help="Write a heat-map overlay PNG per image into DIR (Grad-CAM of the predicted label, lung outline, "
+    "colour scale; REFER on referred images) and add a `heatmap` column with its path.",
 )
 @clean_errors
-def predict_cmd(paths, bundle_dir, out, force, resume, models, threads, heatmap_dir):
+def predict_cmd(paths, bundle_dir, out, force, resume, models, threads, checks, heatmap_dir):
     """Classify chest X-rays (PNG, JPEG, DICOM files or folders, searched recursively).
 
     Writes one row per input: path, status, error, label, prob_<label>..., crop, lung_fraction, flags,
     referral, latency_ms (lung_fraction with a segmenter; flags such as "evidence outside the lungs";
     referral when the bundle's abstention band says "refer to a radiologist"). A file that cannot be
-    read gets status=error with the reason and the others are still processed. Exits with
+    read, or that an input check refuses (a lateral view, a CT, a blank or tiny image: the checks of
+    the DICOM node), gets status=error with the reason and the others are still processed. Exits with
     0 when every input succeeded and 2 when any failed. With --resume, inputs that already have a row
     in --out (matched by path) are skipped and new rows are appended; nothing written is changed.
     """
     if resume and (force or not out):
         raise click.UsageError("--resume needs --out and cannot be combined with --force")
-    predictor = _predictor(bundle_dir, models, threads)
-    files = expand_inputs(paths)
+    predictor = _predictor(bundle_dir, models, threads, checks)
+    not_images: list[Path] = []
+    files = expand_inputs(paths, skipped=not_images)
     failed = 0
-    writer = RowWriter(out, predictor.labels, overwrite=force, append=resume) if out else None
+    extra = ("heatmap",) if heatmap_dir else ()
+    writer = RowWriter(out, predictor.labels, overwrite=force, append=resume, extra=extra) if out else None
     if resume:
         files, skipped = _not_yet_written(files, writer.done_paths)
         click.echo(f"resuming {out}: {skipped} inputs already have a row, {len(files)} to go", err=True)
-    stdout_csv = CsvRows(sys.stdout, predictor.labels) if writer is None else None
+    stdout_csv = CsvRows(sys.stdout, predictor.labels, extra=extra) if writer is None else None
     try:
         for outcome in tqdm(
             predictor.predict_many(files),
@@ -98,24 +89,33 @@ def predict_cmd(paths, bundle_dir, out, force, resume, models, threads, heatmap_
             file=sys.stderr,
         ):
             failed += not outcome.ok
+            # The heat map first, so that its row can say where it is.
+            picture = _write_heatmap(Path(heatmap_dir), outcome) if heatmap_dir and outcome.ok else None
+            extra = {"heatmap": printable_path(picture)} if picture else {}
             if writer is not None:
-                writer.write(outcome)
+                writer.write(outcome, extra)
             else:
-                stdout_csv.write(outcome_row(outcome, predictor.labels))
+                row = outcome_row(outcome, predictor.labels)
+                stdout_csv.write(row | ({"heatmap": extra.get("heatmap", "")} if heatmap_dir else {}))
             if not outcome.ok:
                 click.echo(f"error: {one_line(outcome.path)}: {outcome.error}", err=True)
-            elif heatmap_dir:
-                _write_heatmap(Path(heatmap_dir), outcome)
     finally:
         if writer is not None:
             writer.close()
     click.echo(
         f"{len(files) - failed} of {len(files)} images classified"
         + (f", {failed} failed" if failed else "")
+        + (f"; {_not_images(not_images)}" if not_images else "")
         + (f"; rows in {out}" if out else ""),
         err=True,
     )
     sys.exit(2 if failed else 0)
+
+
+def _not_images(skipped: list[Path]) -> str:
+    """The summary's note on files skipped in folders: how many, and their kinds (not their names)."""
+    kinds = sorted({p.suffix.lower() for p in skipped})
+    return f"{len(skipped)} non-image file(s) in folders skipped ({', '.join(kinds)})"
 
 
 def _not_yet_written(files: list[Path], done: set[str]) -> tuple[list[Path], int]:
@@ -134,20 +134,29 @@ def _not_yet_written(files: list[Path], done: set[str]) -> tuple[list[Path], int
     return todo, len(files) - len(todo)
 
 
-def _write_heatmap(folder: Path, outcome: Outcome) -> None:
-    """Overlay of the predicted label's heat map on the image (re-read: predictions keep no pixels)."""
+def _write_heatmap(folder: Path, outcome: Outcome) -> Path | None:
+    """Overlay of the predicted label's heat map on the image (re-read: predictions keep no pixels).
+
+    A referred prediction says "REFER" first: its label is not a result. The lung outline is drawn
+    where the segmenter's crop was used; the colour scale runs from low to high evidence.
+    """
     import cv2
 
     from cxr_edge.cam import overlay
 
     pred = outcome.prediction
     if pred.cam is None:
-        return
+        return None
     image, _ = read_image(outcome.path)
     folder.mkdir(parents=True, exist_ok=True)
     stem = printable_path(outcome.path).strip("/").replace("/", "__").rsplit(".", 1)[0]
-    picture = overlay(image, pred.heatmap(image.shape), f"{pred.label} {pred.probs[pred.label]:.2f}")
-    cv2.imwrite(str(folder / f"{stem}_heatmap.png"), picture)
+    said = f"{pred.label} {pred.probs[pred.label]:.2f}"
+    lines = [f"REFER: {pred.referral}", f"(most likely {said})"] if pred.referral else [said]
+    lines += [f"warning: {flag}" for flag in pred.flags]
+    picture = overlay(image, pred.heatmap(image.shape), lines, lungs=pred.lungs(image.shape), scale=True)
+    path = folder / f"{stem}_heatmap.png"
+    cv2.imwrite(str(path), picture)
+    return path
 
 
 @click.command("demo")
@@ -378,10 +387,11 @@ def segment_cmd(paths, bundle_dir, manifest_path, root, out, images, threads, fo
     if (out_dir / "crops.csv").exists() and not force:
         raise click.ClickException(f"{out_dir / 'crops.csv'} exists (use --force to replace it)")
     segmenter = Segmenter(Bundle.load(bundle_dir), threads=threads)
+    not_images: list[Path] = []
     if manifest_path:
         items = [(r.path, r.file) for r in load_manifest(manifest_path, root, check_files=False).records]
     else:
-        items = [(str(p), p) for p in expand_inputs(paths)]
+        items = [(str(p), p) for p in expand_inputs(paths, skipped=not_images)]
     if images:
         (out_dir / "masks").mkdir(parents=True, exist_ok=True)
         (out_dir / "overlays").mkdir(parents=True, exist_ok=True)
@@ -393,7 +403,7 @@ def segment_cmd(paths, bundle_dir, manifest_path, root, out, images, threads, fo
         rows.append(row)
         counts[row.status] += 1
         if row.status == "error":
-            click.echo(f"error: {row.path}: {row.reason}", err=True)
+            click.echo(f"error: {one_line(row.path)}: {row.reason}", err=True)
         elif images:
             stem = row.path.strip("/").replace("/", "__").rsplit(".", 1)[0]
             cv2.imwrite(str(out_dir / "masks" / f"{stem}_mask.png"), result.mask)
@@ -401,7 +411,8 @@ def segment_cmd(paths, bundle_dir, manifest_path, root, out, images, threads, fo
     write_crop_table(out_dir / "crops.csv", rows)
     click.echo(
         f"{counts['lung']} lung crops, {counts['fallback']} fallbacks, {counts['error']} errors; "
-        f"table in {out_dir / 'crops.csv'}",
+        + (f"{_not_images(not_images)}; " if not_images else "")
+        + f"table in {out_dir / 'crops.csv'}",
         err=True,
     )
     sys.exit(2 if counts["error"] else 0)

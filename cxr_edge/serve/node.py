@@ -112,13 +112,18 @@ class Node:
         self._heartbeat = threading.Thread(target=self._beat, name="cxr-edge-heartbeat", daemon=True)
         self._heartbeat.start()
         node = self.config.node
+        band = self.triage.abstain
         log.info(
-            "listening as %s on %s:%d (callers: %s); bundle %s",
+            "listening as %s on %s:%d (callers: %s); bundle %s; refer below top probability %.2f "
+            "or margin %.2f (the %s's band)",
             node.ae_title,
             node.host,
             self.port,
             ", ".join(node.allow) or "any",
             self.triage.bundle["name"],
+            band["min_top_prob"],
+            band["min_margin"],
+            band["source"],
         )
         return self
 
@@ -315,12 +320,10 @@ class Node:
         self.inbox.mark_done(path)
         self._retired()
         self.counts[record["decision"]] += 1
+        # What and why, never who: the reason names a check or a probability, not the patient.
+        why = record["label"] or (record["reason"] if record["decision"] != "classified" else "") or ""
         log.info(
-            "%s %s %s (%.0f ms)",
-            key[:12],
-            record["decision"],
-            record["label"] or record["check"] or "",
-            record["timings_ms"].get("total", 0.0),
+            "%s %s: %s (%.0f ms)", key[:12], record["decision"], why, record["timings_ms"].get("total", 0.0)
         )
         return record
 

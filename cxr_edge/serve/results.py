@@ -209,7 +209,8 @@ def _picture(
     size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
     small = cv2.resize(image.astype(np.float32), size, interpolation=cv2.INTER_AREA)
     if heat is not None:
-        picture = overlay(small, cv2.resize(heat.astype(np.float32), size, interpolation=cv2.INTER_LINEAR))
+        heat = cv2.resize(heat.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
+        picture = overlay(small, heat, scale=True)
     else:
         picture = cv2.cvtColor(np.clip(small * 255 + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
     width = picture.shape[1]

@@ -12,6 +12,7 @@ The abstention band is the node's ``[triage.abstain]`` when configured, otherwis
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ from cxr_edge.pipeline import Prediction, Predictor, unexpected_failure
 from cxr_edge.quality import abstain, check
 from cxr_edge.serve.config import DEFAULT_ABSTAIN, TriageConfig
 from cxr_edge.serve.inbox import key_of
+
+log = logging.getLogger("cxr_edge.serve")
 
 
 @dataclass
@@ -72,6 +75,15 @@ class Triage:
         bundle_band = predictor.ensemble.abstain
         if config.abstain is not None:
             self.band, source = config.abstain, "config"
+            if bundle_band is not None and bundle_band != config.abstain:
+                log.warning(
+                    "[triage.abstain] (refer below top probability %.2f, margin %.2f) replaces the "
+                    "bundle's own band (%.2f, %.2f): remove the section to use the bundle's",
+                    config.abstain.min_top_prob,
+                    config.abstain.min_margin,
+                    bundle_band.min_top_prob,
+                    bundle_band.min_margin,
+                )
         elif bundle_band is not None:
             self.band, source = bundle_band, "bundle"
         else:

@@ -132,6 +132,17 @@ async function uiScenario(context, base, ui, stopServer) {
   }
   out.steps.bad = await pick(ui.bad);
   out.steps.again = await pick(ui.image);
+  // The "Try a shipped sample" button classifies the first shipped sample.
+  await page.evaluate(() => {
+    window.cxrEdgeApp.state.last = null; // so the wait below sees this click's result, not the last one
+  });
+  await page.click('#try-sample');
+  await page.waitForFunction(() => document.body.dataset.state === 'error' || (document.body.dataset.state === 'done' && window.cxrEdgeApp.state.last), null, { timeout: 60_000 });
+  out.steps.sample = await page.evaluate(() => ({
+    state: document.body.dataset.state,
+    sampleText: document.getElementById('sample-name').textContent,
+    prediction: window.cxrEdgeApp.state.last ? { label: window.cxrEdgeApp.state.last.label, probs: window.cxrEdgeApp.state.last.probs } : null,
+  }));
   if (ui.offline) {
     await stopServer();
     await page.goto(base, { waitUntil: 'load' }).catch((e) => {
@@ -228,6 +239,17 @@ async function main() {
     }
     result.bundles = [];
     for (const item of config.bundles ?? []) result.bundles.push(await bundleScenario(browser.context, server.url, item));
+    if (config.missingRuntime) {
+      // The app served without LiteRT.js (a node_modules-less copy): the page must say so, not wait.
+      step('missing runtime');
+      const bare = await startServer({ mounts: { ...config.mounts, '/node_modules/@litertjs/': config.missingRuntime }, isolate: true });
+      const page = await browser.context.newPage();
+      await page.goto(`${bare.url}?sw=0`);
+      await page.waitForFunction(() => document.body.dataset.state === 'error', null, { timeout: 30_000 });
+      result.missingRuntime = { state: await page.evaluate(() => document.body.dataset.state), runtime: await page.textContent('#runtime') };
+      await page.close();
+      await bare.close();
+    }
     step('ui');
     if (config.ui) result.ui = await uiScenario(browser.context, server.url, config.ui, stop);
   } finally {
