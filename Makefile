@@ -73,11 +73,11 @@ bench: $(VENV)/.full $(RUNTIME_VENV)/.runtime
 
 # Regenerate the bundle manifest's JSON Schema from its dataclasses (a test checks they agree).
 schema: $(VENV)/.runtime
-	$(PY) -c "import json; from cxr_edge.bundle import SCHEMA_FILE, manifest_schema; SCHEMA_FILE.write_text(json.dumps(manifest_schema(), indent=2) + '\n')"
+	$(PY) -c "import json; from cxr_edge.bundle.manifest import SCHEMA_FILE, manifest_schema; SCHEMA_FILE.write_text(json.dumps(manifest_schema(), indent=2) + '\n')"
 
 # Rewrite the golden vectors of the default bundle (after rebuilding it).
 golden: $(VENV)/.runtime
-	$(PY) -m cxr_edge.golden
+	$(PY) -m cxr_edge.evaluation.golden
 
 # The paper's pruning and ensemble tables (VI, V, VII) and benchmarks/RESULTS.md for the top-3 models
 # of the zoo study (`python -m train.study ...`, see docs/zoo_results.md). About an hour on 2 cores.

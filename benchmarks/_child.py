@@ -14,7 +14,7 @@ def run(kind: str, payload: dict) -> dict:
     """Measures ``bundle`` (the runtime) or ``baseline`` (Keras) and returns the result."""
     if kind == "bundle":
         t0 = time.perf_counter()
-        import cxr_edge.pipeline  # noqa: F401 - the import cost of the runtime is part of the result
+        import cxr_edge.runtime.pipeline  # noqa: F401 - the import cost of the runtime is part of the result
 
         import_ms = (time.perf_counter() - t0) * 1000.0
         from benchmarks.latency import measure_bundle, peak_rss_mb

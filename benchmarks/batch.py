@@ -3,7 +3,7 @@
     python -m benchmarks.batch [--dicoms 72] [--pngs 600] [--out FILE.json] [--results-md RESULTS.md]
 
 Two input sets, made once and used by every configuration in the same run: full-size JPEG 2000 lossless
-DICOMs (2560 x 2130, 12 bit, made from kit images by :mod:`cxr_edge.dicom_synth`: what an archive
+DICOMs (2560 x 2130, 12 bit, made from kit images by :mod:`cxr_edge.imaging.synth`: what an archive
 holds) and kit PNGs. Every configuration is the CLI in a fresh process, timed by wall clock (what a user
 waits for), twice: on one input (the fixed cost: imports, bundle load, Ray start and shutdown) and on
 all of them. Steady throughput is ``(n - 1) / (t_n - t_1)``; the Ray overhead per image is Ray's
@@ -39,7 +39,7 @@ CONFIGS = {
 def make_inputs(folder: Path, manifest: Path, dicoms: int, pngs: int) -> dict[str, Path]:
     """Writes ``folder/dicom`` (full-size JPEG 2000 lossless) and ``folder/png`` (kit PNGs)."""
     from benchmarks.dicom_corpus import make_corpus
-    from cxr_edge.dicom_synth import VARIANTS
+    from cxr_edge.imaging.synth import VARIANTS
 
     dicom_dir = folder / "dicom"
     make_corpus(

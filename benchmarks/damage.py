@@ -2,7 +2,7 @@
 
     python -m benchmarks.damage [--size 2130x2560] [--flips 20] [--out FILE.json] [--results-md FILE]
 
-A shipped sample is stored as a 12-bit DX (the corpus synthesiser, :mod:`cxr_edge.dicom_synth`) in
+A shipped sample is stored as a 12-bit DX (the corpus synthesiser, :mod:`cxr_edge.imaging.synth`) in
 every syntax, then damaged three ways:
 
 * **cut + end marker**: the frame (or, uncompressed, the pixel data) cut at half, with FFD9 appended
@@ -11,7 +11,7 @@ every syntax, then damaged three ways:
   data);
 * **flip (header)**: one byte XOR 0x5A in the first 2 % of the frame (marker segments: sizes, tables).
 
-Each damaged file goes through :func:`cxr_edge.imaging.decode_image` at full resolution. *Refused* is a
+Each damaged file goes through :func:`cxr_edge.imaging.reader.decode_image` at full resolution. *Refused* is a
 typed error; for files that decode, the mean absolute difference from the intact image (intensities
 in [0, 1]) says how much the undetected damage changed.
 """
@@ -30,10 +30,10 @@ import click
 import numpy as np
 
 from benchmarks.decode import section_markers, write_section
-from cxr_edge import dicom_synth
+from cxr_edge.dataset.samples import load_samples
 from cxr_edge.errors import CxrEdgeError
-from cxr_edge.imaging import decode_image, read_image
-from cxr_edge.samples import load_samples
+from cxr_edge.imaging import synth as dicom_synth
+from cxr_edge.imaging.reader import decode_image, read_image
 
 KINDS = ("cut + end marker", "flip (data)", "flip (header)")
 

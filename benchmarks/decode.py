@@ -40,9 +40,9 @@ def measure_path(path_kind: str, bundle_dir: str | None, files: list[str], threa
     """One path over ``files`` in this process (run it in a fresh one): stage percentiles and peak RSS."""
     import dataclasses
 
-    from cxr_edge.bundle import Bundle
-    from cxr_edge.imaging import ReadOptions
-    from cxr_edge.pipeline import Predictor
+    from cxr_edge.bundle.manifest import Bundle
+    from cxr_edge.imaging.reader import ReadOptions
+    from cxr_edge.runtime.pipeline import Predictor
 
     if path_kind == "naive":
         import pydicom
@@ -101,8 +101,8 @@ def cold_start(bundle_dir: str | None, file: str, python: str | None = None) -> 
     ~60 ms to pydicom's import).
     """
     code = (
-        "import sys, time; t0 = time.perf_counter(); from cxr_edge.pipeline import Predictor; "
-        "from cxr_edge.bundle import Bundle; t1 = time.perf_counter(); "
+        "import sys, time; t0 = time.perf_counter(); from cxr_edge.runtime.pipeline import Predictor; "
+        "from cxr_edge.bundle.manifest import Bundle; t1 = time.perf_counter(); "
         "p = Predictor(Bundle.load(sys.argv[1] or None)); t2 = time.perf_counter(); "
         "p.predict_file(sys.argv[2]); t3 = time.perf_counter(); "
         "print(f'{(t1-t0)*1e3:.1f} {(t2-t1)*1e3:.1f} {(t3-t2)*1e3:.1f}')"

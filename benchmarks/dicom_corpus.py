@@ -7,7 +7,7 @@ Made from kit images (or the shipped samples), never committed: each source imag
 detector size (default 2560 x 2130, a 43 x 35 cm DX plate at ~0.17 mm), mapped to stored values of
 ``bits`` bits with detector-like noise (so lossless codecs see realistic entropy), and written in each
 of the intensity **variants** (MONOCHROME1/2; window, VOI LUT sequence, rescale, none) and each
-**transfer syntax** (:mod:`cxr_edge.dicom_synth`). ``--pydicom-files`` adds the real, single-frame greyscale
+**transfer syntax** (:mod:`cxr_edge.imaging.synth`). ``--pydicom-files`` adds the real, single-frame greyscale
 files of pydicom's test data (other modalities, odd encoders), for the decoder parity tests.
 
 Writes ``OUT/<syntax>/<variant>_<n>.dcm`` and ``OUT/corpus.csv`` (path, syntax, variant, rows,
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import click
 
-from cxr_edge.dicom_synth import SYNTAXES, VARIANTS, Variant, build_dataset, encode, stored_values
-from cxr_edge.imaging import read_image
-from cxr_edge.samples import load_samples
+from cxr_edge.dataset.samples import load_samples
+from cxr_edge.imaging.reader import read_image
+from cxr_edge.imaging.synth import SYNTAXES, VARIANTS, Variant, build_dataset, encode, stored_values
 
 #: Real files of pydicom's test data used for decoder parity (single-frame greyscale, various encoders).
 PYDICOM_FILES = (

@@ -23,7 +23,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from cxr_edge.bundle import Bundle
+from cxr_edge.bundle.manifest import Bundle
 from cxr_edge.provenance import now_utc, versions
 
 
@@ -77,7 +77,7 @@ def measure_bundle(
     members: list[str] | None = None,
 ) -> dict:
     """Runtime measurement in *this* process (run it in a fresh one): init, stages, end to end, RSS."""
-    from cxr_edge.pipeline import Predictor
+    from cxr_edge.runtime.pipeline import Predictor
 
     bundle = Bundle.load(bundle_dir)
     if not bundle.manifest.models:
@@ -109,8 +109,8 @@ def measure_bundle(
 
 def _measure_segmenter(bundle: Bundle, images: list[str], *, threads: int, runs: int) -> dict:
     """A segmenter-only bundle: decode once, then time segment (U-Net + crop rule) per image."""
-    from cxr_edge.imaging import read_image
-    from cxr_edge.segmenter import Segmenter
+    from cxr_edge.imaging.reader import read_image
+    from cxr_edge.runtime.segmenter import Segmenter
 
     t0 = time.perf_counter()
     segmenter = Segmenter(bundle, threads=threads)
@@ -136,8 +136,8 @@ def measure_baseline(run_dirs: list[str], images: list[str], *, runs: int = 5) -
     t0 = time.perf_counter()
     import keras
 
-    from cxr_edge.imaging import read_image
-    from cxr_edge.preprocess import preprocess
+    from cxr_edge.imaging.reader import read_image
+    from cxr_edge.ops.preprocess import preprocess
     from train.config import TrainConfig
 
     import_ms = (time.perf_counter() - t0) * 1000.0
@@ -316,7 +316,7 @@ def main(bundle_dir, image_paths, threads, runs, baseline_runs, variants, corpus
     Each measurement runs in a fresh process (peak memory of the runtime alone; the Keras baseline
     apart). Compare ratios from one invocation: the machine is shared.
     """
-    from cxr_edge.samples import load_samples
+    from cxr_edge.dataset.samples import load_samples
 
     if corpus is not None:
         from benchmarks.decode import bench_corpus

@@ -4,7 +4,7 @@
 
 Starts a throwaway Orthanc (:class:`benchmarks.peers.Orthanc`) and the node in this process (loopback,
 free ports, temporary inbox and audit log, destination kind ``both``), synthesises one full-size DICOM
-(2560 x 2130, 12 bit, :mod:`cxr_edge.dicom_synth`) from the first kit sample the shipped bundle
+(2560 x 2130, 12 bit, :mod:`cxr_edge.imaging.synth`) from the first kit sample the shipped bundle
 classifies with a finding (another one if none), sends it with the node's SCU and waits for the
 results, and stores the source image in Orthanc too (as the modality would have). It then writes a
 small local HTML page from Orthanc's REST API: the study's series as Orthanc lists them, the Secondary
@@ -34,9 +34,9 @@ DSRDUMP = shutil.which("dsrdump")
 
 def synthesise(folder: Path, triage) -> tuple[Path, dict]:
     """A full-size DX of the first kit sample classified with a finding (else the first), and its record."""
-    from cxr_edge.dicom_synth import VARIANTS, build_dataset, stored_values
-    from cxr_edge.imaging import read_image
-    from cxr_edge.samples import load_samples
+    from cxr_edge.dataset.samples import load_samples
+    from cxr_edge.imaging.reader import read_image
+    from cxr_edge.imaging.synth import VARIANTS, build_dataset, stored_values
 
     chosen = None
     for n, sample in enumerate(load_samples()[:12]):

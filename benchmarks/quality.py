@@ -3,7 +3,7 @@
     python -m benchmarks.quality [--data KIT/manifest.csv] [--split splits/kit.csv] [--out FILE.json]
 
 Every kit image is a frontal chest film (PA, AP, AP supine or NIH's unknown, which is frontal), so
-each refusal by :func:`cxr_edge.quality.check_pixels` is a false rejection. The frontal-pattern
+each refusal by :func:`cxr_edge.ops.quality.check_pixels` is a false rejection. The frontal-pattern
 threshold is meant to be read off the train part (its 1st percentile is printed) and judged on val and
 test. The same images inverted (``1 - image``) show how many inverted films the frontal-pattern check
 catches. The abstention band is measured on the validation part with the shipped bundle: the fraction
@@ -19,12 +19,12 @@ from pathlib import Path
 import click
 import numpy as np
 
-from cxr_edge.bundle import Bundle
-from cxr_edge.imaging import read_image
-from cxr_edge.manifest import load_manifest
-from cxr_edge.pipeline import Predictor
-from cxr_edge.quality import AbstainConfig, QualityConfig, abstain, check_pixels, frontal_score
-from cxr_edge.splits import read_split
+from cxr_edge.bundle.manifest import Bundle
+from cxr_edge.dataset.manifest import load_manifest
+from cxr_edge.dataset.splits import read_split
+from cxr_edge.imaging.reader import read_image
+from cxr_edge.ops.quality import AbstainConfig, QualityConfig, abstain, check_pixels, frontal_score
+from cxr_edge.runtime.pipeline import Predictor
 
 
 def measure(manifest_path: str, split_path: str, config: QualityConfig) -> dict:

@@ -89,10 +89,10 @@ def make_dx(path: str | Path, pixels: np.ndarray, **attrs) -> Path:
 
 
 def recode(path: Path, syntax: str) -> Path:
-    """Re-encodes a :func:`make_dx` file in place in another transfer syntax (cxr_edge.dicom_synth)."""
+    """Re-encodes a :func:`make_dx` file in place in another transfer syntax (cxr_edge.imaging.synth)."""
     import pydicom
 
-    from cxr_edge.dicom_synth import encode
+    from cxr_edge.imaging.synth import encode
 
     ds = pydicom.dcmread(path)
     if not encode(ds, syntax):
@@ -277,7 +277,7 @@ def kill_restart(files: list[Path], workdir: Path) -> dict:
     "--syntax",
     default="explicit_le",
     show_default=True,
-    help="Transfer syntax of the sent files (a name of cxr_edge.dicom_synth.SYNTAXES, e.g. j2k_lossless).",
+    help="Transfer syntax of the sent files (a name of cxr_edge.imaging.synth.SYNTAXES, e.g. j2k_lossless).",
 )
 @click.option("--kill", is_flag=True, help="Also run the SIGKILL-and-restart check.")
 @click.option("--out", default=None, type=click.Path(dir_okay=False), help="Also write the numbers as JSON.")

@@ -54,9 +54,9 @@ def build_corpus(folder: Path, senders: int, per_sender: int) -> list[list[Path]
     import pydicom
     from pydicom.uid import generate_uid
 
-    from cxr_edge.dicom_synth import VARIANTS, build_dataset, encode, stored_values
-    from cxr_edge.imaging import read_image
-    from cxr_edge.samples import load_samples
+    from cxr_edge.dataset.samples import load_samples
+    from cxr_edge.imaging.reader import read_image
+    from cxr_edge.imaging.synth import VARIANTS, build_dataset, encode, stored_values
 
     samples = load_samples()
     lists = []

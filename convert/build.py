@@ -22,16 +22,23 @@ from convert.card import in_distribution, lung_evidence_on_validation, make_card
 from convert.gates import GateError, GateThresholds, gate, parity, quantization_report, usefulness
 from convert.staging import staged
 from convert.tflite import Quant, to_tflite_variants
-from cxr_edge.bundle import FORMAT_VERSION, Bundle, BundleManifest, EnsembleConfig, ModelEntry, write_manifest
-from cxr_edge.decode_gate import decode_gate, spread
-from cxr_edge.engine import Engine
-from cxr_edge.ensemble import accuracy_weights, fit_stacker, logloss_weights
+from cxr_edge.bundle.manifest import (
+    FORMAT_VERSION,
+    Bundle,
+    BundleManifest,
+    EnsembleConfig,
+    ModelEntry,
+    write_manifest,
+)
+from cxr_edge.dataset.manifest import Record, file_sha256
 from cxr_edge.errors import SpecError
-from cxr_edge.manifest import Record, file_sha256
-from cxr_edge.metrics import classification_metrics
+from cxr_edge.evaluation.decode_gate import decode_gate, spread
+from cxr_edge.evaluation.metrics import classification_metrics
+from cxr_edge.evaluation.stats import fit_temperature
+from cxr_edge.ops.ensemble import accuracy_weights, fit_stacker, logloss_weights
+from cxr_edge.ops.quality import AbstainConfig
 from cxr_edge.provenance import git_commit, now_utc, versions
-from cxr_edge.quality import AbstainConfig
-from cxr_edge.stats import fit_temperature
+from cxr_edge.runtime.engine import Engine
 from train.config import TrainConfig
 from train.data import crop_table, label_indices, load_images, preprocess_all
 from train.fit import load_task
@@ -104,7 +111,7 @@ def build_bundle(
         card: Card input file (TOML/JSON: intended use, failure modes, recipe, LOSO and audit paths);
             without it the card says that no LOSO evaluation was recorded.
         decode_gate_images: Validation images for the decode parity gate (reduced-resolution DICOM
-            decoding, :mod:`cxr_edge.decode_gate`); 0 skips it (the bundle then always decodes at
+            decoding, :mod:`cxr_edge.evaluation.decode_gate`); 0 skips it (the bundle then always decodes at
             full resolution).
 
     Returns:

@@ -1,12 +1,12 @@
 """What ``cxr-edge convert`` adds to a format-3 bundle after its models: lung evidence and the model card.
 
-Both are computed with the runtime itself (:class:`cxr_edge.pipeline.Predictor` on the staged
+Both are computed with the runtime itself (:class:`cxr_edge.runtime.pipeline.Predictor` on the staged
 bundle), so the threshold and the statistics describe exactly what ``cxr-edge predict`` will report.
 Nothing here needs TensorFlow.
 
 **Lung-evidence threshold** (bundles with a segmenter): every validation image goes through the
 staged bundle's pipeline; ``min_fraction`` is the 5th percentile of the lung fraction over the
-correctly classified validation images that have one (:func:`cxr_edge.cam.choose_min_fraction`).
+correctly classified validation images that have one (:func:`cxr_edge.ops.cam.choose_min_fraction`).
 The test split is never used to choose it.
 """
 
@@ -18,9 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from cxr_edge.bundle import Bundle, EnsembleConfig, LungEvidence
-from cxr_edge.cam import MIN_FRACTION_PERCENTILE, choose_min_fraction
-from cxr_edge.card import (
+from cxr_edge.bundle.card import (
     CardTask,
     LosoRecord,
     LungEvidenceStats,
@@ -33,9 +31,11 @@ from cxr_edge.card import (
     split_results,
     training_data,
 )
+from cxr_edge.bundle.manifest import Bundle, EnsembleConfig, LungEvidence
+from cxr_edge.dataset.manifest import Record
 from cxr_edge.errors import SpecError
-from cxr_edge.manifest import Record
-from cxr_edge.pipeline import Predictor
+from cxr_edge.ops.cam import MIN_FRACTION_PERCENTILE, choose_min_fraction
+from cxr_edge.runtime.pipeline import Predictor
 
 #: Intended use written into cards built without ``--card``.
 DEFAULT_INTENDED_USE = (

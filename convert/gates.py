@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from cxr_edge.errors import CxrEdgeError
-from cxr_edge.metrics import classification_metrics
-from cxr_edge.stats import TEMPERATURE_BOUNDS, delong_paired
+from cxr_edge.evaluation.metrics import classification_metrics
+from cxr_edge.evaluation.stats import TEMPERATURE_BOUNDS, delong_paired
 
 
 class GateError(CxrEdgeError):

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import click
 
-from cxr_edge.manifest import load_manifest
-from cxr_edge.samples import SAMPLES_CSV, samples_dir
-from cxr_edge.splits import read_split
+from cxr_edge.dataset.manifest import load_manifest
+from cxr_edge.dataset.samples import SAMPLES_CSV, samples_dir
+from cxr_edge.dataset.splits import read_split
 
 #: (source, label) -> number of samples.
 QUOTA = {

@@ -23,14 +23,20 @@ import keras
 from convert.gates import GateError
 from convert.staging import staged
 from convert.tflite import Quant, to_tflite
-from cxr_edge.bundle import FORMAT_VERSION, BundleManifest, EnsembleConfig, SegmenterEntry, write_manifest
-from cxr_edge.engine import Engine
+from cxr_edge.bundle.manifest import (
+    FORMAT_VERSION,
+    BundleManifest,
+    EnsembleConfig,
+    SegmenterEntry,
+    write_manifest,
+)
+from cxr_edge.dataset.manifest import file_sha256, load_manifest
+from cxr_edge.dataset.splits import read_split
 from cxr_edge.errors import SpecError
-from cxr_edge.lungcrop import CropSpec
-from cxr_edge.manifest import file_sha256, load_manifest
-from cxr_edge.preprocess import preprocess
+from cxr_edge.ops.lungcrop import CropSpec
+from cxr_edge.ops.preprocess import preprocess
 from cxr_edge.provenance import git_commit, now_utc, versions
-from cxr_edge.splits import read_split
+from cxr_edge.runtime.engine import Engine
 from train.config import TrainConfig
 from train.data import load_images
 from train.rundir import BEST_MODEL

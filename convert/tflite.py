@@ -15,7 +15,7 @@ Variants:
   output tensors, calibrated on training images through the same preprocessing.
 
 Classifiers can be exported with a second output, their last convolutional feature map
-(``features``), from which the runtime computes class activation maps (:mod:`cxr_edge.cam`).
+(``features``), from which the runtime computes class activation maps (:mod:`cxr_edge.ops.cam`).
 """
 
 from __future__ import annotations

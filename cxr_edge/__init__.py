@@ -3,7 +3,9 @@
 Never imports TensorFlow or Keras (the training side lives in the ``train`` and ``convert`` packages).
 """
 
-from cxr_edge.bundle import Bundle, BundleManifest, default_bundle_path
+from cxr_edge.bundle.manifest import Bundle, BundleManifest, default_bundle_path
+from cxr_edge.dataset.manifest import Manifest, Record, load_manifest
+from cxr_edge.dataset.splits import Split, make_split, read_split, write_split
 from cxr_edge.errors import (
     BundleError,
     CxrEdgeError,
@@ -16,11 +18,9 @@ from cxr_edge.errors import (
     SplitError,
     UnsupportedImageError,
 )
-from cxr_edge.imaging import ImageInfo, ReadOptions, read_image
-from cxr_edge.manifest import Manifest, Record, load_manifest
-from cxr_edge.pipeline import Outcome, Prediction, Predictor
-from cxr_edge.preprocess import PreprocessSpec, preprocess
-from cxr_edge.splits import Split, make_split, read_split, write_split
+from cxr_edge.imaging.reader import ImageInfo, ReadOptions, read_image
+from cxr_edge.ops.preprocess import PreprocessSpec, preprocess
+from cxr_edge.runtime.pipeline import Outcome, Prediction, Predictor
 
 __version__ = "0.1.0"
 

@@ -7,7 +7,7 @@ attributes, never attribute values such as names or IDs.
 
 A message is always one line (:func:`one_line`): a file name holding a line break, or bytes that are
 not UTF-8, cannot split a log line or an error row. What a library raised inside a codec is not part
-of the message; the reader logs it at debug level (``cxr_edge.imaging``).
+of the message; the reader logs it at debug level (``cxr_edge.imaging.reader``).
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ def kit_manifest() -> Path:
 @pytest.fixture(scope="session")
 def split(kit_manifest, tmp_path_factory) -> Path:
     """A seeded patient-level split of the kit, written once for the session (read-only)."""
-    from cxr_edge.manifest import load_manifest
-    from cxr_edge.splits import make_split, write_split
+    from cxr_edge.dataset.manifest import load_manifest
+    from cxr_edge.dataset.splits import make_split, write_split
 
     manifest = load_manifest(kit_manifest)
     path = tmp_path_factory.mktemp("split") / "split.csv"

@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from cxr_edge.batch import BatchEngine, PredictorSpec, run_batch
 from cxr_edge.batch import stages as batch_stages
 from cxr_edge.cli import main
-from cxr_edge.dicom_synth import VARIANTS, build_dataset, encode, stored_values
 from cxr_edge.errors import InputError
-from cxr_edge.imaging import read_image
+from cxr_edge.imaging.reader import read_image
+from cxr_edge.imaging.synth import VARIANTS, build_dataset, encode, stored_values
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")

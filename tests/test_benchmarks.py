@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from benchmarks.report import pareto_front, render, write_plots
 from cxr_edge.cli import main
-from cxr_edge.samples import load_samples
+from cxr_edge.dataset.samples import load_samples
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +51,9 @@ def test_report_renders_every_section(bench_json):
 
 @pytest.mark.train
 def test_baseline_is_the_unpruned_keras_model(tmp_path, kit_manifest):
-    from cxr_edge.manifest import load_manifest
-    from cxr_edge.preprocess import PreprocessSpec
-    from cxr_edge.splits import make_split, write_split
+    from cxr_edge.dataset.manifest import load_manifest
+    from cxr_edge.dataset.splits import make_split, write_split
+    from cxr_edge.ops.preprocess import PreprocessSpec
     from train.config import TrainConfig
     from train.fit import train_run
 

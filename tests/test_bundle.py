@@ -8,9 +8,9 @@ import shutil
 import numpy as np
 import pytest
 
-from cxr_edge.bundle import Bundle, BundleManifest, default_bundle_path, write_manifest
+from cxr_edge.bundle.manifest import Bundle, BundleManifest, default_bundle_path, write_manifest
 from cxr_edge.errors import BundleError
-from cxr_edge.pipeline import Predictor
+from cxr_edge.runtime.pipeline import Predictor
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def test_default_bundle_is_complete_and_consistent():
 def test_default_bundle_split_is_the_committed_one():
     from pathlib import Path
 
-    from cxr_edge.manifest import file_sha256
+    from cxr_edge.dataset.manifest import file_sha256
 
     committed = Path(__file__).resolve().parents[1] / "splits" / "kit.csv"
     assert Bundle.load().manifest.provenance["split_sha256"] == file_sha256(committed)
@@ -132,7 +132,7 @@ def test_manifest_that_lies_about_quantisation_is_refused(bundle_copy):
 
 
 def test_fp32_and_int8_members_agree_on_a_sample():
-    from cxr_edge.samples import load_samples
+    from cxr_edge.dataset.samples import load_samples
 
     bundle = Bundle.load()
     names = {e.quant: e.name for e in bundle.manifest.models}
@@ -143,7 +143,7 @@ def test_fp32_and_int8_members_agree_on_a_sample():
 
 
 def test_committed_schema_is_the_generated_one():
-    from cxr_edge.bundle import SCHEMA_FILE, manifest_schema
+    from cxr_edge.bundle.manifest import SCHEMA_FILE, manifest_schema
 
     assert json.loads(SCHEMA_FILE.read_text()) == manifest_schema(), "regenerate it with `make schema`"
 
@@ -159,9 +159,9 @@ def test_version_1_manifests_still_load(bundle_copy):
 def test_format_3_round_trips_with_every_new_field(tmp_path):
     from tiny_bundle import LABELS, synthetic_loso_report
 
-    from cxr_edge.bundle import FORMAT_VERSION, READABLE_VERSIONS, SCHEMA_FILE
-    from cxr_edge.card import LOSO_NOTE, CardTask, LosoRecord, ModelCard
-    from cxr_edge.quality import AbstainConfig
+    from cxr_edge.bundle.card import LOSO_NOTE, CardTask, LosoRecord, ModelCard
+    from cxr_edge.bundle.manifest import FORMAT_VERSION, READABLE_VERSIONS, SCHEMA_FILE
+    from cxr_edge.ops.quality import AbstainConfig
 
     assert FORMAT_VERSION == 3 and READABLE_VERSIONS == (1, 2, 3)
     label_map = {"bacterial": "pneumonia_unknown", "viral": "pneumonia_unknown"}
@@ -228,7 +228,7 @@ def test_inconsistent_format_3_manifests_are_refused(tmp_path, change, match):
 
 
 def test_a_card_always_carries_the_disclaimer():
-    from cxr_edge.card import DISCLAIMER, CardTask, ModelCard
+    from cxr_edge.bundle.card import DISCLAIMER, CardTask, ModelCard
     from cxr_edge.errors import SpecError
 
     card = ModelCard.from_dict({"intended_use": "x", "task": {"labels": ["a", "b"]}})  # no disclaimer key
@@ -245,9 +245,9 @@ def test_abstention_band_is_applied_after_the_temperature(tmp_path):
     from conftest import FIRST_RELEASE_BUNDLE
     from tiny_bundle import default_as_format3
 
-    from cxr_edge.ensemble import apply_temperature
-    from cxr_edge.quality import AbstainConfig
-    from cxr_edge.samples import load_samples
+    from cxr_edge.dataset.samples import load_samples
+    from cxr_edge.ops.ensemble import apply_temperature
+    from cxr_edge.ops.quality import AbstainConfig
 
     sample = load_samples()[0].file
     first = Bundle.load(FIRST_RELEASE_BUNDLE)

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from conftest import make_dicom
 
 from cxr_edge.cli import main
-from cxr_edge.samples import load_samples
+from cxr_edge.dataset.samples import load_samples
 
 LABELS = (
     "covid",
@@ -169,8 +169,8 @@ def test_info_of_a_bundle_without_a_card(first_release_bundle):
 def test_info_card_markdown_json_and_summary(tmp_path):
     from tiny_bundle import FAILURE_MODES, default_as_format3, synthetic_loso_report
 
-    from cxr_edge.card import LOSO_NOTE, CardTask, LosoRecord, ModelCard
-    from cxr_edge.quality import AbstainConfig
+    from cxr_edge.bundle.card import LOSO_NOTE, CardTask, LosoRecord, ModelCard
+    from cxr_edge.ops.quality import AbstainConfig
 
     report = synthetic_loso_report()
     card = ModelCard(
@@ -273,7 +273,7 @@ def test_heatmaps_say_refer_draw_the_lungs_and_have_a_column(tmp_path):
 def test_overlay_draws_the_referral_text_and_the_lung_outline():
     import numpy as np
 
-    from cxr_edge.cam import overlay
+    from cxr_edge.ops.cam import overlay
 
     image = np.full((400, 400), 0.5, np.float32)
     lungs = np.zeros((400, 400), np.uint8)

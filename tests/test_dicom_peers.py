@@ -19,9 +19,9 @@ from pydicom.uid import generate_uid
 from test_serve import config, running, triage  # noqa: F401 - triage is a fixture used below
 
 from benchmarks.peers import ECHOSCU, MISSING, STORESCU, Orthanc
-from cxr_edge.dicom_synth import VARIANTS, build_dataset, encode, stored_values
-from cxr_edge.imaging import read_image
-from cxr_edge.samples import load_samples
+from cxr_edge.dataset.samples import load_samples
+from cxr_edge.imaging.reader import read_image
+from cxr_edge.imaging.synth import VARIANTS, build_dataset, encode, stored_values
 from cxr_edge.serve import instance_key
 from cxr_edge.serve.audit import read_records
 from cxr_edge.serve.config import DestinationConfig

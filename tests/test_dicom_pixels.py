@@ -17,9 +17,10 @@ import pydicom
 import pytest
 
 from benchmarks.dicom_corpus import make_corpus
-from cxr_edge.bundle import Bundle, DecodeConfig, write_manifest
-from cxr_edge.decode_gate import min_side_for
-from cxr_edge.dicom_pixels import (
+from cxr_edge.bundle.manifest import Bundle, DecodeConfig, write_manifest
+from cxr_edge.errors import ImageDecodeError
+from cxr_edge.evaluation.decode_gate import min_side_for
+from cxr_edge.imaging.pixels import (
     KINDS,
     area_reduce,
     choose_reduction,
@@ -27,10 +28,9 @@ from cxr_edge.dicom_pixels import (
     glymur_available,
     inflate_part10,
 )
-from cxr_edge.dicom_synth import SYNTAXES
-from cxr_edge.errors import ImageDecodeError
-from cxr_edge.imaging import ReadOptions, read_image
-from cxr_edge.pipeline import Predictor
+from cxr_edge.imaging.reader import ReadOptions, read_image
+from cxr_edge.imaging.synth import SYNTAXES
+from cxr_edge.runtime.pipeline import Predictor
 
 LOSSY = {"jpeg_baseline", "jpeg_extended", "j2k_lossy", "htj2k_lossy", "jpegls_near"}
 # Lossy codecs are not bit-exact across decoder libraries (IDCT / inverse-wavelet rounding): pydicom
@@ -185,7 +185,7 @@ def test_predictor_follows_the_bundle_decode_verdict(corpus, first_release_bundl
 
 
 def test_decode_gate_passes_for_the_first_release_bundle(first_release_bundle, kit_manifest, tmp_path):
-    from cxr_edge.decode_gate import decode_gate
+    from cxr_edge.evaluation.decode_gate import decode_gate
 
     with kit_manifest.open(newline="") as f:
         rows = [r for r in csv.DictReader(f)][::400][:3]

@@ -17,8 +17,8 @@ import click
 import pytest
 
 from cxr_edge.cli import main
-from cxr_edge.outputs import outcome_row
-from cxr_edge.pipeline import Outcome
+from cxr_edge.runtime.pipeline import Outcome
+from cxr_edge.runtime.rows import outcome_row
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = sorted(
@@ -95,7 +95,7 @@ def test_every_documented_cli_option_exists():
 
 
 def test_documented_csv_columns_are_predicts():
-    from cxr_edge.bundle import Bundle
+    from cxr_edge.bundle.manifest import Bundle
 
     text = (REPO / "docs" / "usage.md").read_text(encoding="utf-8")
     listed = re.search(r"One row per input: `([^`]+)`", text.replace("\n  ", " "))
@@ -107,7 +107,7 @@ def test_documented_csv_columns_are_predicts():
 def test_audit_example_and_field_table_match_a_real_record(tmp_path):
     """serve.md's example is a real record of the shipped bundle (abridged), and every field is explained."""
     from benchmarks.serve import kit_pixels, make_dx
-    from cxr_edge.samples import load_samples
+    from cxr_edge.dataset.samples import load_samples
     from cxr_edge.serve import Triage
     from cxr_edge.serve.config import TriageConfig
 
@@ -133,8 +133,8 @@ def test_documented_storescu_command_sends_a_compressed_file(tmp_path):
     from pydicom import dcmread
 
     from benchmarks.serve import kit_pixels, make_dx
-    from cxr_edge.dicom_synth import encode
-    from cxr_edge.samples import load_samples
+    from cxr_edge.dataset.samples import load_samples
+    from cxr_edge.imaging.synth import encode
     from cxr_edge.serve import Node
     from cxr_edge.serve.config import NodeConfig, ServeConfig, StorageConfig, TriageConfig
 

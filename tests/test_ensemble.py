@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from cxr_edge.bundle import EnsembleConfig
-from cxr_edge.configio import from_dict, to_dict
-from cxr_edge.ensemble import (
+from cxr_edge.bundle.manifest import EnsembleConfig
+from cxr_edge.config import from_dict, to_dict
+from cxr_edge.errors import SpecError
+from cxr_edge.ops.ensemble import (
     Stacker,
     accuracy_weights,
     apply_temperature,
@@ -17,7 +18,6 @@ from cxr_edge.ensemble import (
     fit_stacker,
     logloss_weights,
 )
-from cxr_edge.errors import SpecError
 
 RNG = np.random.default_rng(0)
 

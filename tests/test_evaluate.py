@@ -11,14 +11,14 @@ import pytest
 from click.testing import CliRunner
 from conftest import FIRST_RELEASE_BUNDLE
 
-from cxr_edge.bundle import Bundle
+from cxr_edge.bundle.manifest import Bundle
 from cxr_edge.cli import main
-from cxr_edge.configio import to_dict
-from cxr_edge.ensemble import fit_stacker
-from cxr_edge.evaluate import evaluate
-from cxr_edge.manifest import load_manifest
-from cxr_edge.shortcut import source_auc
-from cxr_edge.splits import read_split
+from cxr_edge.config import to_dict
+from cxr_edge.dataset.manifest import load_manifest
+from cxr_edge.dataset.splits import read_split
+from cxr_edge.evaluation.evaluate import evaluate
+from cxr_edge.evaluation.shortcut import source_auc
+from cxr_edge.ops.ensemble import fit_stacker
 
 KEYS = {"accuracy", "accuracy_ci", "auc_macro", "auc_macro_ci", "per_class", "ece"}
 
@@ -131,8 +131,8 @@ def test_cli_writes_report_and_protects_previous_results(kit_manifest, tmp_path)
         "reliability.png",
     }
     metrics = json.loads((out / "metrics.json").read_text())
-    from cxr_edge.manifest import load_manifest
-    from cxr_edge.splits import read_split
+    from cxr_edge.dataset.manifest import load_manifest
+    from cxr_edge.dataset.splits import read_split
 
     bundle = Bundle.load()  # every test image whose (mapped) label the default bundle knows
     task = load_manifest(kit_manifest).select(bundle.labels, bundle.manifest.label_map)
@@ -144,8 +144,8 @@ def test_cli_writes_report_and_protects_previous_results(kit_manifest, tmp_path)
 
 
 def test_report_without_matplotlib(test_records, tmp_path, monkeypatch):
-    from cxr_edge.evaluate import ensemble_probs
-    from cxr_edge.report import write_evaluation
+    from cxr_edge.evaluation.evaluate import ensemble_probs
+    from cxr_edge.evaluation.report import write_evaluation
 
     bundle = Bundle.load(FIRST_RELEASE_BUNDLE)
     metrics, preds = evaluate(bundle, test_records[:20], n_boot=100, progress=False)
@@ -156,7 +156,7 @@ def test_report_without_matplotlib(test_records, tmp_path, monkeypatch):
 
 
 def test_pruned_members_find_their_unpruned_counterparts():
-    from cxr_edge.evaluate import counterpart
+    from cxr_edge.evaluation.evaluate import counterpart
 
     others = ["mnet-stage2-fp32", "mnet-stage2-int8", "custom-fp32"]
     assert counterpart("mnet-stage2-pruned-int8", others) == "mnet-stage2-int8"
@@ -167,7 +167,7 @@ def test_pruned_members_find_their_unpruned_counterparts():
 def test_compare_against_another_bundle(two_member_bundle, test_records, tmp_path):
     """The stacking bundle against the shipped one: paired per model; itself: no discordant image."""
     from cxr_edge.errors import InputError
-    from cxr_edge.evaluate import compare
+    from cxr_edge.evaluation.evaluate import compare
 
     records = test_records[:24]
     metrics, preds = evaluate(two_member_bundle, records, n_boot=100, progress=False)
@@ -180,7 +180,7 @@ def test_compare_against_another_bundle(two_member_bundle, test_records, tmp_pat
     assert same["mcnemar"]["b"] == same["mcnemar"]["c"] == 0  # the same model on the same images
     assert set(c["ensemble"]["delong"]) <= set(shipped.labels)
     assert all(0.0 <= d["p_value"] <= 1.0 for d in c["ensemble"]["delong"].values())
-    from cxr_edge.report import markdown
+    from cxr_edge.evaluation.report import markdown
 
     metrics.setdefault("paired", {})["vs_bundle"] = c
     text = markdown(metrics, "t", None)
@@ -220,7 +220,7 @@ def test_label_map_maps_manifest_labels_and_reports_the_rest(kit_manifest, tmp_p
 def test_evaluate_reports_the_abstention_band(test_records, tmp_path):
     from tiny_bundle import default_as_format3
 
-    from cxr_edge.quality import AbstainConfig
+    from cxr_edge.ops.quality import AbstainConfig
 
     bundle = Bundle.load(default_as_format3(tmp_path / "b3", abstain=AbstainConfig(0.9)))
     metrics, preds = evaluate(bundle, test_records[:20], n_boot=100, progress=False)
@@ -232,10 +232,10 @@ def test_evaluate_reports_the_abstention_band(test_records, tmp_path):
 @pytest.mark.train
 def test_evaluate_runs_the_lung_crop_pipeline(tiny_segmenter_bundle, test_records):
     """A lung-crop bundle is evaluated on its crops: Predictor's probabilities, not the border crop's."""
-    from cxr_edge.evaluate import ensemble_probs
-    from cxr_edge.imaging import read_image
-    from cxr_edge.pipeline import Predictor
-    from cxr_edge.preprocess import preprocess
+    from cxr_edge.evaluation.evaluate import ensemble_probs
+    from cxr_edge.imaging.reader import read_image
+    from cxr_edge.ops.preprocess import preprocess
+    from cxr_edge.runtime.pipeline import Predictor
 
     bundle = Bundle.load(tiny_segmenter_bundle)
     records = test_records[:12]
@@ -270,7 +270,7 @@ def test_evaluate_runs_the_lung_crop_pipeline(tiny_segmenter_bundle, test_record
     assert sum(s["n"] for s in ev["by_source"].values()) == len(fractions)
     assert ev["fallback_crops"] == preds.crop.count("fallback")
     assert metrics["abstain"]["referred"]["k"] == sum(r is not None for r in preds.referral)
-    from cxr_edge.report import markdown
+    from cxr_edge.evaluation.report import markdown
 
     text = markdown(metrics, "t", None)
     assert "## Where the model looked" in text and "## Abstention band" in text

@@ -1,6 +1,6 @@
 """Property-based fuzzing of the image/DICOM reader and the input checks (hypothesis, fixed seed).
 
-Whatever the bytes, :func:`cxr_edge.imaging.decode_image` either returns a finite 2-D float32 image in
+Whatever the bytes, :func:`cxr_edge.imaging.reader.decode_image` either returns a finite 2-D float32 image in
 [0, 1] or raises a typed :class:`CxrEdgeError`; it never raises anything else and never hangs (each
 call runs under an alarm). The quality checks accept whatever the reader returns.
 """
@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 from benchmarks.serve import make_dx
 from cxr_edge.errors import CxrEdgeError
-from cxr_edge.imaging import decode_image
-from cxr_edge.quality import QualityConfig, check
+from cxr_edge.imaging.reader import decode_image
+from cxr_edge.ops.quality import QualityConfig, check
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns about mangled values
 

@@ -11,12 +11,12 @@ import tensorflow as tf
 
 from convert.gates import GateError, gate, parity
 from convert.tflite import to_tflite
-from cxr_edge.bundle import Bundle
-from cxr_edge.cam import class_activation_map, place
-from cxr_edge.engine import Engine
-from cxr_edge.pipeline import Predictor
-from cxr_edge.preprocess import PreprocessSpec
-from cxr_edge.samples import load_samples
+from cxr_edge.bundle.manifest import Bundle
+from cxr_edge.dataset.samples import load_samples
+from cxr_edge.ops.cam import class_activation_map, place
+from cxr_edge.ops.preprocess import PreprocessSpec
+from cxr_edge.runtime.engine import Engine
+from cxr_edge.runtime.pipeline import Predictor
 from train.config import TrainConfig
 from train.zoo import build_model
 
@@ -91,8 +91,8 @@ def test_device_heat_map_matches_keras_grad_cam(run, kit_manifest, split, tmp_pa
     model = keras.models.load_model(run / "best.keras")
     sample = load_samples()[0].file
     pred = Predictor(bundle).predict_file(sample)
-    from cxr_edge.imaging import read_image
-    from cxr_edge.preprocess import preprocess
+    from cxr_edge.imaging.reader import read_image
+    from cxr_edge.ops.preprocess import preprocess
 
     image, _ = read_image(sample)
     x = preprocess(image, TINY.preprocess)

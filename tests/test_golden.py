@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cxr_edge.bundle import Bundle
-from cxr_edge.golden import check, decode, encode
+from cxr_edge.bundle.manifest import Bundle
+from cxr_edge.evaluation.golden import check, decode, encode
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -32,8 +32,8 @@ def test_golden_vectors_of_a_segmenter_bundle_hold_lung_fraction_and_referral(
 ):
     import json
 
-    from cxr_edge.golden import write
-    from cxr_edge.samples import load_samples
+    from cxr_edge.dataset.samples import load_samples
+    from cxr_edge.evaluation.golden import write
 
     bundle = Bundle.load(tiny_segmenter_bundle)
     images = [s.file for s in load_samples()[:4]]

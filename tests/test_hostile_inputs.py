@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cxr_edge import dicom_synth
 from cxr_edge.cli import main
+from cxr_edge.dataset.samples import load_samples
 from cxr_edge.errors import (
     CxrEdgeError,
     ImageDecodeError,
@@ -30,9 +30,9 @@ from cxr_edge.errors import (
     UnsupportedImageError,
     one_line,
 )
-from cxr_edge.imaging import decode_image, read_image
-from cxr_edge.pipeline import unexpected_failure
-from cxr_edge.samples import load_samples
+from cxr_edge.imaging import synth as dicom_synth
+from cxr_edge.imaging.reader import decode_image, read_image
+from cxr_edge.runtime.pipeline import unexpected_failure
 
 SAMPLE = load_samples()[0].file
 VARIANT = dicom_synth.VARIANTS[0]  # 12-bit MONOCHROME2 with a window

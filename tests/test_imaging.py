@@ -14,7 +14,7 @@ from conftest import make_dicom
 from pydicom.data import get_testdata_file
 
 from cxr_edge.errors import ImageDecodeError, ImageTooLargeError, InputError, UnsupportedImageError
-from cxr_edge.imaging import ReadOptions, read_image, window
+from cxr_edge.imaging.reader import ReadOptions, read_image, window
 
 RNG = np.random.default_rng(0)
 
@@ -332,7 +332,7 @@ def test_paths_are_accepted_as_str_and_path(tmp_path):
 def test_mutated_files_raise_only_typed_errors(kind, tmp_path, kit_png):
     """A seeded mini-fuzz: flipped bytes, truncations and overwritten runs never escape as crashes."""
     from cxr_edge.errors import CxrEdgeError
-    from cxr_edge.imaging import decode_image
+    from cxr_edge.imaging.reader import decode_image
 
     if kind == "png":
         base = kit_png.read_bytes()

@@ -9,9 +9,9 @@ from click.testing import CliRunner
 
 from benchmarks.serve import kit_pixels, make_dx
 from cxr_edge.cli import main
+from cxr_edge.dataset.samples import load_samples
 from cxr_edge.errors import InputRejectedError
-from cxr_edge.pipeline import Predictor
-from cxr_edge.samples import load_samples
+from cxr_edge.runtime.pipeline import Predictor
 from cxr_edge.serve import Triage
 from cxr_edge.serve.config import TriageConfig
 

@@ -1,4 +1,4 @@
-"""Leave-one-source-out scoring (cxr_edge.loso, loso_select) and the training loop (train.loso)."""
+"""Leave-one-source-out scoring (cxr_edge.evaluation.loso, loso_select) and the training loop (train.loso)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cxr_edge import loso, loso_select
+from cxr_edge.dataset.manifest import Manifest, Record
 from cxr_edge.errors import SpecError
-from cxr_edge.loso import HeldOut
-from cxr_edge.manifest import Manifest, Record
+from cxr_edge.evaluation import loso, loso_select
+from cxr_edge.evaluation.loso import HeldOut
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -161,7 +161,7 @@ def test_eligible_sources_keep_every_class_a_source():
     ],
 )
 def test_task_configs_define_the_kit_folds(kit_manifest, config, folds):
-    from cxr_edge.manifest import load_manifest
+    from cxr_edge.dataset.manifest import load_manifest
     from train.config import TrainConfig
     from train.loso import eligible_sources
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cxr_edge.errors import SpecError
-from cxr_edge.lungcrop import CropSpec, clean_mask, fallback_box, lung_crop, overlay
+from cxr_edge.ops.lungcrop import CropSpec, clean_mask, fallback_box, lung_crop, overlay
 
 
 def lungs(size=256, holes=False, speckle=0) -> np.ndarray:

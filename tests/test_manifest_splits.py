@@ -7,9 +7,9 @@ from collections import defaultdict
 
 import pytest
 
+from cxr_edge.dataset.manifest import Manifest, load_manifest
+from cxr_edge.dataset.splits import Split, check_split, make_split, read_split, write_split
 from cxr_edge.errors import ManifestError, SplitError
-from cxr_edge.manifest import Manifest, load_manifest
-from cxr_edge.splits import Split, check_split, make_split, read_split, write_split
 
 HEADER = "path,source,patient_id,label,view,license,original_path,mask_path\n"
 
@@ -76,7 +76,7 @@ def test_select_maps_labels_into_a_task(kit_manifest):
 
 
 def test_extending_a_split_keeps_every_known_patient_in_its_part(kit_manifest):
-    from cxr_edge.splits import extend_split
+    from cxr_edge.dataset.splits import extend_split
 
     m = load_manifest(kit_manifest)
     first = [r for r in m.records if r.source in ("hannover", "montreal", "nih")]

@@ -7,10 +7,10 @@ import shutil
 import numpy as np
 import pytest
 
-from cxr_edge import pipeline
+from cxr_edge.dataset.samples import load_samples
 from cxr_edge.errors import InputError
-from cxr_edge.pipeline import Predictor, expand_inputs
-from cxr_edge.samples import load_samples
+from cxr_edge.runtime import pipeline
+from cxr_edge.runtime.pipeline import Predictor, expand_inputs
 
 
 def test_expand_inputs_recurses_sorted_and_skips_hidden_and_non_images(tmp_path):
@@ -53,7 +53,7 @@ def test_unexpected_decoder_failure_is_reported_on_that_file_only(tmp_path, monk
         return real(path, options)
 
     monkeypatch.setattr(pipeline, "read_image", flaky)
-    caplog.set_level("DEBUG", logger="cxr_edge.pipeline")
+    caplog.set_level("DEBUG", logger="cxr_edge.runtime.pipeline")
     outcomes = list(Predictor().predict_many(files))
     assert [o.ok for o in outcomes] == [True, False, True]
     # The row names the exception; its text (a library's internals) is only in the debug log.
@@ -81,7 +81,7 @@ def _blob_cam(size: int = 8) -> np.ndarray:
 
 
 def test_lung_fraction_is_one_when_the_heat_is_inside_and_zero_outside():
-    from cxr_edge.cam import lung_fraction
+    from cxr_edge.ops.cam import lung_fraction
 
     cam = _blob_cam()
     region, frame = (40, 30, 440, 430), (64, 64)  # a 400 x 400 crop of a 500 x 470 image
@@ -103,7 +103,7 @@ def test_lung_fraction_is_one_when_the_heat_is_inside_and_zero_outside():
 
 def test_lung_fraction_maps_the_crop_frame_onto_the_segmenter_region():
     """Frame pixel centres outside the segmenter's region count as outside the lungs."""
-    from cxr_edge.cam import lung_fraction
+    from cxr_edge.ops.cam import lung_fraction
 
     cam = np.ones((4, 4), np.float32)
     full = np.full((10, 10), 255, np.uint8)
@@ -114,7 +114,7 @@ def test_lung_fraction_maps_the_crop_frame_onto_the_segmenter_region():
 
 
 def test_min_fraction_rule_uses_correct_predictions_only():
-    from cxr_edge.cam import choose_min_fraction
+    from cxr_edge.ops.cam import choose_min_fraction
 
     fractions = [0.9, 0.8, None, 0.1, 0.7, 0.95, 0.85, 0.6, 0.75, 0.65]
     correct = [True, True, True, False, True, True, True, True, True, True]
@@ -126,8 +126,8 @@ def test_min_fraction_rule_uses_correct_predictions_only():
 
 @pytest.mark.train
 def test_segmenter_bundle_reports_lung_fraction_flags_and_referrals(tiny_segmenter_bundle):
-    from cxr_edge.bundle import Bundle
-    from cxr_edge.cam import FLAG_OUTSIDE_LUNGS
+    from cxr_edge.bundle.manifest import Bundle
+    from cxr_edge.ops.cam import FLAG_OUTSIDE_LUNGS
 
     bundle = Bundle.load(tiny_segmenter_bundle)
     evidence, band = bundle.manifest.lung_evidence, bundle.manifest.ensemble.abstain
@@ -155,7 +155,7 @@ def test_predict_rows_carry_lung_fraction_flags_referral_and_resume(tiny_segment
 
     from click.testing import CliRunner
 
-    from cxr_edge.bundle import Bundle
+    from cxr_edge.bundle.manifest import Bundle
     from cxr_edge.cli import main
 
     files = [str(s.file) for s in load_samples()[:6]]

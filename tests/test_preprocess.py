@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from cxr_edge.errors import InputError, SpecError
-from cxr_edge.imaging import read_image
-from cxr_edge.preprocess import PreprocessSpec, crop, preprocess, quantize
+from cxr_edge.imaging.reader import read_image
+from cxr_edge.ops.preprocess import PreprocessSpec, crop, preprocess, quantize
 
 RNG = np.random.default_rng(0)
 

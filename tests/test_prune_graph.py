@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from cxr_edge.preprocess import PreprocessSpec
+from cxr_edge.ops.preprocess import PreprocessSpec
 from train.config import TrainConfig
 from train.prune.apoz import measure, prunable_layers
 from train.prune.graph import CouplingError, graph, prune_channels
@@ -65,7 +65,7 @@ def kill(model: keras.Model, producer: str, activation: str, channels: list[int]
 @pytest.mark.parametrize("name", ALL)
 def test_random_pruning_builds_predicts_and_converts(name, tmp_path):
     from convert.tflite import to_tflite
-    from cxr_edge.engine import Engine
+    from cxr_edge.runtime.engine import Engine
 
     model = tiny(name)
     layers = prunable_layers(model)

@@ -9,10 +9,10 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from cxr_edge.bundle import Bundle
+from cxr_edge.bundle.manifest import Bundle
 from cxr_edge.cli import main
 from cxr_edge.errors import SpecError
-from cxr_edge.preprocess import PreprocessSpec
+from cxr_edge.ops.preprocess import PreprocessSpec
 from train.config import TrainConfig
 from train.prune.loop import PruneConfig, choose, prune_run
 

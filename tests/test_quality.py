@@ -1,4 +1,4 @@
-"""Input checks before classification and the abstention band (cxr_edge.quality)."""
+"""Input checks before classification and the abstention band (cxr_edge.ops.quality)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from conftest import KIT
 
+from cxr_edge.dataset.samples import load_samples
 from cxr_edge.errors import SpecError
-from cxr_edge.imaging import ImageInfo, read_image
-from cxr_edge.quality import AbstainConfig, QualityConfig, abstain, check, check_header, check_pixels
-from cxr_edge.samples import load_samples
+from cxr_edge.imaging.reader import ImageInfo, read_image
+from cxr_edge.ops.quality import AbstainConfig, QualityConfig, abstain, check, check_header, check_pixels
 
 CONFIG = QualityConfig()
 

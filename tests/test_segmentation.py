@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cxr_edge.bundle import Bundle
+from cxr_edge.bundle.manifest import Bundle
 from cxr_edge.cli import main
+from cxr_edge.dataset.samples import load_samples
 from cxr_edge.errors import BundleError, SpecError
-from cxr_edge.pipeline import Predictor
-from cxr_edge.preprocess import PreprocessSpec
-from cxr_edge.samples import load_samples
-from cxr_edge.segmenter import CropTable
+from cxr_edge.ops.preprocess import PreprocessSpec
+from cxr_edge.runtime.pipeline import Predictor
+from cxr_edge.runtime.segmenter import CropTable
 from train.config import TrainConfig
 
 pytestmark = pytest.mark.train
@@ -149,7 +149,7 @@ def _dice(pred: np.ndarray, truth: np.ndarray) -> float:
 
 
 def test_metrics_per_convention_ignore_127_and_box_iou():
-    from cxr_edge.lungcrop import CropSpec, fallback_box, lung_crop
+    from cxr_edge.ops.lungcrop import CropSpec, fallback_box, lung_crop
     from train.segment import (
         between_lungs,
         box_iou,

@@ -16,8 +16,8 @@ from click.testing import CliRunner
 
 from benchmarks.serve import kit_pixels, make_dx, uid_of
 from cxr_edge.cli import main
+from cxr_edge.dataset.samples import load_samples
 from cxr_edge.errors import SpecError
-from cxr_edge.samples import load_samples
 from cxr_edge.serve import AuditLog, Node, Triage, instance_key, load_config, read_records
 from cxr_edge.serve.config import DestinationConfig, NodeConfig, ServeConfig, StorageConfig, TriageConfig
 from cxr_edge.serve.node import OUT_OF_RESOURCES
@@ -353,7 +353,7 @@ def test_serve_modules_import_no_training_stack():
     import sys
 
     code = (
-        "import sys, cxr_edge.quality, cxr_edge.serve, cxr_edge.cli.serve, cxr_edge.serve.results\n"
+        "import sys, cxr_edge.ops.quality, cxr_edge.serve, cxr_edge.cli.serve, cxr_edge.serve.results\n"
         "bad = [m for m in ('tensorflow', 'keras') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
@@ -365,9 +365,9 @@ def test_abstention_band_comes_from_the_config_else_the_bundle_else_the_default(
     node's default."""
     from tiny_bundle import default_as_format3
 
-    from cxr_edge.bundle import Bundle
-    from cxr_edge.pipeline import Predictor
-    from cxr_edge.quality import AbstainConfig
+    from cxr_edge.bundle.manifest import Bundle
+    from cxr_edge.ops.quality import AbstainConfig
+    from cxr_edge.runtime.pipeline import Predictor
     from cxr_edge.serve.config import DEFAULT_ABSTAIN
 
     root = default_as_format3(tmp_path / "b3", abstain=AbstainConfig(min_top_prob=1.0))
@@ -396,9 +396,9 @@ def test_abstention_band_comes_from_the_config_else_the_bundle_else_the_default(
 
 @pytest.mark.train
 def test_audit_records_carry_lung_fraction_and_flags(tiny_segmenter_bundle, tmp_path):
-    from cxr_edge.bundle import Bundle
-    from cxr_edge.pipeline import Predictor
-    from cxr_edge.quality import QualityConfig
+    from cxr_edge.bundle.manifest import Bundle
+    from cxr_edge.ops.quality import QualityConfig
+    from cxr_edge.runtime.pipeline import Predictor
     from cxr_edge.serve.results import result_lines
 
     predictor = Predictor(Bundle.load(tiny_segmenter_bundle))
@@ -429,7 +429,7 @@ def test_compressed_and_uncompressed_files_travel_on_one_association(tmp_path, t
     """JPEG 2000 and RLE files next to Explicit LE ones: each gets its own presentation context."""
     from pydicom import dcmread
 
-    from cxr_edge.dicom_synth import encode
+    from cxr_edge.imaging.synth import encode
 
     files = []
     for syntax in ("j2k_lossless", "rle"):
@@ -452,7 +452,7 @@ def test_an_intact_resend_of_an_instance_that_failed_to_decode_is_triaged(tmp_pa
     from pydicom import dcmread
     from pydicom.encaps import encapsulate, generate_frames
 
-    from cxr_edge.dicom_synth import encode
+    from cxr_edge.imaging.synth import encode
 
     ds = dcmread(dicoms["good"][2])
     assert encode(ds, "jpeg_baseline")

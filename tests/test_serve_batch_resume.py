@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from conftest import KIT
 
 from cxr_edge.cli import main
-from cxr_edge.samples import load_samples
+from cxr_edge.dataset.samples import load_samples
 
 
 @pytest.fixture

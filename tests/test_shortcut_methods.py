@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cxr_edge.errors import SpecError
-from cxr_edge.preprocess import PreprocessSpec, preprocess_u8
+from cxr_edge.ops.preprocess import PreprocessSpec, preprocess_u8
 
 pytestmark = pytest.mark.train
 

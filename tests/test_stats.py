@@ -1,4 +1,4 @@
-"""Statistics of cxr_edge.stats, each checked against an independent reference (brute force, scipy,
+"""Statistics of cxr_edge.evaluation.stats, each checked against an independent reference (brute force, scipy,
 published values, hand computation or simulated coverage)."""
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from cxr_edge.ensemble import apply_temperature
 from cxr_edge.errors import SpecError
-from cxr_edge.metrics import roc_auc
-from cxr_edge.stats import (
+from cxr_edge.evaluation.metrics import roc_auc
+from cxr_edge.evaluation.stats import (
     auc_ci_clopper_pearson,
     bootstrap_ci,
     brier_score,
@@ -26,6 +25,7 @@ from cxr_edge.stats import (
     mcnemar,
     reliability_curve,
 )
+from cxr_edge.ops.ensemble import apply_temperature
 
 # Small case with ties inside each class and across the classes.
 SMALL_POS = np.array([0.9, 0.7, 0.7, 0.4, 0.2])
@@ -92,7 +92,7 @@ def test_delong_variance_matches_brute_force_structural_components():
 
 
 def test_placement_values_match_their_definition():
-    from cxr_edge.stats import _placements
+    from cxr_edge.evaluation.stats import _placements
 
     scores, positive = _as_data(SMALL_POS, SMALL_NEG)
     v10, v01 = _placements(scores[None, :], positive)
@@ -479,7 +479,7 @@ def test_results_are_json_serialisable():
 
 def test_module_imports_no_training_or_plotting_stack():
     code = (
-        "import sys, cxr_edge.stats\n"
+        "import sys, cxr_edge.evaluation.stats\n"
         "bad = [m for m in ('tensorflow', 'keras', 'matplotlib') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )

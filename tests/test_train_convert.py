@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cxr_edge.bundle import Bundle
+from cxr_edge.bundle.manifest import Bundle
 from cxr_edge.cli import main
-from cxr_edge.imaging import read_image
-from cxr_edge.pipeline import Predictor
-from cxr_edge.preprocess import PreprocessSpec, preprocess
+from cxr_edge.imaging.reader import read_image
+from cxr_edge.ops.preprocess import PreprocessSpec, preprocess
+from cxr_edge.runtime.pipeline import Predictor
 from train.config import TrainConfig
 
 pytestmark = pytest.mark.train
@@ -82,7 +82,7 @@ def test_run_directory_is_never_overwritten(tiny_run, kit_manifest, split):
 
 
 def test_bundle_contents_and_parity(tiny_bundle, kit_manifest):
-    from cxr_edge.manifest import load_manifest
+    from cxr_edge.dataset.manifest import load_manifest
 
     bundle = Bundle.load(tiny_bundle)
     m = bundle.manifest
@@ -189,9 +189,9 @@ def test_config_rejects_unknown_keys(tmp_path):
 
 def test_two_run_bundle_fits_every_combiner_on_validation(tiny_run, kit_manifest, split, tmp_path):
     from convert.build import build_bundle
-    from cxr_edge.evaluate import evaluate
-    from cxr_edge.manifest import load_manifest
-    from cxr_edge.splits import read_split
+    from cxr_edge.dataset.manifest import load_manifest
+    from cxr_edge.dataset.splits import read_split
+    from cxr_edge.evaluation.evaluate import evaluate
     from train.fit import train_run
 
     other = train_run(
@@ -249,7 +249,7 @@ def test_single_member_weighted_is_refused(tiny_run, kit_manifest, split, tmp_pa
 
 
 def load_samples_first():
-    from cxr_edge.samples import load_samples
+    from cxr_edge.dataset.samples import load_samples
 
     return load_samples()[0].file
 
@@ -290,7 +290,7 @@ def test_convert_writes_the_card_band_and_temperature_it_is_given(tiny_run, kit_
 
     from convert.build import build_bundle
     from cxr_edge.errors import SpecError
-    from cxr_edge.quality import AbstainConfig
+    from cxr_edge.ops.quality import AbstainConfig
 
     loso = tmp_path / "loso"
     loso.mkdir()

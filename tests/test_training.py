@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from cxr_edge.cli import main
 from cxr_edge.errors import SpecError
-from cxr_edge.preprocess import PreprocessSpec
+from cxr_edge.ops.preprocess import PreprocessSpec
 from train.config import TrainConfig
 from train.fit import train_run
 from train.rundir import LAST_MODEL

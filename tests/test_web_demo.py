@@ -43,16 +43,16 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cxr_edge.bundle import Bundle
+from cxr_edge.bundle.manifest import Bundle
 from cxr_edge.cli import main as cli
-from cxr_edge.ensemble import Stacker, apply_temperature, combine
-from cxr_edge.golden import decode, encode, vectors
-from cxr_edge.imaging import decode_image, read_image
-from cxr_edge.lungcrop import CropSpec, lung_crop
-from cxr_edge.pipeline import Predictor
-from cxr_edge.preprocess import PreprocessSpec, preprocess, preprocess_u8
-from cxr_edge.samples import samples_dir
-from cxr_edge.segmenter import Segmenter
+from cxr_edge.dataset.samples import samples_dir
+from cxr_edge.evaluation.golden import decode, encode, vectors
+from cxr_edge.imaging.reader import decode_image, read_image
+from cxr_edge.ops.ensemble import Stacker, apply_temperature, combine
+from cxr_edge.ops.lungcrop import CropSpec, lung_crop
+from cxr_edge.ops.preprocess import PreprocessSpec, preprocess, preprocess_u8
+from cxr_edge.runtime.pipeline import Predictor
+from cxr_edge.runtime.segmenter import Segmenter
 
 REPO = Path(__file__).resolve().parents[1]
 WEB = REPO / "web_demo"
@@ -415,8 +415,8 @@ def test_ensemble_methods_match_python():
 
 
 def test_lung_fraction_and_referral_match_python():
-    from cxr_edge.cam import lung_fraction
-    from cxr_edge.quality import AbstainConfig, abstain
+    from cxr_edge.ops.cam import lung_fraction
+    from cxr_edge.ops.quality import AbstainConfig, abstain
 
     rng = np.random.default_rng(4)
     cases, expected = [], []
@@ -485,10 +485,10 @@ def test_format_3_manifests_are_read_and_checked_like_python(tmp_path):
 
     from tiny_bundle import FAILURE_MODES, LABELS, default_as_format3, synthetic_loso_report
 
-    from cxr_edge.bundle import BundleManifest
-    from cxr_edge.card import LOSO_NOTE, CardTask, LosoRecord, ModelCard
+    from cxr_edge.bundle.card import LOSO_NOTE, CardTask, LosoRecord, ModelCard
+    from cxr_edge.bundle.manifest import BundleManifest
     from cxr_edge.errors import CxrEdgeError
-    from cxr_edge.quality import AbstainConfig
+    from cxr_edge.ops.quality import AbstainConfig
 
     card = ModelCard(
         intended_use="Web tests.",

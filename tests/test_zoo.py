@@ -8,9 +8,9 @@ import pytest
 
 from convert.gates import gate, parity
 from convert.tflite import Quant, to_tflite_variants
-from cxr_edge.engine import Engine
 from cxr_edge.errors import SpecError
-from cxr_edge.preprocess import PreprocessSpec
+from cxr_edge.ops.preprocess import PreprocessSpec
+from cxr_edge.runtime.engine import Engine
 from train.config import TrainConfig
 from train.zoo import PRESETS, apply_weight_decay, build_model, preset, transfer_model
 

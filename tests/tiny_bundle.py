@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cxr_edge.imaging import read_image
-from cxr_edge.lungcrop import CropSpec
-from cxr_edge.preprocess import PreprocessSpec, preprocess
-from cxr_edge.samples import samples_dir
+from cxr_edge.dataset.samples import samples_dir
+from cxr_edge.imaging.reader import read_image
+from cxr_edge.ops.lungcrop import CropSpec
+from cxr_edge.ops.preprocess import PreprocessSpec, preprocess
 
 LABELS = ("covid", "normal", "pneumonia_unknown")
 LABEL_MAP = {"bacterial": "pneumonia_unknown", "viral": "pneumonia_unknown"}
@@ -26,8 +26,8 @@ FAILURE_MODES = ("Random weights: every prediction is meaningless.",)
 
 
 def synthetic_loso_report() -> dict:
-    """A :func:`cxr_edge.loso.score` report on made-up held-out predictions (two sources)."""
-    from cxr_edge.loso import HeldOut, score
+    """A :func:`cxr_edge.evaluation.loso.score` report on made-up held-out predictions (two sources)."""
+    from cxr_edge.evaluation.loso import HeldOut, score
 
     rng = np.random.default_rng(5)
     n = 40
@@ -45,7 +45,8 @@ def build(out: Path) -> Path:
 
     from convert.build import cam_weights
     from convert.tflite import to_tflite, to_tflite_variants
-    from cxr_edge.bundle import (
+    from cxr_edge.bundle.card import LOSO_NOTE, CardTask, LosoRecord, ModelCard
+    from cxr_edge.bundle.manifest import (
         FORMAT_VERSION,
         Bundle,
         BundleManifest,
@@ -55,11 +56,10 @@ def build(out: Path) -> Path:
         SegmenterEntry,
         write_manifest,
     )
-    from cxr_edge.card import LOSO_NOTE, CardTask, LosoRecord, ModelCard
-    from cxr_edge.engine import Engine
-    from cxr_edge.manifest import file_sha256
-    from cxr_edge.pipeline import Predictor
-    from cxr_edge.quality import AbstainConfig
+    from cxr_edge.dataset.manifest import file_sha256
+    from cxr_edge.ops.quality import AbstainConfig
+    from cxr_edge.runtime.engine import Engine
+    from cxr_edge.runtime.pipeline import Predictor
 
     class PriorMap(keras.layers.Layer):
         def __init__(self, prior, **kwargs):
@@ -184,15 +184,15 @@ def build(out: Path) -> Path:
 def default_as_format3(dst: Path, **changes) -> Path:
     """A copy of the first release's (format-2) default bundle rewritten as format 3 with ``changes``.
 
-    ``changes`` are :class:`cxr_edge.bundle.BundleManifest` fields; ``abstain`` and ``temperature`` go
-    into the ensemble. Without a ``card`` the copy gets a minimal one (no LOSO).
+    ``changes`` are :class:`cxr_edge.bundle.manifest.BundleManifest` fields; ``abstain`` and
+    ``temperature`` go into the ensemble. Without a ``card`` the copy gets a minimal one (no LOSO).
     """
     import shutil
 
     from conftest import FIRST_RELEASE_BUNDLE
 
-    from cxr_edge.bundle import Bundle, write_manifest
-    from cxr_edge.card import CardTask, ModelCard
+    from cxr_edge.bundle.card import CardTask, ModelCard
+    from cxr_edge.bundle.manifest import Bundle, write_manifest
 
     shutil.copytree(FIRST_RELEASE_BUNDLE, dst)
     manifest = Bundle.load(dst).manifest

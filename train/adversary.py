@@ -23,7 +23,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from cxr_edge.manifest import Record
+from cxr_edge.dataset.manifest import Record
 from train.config import TrainConfig
 
 OUTPUT = "source"

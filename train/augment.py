@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from cxr_edge.errors import SpecError
-from cxr_edge.preprocess import Augment
+from cxr_edge.ops.preprocess import Augment
 
 STRENGTHS = ("mild", "acquisition")
 

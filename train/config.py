@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from cxr_edge.configio import from_dict, to_dict
+from cxr_edge.config import from_dict, to_dict
+from cxr_edge.dataset.manifest import KNOWN_LABELS
 from cxr_edge.errors import SpecError
-from cxr_edge.manifest import KNOWN_LABELS
-from cxr_edge.preprocess import PreprocessSpec
+from cxr_edge.ops.preprocess import PreprocessSpec
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,10 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from cxr_edge.imaging import read_image
-from cxr_edge.manifest import Record
-from cxr_edge.preprocess import CropBox, PreprocessSpec, preprocess
-from cxr_edge.segmenter import CropTable
+from cxr_edge.dataset.manifest import Record
+from cxr_edge.imaging.reader import read_image
+from cxr_edge.ops.preprocess import CropBox, PreprocessSpec, preprocess
+from cxr_edge.runtime.segmenter import CropTable
 from train.augment import make_augment
 from train.config import TrainConfig
 

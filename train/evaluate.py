@@ -11,7 +11,7 @@ from pathlib import Path
 import keras
 
 from cxr_edge.errors import SpecError
-from cxr_edge.metrics import classification_metrics
+from cxr_edge.evaluation.metrics import classification_metrics
 from train.config import TrainConfig
 from train.data import crop_table, label_indices, load_images, preprocess_all
 from train.fit import load_task

@@ -3,8 +3,8 @@
 ``OUT/<source>/`` is an ordinary run directory (``cxr-edge convert`` can bundle it) trained with
 ``holdout_sources = [source]``: the source's images are in none of train, validation or test. The run
 then predicts *every* image of that source (all split parts, since the model saw none of them) into
-``holdout_predictions.csv``, and :mod:`cxr_edge.loso` scores the folds. Folds that finished are kept
-when the command is run again, so an interrupted experiment resumes where it stopped.
+``holdout_predictions.csv``, and :mod:`cxr_edge.evaluation.loso` scores the folds. Folds that finished are
+kept when the command is run again, so an interrupted experiment resumes where it stopped.
 
 Only sources whose removal leaves every class of the task at least one other source are folds: a
 model cannot be asked to find a class it has never seen.
@@ -22,9 +22,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from cxr_edge.dataset.manifest import Manifest, load_manifest
 from cxr_edge.errors import SpecError
-from cxr_edge.loso import PREDICTIONS, write_predictions, write_report
-from cxr_edge.manifest import Manifest, load_manifest
+from cxr_edge.evaluation.loso import PREDICTIONS, write_predictions, write_report
 from train.config import TrainConfig
 from train.data import crop_table, load_images, preprocess_all
 from train.fit import train_run
@@ -104,7 +104,7 @@ def run_loso(
         command: The command line (recorded in ``loso_config.json``).
 
     Returns:
-        The LOSO report (:func:`cxr_edge.loso.score`).
+        The LOSO report (:func:`cxr_edge.evaluation.loso.score`).
     """
     out = Path(out_dir)
     manifest = load_manifest(manifest_path, root).select(config.labels, config.label_map)

@@ -27,7 +27,7 @@ import keras
 import keras_tuner
 import numpy as np
 
-from cxr_edge.configio import from_dict
+from cxr_edge.config import from_dict
 from cxr_edge.errors import SpecError
 from train.config import TrainConfig
 from train.data import class_weights, training_data

@@ -9,14 +9,14 @@ trains on a patient whose images the classifiers are tested on):
 
 Masks hold 0 (background), 255 (lung) and 127 ("ignore": devices over the lung); ignored pixels are
 left out of the loss and of the metrics. Images and masks go through the same geometric augmentation;
-images then through the single preprocessing implementation (:func:`cxr_edge.preprocess.preprocess`).
+images then through the single preprocessing implementation (:func:`cxr_edge.ops.preprocess.preprocess`).
 
 **Two mask conventions** are in the kit (see :data:`CONVENTIONS`): V7 Labs' outlines (hannover,
 montreal) include most of the heart/retrocardiac region, Shenzhen's outline the lung fields only.
 Training uses the union as it is: the classifier only uses the crop box, and the heart lies inside the
 convex hull of the two lungs, whose bounding box is the lungs' own, so the box does not depend on the
 convention. The metrics say so rather than assume it: Dice/IoU and the IoU of the crop box (predicted
-vs true mask, through the same :func:`cxr_edge.lungcrop.lung_crop` the runtime uses) are reported
+vs true mask, through the same :func:`cxr_edge.ops.lungcrop.lung_crop` the runtime uses) are reported
 overall, per source and per convention, and for lungs-only masks the share of the between-lungs region
 (heart, mediastinum) that the model calls lung, i.e. which convention it has learnt there.
 """
@@ -32,13 +32,13 @@ import cv2
 import keras
 import numpy as np
 
+from cxr_edge.dataset.manifest import Record, load_manifest
+from cxr_edge.dataset.splits import read_split
 from cxr_edge.errors import SpecError
-from cxr_edge.imaging import read_image
-from cxr_edge.lungcrop import CropSpec, lung_crop
-from cxr_edge.manifest import Record, load_manifest
-from cxr_edge.preprocess import preprocess, resize
+from cxr_edge.imaging.reader import read_image
+from cxr_edge.ops.lungcrop import CropSpec, lung_crop
+from cxr_edge.ops.preprocess import preprocess, resize
 from cxr_edge.provenance import git_commit, now_utc, versions
-from cxr_edge.splits import read_split
 from train.config import TrainConfig
 from train.fit import make_optimizer
 from train.macs import count_macs
@@ -147,7 +147,7 @@ def box_iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float
 def crop_box_iou(prob: np.ndarray, target: np.ndarray, crop: CropSpec) -> tuple[float, float, str]:
     """The crop box from the prediction vs from the true mask: IoU, lung kept, and the crop status.
 
-    Both boxes come from :func:`cxr_edge.lungcrop.lung_crop` at the mask's resolution (boxes scale
+    Both boxes come from :func:`cxr_edge.ops.lungcrop.lung_crop` at the mask's resolution (boxes scale
     linearly to source pixels, so the IoU carries over). The prediction's box is what the classifier
     would get, the fallback crop included; the true mask counts its "ignore" pixels (devices lying
     over the lung) as lung, as the kit's documentation binarises it (``mask > 0``).

@@ -148,7 +148,7 @@ function render(p) {
 }
 
 /**
- * A rate `{value, ci}` of the LOSO report as `0.84 (0.78-0.89)` (as `cxr_edge.loso.fmt_rate`).
+ * A rate `{value, ci}` of the LOSO report as `0.84 (0.78-0.89)` (as `cxr_edge.evaluation.loso.fmt_rate`).
  * @param {{value: number|null, ci: number[]|null}|undefined} r
  */
 function fmtRate(r) {

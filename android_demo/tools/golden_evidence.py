@@ -13,16 +13,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from cxr_edge.bundle import Bundle, BundleManifest, EnsembleConfig
-from cxr_edge.cam import FLAG_OUTSIDE_LUNGS, average_maps, class_activation_map, lung_fraction
-from cxr_edge.engine import Engine, normalise
-from cxr_edge.golden import encode
-from cxr_edge.imaging import read_image
-from cxr_edge.lungcrop import CropSpec, clean_mask, lung_crop
-from cxr_edge.preprocess import PreprocessSpec, crop_region, preprocess
-from cxr_edge.quality import AbstainConfig, abstain
-from cxr_edge.samples import samples_dir
-from cxr_edge.segmenter import Segmenter
+from cxr_edge.bundle.manifest import Bundle, BundleManifest, EnsembleConfig
+from cxr_edge.dataset.samples import samples_dir
+from cxr_edge.evaluation.golden import encode
+from cxr_edge.imaging.reader import read_image
+from cxr_edge.ops.cam import FLAG_OUTSIDE_LUNGS, average_maps, class_activation_map, lung_fraction
+from cxr_edge.ops.lungcrop import CropSpec, clean_mask, lung_crop
+from cxr_edge.ops.preprocess import PreprocessSpec, crop_region, preprocess
+from cxr_edge.ops.quality import AbstainConfig, abstain
+from cxr_edge.runtime.engine import Engine, normalise
+from cxr_edge.runtime.segmenter import Segmenter
 
 GOLDEN = Path(__file__).resolve().parents[2] / "tests" / "golden"
 

@@ -11,7 +11,7 @@ histogram equalisation) and the format-3 judgements (``evidence.json``: lung fra
 and a segmenter pipeline on the golden samples with its expected lung fraction, flags and referral).
 
 Nothing here is committed: the test suite writes these files into a temporary folder and passes it to
-the JVM with ``-Dcxr.golden.extra=<folder>``. Arrays use the encoding of :mod:`cxr_edge.golden`.
+the JVM with ``-Dcxr.golden.extra=<folder>``. Arrays use the encoding of :mod:`cxr_edge.evaluation.golden`.
 
 Usage: ``python android_demo/tools/golden_extra.py OUT_DIR``
 """
@@ -26,16 +26,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from cxr_edge.bundle import Bundle, BundleManifest
-from cxr_edge.cam import average_maps, class_activation_map, overlay, place
-from cxr_edge.engine import Engine, dequantize, normalise, quantize
-from cxr_edge.ensemble import Stacker, apply_temperature, combine
+from cxr_edge.bundle.manifest import Bundle, BundleManifest
+from cxr_edge.dataset.samples import samples_dir
 from cxr_edge.errors import CxrEdgeError
-from cxr_edge.golden import encode
-from cxr_edge.imaging import decode_image, read_image
-from cxr_edge.lungcrop import CropSpec, lung_crop
-from cxr_edge.pipeline import Predictor
-from cxr_edge.preprocess import (
+from cxr_edge.evaluation.golden import encode
+from cxr_edge.imaging.reader import decode_image, read_image
+from cxr_edge.ops.cam import average_maps, class_activation_map, overlay, place
+from cxr_edge.ops.ensemble import Stacker, apply_temperature, combine
+from cxr_edge.ops.lungcrop import CropSpec, lung_crop
+from cxr_edge.ops.preprocess import (
     PreprocessSpec,
     crop,
     crop_region,
@@ -44,9 +43,10 @@ from cxr_edge.preprocess import (
     preprocess_u8,
     resize,
 )
-from cxr_edge.preprocess import quantize as quantize_u8
-from cxr_edge.samples import samples_dir
-from cxr_edge.segmenter import Segmenter
+from cxr_edge.ops.preprocess import quantize as quantize_u8
+from cxr_edge.runtime.engine import Engine, dequantize, normalise, quantize
+from cxr_edge.runtime.pipeline import Predictor
+from cxr_edge.runtime.segmenter import Segmenter
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "tests" / "golden"
@@ -297,7 +297,7 @@ def colour_cases(folder: Path) -> list[dict]:
 
 def quantization_cases() -> list[dict]:
     """Quantise/dequantise/renormalise with int8 and uint8 specs, including values half-way between steps."""
-    from cxr_edge.bundle import TensorSpec
+    from cxr_edge.bundle.manifest import TensorSpec
 
     rng = np.random.default_rng(15)
     cases = []

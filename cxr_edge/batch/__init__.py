@@ -54,7 +54,7 @@ class BatchSummary:
         errors: Inputs that got an error row in this run.
         seconds: Wall time of this run, engine start-up included.
         not_images: Files in input folders skipped as certainly not images (``.md``, ``.csv``...:
-            :data:`cxr_edge.pipeline.NOT_IMAGES`); they get no row.
+            :data:`cxr_edge.runtime.pipeline.NOT_IMAGES`); they get no row.
     """
 
     inputs: int

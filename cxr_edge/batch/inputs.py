@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from cxr_edge.errors import InputError
-from cxr_edge.pipeline import expand_inputs
+from cxr_edge.runtime.pipeline import expand_inputs
 
 
 def is_remote(item: str) -> bool:

@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from cxr_edge.batch.stages import Classifier, PredictorSpec, Preparer
 from cxr_edge.batch.store import PartWriter
-from cxr_edge.pipeline import Predictor
+from cxr_edge.runtime.pipeline import Predictor
 
 
 def run_local(

@@ -1,6 +1,6 @@
 """The rows of ``cxr-edge batch``: ``predict``'s columns, per-model probabilities, bundle and timings.
 
-A batch row holds every column :func:`cxr_edge.outputs.outcome_row` gives ``cxr-edge predict`` (path,
+A batch row holds every column :func:`cxr_edge.runtime.rows.outcome_row` gives ``cxr-edge predict`` (path,
 status, error, label, ``prob_<label>``, crop, lung_fraction, flags, referral, latency_ms), unrounded,
 plus ``member_<model>_<label>`` (each member's probabilities), ``bundle_sha256`` (which bundle judged
 the image) and ``decode_ms``, ``prepare_ms`` (segment + preprocess), ``model_ms`` (members, combiner,
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cxr_edge.outputs import outcome_row
-from cxr_edge.pipeline import Outcome
+from cxr_edge.runtime.pipeline import Outcome
+from cxr_edge.runtime.rows import outcome_row
 
 #: Timing columns (milliseconds of one image, excluding time spent queued between stages).
 TIMING_COLUMNS = ("decode_ms", "prepare_ms", "model_ms")

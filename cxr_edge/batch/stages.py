@@ -1,6 +1,6 @@
 """The two stages of a batch, shared by the local and the Ray engine so that both give the same rows.
 
-1. :class:`Preparer`: read and decode (the bundle's :class:`~cxr_edge.imaging.ReadOptions`, so the
+1. :class:`Preparer`: read and decode (the bundle's :class:`~cxr_edge.imaging.reader.ReadOptions`, so the
    decode gate applies as in ``predict``), the input checks (as ``predict`` and the DICOM node run
    them), segment, crop and preprocess. CPU-heavy: decoding a
    full-size compressed DICOM takes 5-500 ms.
@@ -18,11 +18,11 @@ import time
 from dataclasses import dataclass
 
 from cxr_edge.batch.rows import batch_row
-from cxr_edge.bundle import Bundle
+from cxr_edge.bundle.manifest import Bundle
 from cxr_edge.errors import CxrEdgeError, InputError
-from cxr_edge.imaging import ImageInfo, read_image
-from cxr_edge.pipeline import Outcome, Predictor, Prepared, unexpected_failure
-from cxr_edge.quality import QualityConfig
+from cxr_edge.imaging.reader import ImageInfo, read_image
+from cxr_edge.ops.quality import QualityConfig
+from cxr_edge.runtime.pipeline import Outcome, Predictor, Prepared, unexpected_failure
 from cxr_edge.serve.triage import bundle_sha256
 
 

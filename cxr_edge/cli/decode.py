@@ -8,11 +8,11 @@ from pathlib import Path
 
 import click
 
-from cxr_edge.bundle import Bundle, write_manifest
+from cxr_edge.bundle.manifest import Bundle, write_manifest
 from cxr_edge.cli.common import bundle_option, clean_errors, data_option, root_option, split_option
+from cxr_edge.dataset.manifest import load_manifest
+from cxr_edge.dataset.splits import read_split
 from cxr_edge.errors import SpecError
-from cxr_edge.manifest import load_manifest
-from cxr_edge.splits import read_split
 
 
 @click.command("decode-gate")
@@ -32,7 +32,7 @@ def decode_gate_cmd(bundle_dir, manifest_path, split_path, root, images, out, fo
     by the kinds that keep 99% of the argmax decisions outside the abstention band. (`cxr-edge
     convert` runs the same gate.) The input bundle is never modified.
     """
-    from cxr_edge.decode_gate import KINDS, REFERENCE, decode_gate, spread
+    from cxr_edge.evaluation.decode_gate import KINDS, REFERENCE, decode_gate, spread
 
     source = Bundle.load(bundle_dir)
     target = Path(out)

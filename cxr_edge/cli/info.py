@@ -6,8 +6,8 @@ import json
 
 import click
 
-from cxr_edge.bundle import Bundle
-from cxr_edge.card import card_markdown, card_summary
+from cxr_edge.bundle.card import card_markdown, card_summary
+from cxr_edge.bundle.manifest import Bundle
 from cxr_edge.cli.common import bundle_option, clean_errors
 
 

@@ -403,7 +403,7 @@ def convert_cmd(
     (whether full-size DICOMs may be decoded at reduced resolution) and a model card.
     """
     build = _needs_train_extra("convert.build")
-    from cxr_edge.quality import AbstainConfig
+    from cxr_edge.ops.quality import AbstainConfig
 
     band = None
     if abstain_min_prob is not None or abstain_min_margin is not None:
@@ -431,7 +431,7 @@ def convert_cmd(
         card=card_file,
         decode_gate_images=decode_gate_images,
     )
-    from cxr_edge.bundle import Bundle
+    from cxr_edge.bundle.manifest import Bundle
     from cxr_edge.cli.info import model_lines
 
     written = Bundle.load(bundle)
@@ -469,7 +469,7 @@ def convert_cmd(
 def convert_segmenter_cmd(run_dir, manifest_path, split_path, out, quant, margin, root, force):
     """Convert a U-Net run to a segmenter bundle (fp32 and int8 measured on held-out masks)."""
     seg = _needs_train_extra("convert.segmenter")
-    from cxr_edge.lungcrop import CropSpec
+    from cxr_edge.ops.lungcrop import CropSpec
 
     bundle = seg.build_segmenter_bundle(
         run_dir,

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import click
 
-from cxr_edge import loso as scoring
 from cxr_edge.cli.common import clean_errors, data_option, max_per_part_option, root_option, split_option
 from cxr_edge.cli.learning import _needs_train_extra, _select_model, model_option
+from cxr_edge.evaluation import loso as scoring
 
 
 @click.command("loso")
@@ -123,7 +123,7 @@ def loso_report_cmd(loso_dirs, names, baseline, out, json_out):
         rows[name] = scoring.write_report(folder, held[name])
     deltas = None
     if baseline is not None:
-        from cxr_edge.loso_select import paired_difference
+        from cxr_edge.evaluation.loso_select import paired_difference
 
         if baseline not in held:
             raise click.UsageError(f"--baseline {baseline!r} is not one of the rows {list(held)}")
@@ -216,9 +216,9 @@ def loso_bundle_cmd(bundle_dir, manifest_path, sources, labels, label_map, renam
     --label pneumonia --map bacterial=pneumonia --map viral=pneumonia --map pneumonia_unknown=pneumonia
     --rename pneumonia_unknown=pneumonia --data ../shared/data/manifest.csv --out runs/loso/old_default
     """
-    from cxr_edge.bundle import Bundle
-    from cxr_edge.manifest import load_manifest
-    from cxr_edge.pipeline import Predictor
+    from cxr_edge.bundle.manifest import Bundle
+    from cxr_edge.dataset.manifest import load_manifest
+    from cxr_edge.runtime.pipeline import Predictor
 
     manifest = load_manifest(manifest_path, root).select(labels, _pairs(label_map, "--map"))
     records = [r for r in manifest.records if r.source in set(sources)]
@@ -268,7 +268,7 @@ def loso_ensemble_cmd(loso_dirs, method, no_temperature, temperature_rule, max_r
     Writes OUT/<source>/holdout_predictions.csv, OUT/loso.json (loso-report and convert --card read it)
     and OUT/ensemble.json (members, weights, temperature and referral threshold for convert).
     """
-    from cxr_edge import loso_select
+    from cxr_edge.evaluation import loso_select
 
     experiments = [scoring.load_loso(d) for d in loso_dirs]
     if method == "vote":

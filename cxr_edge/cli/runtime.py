@@ -9,16 +9,16 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from cxr_edge.bundle import Bundle
+from cxr_edge.bundle.manifest import Bundle
 from cxr_edge.cli.common import bundle_option, checks_option, clean_errors, data_option, root_option
+from cxr_edge.dataset.manifest import load_manifest
+from cxr_edge.dataset.samples import load_samples
+from cxr_edge.dataset.splits import extend_split, make_split, read_split, write_split
 from cxr_edge.errors import one_line, printable_path
-from cxr_edge.imaging import read_image
-from cxr_edge.manifest import load_manifest
-from cxr_edge.outputs import CsvRows, RowWriter, outcome_row
-from cxr_edge.pipeline import Outcome, Predictor, expand_inputs
-from cxr_edge.quality import QualityConfig
-from cxr_edge.samples import load_samples
-from cxr_edge.splits import extend_split, make_split, read_split, write_split
+from cxr_edge.imaging.reader import read_image
+from cxr_edge.ops.quality import QualityConfig
+from cxr_edge.runtime.pipeline import Outcome, Predictor, expand_inputs
+from cxr_edge.runtime.rows import CsvRows, RowWriter, outcome_row
 
 
 def _predictor(bundle_dir: str | None, models: str | None, threads: int, checks: bool = True) -> Predictor:
@@ -142,7 +142,7 @@ def _write_heatmap(folder: Path, outcome: Outcome) -> Path | None:
     """
     import cv2
 
-    from cxr_edge.cam import overlay
+    from cxr_edge.ops.cam import overlay
 
     pred = outcome.prediction
     if pred.cam is None:
@@ -315,9 +315,9 @@ def evaluate_cmd(
     Rows with labels the bundle does not know, and files that cannot be read, are listed in the
     report and skipped; they do not stop the evaluation.
     """
-    from cxr_edge.evaluate import compare, ensemble_probs, evaluate
-    from cxr_edge.report import write_evaluation
-    from cxr_edge.shortcut import audit
+    from cxr_edge.evaluation.evaluate import compare, ensemble_probs, evaluate
+    from cxr_edge.evaluation.report import write_evaluation
+    from cxr_edge.evaluation.shortcut import audit
 
     bundle = Bundle.load(bundle_dir)
     manifest = load_manifest(manifest_path, root, check_files=False)
@@ -378,8 +378,8 @@ def segment_cmd(paths, bundle_dir, manifest_path, root, out, images, threads, fo
     """
     import cv2
 
-    from cxr_edge.lungcrop import overlay
-    from cxr_edge.segmenter import Segmenter, segment_paths, write_crop_table
+    from cxr_edge.ops.lungcrop import overlay
+    from cxr_edge.runtime.segmenter import Segmenter, segment_paths, write_crop_table
 
     if bool(paths) == bool(manifest_path):
         raise click.UsageError("give either PATH... or --manifest")

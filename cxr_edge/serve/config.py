@@ -1,4 +1,4 @@
-"""The DICOM node's configuration: frozen dataclasses read from TOML through :mod:`cxr_edge.configio`.
+"""The DICOM node's configuration: frozen dataclasses read from TOML through :mod:`cxr_edge.config`.
 
 Relative paths are taken from the directory ``cxr-edge serve`` runs in (not the config file's folder),
 so ``configs/serve.toml`` can be used from the repository root as it is.
@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from cxr_edge.configio import from_dict
+from cxr_edge.config import from_dict
 from cxr_edge.errors import SpecError
-from cxr_edge.quality import AbstainConfig, QualityConfig
+from cxr_edge.ops.quality import AbstainConfig, QualityConfig
 from cxr_edge.serve.outbox import Backoff
 from cxr_edge.serve.tls import TlsConfig
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from cxr_edge.cam import overlay
+from cxr_edge.ops.cam import overlay
 
 #: Study-level attributes copied from the received image into the result.
 COPIED = (

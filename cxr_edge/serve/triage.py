@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from cxr_edge.bundle import MANIFEST_NAME, Bundle
+from cxr_edge.bundle.manifest import MANIFEST_NAME, Bundle
+from cxr_edge.dataset.manifest import file_sha256
 from cxr_edge.errors import CxrEdgeError
-from cxr_edge.imaging import read_image
-from cxr_edge.manifest import file_sha256
-from cxr_edge.pipeline import Prediction, Predictor, unexpected_failure
-from cxr_edge.quality import abstain, check
+from cxr_edge.imaging.reader import read_image
+from cxr_edge.ops.quality import abstain, check
+from cxr_edge.runtime.pipeline import Prediction, Predictor, unexpected_failure
 from cxr_edge.serve.config import DEFAULT_ABSTAIN, TriageConfig
 from cxr_edge.serve.inbox import key_of
 

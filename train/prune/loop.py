@@ -28,11 +28,11 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from cxr_edge.engine import Engine
 from cxr_edge.errors import SpecError
-from cxr_edge.loso import PREDICTIONS, read_predictions, score, write_predictions
-from cxr_edge.metrics import classification_metrics
+from cxr_edge.evaluation.loso import PREDICTIONS, read_predictions, score, write_predictions
+from cxr_edge.evaluation.metrics import classification_metrics
 from cxr_edge.provenance import git_commit, now_utc
+from cxr_edge.runtime.engine import Engine
 from train.config import TrainConfig
 from train.data import class_weights, crop_table, load_images, preprocess_all, training_data
 from train.fit import load_task

@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 
 from cxr_edge.errors import SpecError
-from cxr_edge.loso import PREDICTIONS, read_predictions, score
+from cxr_edge.evaluation.loso import PREDICTIONS, read_predictions, score
 from train.prune.loop import PruneConfig, prune_run
 
 

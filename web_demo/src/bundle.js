@@ -1,6 +1,6 @@
 /**
  * Loading a cxr-edge bundle (a folder with `manifest.json` and the `.tflite` files it names), with
- * the same checks as `cxr_edge/bundle.py`: readable format version, required fields, cross-field
+ * the same checks as `cxr_edge/bundle/manifest.py`: readable format version, required fields, cross-field
  * consistency (labels, members, shapes, stacking sizes, segmenter) and the sha256 of every model file,
  * so a tampered or incomplete bundle is refused before it classifies anything.
  *
@@ -21,7 +21,7 @@ import { parseSpec } from './preprocess.js';
 
 export const MANIFEST_NAME = 'manifest.json';
 export const READABLE_VERSIONS = Object.freeze([1, 2, 3]);
-/** The disclaimer every model card carries (`cxr_edge.card.DISCLAIMER`). */
+/** The disclaimer every model card carries (`cxr_edge.bundle.card.DISCLAIMER`). */
 export const DISCLAIMER = 'Not a medical device. A research artefact: do not use it to make clinical decisions.';
 
 /**
@@ -56,7 +56,7 @@ export const DISCLAIMER = 'Not a medical device. A research artefact: do not use
  * @property {Record<string, string>} label_map manifest label -> bundle label (empty: identity)
  * @property {{min_fraction: number, chosen_on: string}|null} lung_evidence
  * @property {ModelCard|null} card
- * @typedef {object} ModelCard `cxr_edge.card.ModelCard` as JSON (intended_use, disclaimer, task,
+ * @typedef {object} ModelCard `cxr_edge.bundle.card.ModelCard` as JSON (intended_use, disclaimer, task,
  *     training_data, loso {recipe, command, report, note}, in_distribution, shortcut_audit,
  *     failure_modes, lung_evidence)
  * @typedef {{manifest: Manifest, files: Map<string, Uint8Array>, source: string}} Bundle

@@ -1,5 +1,5 @@
 /**
- * Heat maps without gradients, mirroring `cxr_edge/cam.py`: the class activation map
+ * Heat maps without gradients, mirroring `cxr_edge/ops/cam.py`: the class activation map
  * `ReLU(sum_k w_kc A_k)` of the `features` output (= Grad-CAM for the toolkit's GAP -> dense heads),
  * normalised to [0, 1], averaged over members, placed back onto the region the classifiers saw, and
  * drawn over the radiograph in the JET colour map; and the heat map's lung fraction (`lungFraction`).

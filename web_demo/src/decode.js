@@ -1,5 +1,5 @@
 /**
- * Decoding a picked file into a greyscale float32 image in [0, 1], as `cxr_edge/imaging.py` does.
+ * Decoding a picked file into a greyscale float32 image in [0, 1], as `cxr_edge/imaging/reader.py` does.
  *
  * PNG is decoded here, in JavaScript (chunk parser, CRC check, zlib via `DecompressionStream`,
  * scanline filters, Adam7), so the pixels are exactly what OpenCV/libpng gives Python: browsers'

@@ -1,6 +1,6 @@
 /**
  * One `.tflite` model on LiteRT.js (WASM/XNNPack on the CPU), float in, named float outputs out,
- * mirroring `cxr_edge/engine.py`:
+ * mirroring `cxr_edge/runtime/engine.py`:
  *
  * - the grey input is repeated to 3 channels for models that take three;
  * - quantised (int8/uint8) inputs are quantised here, `round_half_even(x / scale) + zero_point`

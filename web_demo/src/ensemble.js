@@ -1,5 +1,5 @@
 /**
- * Combining member models' probabilities, mirroring `cxr_edge/ensemble.py` (float64 throughout, as
+ * Combining member models' probabilities, mirroring `cxr_edge/ops/ensemble.py` (float64 throughout, as
  * numpy does):
  *
  * - `vote`: majority vote of argmax labels; ties go to the highest mean probability (then the lowest
@@ -10,7 +10,7 @@
  *   member-major concatenation of the members' probabilities;
  *
  * then temperature scaling `softmax(log(clip(p, 1e-12, 1)) / T)` when `T != 1`, and the abstention
- * band (`referral`, `cxr_edge.quality.abstain`) on the tempered probabilities.
+ * band (`referral`, `cxr_edge.ops.quality.abstain`) on the tempered probabilities.
  *
  * @module ensemble
  */
@@ -159,7 +159,7 @@ export function applyEnsemble(config, memberProbs) {
 }
 
 /**
- * Why tempered probabilities fall in the abstention band (the text of `cxr_edge.quality.abstain`),
+ * Why tempered probabilities fall in the abstention band (the text of `cxr_edge.ops.quality.abstain`),
  * or null when they do not (or there is no band).
  * @param {ArrayLike<number>} probs
  * @param {AbstainBand|null|undefined} band

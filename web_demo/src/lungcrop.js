@@ -1,6 +1,6 @@
 /**
  * Lung mask -> cleaned mask -> crop box, with the quality gate and the fallback crop, mirroring
- * `cxr_edge/lungcrop.py`:
+ * `cxr_edge/ops/lungcrop.py`:
  *
  * 1. threshold the lung probabilities (`p >= threshold`, compared in float32 as numpy does);
  * 2. keep the two largest 8-connected components and fill holes (background not 4-connected to the

@@ -1,6 +1,6 @@
 /**
  * decode -> (segment -> lung crop) -> preprocess -> each member -> combine -> heat map, timed per
- * stage, mirroring `Predictor` in `cxr_edge/pipeline.py`; then the abstention band's `referral` and,
+ * stage, mirroring `Predictor` in `cxr_edge/runtime/pipeline.py`; then the abstention band's `referral` and,
  * with a segmenter, the heat map's `lung_fraction` and the flag "evidence outside the lungs".
  *
  * @module pipeline

@@ -1,5 +1,5 @@
 /**
- * The bundle's preprocessing, mirroring `cxr_edge/preprocess.py` step by step:
+ * The bundle's preprocessing, mirroring `cxr_edge/ops/preprocess.py` step by step:
  *
  * 1. crop to the crop box (lung box) or remove `border` of each side;
  * 2. resize (stretch) to `input_size` in float32: `INTER_AREA` when shrinking both sides, else

@@ -1,6 +1,6 @@
 /**
  * Golden-vector array encoding shared by the test tools: `{dtype, shape, base64}` of little-endian
- * bytes (as written by `cxr_edge.golden.encode`).
+ * bytes (as written by `cxr_edge.evaluation.golden.encode`).
  *
  * @module test/arrays
  */

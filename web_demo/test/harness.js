@@ -23,7 +23,7 @@ async function fetchBytes(url) {
 const enc2d = (img) => encodeArray(img.data, [img.height, img.width]);
 
 /**
- * Every intermediate result of the bundle's pipeline on one image (cf. `cxr_edge.golden.vectors`).
+ * Every intermediate result of the bundle's pipeline on one image (cf. `cxr_edge.evaluation.golden.vectors`).
  * @param {{bundleUrl: string, imageUrl: string}} args
  */
 async function golden({ bundleUrl, imageUrl }) {

@@ -6,7 +6,7 @@ import java.util.TreeSet;
 
 /**
  * The abstention band of a format-3 bundle ({@code manifest.ensemble.abstain}, Python's
- * {@code cxr_edge.quality.AbstainConfig}): a tempered prediction whose top probability is below
+ * {@code cxr_edge.ops.quality.AbstainConfig}): a tempered prediction whose top probability is below
  * {@code min_top_prob}, or whose margin over the second label is below {@code min_margin}, carries a
  * referral ("refer to a radiologist") instead of standing on its own.
  */

@@ -6,7 +6,7 @@ import java.util.TreeSet;
 
 /**
  * Lung-mask to crop-box parameters and quality gate, stored with a bundle's segmenter. Mirrors
- * {@code cxr_edge.lungcrop.CropSpec}: same fields, defaults and checks.
+ * {@code cxr_edge.ops.lungcrop.CropSpec}: same fields, defaults and checks.
  */
 public final class CropSpec {
     private static final Set<String> KEYS = new TreeSet<>(Arrays.asList("threshold", "margin", "min_area",

@@ -4,7 +4,7 @@ import java.util.Arrays;
 
 /**
  * Combining member models' probabilities: {@code vote}, {@code mean}, {@code weighted} and
- * {@code stacking}, then the temperature. Mirrors {@code cxr_edge.ensemble.combine} and
+ * {@code stacking}, then the temperature. Mirrors {@code cxr_edge.ops.ensemble.combine} and
  * {@code apply_temperature} operation by operation, in double precision like numpy.
  */
 public final class Ensemble {

@@ -8,7 +8,7 @@ import java.util.TreeSet;
 
 /**
  * How member models' probabilities are combined ({@code manifest.ensemble}); mirrors
- * {@code cxr_edge.bundle.EnsembleConfig}. The maths lives in {@link Ensemble}.
+ * {@code cxr_edge.bundle.manifest.EnsembleConfig}. The maths lives in {@link Ensemble}.
  */
 public final class EnsembleConfig {
     /** The combiners, in the Python order. */

@@ -2,7 +2,7 @@ package org.cxredge.core;
 
 /**
  * Colour pixels to the grey float image the pipeline takes, with the rules of the Python reader
- * ({@code cxr_edge.imaging}) for 8-bit images:
+ * ({@code cxr_edge.imaging.reader}) for 8-bit images:
  *
  * <ol>
  *   <li>alpha is composited on black: {@code round_half_even(c * (alpha / 255))} in float32 (an

@@ -3,7 +3,7 @@ package org.cxredge.core;
 import java.util.List;
 
 /**
- * Heat-map maths of {@code cxr_edge/cam.py}: the class activation map from the {@code features}
+ * Heat-map maths of {@code cxr_edge/ops/cam.py}: the class activation map from the {@code features}
  * output and the dense weights stored in the bundle (exactly Grad-CAM for these models, see the
  * Python module), the average over members, placement onto the source image, and the share of the
  * heat map inside the predicted lung mask ({@link #lungFraction}).

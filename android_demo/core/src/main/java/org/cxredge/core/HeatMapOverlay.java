@@ -2,7 +2,7 @@ package org.cxredge.core;
 
 /**
  * The picture the app shows: the radiograph with the heat map in the JET colour map on top, blended
- * like {@code cxr_edge.cam.overlay}: {@code out = base * (1 - w) + jet(heat) * w} with
+ * like {@code cxr_edge.ops.cam.overlay}: {@code out = base * (1 - w) + jet(heat) * w} with
  * {@code w = alpha * heat}, truncated to 8 bits. Display only (not part of the parity checks): the
  * JET colours come from the usual piecewise-linear formula, within one level of OpenCV's
  * {@code COLORMAP_JET} table.

@@ -11,7 +11,7 @@ import java.util.TreeSet;
  * One parsed JSON object and its path in the manifest, with typed getters that fail with a
  * {@link BundleFormatException} naming the field, what was expected and what was received.
  *
- * <p>The typing rules mirror the Python loader ({@code cxr_edge.configio.from_dict}): an integer
+ * <p>The typing rules mirror the Python loader ({@code cxr_edge.config.from_dict}): an integer
  * field takes only an integer literal (not {@code 2.0}, not {@code true}); a number field takes an
  * integer or a decimal literal; a boolean field takes only {@code true}/{@code false}; a missing
  * key takes the field's default, and a missing required key is an error.

@@ -2,7 +2,7 @@ package org.cxredge.core;
 
 /**
  * Lung probabilities to a crop box, with the quality gate and fallback of
- * {@code cxr_edge/lungcrop.py}:
+ * {@code cxr_edge/ops/lungcrop.py}:
  *
  * <ol>
  *   <li>threshold the probabilities ({@code p >= threshold}, compared in float32 like numpy);

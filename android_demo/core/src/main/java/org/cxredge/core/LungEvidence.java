@@ -7,7 +7,7 @@ import java.util.TreeSet;
 /**
  * When a prediction's heat map lies too much outside the lungs ({@code manifest.lung_evidence},
  * format 3, bundles with a segmenter): lung fractions below {@code min_fraction} get the flag
- * {@link HeatMap#FLAG_OUTSIDE_LUNGS}. Mirrors {@code cxr_edge.bundle.LungEvidence}.
+ * {@link HeatMap#FLAG_OUTSIDE_LUNGS}. Mirrors {@code cxr_edge.bundle.manifest.LungEvidence}.
  */
 public final class LungEvidence {
     private static final Set<String> KEYS = new TreeSet<>(Arrays.asList("min_fraction", "chosen_on"));

@@ -9,17 +9,17 @@ import java.util.Set;
 import java.util.TreeSet;
 
 /**
- * The model card of a format-3 bundle ({@code manifest.card}, Python's {@code cxr_edge.card.ModelCard}):
+ * The model card of a format-3 bundle ({@code manifest.card}, Python's {@code cxr_edge.bundle.card.ModelCard}):
  * intended use, the fixed disclaimer, the task, the training data, leave-one-source-out results of
  * the recipe ({@code loso.report}: per held-out source and pooled, with intervals), in-distribution
  * results, the shortcut audit, failure modes and lung-evidence statistics. The structured parts an
  * app shows have accessors; the rest stays as parsed JSON.
  */
 public final class ModelCard {
-    /** The disclaimer every card carries ({@code cxr_edge.card.DISCLAIMER}). */
+    /** The disclaimer every card carries ({@code cxr_edge.bundle.card.DISCLAIMER}). */
     public static final String DISCLAIMER =
             "Not a medical device. A research artefact: do not use it to make clinical decisions.";
-    /** What a card without leave-one-source-out results says ({@code cxr_edge.card.NO_LOSO}). */
+    /** What a card without leave-one-source-out results says ({@code cxr_edge.bundle.card.NO_LOSO}). */
     public static final String NO_LOSO = "no leave-one-source-out evaluation recorded";
 
     private static final Set<String> KEYS = new TreeSet<>(Arrays.asList("intended_use", "task", "disclaimer",
@@ -117,7 +117,7 @@ public final class ModelCard {
         return losoNote;
     }
 
-    /** {@code cxr_edge.loso.score()} output (by_source, pooled, ...), or null when none was recorded. */
+    /** {@code cxr_edge.evaluation.loso.score()} output (by_source, pooled, ...), or null when none was recorded. */
     public Map<String, Object> losoReport() {
         return losoReport;
     }

@@ -10,7 +10,7 @@ import java.util.TreeSet;
 
 /**
  * One classifier of the bundle ({@code manifest.models[i]}); mirrors
- * {@code cxr_edge.bundle.ModelEntry}. Metadata the runtime does not use (parity, metrics, gate)
+ * {@code cxr_edge.bundle.manifest.ModelEntry}. Metadata the runtime does not use (parity, metrics, gate)
  * is kept as parsed JSON maps.
  */
 public final class ModelEntry implements ModelFile {

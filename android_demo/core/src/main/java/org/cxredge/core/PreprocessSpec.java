@@ -6,7 +6,7 @@ import java.util.TreeSet;
 
 /**
  * Parameters of the preprocessing steps, stored in every bundle as {@code manifest.preprocess}
- * (and per segmenter). Mirrors {@code cxr_edge.preprocess.PreprocessSpec}: same fields, defaults
+ * (and per segmenter). Mirrors {@code cxr_edge.ops.preprocess.PreprocessSpec}: same fields, defaults
  * and value checks.
  */
 public final class PreprocessSpec {

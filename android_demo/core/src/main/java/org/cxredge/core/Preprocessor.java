@@ -1,7 +1,7 @@
 package org.cxredge.core;
 
 /**
- * The preprocessing of {@code cxr_edge/preprocess.py}, step by step, for one {@link PreprocessSpec}:
+ * The preprocessing of {@code cxr_edge/ops/preprocess.py}, step by step, for one {@link PreprocessSpec}:
  *
  * <ol>
  *   <li><b>crop</b> to the crop box (the lung box) when given, else remove {@code border} of each

@@ -1,7 +1,7 @@
 package org.cxredge.core;
 
 /**
- * The quantisation maths at the model boundary ({@code cxr_edge/engine.py}), in float32 exactly as
+ * The quantisation maths at the model boundary ({@code cxr_edge/runtime/engine.py}), in float32 exactly as
  * numpy evaluates it (a Python float scale meets a float32 array as a float32):
  *
  * <ul>

@@ -18,7 +18,7 @@ public final class Resize {
     }
 
     /**
-     * Preprocessing step 2 ({@code cxr_edge.preprocess.resize}): area averaging when shrinking (or
+     * Preprocessing step 2 ({@code cxr_edge.ops.preprocess.resize}): area averaging when shrinking (or
      * keeping) both sides, bilinear otherwise.
      */
     public static FloatImage toSize(FloatImage src, int width, int height) {

@@ -7,7 +7,7 @@ import java.util.TreeSet;
 
 /**
  * The lung segmenter stage of a bundle ({@code manifest.segmenter}): its model file, its own
- * preprocessing and the crop rule. Mirrors {@code cxr_edge.bundle.SegmenterEntry}.
+ * preprocessing and the crop rule. Mirrors {@code cxr_edge.bundle.manifest.SegmenterEntry}.
  */
 public final class SegmenterEntry implements ModelFile {
     private static final Set<String> KEYS = new TreeSet<>(Arrays.asList("name", "file", "sha256", "quant", "input",

@@ -7,7 +7,7 @@ import java.util.TreeSet;
 /**
  * A fitted stacking meta-learner, {@code softmax(relu(x @ w1 + b1) @ w2 + b2)}, where {@code x}
  * is the members' probabilities concatenated member by member. Mirrors
- * {@code cxr_edge.ensemble.Stacker}; the weights come from the manifest.
+ * {@code cxr_edge.ops.ensemble.Stacker}; the weights come from the manifest.
  */
 public final class Stacker {
     private static final Set<String> KEYS = new TreeSet<>(Arrays.asList("w1", "b1", "w2", "b2", "l2"));

@@ -6,7 +6,7 @@ import java.util.TreeSet;
 
 /**
  * A model input or output tensor as stored in the {@code .tflite} file: shape (batch included),
- * storage type and quantisation parameters. Mirrors {@code cxr_edge.bundle.TensorSpec}.
+ * storage type and quantisation parameters. Mirrors {@code cxr_edge.bundle.manifest.TensorSpec}.
  */
 public final class TensorSpec {
     private static final Set<String> KEYS = new TreeSet<>(Arrays.asList("shape", "dtype", "scale", "zero_point"));

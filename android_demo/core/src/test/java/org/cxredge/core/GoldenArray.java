@@ -7,7 +7,7 @@ import java.util.List;
 
 /**
  * One array of the golden files, {@code {"dtype", "shape", "base64"}} with little-endian bytes
- * ({@code cxr_edge.golden.encode}).
+ * ({@code cxr_edge.evaluation.golden.encode}).
  */
 final class GoldenArray {
     final String dtype;

@@ -6,7 +6,7 @@ import java.util.ArrayList;
 import java.util.List;
 import org.junit.jupiter.api.Test;
 
-/** Heat-map maths against {@code cxr_edge/cam.py}, and the golden samples' heat maps. */
+/** Heat-map maths against {@code cxr_edge/ops/cam.py}, and the golden samples' heat maps. */
 class HeatMapTest {
     /** CAM is computed in double like numpy and stored as float32: differences are float32 rounding. */
     static final double CAM_TOLERANCE = 1e-6;

@@ -5,7 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import java.util.List;
 import org.junit.jupiter.api.Test;
 
-/** The crop rule and its gate on synthetic lung maps, against {@code cxr_edge/lungcrop.py}. */
+/** The crop rule and its gate on synthetic lung maps, against {@code cxr_edge/ops/lungcrop.py}. */
 class LungCropTest {
     @Test
     void sameBoxStatusReasonAndMaskAsPython() {

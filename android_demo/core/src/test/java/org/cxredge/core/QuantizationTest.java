@@ -10,7 +10,7 @@ import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
 
-/** Quantisation maths against {@code cxr_edge/engine.py}, tensor buffers and output binding. */
+/** Quantisation maths against {@code cxr_edge/runtime/engine.py}, tensor buffers and output binding. */
 class QuantizationTest {
     private static final TensorSpec INT8_PROBS = new TensorSpec(new int[] {1, 3}, DType.INT8, 0.00390625, -128);
 

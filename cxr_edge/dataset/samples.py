@@ -23,7 +23,7 @@ class Sample:
 
 def samples_dir() -> Path:
     """Folder holding the shipped samples, ``samples.csv`` and ``ATTRIBUTION.md``."""
-    return Path(__file__).resolve().parent / "data" / "samples"
+    return Path(__file__).resolve().parents[1] / "data" / "samples"
 
 
 def load_samples(folder: str | Path | None = None) -> list[Sample]:

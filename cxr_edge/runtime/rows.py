@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO
 
 from cxr_edge.errors import InputError, printable_path
-from cxr_edge.pipeline import Outcome
+from cxr_edge.runtime.pipeline import Outcome
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl"}
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cxr_edge.metrics import roc_auc
+from cxr_edge.evaluation.metrics import roc_auc
 
 MIN_PER_SOURCE = 5
 

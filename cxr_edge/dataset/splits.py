@@ -14,8 +14,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from cxr_edge.dataset.manifest import Manifest, Record, file_sha256
 from cxr_edge.errors import SplitError
-from cxr_edge.manifest import Manifest, Record, file_sha256
 
 PARTS = ("train", "val", "test")
 SPLIT_COLUMNS = ("path", "patient_id", "source", "label", "split")

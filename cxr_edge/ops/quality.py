@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from cxr_edge.errors import SpecError
-from cxr_edge.imaging import ImageInfo
+from cxr_edge.imaging.reader import ImageInfo
 
 _THUMB = 128
 _BORDER = 0.08

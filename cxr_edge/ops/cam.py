@@ -22,7 +22,7 @@ crop frame at the classifier's input resolution ``(H, W)`` (e.g. 256 x 256):
 1. the (averaged, normalised) CAM is resized to ``(H, W)`` bilinearly (OpenCV ``INTER_LINEAR``, the
    same resize that places the heat map on the image);
 2. the lung mask is the segmenter's probability map thresholded at :data:`LUNG_THRESHOLD` and cleaned
-   like the crop's mask (two largest components, holes filled; :func:`cxr_edge.lungcrop.clean_mask`);
+   like the crop's mask (two largest components, holes filled; :func:`cxr_edge.ops.lungcrop.clean_mask`);
 3. frame pixel ``(r, c)`` has its centre at source pixel ``x = ((c + 0.5) * (x1 - x0)) / W + x0``,
    ``y = ((r + 0.5) * (y1 - y0)) / H + y0`` (``(x0, y0, x1, y1)``: the region the classifiers saw);
    it is inside the lungs when the mask pixel ``(floor(((y - sy0) * hs) / (sy1 - sy0)),
@@ -43,7 +43,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from cxr_edge.preprocess import CropBox
+from cxr_edge.ops.preprocess import CropBox
 
 #: Lung probability at and above which a segmenter pixel belongs to the lung mask.
 LUNG_THRESHOLD = 0.5

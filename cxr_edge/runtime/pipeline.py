@@ -4,7 +4,7 @@ After the combiner (and its temperature) come two judgements that never change t
 
 * the **abstention band** of the bundle (``ensemble.abstain``): a tempered prediction below it
   carries a ``referral`` (why it should go to a radiologist);
-* with a segmenter, the **lung fraction** of the heat map (:func:`cxr_edge.cam.lung_fraction`) and,
+* with a segmenter, the **lung fraction** of the heat map (:func:`cxr_edge.ops.cam.lung_fraction`) and,
   below the bundle's ``lung_evidence.min_fraction``, the flag "evidence outside the lungs".
 
 Every stage is timed so ``cxr-edge bench`` and the prediction output report the same numbers.
@@ -25,8 +25,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from cxr_edge.bundle import Bundle, EnsembleConfig
-from cxr_edge.cam import (
+from cxr_edge.bundle.manifest import Bundle, EnsembleConfig
+from cxr_edge.errors import BundleError, CxrEdgeError, InputError, InputRejectedError
+from cxr_edge.imaging.reader import ImageInfo, ReadOptions, read_image
+from cxr_edge.ops.cam import (
     FLAG_OUTSIDE_LUNGS,
     LUNG_THRESHOLD,
     average_maps,
@@ -34,15 +36,13 @@ from cxr_edge.cam import (
     lung_fraction,
     place,
 )
-from cxr_edge.engine import Engine, normalise
-from cxr_edge.errors import BundleError, CxrEdgeError, InputError, InputRejectedError
-from cxr_edge.imaging import ImageInfo, ReadOptions, read_image
-from cxr_edge.lungcrop import CropResult, clean_mask, lung_crop
-from cxr_edge.preprocess import CropBox, crop_region, preprocess
-from cxr_edge.quality import QualityConfig, check
-from cxr_edge.segmenter import Segmenter
+from cxr_edge.ops.lungcrop import CropResult, clean_mask, lung_crop
+from cxr_edge.ops.preprocess import CropBox, crop_region, preprocess
+from cxr_edge.ops.quality import QualityConfig, check
+from cxr_edge.runtime.engine import Engine, normalise
+from cxr_edge.runtime.segmenter import Segmenter
 
-log = logging.getLogger("cxr_edge.pipeline")
+log = logging.getLogger("cxr_edge.runtime.pipeline")
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,7 @@ class Prepared:
         x: The model input (``spec.input_shape``).
         image_shape: ``(H, W)`` of the decoded image.
         crop: The segmenter's crop decision, or None without a segmenter.
-        lung_mask: The lung mask at the segmenter's resolution (:data:`cxr_edge.cam.LUNG_THRESHOLD`),
+        lung_mask: The lung mask at the segmenter's resolution (:data:`cxr_edge.ops.cam.LUNG_THRESHOLD`),
             when a segmenter ran.
         timings_ms: ``segment`` and ``preprocess`` milliseconds.
     """
@@ -179,7 +179,7 @@ class Predictor:
         threads: LiteRT threads per model, and DICOM decoder threads.
         read_options: Image reader limits. Without a ``min_side`` of their own, the bundle's decode
             gate decides: a bundle whose gate passed decodes full-size DICOMs at reduced resolution.
-        checks: The input checks a file must pass before it is classified (:mod:`cxr_edge.quality`:
+        checks: The input checks a file must pass before it is classified (:mod:`cxr_edge.ops.quality`:
             modality, body part, view, colour, resolution, blank, frontal pattern), the same the DICOM
             node runs; None classifies every readable image.
     """
@@ -357,7 +357,7 @@ def unexpected_failure(exc: Exception) -> InputError:
     """An exception no reader meant to raise, as the typed error of the one input it hit.
 
     A codec bug must not end a batch. The row names the exception's type; its text (a library's
-    internals, possibly several lines) goes to the debug log of ``cxr_edge.pipeline`` only.
+    internals, possibly several lines) goes to the debug log of ``cxr_edge.runtime.pipeline`` only.
     """
     log.debug("unexpected failure", exc_info=exc)
     return InputError(

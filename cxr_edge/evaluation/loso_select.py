@@ -18,10 +18,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cxr_edge.ensemble import apply_temperature, combine, logloss_weights
 from cxr_edge.errors import SpecError
-from cxr_edge.loso import HeldOut, score, selection_score
-from cxr_edge.stats import clopper_pearson, fit_temperature
+from cxr_edge.evaluation.loso import HeldOut, score, selection_score
+from cxr_edge.evaluation.stats import clopper_pearson, fit_temperature
+from cxr_edge.ops.ensemble import apply_temperature, combine, logloss_weights
 
 
 def align(experiments: Sequence[HeldOut]) -> list[HeldOut]:
@@ -193,7 +193,7 @@ def choose_referral(curve: Sequence[dict], max_referred: float = 0.2) -> dict:
 
 
 def summary(held: HeldOut) -> dict:
-    """:func:`cxr_edge.loso.score` of a (combined) experiment."""
+    """:func:`cxr_edge.evaluation.loso.score` of a (combined) experiment."""
     return score(held)
 
 

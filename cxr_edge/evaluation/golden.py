@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from cxr_edge.bundle import Bundle
-from cxr_edge.engine import Engine
-from cxr_edge.imaging import read_image
-from cxr_edge.pipeline import Predictor
-from cxr_edge.preprocess import preprocess, preprocess_u8
-from cxr_edge.segmenter import Segmenter
+from cxr_edge.bundle.manifest import Bundle
+from cxr_edge.imaging.reader import read_image
+from cxr_edge.ops.preprocess import preprocess, preprocess_u8
+from cxr_edge.runtime.engine import Engine
+from cxr_edge.runtime.pipeline import Predictor
+from cxr_edge.runtime.segmenter import Segmenter
 
 
 def encode(array: np.ndarray) -> dict:
@@ -126,7 +126,7 @@ def check(bundle: Bundle, folder: str | Path) -> list[str]:
     problems = []
     if index["bundle_models"] != {m.name: m.sha256 for m in bundle.manifest.models}:
         return ["the bundle changed since the golden vectors were written: run `make golden`"]
-    from cxr_edge.samples import samples_dir
+    from cxr_edge.dataset.samples import samples_dir
 
     for name in index["files"]:
         stored = json.loads((folder / name).read_text())
@@ -166,12 +166,12 @@ def check(bundle: Bundle, folder: str | Path) -> list[str]:
 
 
 def main() -> None:
-    """``python -m cxr_edge.golden``: golden vectors of the default bundle into ``tests/golden``."""
-    from cxr_edge.samples import load_samples
+    """``python -m cxr_edge.evaluation.golden``: the default bundle's golden vectors into ``tests/golden``."""
+    from cxr_edge.dataset.samples import load_samples
 
     samples = load_samples()
     picks = [next(s for s in samples if s.label == label).file for label in ("covid", "pneumonia_unknown")]
-    target = Path(__file__).resolve().parents[1] / "tests" / "golden"
+    target = Path(__file__).resolve().parents[2] / "tests" / "golden"
     for path in write(Bundle.load(), picks, target):
         print(path)
 

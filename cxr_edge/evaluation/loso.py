@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from cxr_edge.errors import SpecError
-from cxr_edge.stats import clopper_pearson
+from cxr_edge.evaluation.stats import clopper_pearson
 
 PREDICTIONS = "holdout_predictions.csv"
 _FIXED_COLUMNS = ("path", "source", "label", "raw_label")
@@ -250,7 +250,7 @@ def markdown_table(
     Args:
         rows: ``{row name: score(...) dict}``.
         sources: Column order (default: every source seen, sorted).
-        deltas: ``{row name: paired difference}`` (:func:`cxr_edge.loso_select.paired_difference`)
+        deltas: ``{row name: paired difference}`` (:func:`cxr_edge.evaluation.loso_select.paired_difference`)
             against a reference row: adds a column "score vs reference (95% CI)".
     """
     if sources is None:
@@ -321,7 +321,7 @@ def bundle_heldout(
     """A shipped bundle's predictions on sources it was never trained on, as LOSO-style held-out rows.
 
     Args:
-        predictor: A :class:`cxr_edge.pipeline.Predictor` (the bundle's full pipeline runs).
+        predictor: A :class:`cxr_edge.runtime.pipeline.Predictor` (the bundle's full pipeline runs).
         records: Manifest records of the unseen sources, already mapped to the task's ``labels``.
         labels: The task's labels (column order of the result).
         rename: Bundle label -> task label (e.g. the first release's ``pneumonia_unknown`` ->

@@ -1,6 +1,6 @@
 """Honest statistics for classifier evaluation: intervals, paired tests, calibration (numpy + statsmodels).
 
-Point metrics live in :mod:`cxr_edge.metrics`; this module says how much to trust them.
+Point metrics live in :mod:`cxr_edge.evaluation.metrics`; this module says how much to trust them.
 
 * :func:`clopper_pearson` -- exact binomial interval for a proportion (accuracy, sensitivity...).
 * :func:`delong` / :func:`delong_paired` -- AUC variance and the paired test for two AUCs on the same
@@ -12,7 +12,7 @@ Point metrics live in :mod:`cxr_edge.metrics`; this module says how much to trus
   of one patient are correlated and row-level resampling understates the uncertainty.
 * :func:`expected_calibration_error`, :func:`brier_score`, :func:`reliability_curve` -- calibration.
 * :func:`fit_temperature` -- temperature scaling (Guo et al. 2017), applied at run time by
-  :func:`cxr_edge.ensemble.apply_temperature`.
+  :func:`cxr_edge.ops.ensemble.apply_temperature`.
 
 Every function returns plain Python floats, ints, bools, lists, tuples or dicts so results can be
 written to JSON as they are, and raises :class:`~cxr_edge.errors.SpecError` for invalid inputs.
@@ -99,7 +99,7 @@ def delong(scores: np.ndarray, positive: np.ndarray, alpha: float = 0.05) -> dic
 
     The structural components (placement values) come from the midrank algorithm of Sun & Xu
     (2014), which needs three sorts instead of the ``m * n`` comparisons of the original definition.
-    Ties count one half, so the AUC equals :func:`cxr_edge.metrics.roc_auc`.
+    Ties count one half, so the AUC equals :func:`cxr_edge.evaluation.metrics.roc_auc`.
 
     Args:
         scores: ``(n,)`` scores, higher = more positive.

@@ -4,7 +4,7 @@ A kit image is enlarged to a detector size, stored as 10-16-bit integers with de
 given the intensity tags of a :class:`Variant` and encoded in one of :data:`SYNTAXES`. Encoders are
 the well-kept ones: pydicom's own (RLE, deflate), pyjpegls (JPEG-LS), pylibjpeg-openjpeg (JPEG 2000),
 imagecodecs (libjpeg-turbo for JPEG baseline, extended and lossless; OpenJPH for HTJ2K). Used by
-``benchmarks/dicom_corpus.py`` and by :mod:`cxr_edge.decode_gate` (which needs DICOMs of the
+``benchmarks/dicom_corpus.py`` and by :mod:`cxr_edge.evaluation.decode_gate` (which needs DICOMs of the
 validation images); nothing on the prediction path imports it.
 """
 

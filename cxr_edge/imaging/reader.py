@@ -34,8 +34,18 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from cxr_edge.codestream import jpeg_size
-from cxr_edge.dicom_pixels import (
+from cxr_edge.errors import (
+    CxrEdgeError,
+    ImageDecodeError,
+    ImageTooLargeError,
+    InputError,
+    UnsupportedImageError,
+    one_line,
+)
+from cxr_edge.imaging.codestream import jpeg_size
+from cxr_edge.imaging.intensity import check_attributes, minmax, to_unit, to_unit_by_table
+from cxr_edge.imaging.intensity import window as window  # re-exported: read_image's callers apply windows too
+from cxr_edge.imaging.pixels import (
     BIG_ENDIAN,
     DEFLATED,
     IMPLICIT_LE,
@@ -48,19 +58,9 @@ from cxr_edge.dicom_pixels import (
     strict_jpeg8,
     transfer_syntax,
 )
-from cxr_edge.errors import (
-    CxrEdgeError,
-    ImageDecodeError,
-    ImageTooLargeError,
-    InputError,
-    UnsupportedImageError,
-    one_line,
-)
-from cxr_edge.intensity import check_attributes, minmax, to_unit, to_unit_by_table
-from cxr_edge.intensity import window as window  # re-exported: read_image's callers apply windows too
 
 # Internal exception texts (a codec's, pydicom's) go here at debug level, never into error messages.
-log = logging.getLogger("cxr_edge.imaging")
+log = logging.getLogger("cxr_edge.imaging.reader")
 
 #: Modalities a projection chest radiograph can carry. OT (other) covers secondary captures of
 #: radiographs; an empty modality is accepted because many exported files omit it.
@@ -88,11 +88,11 @@ class ReadOptions:
         min_side: Allow reduced-resolution DICOM decoding that keeps at least this many pixels on
             the short side (a bundle sets it from its input size when its decode gate passed);
             None decodes at full resolution.
-        decoder: ``"fast"`` (:mod:`cxr_edge.dicom_pixels`, pydicom where it does not apply) or
+        decoder: ``"fast"`` (:mod:`cxr_edge.imaging.pixels`, pydicom where it does not apply) or
             ``"pydicom"`` (``pixel_array`` and float64 LUTs: the first release's path, kept for
             comparison and as the reference).
         threads: Threads a DICOM codec may use (OpenJPEG); ``cxr-edge --threads`` sets it.
-        reductions: How a reduced decode may be made (:data:`cxr_edge.dicom_pixels.KINDS`: ``area``,
+        reductions: How a reduced decode may be made (:data:`cxr_edge.imaging.pixels.KINDS`: ``area``,
             ``jpeg_dct``, ``j2k_levels``...); a bundle allows the kinds its gate passed.
     """
 

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from cxr_edge.configio import from_dict, to_dict
+from cxr_edge.config import from_dict, to_dict
 from cxr_edge.errors import SpecError
-from cxr_edge.preprocess import CropBox
+from cxr_edge.ops.preprocess import CropBox
 
 _SIGNIFICANT = 0.01  # components below 1% of the image are speckle, not lung
 

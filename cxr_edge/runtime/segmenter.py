@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from cxr_edge.bundle import Bundle
-from cxr_edge.engine import Engine
+from cxr_edge.bundle.manifest import Bundle
 from cxr_edge.errors import BundleError, CxrEdgeError, InputError
-from cxr_edge.imaging import read_image
-from cxr_edge.lungcrop import CropResult, lung_crop
-from cxr_edge.preprocess import CropBox, preprocess
+from cxr_edge.imaging.reader import read_image
+from cxr_edge.ops.lungcrop import CropResult, lung_crop
+from cxr_edge.ops.preprocess import CropBox, preprocess
+from cxr_edge.runtime.engine import Engine
 
 CROP_COLUMNS = ("path", "status", "reason", "x0", "y0", "x1", "y1", "segmenter_sha256")
 

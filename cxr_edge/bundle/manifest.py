@@ -17,14 +17,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from cxr_edge.card import ModelCard
-from cxr_edge.configio import from_dict, json_schema, to_dict
-from cxr_edge.ensemble import METHODS, Stacker, apply_temperature, combine
+from cxr_edge.bundle.card import ModelCard
+from cxr_edge.config import from_dict, json_schema, to_dict
+from cxr_edge.dataset.manifest import file_sha256
 from cxr_edge.errors import BundleError, SpecError
-from cxr_edge.lungcrop import CropSpec
-from cxr_edge.manifest import file_sha256
-from cxr_edge.preprocess import PreprocessSpec
-from cxr_edge.quality import AbstainConfig, abstain
+from cxr_edge.ops.ensemble import METHODS, Stacker, apply_temperature, combine
+from cxr_edge.ops.lungcrop import CropSpec
+from cxr_edge.ops.preprocess import PreprocessSpec
+from cxr_edge.ops.quality import AbstainConfig, abstain
 
 FORMAT_VERSION = 3
 #: Versions this runtime reads. Version 2 added segmenters, feature outputs with CAM weights,
@@ -113,7 +113,7 @@ class SegmenterEntry:
         params: Parameter count of the source Keras model.
         macs: Multiply-accumulates per image.
         preprocess: How the image is prepared for the segmenter (no border crop).
-        crop: Mask -> box rule and quality gate (:class:`cxr_edge.lungcrop.CropSpec`).
+        crop: Mask -> box rule and quality gate (:class:`cxr_edge.ops.lungcrop.CropSpec`).
         metrics: Dice/IoU of this variant on held-out patients.
     """
 
@@ -132,7 +132,7 @@ class SegmenterEntry:
 
 @dataclass(frozen=True)
 class EnsembleConfig:
-    """How member models' probabilities are combined (see :mod:`cxr_edge.ensemble`).
+    """How member models' probabilities are combined (see :mod:`cxr_edge.ops.ensemble`).
 
     Attributes:
         method: ``vote``, ``mean``, ``weighted`` or ``stacking``.
@@ -197,10 +197,10 @@ class LungEvidence:
     """When a prediction's heat map lies too much outside the lungs (bundles with a segmenter).
 
     Attributes:
-        min_fraction: Predictions whose lung fraction (:func:`cxr_edge.cam.lung_fraction`) is below
+        min_fraction: Predictions whose lung fraction (:func:`cxr_edge.ops.cam.lung_fraction`) is below
             this are flagged "evidence outside the lungs".
         chosen_on: How ``min_fraction`` was chosen (``convert``: the 5th percentile over correctly
-            classified validation images, see :func:`cxr_edge.cam.choose_min_fraction`).
+            classified validation images, see :func:`cxr_edge.ops.cam.choose_min_fraction`).
     """
 
     min_fraction: float
@@ -217,13 +217,13 @@ class LungEvidence:
 
 @dataclass(frozen=True)
 class DecodeConfig:
-    """Reduced-resolution DICOM decoding (:mod:`cxr_edge.dicom_pixels`) and the gate that allowed it.
+    """Reduced-resolution DICOM decoding (:mod:`cxr_edge.imaging.pixels`) and the gate that allowed it.
 
     Attributes:
         min_side: Short side, in pixels, that a reduced decode keeps (twice what the model's resize
-            needs, :func:`cxr_edge.decode_gate.min_side_for`).
+            needs, :func:`cxr_edge.evaluation.decode_gate.min_side_for`).
         reduced: Whether runtimes decode at reduced resolution (some kind passed the gate).
-        kinds: The reduction kinds that passed (:data:`cxr_edge.dicom_pixels.KINDS`); a syntax whose
+        kinds: The reduction kinds that passed (:data:`cxr_edge.imaging.pixels.KINDS`); a syntax whose
             kinds all failed is decoded at full resolution.
         gate: The parity gate's result per reduction kind: images, argmax agreement (overall and
             outside the abstention band) and probability differences against full resolution.
@@ -255,7 +255,7 @@ class BundleManifest:
         label_map: Data-manifest label -> bundle label (e.g. ``bacterial -> pneumonia``) as the runs
             were trained; empty = identity. ``cxr-edge evaluate`` maps manifest rows through it.
         lung_evidence: The lung-fraction flag threshold (needs a segmenter), or None.
-        card: The model card (:class:`cxr_edge.card.ModelCard`), or None (bundles before format 3).
+        card: The model card (:class:`cxr_edge.bundle.card.ModelCard`), or None (bundles before format 3).
         decode: Reduced-resolution decoding and its gate, or None (always full resolution).
     """
 
@@ -443,7 +443,7 @@ def _validate_schema(data: dict) -> None:
 
 def default_bundle_path() -> Path:
     """Folder of the default bundle shipped inside the package."""
-    return Path(__file__).resolve().parent / "data" / "default_bundle"
+    return Path(__file__).resolve().parents[1] / "data" / "default_bundle"
 
 
 @dataclass(frozen=True)

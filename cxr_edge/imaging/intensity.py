@@ -20,7 +20,7 @@ import numpy as np
 
 from cxr_edge.errors import UnsupportedImageError
 
-log = logging.getLogger("cxr_edge.imaging")
+log = logging.getLogger("cxr_edge.imaging.reader")
 
 
 def check_attributes(ds) -> None:

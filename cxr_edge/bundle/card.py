@@ -8,15 +8,15 @@ convert``) holds:
   not parse);
 * the task: labels and the label map from manifest labels (``bacterial -> pneumonia``...);
 * the training data: images per source and *manifest* label of the training split the runs used;
-* leave-one-source-out (LOSO) results of the *recipe* (:func:`cxr_edge.loso.score`, unchanged), with
-  the recipe name and command. They describe models trained with each source held out, not these
-  weights, which saw every source; a card without them says "no leave-one-source-out evaluation
-  recorded";
+* leave-one-source-out (LOSO) results of the *recipe* (:func:`cxr_edge.evaluation.loso.score`,
+  unchanged), with the recipe name and command. They describe models trained with each source held
+  out, not these weights, which saw every source; a card without them says "no leave-one-source-out
+  evaluation recorded";
 * in-distribution results of the bundle's ensemble on the validation and test splits (accuracy with
   a 95% Clopper-Pearson interval, macro AUC, per class sensitivity, per source) and, when the bundle
   has an abstention band, what it does on validation;
 * the shortcut audit (within-label source AUCs) when one was provided, known failure modes, and the
-  lung-evidence statistics per source (:mod:`cxr_edge.cam`) when the bundle has a segmenter.
+  lung-evidence statistics per source (:mod:`cxr_edge.ops.cam`) when the bundle has a segmenter.
 
 The human parts come from a small TOML/JSON file (:class:`CardInput`, ``convert --card FILE``); the
 rest is filled in from the build. :func:`card_markdown` renders a card (``cxr-edge info --card``).
@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from cxr_edge.configio import from_dict, to_dict
+from cxr_edge.config import from_dict, to_dict
 from cxr_edge.errors import SpecError
 
 DISCLAIMER = "Not a medical device. A research artefact: do not use it to make clinical decisions."
@@ -43,7 +43,7 @@ LOSO_NOTE = (
     "Leave-one-source-out numbers describe the recipe (models trained with that source held out), "
     "not these exact weights, which were trained with every source."
 )
-#: Keys of :func:`cxr_edge.loso.score` (its structure is fixed; the card stores it as it is).
+#: Keys of :func:`cxr_edge.evaluation.loso.score` (its structure is fixed; the card stores it as it is).
 LOSO_KEYS = ("labels", "by_source", "pooled", "cells", "selection_score")
 
 
@@ -67,7 +67,7 @@ class LosoRecord:
     Attributes:
         recipe: Recipe name (e.g. ``triage/baseline``).
         command: The ``cxr-edge loso`` command that produced the results.
-        report: :func:`cxr_edge.loso.score` output (per held-out source, pooled, cells, selection
+        report: :func:`cxr_edge.evaluation.loso.score` output (per held-out source, pooled, cells, selection
             score), or None when no LOSO evaluation was recorded.
         note: How to read the numbers (or :data:`NO_LOSO` when there are none).
     """
@@ -84,7 +84,7 @@ class LosoRecord:
 
 @dataclass(frozen=True)
 class LungStats:
-    """Lung fractions of a group of images (:func:`cxr_edge.cam.lung_fraction`).
+    """Lung fractions of a group of images (:func:`cxr_edge.ops.cam.lung_fraction`).
 
     Attributes:
         n: Images with a lung fraction (the crop passed its quality gate).
@@ -127,7 +127,8 @@ class ModelCard:
         training_data: ``{source: {manifest label: images}}`` of the training split.
         loso: Leave-one-source-out results of the recipe (or the explicit statement that there are none).
         in_distribution: Ensemble results on the validation and test splits (:func:`in_distribution`).
-        shortcut_audit: Source predictability from the outputs (:func:`cxr_edge.shortcut.audit`), if given.
+        shortcut_audit: Source predictability from the outputs
+            (:func:`cxr_edge.evaluation.shortcut.audit`), if given.
         failure_modes: Known ways the model fails, one sentence each.
         lung_evidence: Lung fractions on the validation split per source (bundles with a segmenter).
     """
@@ -185,7 +186,7 @@ class CardInput:
 
 
 def check_loso_report(report: Mapping[str, Any]) -> None:
-    """Checks that ``report`` has the structure of :func:`cxr_edge.loso.score`.
+    """Checks that ``report`` has the structure of :func:`cxr_edge.evaluation.loso.score`.
 
     Raises:
         SpecError: A key is missing or a held-out source lacks its accuracy and per-class rates.
@@ -252,7 +253,7 @@ def _read_json(p: Path, what: str) -> dict:
 
 def rate(k: int, n: int) -> dict:
     """``{"k", "n", "value", "ci"}`` with a 95% Clopper-Pearson interval (the LOSO report's rate form)."""
-    from cxr_edge.stats import clopper_pearson
+    from cxr_edge.evaluation.stats import clopper_pearson
 
     if n == 0:
         return {"k": 0, "n": 0, "value": None, "ci": None}
@@ -262,7 +263,7 @@ def rate(k: int, n: int) -> dict:
 
 def split_results(y: np.ndarray, probs: np.ndarray, sources: Sequence[str], labels: Sequence[str]) -> dict:
     """Accuracy (with interval), macro AUC and per-class sensitivity, overall and per source."""
-    from cxr_edge.metrics import classification_metrics
+    from cxr_edge.evaluation.metrics import classification_metrics
 
     def block(mask: np.ndarray) -> dict:
         yy, pp = y[mask], probs[mask]
@@ -286,7 +287,7 @@ def split_results(y: np.ndarray, probs: np.ndarray, sources: Sequence[str], labe
 
 def abstain_results(y: np.ndarray, probs: np.ndarray, labels: Sequence[str], band: Any) -> dict:
     """What an abstention band does on labelled data: share referred, accuracy of what is reported."""
-    from cxr_edge.quality import abstain
+    from cxr_edge.ops.quality import abstain
 
     referred = np.array([abstain(dict(zip(labels, p, strict=True)), band) is not None for p in probs], bool)
     kept = ~referred

@@ -22,11 +22,11 @@ HTJ2K                     imagecodecs (OpenJPH)                   **resolution l
 
 Lossless full-resolution decodes equal pydicom's exactly (``tests/test_dicom_pixels.py``, one
 golden test per syntax). Reduced decodes change pixels; a bundle uses them only when its decode
-parity gate passed (:mod:`cxr_edge.decode_gate`).
+parity gate passed (:mod:`cxr_edge.evaluation.decode_gate`).
 
 Damaged data is refused, not guessed at, wherever the codec can tell (docs/usage.md lists what no
 codec can): before decoding, what a frame declares is checked against the header
-(:mod:`cxr_edge.codestream`: size, JPEG 2000 tile-part lengths, RLE segments) and the output of RLE
+(:mod:`cxr_edge.imaging.codestream`: size, JPEG 2000 tile-part lengths, RLE segments) and the output of RLE
 is bounded by it; while decoding, libjpeg's warnings (premature end, corrupt data) are errors
 (simplejpeg's strict mode) and OpenJPH's errors, which Cython reports only as "Exception ignored",
 are caught. A deflated dataset is inflated only as far as its header says its pixels need.
@@ -47,10 +47,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from cxr_edge.codestream import j2k_check_tile_parts, j2k_size, jpeg_size, rle_check_header
 from cxr_edge.errors import ImageDecodeError, ImageTooLargeError
+from cxr_edge.imaging.codestream import j2k_check_tile_parts, j2k_size, jpeg_size, rle_check_header
 
-log = logging.getLogger("cxr_edge.imaging")
+log = logging.getLogger("cxr_edge.imaging.reader")
 
 _NATIVE = frozenset(
     {
@@ -88,7 +88,7 @@ _SYNTAX_NAMES = {
 
 #: Reductions tried, largest first: powers of two, as JPEG DCT scaling and wavelet levels allow.
 REDUCTIONS = (8, 4, 2)
-#: Ways to reduce, each gated on its own (:mod:`cxr_edge.decode_gate`):
+#: Ways to reduce, each gated on its own (:mod:`cxr_edge.evaluation.decode_gate`):
 #:   ``area``: full decode, then an integer box average (every syntax);
 #:   ``jpeg_dct`` / ``j2k_levels``: the codec decodes at the reduced size itself (JPEG DCT scaling;
 #:   JPEG 2000 and HTJ2K wavelet levels);
@@ -321,7 +321,7 @@ def _corrupt_deflate(exc: Exception) -> ImageDecodeError:
 
 
 def check_frame(frame: bytes, ts: str, rows: int, cols: int, bytes_per_sample: int, samples: int = 1) -> None:
-    """Checks a compressed frame against the header before it is decoded (:mod:`cxr_edge.codestream`).
+    """Checks a compressed frame against the header before it is decoded (:mod:`cxr_edge.imaging.codestream`).
 
     Raises:
         ImageDecodeError: The frame declares another size, lacks its end marker (JPEG, JPEG-LS, JPEG

@@ -1,6 +1,6 @@
 """``cxr-edge evaluate``: a bundle on a labelled manifest, with intervals, paired tests and calibration.
 
-Every image goes through the bundle's own pipeline (:class:`cxr_edge.pipeline.Predictor`: read ->
+Every image goes through the bundle's own pipeline (:class:`cxr_edge.runtime.pipeline.Predictor`: read ->
 segment -> lung crop when the bundle has a segmenter -> preprocess -> every model), so a lung-crop
 bundle is evaluated on the pixels it classifies in use. Manifest labels are mapped through the
 bundle's ``label_map`` first (``bacterial -> pneumonia``...). The members' probabilities are then
@@ -29,17 +29,13 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from tqdm import tqdm
 
-from cxr_edge.bundle import Bundle
-from cxr_edge.card import abstain_results, lung_evidence_stats
-from cxr_edge.configio import to_dict
-from cxr_edge.engine import Engine, normalise
-from cxr_edge.ensemble import combine
+from cxr_edge.bundle.card import abstain_results, lung_evidence_stats
+from cxr_edge.bundle.manifest import Bundle
+from cxr_edge.config import to_dict
+from cxr_edge.dataset.manifest import Record
 from cxr_edge.errors import CxrEdgeError, InputError
-from cxr_edge.imaging import read_image
-from cxr_edge.manifest import Record
-from cxr_edge.metrics import classification_metrics
-from cxr_edge.pipeline import Predictor
-from cxr_edge.stats import (
+from cxr_edge.evaluation.metrics import classification_metrics
+from cxr_edge.evaluation.stats import (
     auc_ci_clopper_pearson,
     bootstrap_ci,
     brier_score,
@@ -50,6 +46,10 @@ from cxr_edge.stats import (
     mcnemar,
     reliability_curve,
 )
+from cxr_edge.imaging.reader import read_image
+from cxr_edge.ops.ensemble import combine
+from cxr_edge.runtime.engine import Engine, normalise
+from cxr_edge.runtime.pipeline import Predictor
 
 
 @dataclass
@@ -89,7 +89,7 @@ def predict_records(
 ) -> Predictions:
     """Runs the bundle's pipeline and every model on ``records``; bad rows are skipped and reported.
 
-    The ensemble members run inside :class:`cxr_edge.pipeline.Predictor` (segmenter, crop, combiner,
+    The ensemble members run inside :class:`cxr_edge.runtime.pipeline.Predictor` (segmenter, crop, combiner,
     heat map, lung fraction, referral); the bundle's other models run on the same prepared input.
     """
     labels = bundle.labels

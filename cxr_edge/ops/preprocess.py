@@ -33,7 +33,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from cxr_edge.configio import from_dict, to_dict
+from cxr_edge.config import from_dict, to_dict
 from cxr_edge.errors import InputError, SpecError
 
 #: A crop box in pixel coordinates of the source image: (x0, y0, x1, y1), end exclusive.
@@ -124,7 +124,7 @@ def preprocess(
     """Turns a decoded image into one model input.
 
     Args:
-        image: 2-D float image in [0, 1] as returned by :func:`cxr_edge.imaging.read_image`.
+        image: 2-D float image in [0, 1] as returned by :func:`cxr_edge.imaging.reader.read_image`.
         spec: The preprocessing parameters (from the bundle).
         crop_box: ``(x0, y0, x1, y1)`` in source pixels (e.g. the lung box); overrides ``spec.border``.
         augment: Training-only hook applied to the resized float image before quantisation.

@@ -1,7 +1,7 @@
 """The decode parity gate: may a bundle decode full-size DICOMs at reduced resolution?
 
 A cart's 2-3k-pixel radiograph is decoded for a 128- or 256-pixel model input. Decoding at 1/2, 1/4
-or 1/8 resolution (:mod:`cxr_edge.dicom_pixels`) removes most of the decode cost but changes the
+or 1/8 resolution (:mod:`cxr_edge.imaging.pixels`) removes most of the decode cost but changes the
 pixels the model sees, so, like quantisation, it has a gate: the bundle's full pipeline (segmenter,
 crop, members, combiner) predicts the validation images twice, from full-size DICOMs decoded at full
 and at reduced resolution, once per reduction kind:
@@ -37,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cxr_edge.bundle import Bundle, BundleManifest, DecodeConfig
-from cxr_edge.imaging import ReadOptions, read_image
+from cxr_edge.bundle.manifest import Bundle, BundleManifest, DecodeConfig
+from cxr_edge.imaging.reader import ReadOptions, read_image
 
 #: Short side of the lung box as a fraction of the image's, at its 2nd percentile on the kit (0.56 at
 #: the 5th, 0.46 at the 1st, measured on 400 crops of build/crops_kit2): the reduced image must keep
@@ -106,8 +106,8 @@ def decode_gate(
     """
     from tqdm import tqdm
 
-    from cxr_edge.dicom_synth import VARIANTS, build_dataset, encode, stored_values
-    from cxr_edge.pipeline import Predictor
+    from cxr_edge.imaging.synth import VARIANTS, build_dataset, encode, stored_values
+    from cxr_edge.runtime.pipeline import Predictor
 
     thresholds = thresholds or DecodeGateThresholds()
     bundle = Bundle.load(bundle_root)
