@@ -27,6 +27,8 @@ from pathlib import Path
 
 import click
 
+from cxr_edge.formatting import interval
+
 COLUMNS = (
     "| model | | params | reduction | MMACs | fp32 KiB | int8 KiB | fp32 ms | int8 ms "
     "| test accuracy (95% CI) | test macro AUC (95% CI) | F1 | MCC |"
@@ -48,9 +50,7 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, Path]:
 
 
 def _ci(value: float | None, ci) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.3f} ({ci[0]:.3f}-{ci[1]:.3f})" if ci else f"{value:.3f}"
+    return interval(value, ci, digits=3, missing="n/a")
 
 
 def _latency(bench: dict, name: str) -> float | None:

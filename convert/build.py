@@ -30,11 +30,13 @@ from cxr_edge.bundle.manifest import (
     ModelEntry,
     write_manifest,
 )
-from cxr_edge.dataset.manifest import Record, file_sha256
+from cxr_edge.dataset.manifest import Record
+from cxr_edge.dataset.splits import spread
 from cxr_edge.errors import SpecError
-from cxr_edge.evaluation.decode_gate import decode_gate, spread
+from cxr_edge.evaluation.decode_gate import decode_gate
 from cxr_edge.evaluation.metrics import classification_metrics
 from cxr_edge.evaluation.stats import fit_temperature
+from cxr_edge.hashing import file_sha256
 from cxr_edge.ops.ensemble import accuracy_weights, fit_stacker, logloss_weights
 from cxr_edge.ops.quality import AbstainConfig
 from cxr_edge.provenance import git_commit, now_utc, versions

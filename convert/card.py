@@ -23,17 +23,14 @@ from cxr_edge.bundle.card import (
     LosoRecord,
     LungEvidenceStats,
     ModelCard,
-    abstain_results,
     load_card_input,
-    lung_evidence_stats,
     read_audit,
     read_loso,
-    split_results,
-    training_data,
 )
 from cxr_edge.bundle.manifest import Bundle, EnsembleConfig, LungEvidence
 from cxr_edge.dataset.manifest import Record
 from cxr_edge.errors import SpecError
+from cxr_edge.evaluation.card_stats import abstain_results, lung_evidence_stats, split_results, training_data
 from cxr_edge.ops.cam import MIN_FRACTION_PERCENTILE, choose_min_fraction
 from cxr_edge.runtime.pipeline import Predictor
 

@@ -30,9 +30,10 @@ from cxr_edge.bundle.manifest import (
     SegmenterEntry,
     write_manifest,
 )
-from cxr_edge.dataset.manifest import file_sha256, load_manifest
+from cxr_edge.dataset.manifest import load_manifest
 from cxr_edge.dataset.splits import read_split
 from cxr_edge.errors import SpecError
+from cxr_edge.hashing import file_sha256
 from cxr_edge.ops.lungcrop import CropSpec
 from cxr_edge.ops.preprocess import preprocess
 from cxr_edge.provenance import git_commit, now_utc, versions

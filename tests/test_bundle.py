@@ -60,7 +60,7 @@ def test_default_bundle_is_complete_and_consistent():
 def test_default_bundle_split_is_the_committed_one():
     from pathlib import Path
 
-    from cxr_edge.dataset.manifest import file_sha256
+    from cxr_edge.hashing import file_sha256
 
     committed = Path(__file__).resolve().parents[1] / "splits" / "kit.csv"
     assert Bundle.load().manifest.provenance["split_sha256"] == file_sha256(committed)

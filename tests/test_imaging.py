@@ -14,7 +14,8 @@ from conftest import make_dicom
 from pydicom.data import get_testdata_file
 
 from cxr_edge.errors import ImageDecodeError, ImageTooLargeError, InputError, UnsupportedImageError
-from cxr_edge.imaging.reader import ReadOptions, read_image, window
+from cxr_edge.imaging.intensity import window
+from cxr_edge.imaging.reader import ReadOptions, read_image
 
 RNG = np.random.default_rng(0)
 

@@ -56,7 +56,7 @@ def build(out: Path) -> Path:
         SegmenterEntry,
         write_manifest,
     )
-    from cxr_edge.dataset.manifest import file_sha256
+    from cxr_edge.hashing import file_sha256
     from cxr_edge.ops.quality import AbstainConfig
     from cxr_edge.runtime.engine import Engine
     from cxr_edge.runtime.pipeline import Predictor

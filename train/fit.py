@@ -20,10 +20,11 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from cxr_edge.dataset.manifest import Manifest, Record, file_sha256, load_manifest
+from cxr_edge.dataset.manifest import Manifest, Record, load_manifest
 from cxr_edge.dataset.splits import Split, make_split, read_split, write_split
 from cxr_edge.errors import SpecError
 from cxr_edge.evaluation.metrics import classification_metrics
+from cxr_edge.hashing import file_sha256
 from cxr_edge.provenance import git_commit, now_utc, versions
 from train import adversary
 from train.config import TrainConfig

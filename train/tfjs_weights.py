@@ -35,8 +35,8 @@ from pathlib import Path, PurePosixPath
 import keras
 import numpy as np
 
-from cxr_edge.dataset.manifest import file_sha256
 from cxr_edge.errors import InputError, SpecError
+from cxr_edge.hashing import file_sha256
 from cxr_edge.provenance import now_utc, versions
 from train.zoo import preset
 

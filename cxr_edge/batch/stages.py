@@ -18,12 +18,11 @@ import time
 from dataclasses import dataclass
 
 from cxr_edge.batch.rows import batch_row
-from cxr_edge.bundle.manifest import Bundle
+from cxr_edge.bundle.manifest import Bundle, bundle_sha256
 from cxr_edge.errors import CxrEdgeError, InputError
 from cxr_edge.imaging.reader import ImageInfo, read_image
 from cxr_edge.ops.quality import QualityConfig
 from cxr_edge.runtime.pipeline import Outcome, Predictor, Prepared, unexpected_failure
-from cxr_edge.serve.triage import bundle_sha256
 
 
 @dataclass(frozen=True)

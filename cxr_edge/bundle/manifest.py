@@ -19,8 +19,8 @@ import numpy as np
 
 from cxr_edge.bundle.card import ModelCard
 from cxr_edge.config import from_dict, json_schema, to_dict
-from cxr_edge.dataset.manifest import file_sha256
 from cxr_edge.errors import BundleError, SpecError
+from cxr_edge.hashing import file_sha256
 from cxr_edge.ops.ensemble import METHODS, Stacker, apply_temperature, combine
 from cxr_edge.ops.lungcrop import CropSpec
 from cxr_edge.ops.preprocess import PreprocessSpec
@@ -526,6 +526,11 @@ class Bundle:
         seg = [self.manifest.segmenter] if self.manifest.segmenter else []
         files = [self.root / MANIFEST_NAME, *(self.path_of(m) for m in [*self.manifest.models, *seg])]
         return sum(f.stat().st_size for f in files)
+
+
+def bundle_sha256(bundle: Bundle) -> str:
+    """SHA-256 of the bundle's ``manifest.json`` (which pins every model file by its own SHA-256)."""
+    return file_sha256(bundle.root / MANIFEST_NAME)
 
 
 def write_manifest(root: str | Path, manifest: BundleManifest) -> Path:

@@ -32,7 +32,8 @@ def decode_gate_cmd(bundle_dir, manifest_path, split_path, root, images, out, fo
     by the kinds that keep 99% of the argmax decisions outside the abstention band. (`cxr-edge
     convert` runs the same gate.) The input bundle is never modified.
     """
-    from cxr_edge.evaluation.decode_gate import KINDS, REFERENCE, decode_gate, spread
+    from cxr_edge.dataset.splits import spread
+    from cxr_edge.evaluation.decode_gate import KINDS, REFERENCE, decode_gate
 
     source = Bundle.load(bundle_dir)
     target = Path(out)

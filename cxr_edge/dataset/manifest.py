@@ -11,13 +11,13 @@ the whole file and reports every problem at once (by row number, never by patien
 from __future__ import annotations
 
 import csv
-import hashlib
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cxr_edge.errors import ManifestError
+from cxr_edge.hashing import file_sha256
 
 REQUIRED_COLUMNS = ("path", "source", "patient_id", "label")
 OPTIONAL_COLUMNS = ("view", "license", "original_path", "mask_path")
@@ -113,15 +113,6 @@ class Manifest:
         for r in self.records:
             out.setdefault(r.source, Counter())[r.label] += 1
         return out
-
-
-def file_sha256(path: str | Path) -> str:
-    """Returns the hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_manifest(

@@ -11,11 +11,13 @@ from __future__ import annotations
 import csv
 import random
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cxr_edge.dataset.manifest import Manifest, Record, file_sha256
+from cxr_edge.dataset.manifest import Manifest, Record
 from cxr_edge.errors import SplitError
+from cxr_edge.hashing import file_sha256
 
 PARTS = ("train", "val", "test")
 SPLIT_COLUMNS = ("path", "patient_id", "source", "label", "split")
@@ -224,3 +226,9 @@ def read_split(path: str | Path, manifest: Manifest | None = None) -> Split:
     if manifest is not None:
         check_split(manifest, split)
     return split
+
+
+def spread(items: Sequence, n: int) -> list:
+    """At most ``n`` items taken at an even stride (over a split part: every label and source), as int8
+    calibration and the decode gate pick their images."""
+    return list(items[:: max(1, len(items) // n)][:n])

@@ -65,11 +65,6 @@ class DecodeGateThresholds:
     min_agreement: float = 0.99
 
 
-def spread(items: Sequence, n: int) -> list:
-    """At most ``n`` items taken at an even stride (over a split part: every label and source)."""
-    return list(items[:: max(1, len(items) // n)][:n])
-
-
 def min_side_for(manifest: BundleManifest) -> int:
     """The short side a reduced decode must keep: twice the pixels every resize of the bundle needs.
 

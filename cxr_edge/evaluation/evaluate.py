@@ -29,11 +29,11 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from tqdm import tqdm
 
-from cxr_edge.bundle.card import abstain_results, lung_evidence_stats
 from cxr_edge.bundle.manifest import Bundle
 from cxr_edge.config import to_dict
 from cxr_edge.dataset.manifest import Record
 from cxr_edge.errors import CxrEdgeError, InputError
+from cxr_edge.evaluation.card_stats import abstain_results, lung_evidence_stats
 from cxr_edge.evaluation.metrics import classification_metrics
 from cxr_edge.evaluation.stats import (
     auc_ci_clopper_pearson,

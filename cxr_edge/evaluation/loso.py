@@ -29,6 +29,7 @@ import numpy as np
 
 from cxr_edge.errors import SpecError
 from cxr_edge.evaluation.stats import clopper_pearson
+from cxr_edge.formatting import interval
 
 PREDICTIONS = "holdout_predictions.csv"
 _FIXED_COLUMNS = ("path", "source", "label", "raw_label")
@@ -236,10 +237,7 @@ def load_loso(loso_dir: str | Path) -> HeldOut:
 
 def fmt_rate(rate: dict | None, digits: int = 2) -> str:
     """``0.84 (0.78-0.89)`` or ``-`` for an undefined rate."""
-    if not rate or rate.get("value") is None:
-        return "-"
-    lo, hi = rate["ci"]
-    return f"{rate['value']:.{digits}f} ({lo:.{digits}f}-{hi:.{digits}f})"
+    return interval(rate or None, digits=digits)
 
 
 def markdown_table(

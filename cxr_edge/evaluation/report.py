@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from cxr_edge.errors import InputError
+from cxr_edge.formatting import interval
 
 
 def write_evaluation(
@@ -196,9 +197,7 @@ def _row(name: str, m: dict) -> str:
 
 
 def _ci(value, ci) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.3f}" + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
+    return interval(value, ci, digits=3, missing="n/a")
 
 
 def _f(value) -> str:

@@ -34,57 +34,47 @@ are caught. A deflated dataset is inflated only as far as its header says its pi
 
 from __future__ import annotations
 
-import io
-import logging
-import os
-import struct
-import sys
-import tempfile
-import threading
-import zlib
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from cxr_edge.errors import ImageDecodeError, ImageTooLargeError
+from cxr_edge.errors import ImageDecodeError
+from cxr_edge.imaging.codecs import decode_full, decode_reduced, glymur_available, run_codec, strict_jpeg8
 from cxr_edge.imaging.codestream import j2k_check_tile_parts, j2k_size, jpeg_size, rle_check_header
-
-log = logging.getLogger("cxr_edge.imaging.reader")
-
-_NATIVE = frozenset(
-    {
-        "1.2.840.10008.1.2",  # Implicit VR Little Endian
-        "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
-        "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian (pydicom inflated it)
-        "1.2.840.10008.1.2.2",  # Explicit VR Big Endian (retired)
-    }
+from cxr_edge.imaging.deflate import inflate_part10
+from cxr_edge.imaging.syntaxes import (
+    BIG_ENDIAN,
+    DEFLATED,
+    EXPLICIT_LE,
+    HTJ2K,
+    IMPLICIT_LE,
+    J2K,
+    JPEG_BASELINE,
+    NATIVE,
+    RLE,
+    transfer_syntax,
 )
-IMPLICIT_LE = "1.2.840.10008.1.2"
-EXPLICIT_LE = "1.2.840.10008.1.2.1"
-DEFLATED = "1.2.840.10008.1.2.1.99"
-BIG_ENDIAN = "1.2.840.10008.1.2.2"
-_RLE = "1.2.840.10008.1.2.5"
-_JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
-_JPEG_LIBJPEG_TURBO = frozenset(
-    {
-        "1.2.840.10008.1.2.4.51",  # JPEG Extended (12 bit)
-        "1.2.840.10008.1.2.4.57",  # JPEG Lossless, process 14
-        "1.2.840.10008.1.2.4.70",  # JPEG Lossless SV1
-    }
-)
-_JPEG_LS = frozenset({"1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"})
-_J2K = frozenset({"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"})
-_HTJ2K = frozenset({"1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"})
 
-_SYNTAX_NAMES = {
-    _RLE: "RLE",
-    _JPEG_BASELINE: "JPEG baseline",
-    **dict.fromkeys(_JPEG_LIBJPEG_TURBO, "JPEG extended/lossless"),
-    **dict.fromkeys(_JPEG_LS, "JPEG-LS"),
-    **dict.fromkeys(_J2K, "JPEG 2000"),
-    **dict.fromkeys(_HTJ2K, "HTJ2K"),
-}
+# Re-exported: the fast path's public names, wherever they are implemented.
+__all__ = [
+    "BIG_ENDIAN",
+    "DEFLATED",
+    "EXPLICIT_LE",
+    "IMPLICIT_LE",
+    "KINDS",
+    "REDUCTIONS",
+    "Stored",
+    "area_reduce",
+    "check_frame",
+    "check_pixel_data",
+    "choose_reduction",
+    "decode_stored",
+    "glymur_available",
+    "inflate_part10",
+    "strict_jpeg8",
+    "transfer_syntax",
+]
 
 #: Reductions tried, largest first: powers of two, as JPEG DCT scaling and wavelet levels allow.
 REDUCTIONS = (8, 4, 2)
@@ -129,12 +119,6 @@ def choose_reduction(rows: int, cols: int, min_side: int | None) -> int:
     return 1
 
 
-def transfer_syntax(ds) -> str:
-    """The dataset's Transfer Syntax UID, or "" when it has no file meta."""
-    meta = ds.get("file_meta")
-    return str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
-
-
 def decode_stored(
     ds, reduction: int = 1, threads: int = 1, pixel_data=None, kinds: frozenset[str] | tuple = KINDS
 ) -> Stored | None:
@@ -166,7 +150,7 @@ def decode_stored(
     data = pixel_data if pixel_data is not None else ds.get("PixelData")
     if data is None:
         return None
-    if ts in _NATIVE:
+    if ts in NATIVE:
         values = _native(data, rows, cols, allocated, signed, ts == BIG_ENDIAN)
         decoder = "numpy"
     else:
@@ -174,11 +158,11 @@ def decode_stored(
         if frame is None:
             return None
         check_frame(frame, ts, rows, cols, allocated // 8)
-        family = "jpeg_dct" if ts == _JPEG_BASELINE else "j2k_levels" if ts in _J2K or ts in _HTJ2K else None
+        family = "jpeg_dct" if ts == JPEG_BASELINE else "j2k_levels" if ts in J2K or ts in HTJ2K else None
         if reduction > 1 and family is not None:
             # The codec's own reduction, or half of it and a 2 x 2 average, as the gate allowed.
             native = reduction if family in kinds else reduction // 2 if f"{family}_half" in kinds else 1
-            reduced = _codec(_decode_reduced, frame, ts, native, threads) if native > 1 else None
+            reduced = run_codec(decode_reduced, frame, ts, native, threads) if native > 1 else None
             if reduced is not None:
                 values, decoder = reduced
                 out = _checked(values, rows, cols, native, bits, signed, decoder)
@@ -186,7 +170,7 @@ def decode_stored(
                     return out
                 step = reduction // native
                 return Stored(area_reduce(out.values, step), reduction, f"{decoder}+area/{step}")
-        decoded = _codec(_decode_full, frame, ts, allocated, signed, rows, cols, threads)
+        decoded = run_codec(decode_full, frame, ts, allocated, signed, rows, cols, threads)
         if decoded is None:
             return None
         values, decoder = decoded
@@ -196,130 +180,6 @@ def decode_stored(
     return Stored(area_reduce(result.values, reduction), reduction, f"{decoder}+area/{reduction}")
 
 
-def inflate_part10(data: bytes, max_bytes: int = 512 << 20, max_pixels: int = 64_000_000) -> bytes | None:
-    """A Deflated Explicit VR Little Endian Part 10 file rewritten as plain Explicit VR Little Endian.
-
-    The dataset is inflated with libdeflate (imagecodecs; about twice as fast as zlib, which pydicom
-    uses) and the file meta's Transfer Syntax UID and group length are patched, so the header-only
-    parse and the zero-copy pixel view of the plain path apply.
-
-    Deflate compresses up to ~1000:1, so a 1 MB file may hold a 1 GB dataset. The dataset is inflated
-    in two steps: its first 256 KiB, where the image header is (:func:`_inflated_bound` reads Rows,
-    Columns, samples and bits there), then the rest up to what those pixels need plus 1 MiB; beyond
-    that bound, or ``max_bytes``, or ``max_pixels`` declared, the file is refused.
-
-    Args:
-        data: The file's content.
-        max_bytes: Most bytes the inflated dataset may hold.
-        max_pixels: Most pixels (Rows x Columns) the header may declare.
-
-    Returns:
-        The plain file, or None when the file meta is well formed and its syntax is not deflated.
-
-    Raises:
-        ImageDecodeError: A corrupt or truncated deflate stream, or a deflated file whose file meta
-            is malformed (pydicom would inflate it without a bound).
-        ImageTooLargeError: The dataset inflates beyond its bound.
-    """
-    malformed = ImageDecodeError(
-        "deflated DICOM with a malformed file meta",
-        expected="a Part 10 file meta group with its group length",
-        received="other bytes",
-    )
-    if data[128:132] != b"DICM" or data[132:140] != b"\x02\x00\x00\x00UL\x04\x00":
-        raise malformed
-    meta_end = 144 + struct.unpack_from("<I", data, 140)[0]
-    at = data.find(b"\x02\x00\x10\x00UI", 144, meta_end)
-    if at < 0 or meta_end > len(data):
-        raise malformed
-    length = struct.unpack_from("<H", data, at + 6)[0]
-    if data[at + 8 : at + 8 + length].rstrip(b"\x00 ") != DEFLATED.encode():
-        return None
-    uid = EXPLICIT_LE.encode() + b"\x00"  # even length, NUL-padded as UIDs are
-    group = struct.pack("<I", meta_end - 144 - length + len(uid))
-    element = data[at : at + 6] + struct.pack("<H", len(uid)) + uid
-    meta = b"".join((data[:140], group, data[144:at], element, data[at + 8 + length : meta_end]))
-    body = memoryview(data)[meta_end:]
-    head = zlib.decompressobj(-15)
-    try:
-        start = head.decompress(body, _INFLATE_HEAD)
-    except zlib.error as exc:
-        raise _corrupt_deflate(exc) from exc
-    bound = min(max_bytes, _inflated_bound(meta, start, max_pixels))
-    inflated = _inflate(body, bound, start if head.eof else None)
-    return meta + inflated
-
-
-#: Inflated bytes read first to find the image header (Rows, Columns...) of a deflated dataset.
-_INFLATE_HEAD = 256 << 10
-
-
-def _inflated_bound(meta: bytes, start: bytes, max_pixels: int) -> int:
-    """Most bytes a deflated dataset may inflate to: its header, its pixels as declared, 1 MiB more."""
-    import pydicom
-
-    stream = io.BytesIO(meta + start)
-    try:
-        ds = pydicom.dcmread(stream, force=True, stop_before_pixels=True)
-        rows, cols = int(ds.Rows), int(ds.Columns)
-        samples = int(ds.get("SamplesPerPixel", 1) or 1)
-        allocated = int(ds.get("BitsAllocated", 16) or 16)
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
-    except Exception as exc:  # cut off in the middle of an element, or no image header
-        log.debug("deflated DICOM: no image header in the first %d bytes", len(start), exc_info=True)
-        raise ImageTooLargeError(
-            "deflated DICOM without an image header near its start",
-            expected=f"Rows and Columns within the first {_INFLATE_HEAD >> 10} KiB of the dataset",
-            received="none",
-        ) from exc
-    if min(rows, cols, samples, allocated, frames) < 1 or rows * cols > max_pixels:
-        raise ImageTooLargeError(
-            "image dimensions exceed the decompression-bomb guard",
-            expected=f"at most {max_pixels} pixels",
-            received=f"{cols}x{rows}",
-        )
-    pixels = rows * cols * samples * frames * -(-allocated // 8)
-    return stream.tell() - len(meta) + pixels + (1 << 20)
-
-
-def _inflate(body, bound: int, whole: bytes | None) -> bytes:
-    """The inflated dataset, at most ``bound`` bytes (``whole``: already inflated in full)."""
-    if whole is not None:
-        return whole
-    try:
-        import imagecodecs
-
-        # libdeflate writes into a buffer of the bound's size and fails when the data needs more.
-        return imagecodecs.deflate_decode(body, raw=True, out=bound)
-    except ImportError:
-        pass
-    except Exception:  # no space left in the bound, or a corrupt stream: zlib tells which
-        pass
-    stream = zlib.decompressobj(-15)
-    try:
-        out = stream.decompress(body, bound + 1)
-    except zlib.error as exc:
-        raise _corrupt_deflate(exc) from exc
-    if len(out) > bound:
-        raise ImageTooLargeError(
-            "deflated dataset larger than its image needs (a decompression bomb?)",
-            expected=f"at most {bound} bytes inflated",
-            received=f"more than {bound}",
-        )
-    if not stream.eof:
-        raise ImageDecodeError(
-            "truncated deflated dataset", expected="a complete deflate stream", received="end of data"
-        )
-    return out
-
-
-def _corrupt_deflate(exc: Exception) -> ImageDecodeError:
-    log.debug("corrupt deflate stream", exc_info=exc)
-    return ImageDecodeError(
-        "corrupt deflated dataset", expected="a valid deflate stream", received="zlib errors"
-    )
-
-
 def check_frame(frame: bytes, ts: str, rows: int, cols: int, bytes_per_sample: int, samples: int = 1) -> None:
     """Checks a compressed frame against the header before it is decoded (:mod:`cxr_edge.imaging.codestream`).
 
@@ -327,7 +187,7 @@ def check_frame(frame: bytes, ts: str, rows: int, cols: int, bytes_per_sample: i
         ImageDecodeError: The frame declares another size, lacks its end marker (JPEG, JPEG-LS, JPEG
             2000, HTJ2K all end with FFD9: EOI / EOC), or is structurally incomplete.
     """
-    if ts == _RLE:
+    if ts == RLE:
         rle_check_header(frame, samples * bytes_per_sample)
         return
     if b"\xff\xd9" not in frame[-16:]:
@@ -335,7 +195,7 @@ def check_frame(frame: bytes, ts: str, rows: int, cols: int, bytes_per_sample: i
         raise ImageDecodeError(
             "truncated compressed frame", expected="an end-of-image marker", received="none"
         )
-    j2k = ts in _J2K or ts in _HTJ2K
+    j2k = ts in J2K or ts in HTJ2K
     if j2k:
         width, height = j2k_size(frame)
         where = "SIZ marker"
@@ -362,7 +222,7 @@ def check_pixel_data(ds, pixel_data=None) -> None:
     rows, cols = int(ds.Rows), int(ds.Columns)
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     allocated = int(ds.get("BitsAllocated", 8) or 8)
-    if ts in _NATIVE:
+    if ts in NATIVE:
         if samples == 1 and allocated in (8, 16, 32):  # colour may be subsampled (YBR_FULL_422)
             _check_length(len(data), rows * cols * allocated // 8)
         return
@@ -412,169 +272,13 @@ def _frame(data) -> bytes | None:
         return None
 
 
-def _codec(decode, frame: bytes, ts: str, *args):
-    """Runs a codec; what it raises on data of a syntax it covers is a typed error, not a retry.
-
-    A more tolerant decoder must not get a second try at data the codec refused: pydicom's JPEG-LS
-    plugin returns an image from a stream CharLS rejects as corrupt. A codec that is missing
-    (ImportError) or does not cover the variant (NotImplementedError) gives None: pydicom decodes.
-    """
-    try:
-        return decode(frame, ts, *args)
-    except ImageDecodeError:
-        raise
-    except (ImportError, NotImplementedError):
-        log.debug("fast codec unavailable for %s", ts, exc_info=True)
-        return None
-    except Exception as exc:
-        log.debug("codec error", exc_info=True)
-        raise ImageDecodeError(
-            "corrupt compressed pixel data",
-            expected=f"a frame the {_SYNTAX_NAMES.get(ts, ts)} codec can decode",
-            received=f"codec errors ({type(exc).__name__})",
-        ) from exc
-
-
-def _decode_full(frame: bytes, ts: str, allocated: int, signed: bool, rows: int, cols: int, threads: int):
-    import imagecodecs
-
-    if ts == _RLE:
-        dtype = np.dtype(f">{'i' if signed else 'u'}{allocated // 8}")
-        # A buffer of the declared size bounds the output: PackBits expands up to 64x.
-        out = np.empty(rows * cols * dtype.itemsize, dtype=np.uint8)
-        raw = imagecodecs.dicomrle_decode(frame, dtype, out=out)
-        if len(raw) != out.size:
-            return None
-        return out.view(dtype).reshape(rows, cols).astype(dtype.newbyteorder("=")), "rle"
-    if ts == _JPEG_BASELINE:
-        return strict_jpeg8(frame), "simplejpeg"
-    if ts in _JPEG_LIBJPEG_TURBO:
-        return imagecodecs.jpeg8_decode(frame), "libjpeg-turbo"
-    if ts in _JPEG_LS:
-        return imagecodecs.jpegls_decode(frame), "charls"
-    if ts in _J2K:
-        return imagecodecs.jpeg2k_decode(frame, numthreads=threads), "openjpeg"
-    if ts in _HTJ2K:
-        return _openjph(frame), "openjph"
-    return None
-
-
-def _decode_reduced(frame: bytes, ts: str, reduction: int, threads: int):
-    """A codec's own reduced decode, or None where it has none."""
-    levels = reduction.bit_length() - 1
-    if ts == _JPEG_BASELINE:
-        return strict_jpeg8(frame, reduction), f"simplejpeg-dct/{reduction}"
-    if ts in _HTJ2K:
-        return _openjph(frame, skipres=levels), f"openjph-level/{reduction}"
-    if ts in _J2K and glymur_available():
-        return _glymur_reduced(frame, levels, threads), f"openjpeg-level/{reduction}"
-    return None
-
-
-def strict_jpeg8(data: bytes, reduction: int = 1, colour: str = "GRAY") -> np.ndarray:
-    """An 8-bit JPEG decoded by libjpeg-turbo with its warnings as errors (simplejpeg, strict mode).
-
-    libjpeg fills what a damaged or truncated stream lacks with grey and only warns ("premature end of
-    data segment", "corrupt JPEG data"); OpenCV prints that warning and returns the image. The pixels
-    equal OpenCV's (both libjpeg-turbo, slow integer DCT), DCT-scaled ones included.
-
-    Args:
-        data: The JPEG stream.
-        reduction: 1, or 2, 4, 8 for libjpeg's DCT scaling (the decoded size rounds up).
-        colour: simplejpeg's output colour space (``GRAY``, ``BGR``...).
-
-    Returns:
-        A 2-D array for ``GRAY``, else rows x cols x channels.
-
-    Raises:
-        ImageDecodeError: libjpeg reported an error or a warning.
-    """
-    import simplejpeg
-
-    kwargs = {}
-    if reduction > 1:
-        height, width, _, _ = simplejpeg.decode_jpeg_header(data)
-        kwargs = {"min_height": -(-height // reduction), "min_width": -(-width // reduction)}
-    try:
-        arr = simplejpeg.decode_jpeg(data, colorspace=colour, strict=True, **kwargs)
-    except ValueError as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ImageDecodeError(
-            "corrupt JPEG data", expected="a complete, undamaged JPEG stream", received=f"libjpeg: {message}"
-        ) from exc
-    return arr[..., 0] if colour == "GRAY" else arr
-
-
-_UNRAISABLE = threading.Lock()
-
-
-def _openjph(frame: bytes, **kwargs) -> np.ndarray:
-    """HTJ2K decoded by OpenJPH (imagecodecs), its errors raised instead of printed.
-
-    OpenJPH reports a corrupt code-block from inside a Cython callback, where Python can only print
-    "Exception ignored in ... _copy_from_codestream" and go on: the pixels come back damaged. Those
-    exceptions are caught here (``sys.unraisablehook``, one HTJ2K decode at a time) and turned into a
-    typed error; unrelated ones go to the previous hook.
-    """
-    import imagecodecs
-
-    caught: list[BaseException] = []
-    with _UNRAISABLE:
-        previous = sys.unraisablehook
-
-        def hook(unraisable) -> None:
-            if "htj2k" in repr(unraisable.object):
-                caught.append(unraisable.exc_value)
-            else:
-                previous(unraisable)
-
-        sys.unraisablehook = hook
-        try:
-            values = imagecodecs.htj2k_decode(frame, **kwargs)
-        finally:
-            sys.unraisablehook = previous
-    if caught:
-        log.debug("OpenJPH errors while decoding: %r", caught[:3])
-        raise ImageDecodeError(
-            "corrupt HTJ2K data", expected="a decodable codestream", received=f"{len(caught)} OpenJPH errors"
-        )
-    return values
-
-
-def glymur_available() -> bool:
-    """glymur loads the system's OpenJPEG (Debian: libopenjp2-7); without it JPEG 2000 decodes in full
-    through imagecodecs and is then averaged (slower, same gate)."""
-    try:
-        import glymur
-    except ImportError:
-        return False
-    return glymur.version.openjpeg_version not in (None, "", "0.0.0")
-
-
-def _glymur_reduced(frame: bytes, levels: int, threads: int) -> np.ndarray:
-    """JPEG 2000 at 1/2**levels resolution: only the wavelet levels needed are decoded.
-
-    glymur (OpenJPEG's reduce parameter) reads files, not buffers; the codestream is written to a
-    private temporary file (in memory where /dev/shm exists), which costs well under a millisecond.
-    """
-    import glymur
-
-    glymur.set_option("lib.num_threads", max(1, threads))
-    folder = "/dev/shm" if os.path.isdir("/dev/shm") else None
-    with tempfile.NamedTemporaryFile(suffix=".j2k", dir=folder) as fh:
-        fh.write(frame)
-        fh.flush()
-        step = 1 << levels
-        return glymur.Jp2k(fh.name)[::step, ::step]
-
-
 def _bits_rule(ts: str, stored_bits: int) -> int:
     """Bits to keep: Bits Stored, except for JPEG 2000 whose samples pydicom leaves as decoded.
 
     A lossy JPEG 2000 decode can overshoot the stored range (4104 in a 12-bit image); pydicom keeps
     that value, masking would turn the brightest pixels black.
     """
-    return 16 if ts in _J2K or ts in _HTJ2K else stored_bits
+    return 16 if ts in J2K or ts in HTJ2K else stored_bits
 
 
 def _checked(

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxr_edge.bundle.manifest import MANIFEST_NAME, Bundle
-from cxr_edge.dataset.manifest import file_sha256
+from cxr_edge.bundle.manifest import Bundle, bundle_sha256
 from cxr_edge.errors import CxrEdgeError
 from cxr_edge.imaging.reader import read_image
 from cxr_edge.ops.quality import abstain, check
@@ -44,11 +43,6 @@ class Triaged:
     record: dict
     image: np.ndarray | None = None
     prediction: Prediction | None = None
-
-
-def bundle_sha256(bundle: Bundle) -> str:
-    """SHA-256 of the bundle's ``manifest.json`` (which pins every model file by its own SHA-256)."""
-    return file_sha256(bundle.root / MANIFEST_NAME)
 
 
 def received_ns(path: Path) -> int | None:
