@@ -17,7 +17,8 @@ def run(kind: str, payload: dict) -> dict:
         import cxr_edge.runtime.pipeline  # noqa: F401 - the import cost of the runtime is part of the result
 
         import_ms = (time.perf_counter() - t0) * 1000.0
-        from benchmarks.latency import measure_bundle, peak_rss_mb
+        from benchmarks.latency import measure_bundle
+        from benchmarks.measure import peak_rss_mb
 
         rss = peak_rss_mb()
         result = measure_bundle(

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import click
 
-from benchmarks.decode import write_section
+from benchmarks.results_md import write_section
 
 KIT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "manifest.csv"
 CONFIGS = {

@@ -29,7 +29,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from benchmarks.decode import section_markers, write_section
+from benchmarks.results_md import section_markers, write_section
 from cxr_edge.dataset.samples import load_samples
 from cxr_edge.errors import CxrEdgeError
 from cxr_edge.imaging import synth as dicom_synth

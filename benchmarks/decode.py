@@ -30,7 +30,8 @@ from pathlib import Path
 
 import click
 
-from benchmarks.latency import machine, peak_rss_mb, percentiles
+from benchmarks.measure import machine, peak_rss_mb, percentiles
+from benchmarks.results_md import section_markers, write_section
 from cxr_edge.provenance import now_utc, versions
 
 PATHS = ("naive", "previous", "fast_full", "fast")
@@ -211,11 +212,6 @@ def bench_corpus(
     return result
 
 
-def section_markers(name: str) -> tuple[str, str]:
-    """The HTML comments around a benchmark's own section of RESULTS.md."""
-    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-
-
 SECTION_BEGIN, SECTION_END = section_markers("decode")
 TARGETS = {"explicit_le": 25, "implicit_le": 25, "rle": 50, "j2k_lossless": 80, "jpeg_baseline": 25,
            "jpeg_extended": 25}  # fmt: skip
@@ -277,18 +273,6 @@ def render(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(markdown: Path, section: str, name: str = "decode") -> None:
-    """Replaces (or appends) a benchmark's section of RESULTS.md, leaving the rest as it is."""
-    begin, end = section_markers(name)
-    text = markdown.read_text() if markdown.is_file() else "# Benchmark results\n"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = head + section + rest.split(end, 1)[1].lstrip("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    markdown.write_text(text)
-
-
 @click.command()
 @click.option("--corpus", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--bundle", "bundle_dir", default=None, type=click.Path(file_okay=False))
@@ -326,7 +310,7 @@ def main(corpus, bundle_dir, threads, runs, variants, out, results_md, cold_pyth
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(text + "\n")
     if results_md:
-        write_section(results_md, render(result))
+        write_section(results_md, render(result), "decode")
     cold = ", ".join(f"{k} {v['wall_ms']:.0f} ms" for k, v in result["cold_start"].items())
     click.echo(f"cold start (fresh process, wall): {cold}")
 

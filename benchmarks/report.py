@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from benchmarks.decode import section_markers
+from benchmarks.results_md import section_markers
 
 #: Sections other benchmarks write into RESULTS.md (kept as they were when the report is rewritten).
 KEPT_SECTIONS = ("decode", "batch", "serve-faults", "serve-load", "damage")

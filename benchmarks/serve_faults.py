@@ -39,8 +39,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from benchmarks.decode import write_section
 from benchmarks.peers import MISSING, Orthanc, free_port
+from benchmarks.results_md import write_section
 from benchmarks.serve import ServerProcess, uid_of
 from cxr_edge.serve.audit import read_records
 from cxr_edge.serve.inbox import instance_key

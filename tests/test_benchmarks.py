@@ -97,8 +97,9 @@ def test_plots_and_the_pareto_front(bench_json, tmp_path):
 
 def test_decode_bench_on_a_small_corpus(tmp_path, first_release_bundle):
     """`cxr-edge bench --corpus`: every path per syntax, ratios, cold start, the RESULTS.md section."""
-    from benchmarks.decode import SECTION_BEGIN, SECTION_END, render, write_section
+    from benchmarks.decode import SECTION_BEGIN, SECTION_END, render
     from benchmarks.dicom_corpus import VARIANTS, make_corpus
+    from benchmarks.results_md import write_section
 
     corpus = tmp_path / "corpus"
     make_corpus(
@@ -117,8 +118,8 @@ def test_decode_bench_on_a_small_corpus(tmp_path, first_release_bundle):
     assert r["cold_start"]["png_sample"]["wall_ms"] > r["cold_start"]["png_sample"]["import_ms"] > 0
     results_md = tmp_path / "RESULTS.md"
     results_md.write_text("# Benchmark results\n\nearlier text\n")
-    write_section(results_md, render(r))
-    write_section(results_md, render(r))  # replaced, not appended twice
+    write_section(results_md, render(r), "decode")
+    write_section(results_md, render(r), "decode")  # replaced, not appended twice
     text = results_md.read_text()
     assert text.count(SECTION_BEGIN) == 1 and text.count(SECTION_END) == 1 and "earlier text" in text
     assert "| j2k_lossless |" in text
@@ -126,7 +127,8 @@ def test_decode_bench_on_a_small_corpus(tmp_path, first_release_bundle):
 
 def test_batch_benchmark_section_keeps_the_decode_section(tmp_path):
     from benchmarks.batch import render, summarise
-    from benchmarks.decode import SECTION_BEGIN, write_section
+    from benchmarks.decode import SECTION_BEGIN
+    from benchmarks.results_md import write_section
 
     def row(steady):
         return {"images": 9, "wall_s": 3.0, "fixed_s": 1.0, "img_per_s": 3.0, "steady_img_per_s": steady,

@@ -37,9 +37,12 @@ def run(kit_manifest, split, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pruned(run, kit_manifest, split, tmp_path_factory):
+    from convert.latency import int8_latency_ms
+
     cfg = PruneConfig(step=0.25, max_fraction=0.5, latency_runs=3)
+    out = tmp_path_factory.mktemp("p") / "prune"
     return prune_run(
-        run, kit_manifest, split, tmp_path_factory.mktemp("p") / "prune", cfg, max_per_part=16, progress=False
+        run, kit_manifest, split, out, cfg, max_per_part=16, progress=False, latency_ms=int8_latency_ms
     )
 
 
@@ -84,6 +87,10 @@ def test_no_loss_takes_the_most_pruned_step_that_keeps_the_unpruned_auc():
         choose(rows, "fastest")
 
 
+def _no_conversion(*_):
+    raise AssertionError("a finished step is not measured again")
+
+
 def test_rerun_continues_instead_of_redoing(pruned, run, kit_manifest, split):
     before = (pruned / "step_01" / "metrics.json").stat().st_mtime_ns
     prune_run(
@@ -94,6 +101,7 @@ def test_rerun_continues_instead_of_redoing(pruned, run, kit_manifest, split):
         PruneConfig(step=0.25, max_fraction=0.5, latency_runs=3),
         max_per_part=16,
         progress=False,
+        latency_ms=_no_conversion,
     )
     assert (pruned / "step_01" / "metrics.json").stat().st_mtime_ns == before
     prune_run(  # another selection rule re-chooses without pruning again
@@ -105,6 +113,7 @@ def test_rerun_continues_instead_of_redoing(pruned, run, kit_manifest, split):
         max_per_part=16,
         progress=False,
         selection="best",
+        latency_ms=_no_conversion,
     )
     assert (pruned / "step_01" / "metrics.json").stat().st_mtime_ns == before
     assert json.loads((pruned / "best" / "run.json").read_text())["pruning_selection"]["rule"] == "best"
@@ -117,7 +126,10 @@ def test_rerun_continues_instead_of_redoing(pruned, run, kit_manifest, split):
             PruneConfig(step=0.1, max_fraction=0.5),
             max_per_part=16,
             progress=False,
+            latency_ms=_no_conversion,
         )
+    with pytest.raises(SpecError, match="needs a converter"):  # training never imports conversion
+        prune_run(run, kit_manifest, split, pruned, PruneConfig(step=0.25, max_fraction=0.5))
 
 
 def test_pruned_model_converts_and_the_bundle_records_its_reduction(pruned, kit_manifest, split, tmp_path):

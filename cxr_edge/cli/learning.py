@@ -569,12 +569,14 @@ def prune_cmd(
         finetune_epochs=finetune_epochs,
         latency=not no_latency,
     )
+    latency = _needs_train_extra("convert.latency").int8_latency_ms if cfg.latency else None
     folder = loop.prune_run(
         run_dir,
         manifest_path,
         split_path,
         out,
         cfg,
+        latency_ms=latency,
         root=root,
         max_per_part=max_per_part,
         selection=select.replace("-", "_"),

@@ -18,8 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-import tempfile
-import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -32,7 +31,6 @@ from cxr_edge.errors import SpecError
 from cxr_edge.evaluation.loso import PREDICTIONS, read_predictions, score, write_predictions
 from cxr_edge.evaluation.metrics import classification_metrics
 from cxr_edge.provenance import git_commit, now_utc
-from cxr_edge.runtime.engine import Engine
 from train.config import TrainConfig
 from train.data import class_weights, crop_table, load_images, preprocess_all, training_data
 from train.fit import load_task
@@ -78,24 +76,6 @@ class PruneConfig:
             raise SpecError("unknown ranking", expected="layer or global", received=self.ranking)
 
 
-def int8_latency_ms(model: keras.Model, calibration: np.ndarray, sample: np.ndarray, runs: int) -> float:
-    """Median single-thread latency of the model converted to full-integer int8 TFLite."""
-    from convert.tflite import to_tflite  # TensorFlow: only when latency is measured
-
-    with tempfile.TemporaryDirectory() as tmp:
-        file = Path(tmp) / "model.tflite"
-        file.write_bytes(to_tflite(model, "int8", calibration))
-        engine = Engine(file, threads=1)
-        for _ in range(3):
-            engine(sample)
-        times = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            engine(sample)
-            times.append((time.perf_counter() - t0) * 1000.0)
-    return float(np.median(times))
-
-
 def prune_run(
     run_dir,
     manifest_path,
@@ -109,16 +89,27 @@ def prune_run(
     selection: str = "no_loss",
     tolerance: float = 0.0,
     fraction: float | None = None,
+    latency_ms: Callable[[keras.Model, np.ndarray, np.ndarray, int], float] | None = None,
 ) -> Path:
     """Runs (or continues) iterative APoZ pruning of a training run.
 
     The choice of the exported step (``selection``, ``tolerance``: see :func:`choose`) is not part of
     the pruning settings: re-running with another rule re-chooses without pruning again.
 
+    ``latency_ms(model, calibration, sample, runs)`` measures a step's deployed latency when
+    ``cfg.latency`` is on (``convert.latency.int8_latency_ms``: conversion is a later stage, so the
+    caller hands it in and training never imports it).
+
     Returns:
         The output folder (its ``best`` sub-folder is a run directory).
     """
     run, out = Path(run_dir), Path(out_dir)
+    if cfg.latency and latency_ms is None:
+        raise SpecError(
+            "latency measurement needs a converter",
+            expected="latency_ms (convert.latency.int8_latency_ms), or cfg.latency off",
+            received="none",
+        )
     level = fraction  # the loop below reuses the name for each step's fraction
     config = TrainConfig.load(run / "config.json")
     if config.task != "classify":
@@ -176,7 +167,7 @@ def prune_run(
             "val_accuracy": metrics["accuracy"],
             "val_auc_macro": metrics["auc_macro"],
             "val_mcc": metrics["mcc"],
-            "int8_latency_ms": int8_latency_ms(m, calibration, x_val[0], cfg.latency_runs)
+            "int8_latency_ms": latency_ms(m, calibration, x_val[0], cfg.latency_runs)
             if cfg.latency
             else None,
             "folded_constants": report.folded if report else 0,
