@@ -66,9 +66,9 @@ $(RUNTIME_VENV)/.runtime: pyproject.toml
 	touch $@
 
 bench: $(VENV)/.full $(RUNTIME_VENV)/.runtime
-	$(PY) -m benchmarks.dicom_corpus --out $(CORPUS) --manifest $(KIT) --images 2 \
+	$(PY) -m cxr_edge.benchmarks.dicom_corpus --out $(CORPUS) --manifest $(KIT) --images 2 \
 		--variant m2_window_12 --variant m1_window_12
-	$(PY) -m benchmarks.decode --corpus $(CORPUS) --runs 3 --out benchmarks/results/decode.json \
+	$(PY) -m cxr_edge.benchmarks.decode --corpus $(CORPUS) --runs 3 --out benchmarks/results/decode.json \
 		--results-md benchmarks/RESULTS.md --cold-python $(RUNTIME_VENV)/bin/python
 
 # Regenerate the bundle manifest's JSON Schema from its dataclasses (a test checks they agree).
@@ -80,7 +80,7 @@ golden: $(VENV)/.runtime
 	$(PY) -m cxr_edge.evaluation.golden
 
 # The paper's pruning and ensemble tables (VI, V, VII) and benchmarks/RESULTS.md for the top-3 models
-# of the zoo study (`python -m train.study ...`, see docs/zoo_results.md). About an hour on 2 cores.
+# of the zoo study (`python -m cxr_edge.train.study ...`, see docs/zoo_results.md). About an hour on 2 cores.
 # Pruned models: the most pruned step within 0.01 validation macro AUC of the unpruned model (the
 # conversion gate's own tolerance; ~90 validation images cannot resolve smaller differences).
 TOP3    ?= mobilenet_v2-stage2 inception_v3-stage2 custom_cnn-scratch
@@ -117,10 +117,10 @@ paper-bench: $(VENV)/.full
 	for m in $(TOP3); do $(CLI) bench --bundle bundles/$${m}_pruned_int8 --baseline runs/prune/$$m/best \
 		--out benchmarks/results/$${m}_pruned_int8.json || exit 1; done
 	$(MAKE) web-bench
-	$(PY) -m benchmarks.report benchmarks/results/default.json benchmarks/results/top3_pruned_int8.json \
+	$(PY) -m cxr_edge.benchmarks.report benchmarks/results/default.json benchmarks/results/top3_pruned_int8.json \
 		$(foreach m,$(TOP3),benchmarks/results/$(m)_pruned_int8.json) benchmarks/results/top3_pruned.json \
 		benchmarks/results/top3_unpruned.json web_demo/results/browser_default.json --out benchmarks/RESULTS.md
-	$(PY) -m benchmarks.pruning_table $(foreach m,$(TOP3),--prune runs/prune/$(m)) \
+	$(PY) -m cxr_edge.benchmarks.pruning_table $(foreach m,$(TOP3),--prune runs/prune/$(m)) \
 		--eval unpruned=docs/ensembles/top3_unpruned --eval pruned=docs/ensembles/top3_pruned \
 		--bench unpruned=benchmarks/results/top3_unpruned.json --bench pruned=benchmarks/results/top3_pruned.json \
 		--out docs/pruning/table_vi.md --plot docs/pruning/prune_curves.png

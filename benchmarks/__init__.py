@@ -1,1 +1,1 @@
-"""Benchmarks: latency, memory and size of bundles (``python -m benchmarks.latency``), RESULTS.md."""
+"""Benchmarks: latency, memory and size of bundles (``python -m cxr_edge.benchmarks.latency``), RESULTS.md."""

@@ -1,4 +1,4 @@
-"""One measurement in a fresh interpreter: ``python -m benchmarks._child KIND JSON`` prints JSON.
+"""One measurement in a fresh interpreter: ``python -m cxr_edge.benchmarks._child KIND JSON`` prints JSON.
 
 Nothing heavy is imported at module level, so the runtime's own import cost can be measured here.
 """
@@ -17,8 +17,8 @@ def run(kind: str, payload: dict) -> dict:
         import cxr_edge.runtime.pipeline  # noqa: F401 - the import cost of the runtime is part of the result
 
         import_ms = (time.perf_counter() - t0) * 1000.0
-        from benchmarks.latency import measure_bundle
-        from benchmarks.measure import peak_rss_mb
+        from cxr_edge.benchmarks.latency import measure_bundle
+        from cxr_edge.benchmarks.measure import peak_rss_mb
 
         rss = peak_rss_mb()
         result = measure_bundle(
@@ -29,7 +29,7 @@ def run(kind: str, payload: dict) -> dict:
             members=payload.get("members"),
         )
         return result | {"import_ms": import_ms, "rss_after_import_mb": rss}
-    from benchmarks.latency import measure_baseline
+    from cxr_edge.benchmarks.latency import measure_baseline
 
     return measure_baseline(payload["runs_dirs"], payload["images"], runs=payload["runs"])
 

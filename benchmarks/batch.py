@@ -1,6 +1,6 @@
 """Images per second of ``predict``, ``batch --engine local`` and ``batch --engine ray`` (1 and 2 workers).
 
-    python -m benchmarks.batch [--dicoms 72] [--pngs 600] [--out FILE.json] [--results-md RESULTS.md]
+    python -m cxr_edge.benchmarks.batch [--dicoms 72] [--pngs 600] [--out FILE.json] [--results-md RESULTS.md]
 
 Two input sets, made once and used by every configuration in the same run: full-size JPEG 2000 lossless
 DICOMs (2560 x 2130, 12 bit, made from kit images by :mod:`cxr_edge.imaging.synth`: what an archive
@@ -24,8 +24,7 @@ import time
 from pathlib import Path
 
 import click
-
-from benchmarks.results_md import write_section
+from cxr_edge.benchmarks.results_md import write_section
 
 KIT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "manifest.csv"
 CONFIGS = {
@@ -38,7 +37,8 @@ CONFIGS = {
 
 def make_inputs(folder: Path, manifest: Path, dicoms: int, pngs: int) -> dict[str, Path]:
     """Writes ``folder/dicom`` (full-size JPEG 2000 lossless) and ``folder/png`` (kit PNGs)."""
-    from benchmarks.dicom_corpus import make_corpus
+    from cxr_edge.benchmarks.dicom_corpus import make_corpus
+
     from cxr_edge.imaging.synth import VARIANTS
 
     dicom_dir = folder / "dicom"
@@ -172,7 +172,7 @@ def main(dicoms, pngs, manifest, work, out, results_md):
     folders = make_inputs(work, Path(manifest), dicoms, pngs)
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-        "command": "python -m benchmarks.batch " + " ".join(sys.argv[1:]),
+        "command": "python -m cxr_edge.benchmarks.batch " + " ".join(sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d"),
         "inputs": {},
         "summary": {},

@@ -1,6 +1,6 @@
 """How much damage the reader notices, per transfer syntax: what docs/usage.md says cannot be detected.
 
-    python -m benchmarks.damage [--size 2130x2560] [--flips 20] [--out FILE.json] [--results-md FILE]
+    python -m cxr_edge.benchmarks.damage [--size 2130x2560] [--flips 20] [--out FILE.json] [--results-md FILE]
 
 A shipped sample is stored as a 12-bit DX (the corpus synthesiser, :mod:`cxr_edge.imaging.synth`) in
 every syntax, then damaged three ways:
@@ -28,8 +28,8 @@ from pathlib import Path
 
 import click
 import numpy as np
+from cxr_edge.benchmarks.results_md import section_markers, write_section
 
-from benchmarks.results_md import section_markers, write_section
 from cxr_edge.dataset.samples import load_samples
 from cxr_edge.errors import CxrEdgeError
 from cxr_edge.imaging import synth as dicom_synth
@@ -151,7 +151,7 @@ def main(size: str, flips: int, seed: int, out: str | None, results_md: str | No
     t0 = time.perf_counter()
     result = measure((rows, cols), flips, seed)
     result["seconds"] = round(time.perf_counter() - t0, 1)
-    result["command"] = f"python -m benchmarks.damage --size {size} --flips {flips} --seed {seed}"
+    result["command"] = f"python -m cxr_edge.benchmarks.damage --size {size} --flips {flips} --seed {seed}"
     section = render(result)
     click.echo(section)
     if out:

@@ -1,10 +1,10 @@
 """Full-size DICOMs end to end, per transfer syntax: the fast path against the naive decode and the old path.
 
-    python -m benchmarks.decode --corpus build/dicom_corpus [--bundle DIR] [--threads 1] [--runs 5]
+    python -m cxr_edge.benchmarks.decode --corpus build/dicom_corpus [--bundle DIR] [--threads 1] [--runs 5]
                                 [--variant m2_window_12] --out benchmarks/results/decode.json
     (``cxr-edge bench --corpus DIR`` is the same command)
 
-The corpus comes from ``python -m benchmarks.dicom_corpus``. For every syntax, four paths run in
+The corpus comes from ``python -m cxr_edge.benchmarks.dicom_corpus``. For every syntax, four paths run in
 fresh interpreters (so each has its own peak RSS), over the same files, in one invocation:
 
 * ``naive``: ``pydicom.dcmread(f).pixel_array`` alone (decode only: the bar the issue sets);
@@ -29,9 +29,9 @@ import time
 from pathlib import Path
 
 import click
+from cxr_edge.benchmarks.measure import machine, peak_rss_mb, percentiles
+from cxr_edge.benchmarks.results_md import section_markers, write_section
 
-from benchmarks.measure import machine, peak_rss_mb, percentiles
-from benchmarks.results_md import section_markers, write_section
 from cxr_edge.provenance import now_utc, versions
 
 PATHS = ("naive", "previous", "fast_full", "fast")
@@ -142,7 +142,7 @@ def cold_start(bundle_dir: str | None, file: str, python: str | None = None) -> 
 
 def _child(payload: dict) -> dict:
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.decode", "--child", json.dumps(payload)],
+        [sys.executable, "-m", "cxr_edge.benchmarks.decode", "--child", json.dumps(payload)],
         capture_output=True,
         text=True,
         check=False,
@@ -300,11 +300,13 @@ def main(corpus, bundle_dir, threads, runs, variants, out, results_md, cold_pyth
         click.echo(json.dumps(measure_path(p["path"], p["bundle"], p["files"], p["threads"], p["runs"])))
         return
     if corpus is None:
-        raise click.UsageError("--corpus is required (make one with python -m benchmarks.dicom_corpus)")
+        raise click.UsageError(
+            "--corpus is required (make one with python -m cxr_edge.benchmarks.dicom_corpus)"
+        )
     result = bench_corpus(
         corpus, bundle_dir, threads=threads, runs=runs, variants=tuple(variants), cold_python=cold_python
     )
-    result["command"] = shlex.join(["python", "-m", "benchmarks.decode", *sys.argv[1:]])
+    result["command"] = shlex.join(["python", "-m", "cxr_edge.benchmarks.decode", *sys.argv[1:]])
     text = json.dumps(result, indent=2)
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)

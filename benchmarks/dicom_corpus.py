@@ -1,6 +1,6 @@
 """A realistic DICOM corpus: full-size, 10-16-bit chest radiographs in every transfer syntax a cart sends.
 
-    python -m benchmarks.dicom_corpus --out build/dicom_corpus [--size 2130x2560] [--images N]
+    python -m cxr_edge.benchmarks.dicom_corpus --out build/dicom_corpus [--size 2130x2560] [--images N]
                                       [--manifest ../shared/data/manifest.csv] [--pydicom-files]
 
 Made from kit images (or the shipped samples), never committed: each source image is enlarged to the

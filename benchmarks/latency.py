@@ -1,6 +1,7 @@
 """Latency, memory and size of a bundle, stage by stage, against the unpruned fp32 Keras baseline.
 
-    python -m benchmarks.latency --bundle DIR [--threads 1,2] [--runs 5] [--baseline RUN...] --out FILE.json
+    python -m cxr_edge.benchmarks.latency --bundle DIR [--threads 1,2] [--runs 5] [--baseline RUN...] \
+        --out FILE.json
 
 (``cxr-edge bench`` is the same command.) Every measurement runs in a fresh child process, so the
 peak resident memory of the runtime is not inflated by TensorFlow, and the baseline's by nothing
@@ -20,8 +21,8 @@ from pathlib import Path
 
 import click
 import numpy as np
+from cxr_edge.benchmarks.measure import machine, peak_rss_mb, percentiles
 
-from benchmarks.measure import machine, peak_rss_mb, percentiles
 from cxr_edge.bundle.manifest import Bundle
 from cxr_edge.provenance import now_utc, versions
 
@@ -107,10 +108,10 @@ def measure_baseline(run_dirs: list[str], images: list[str], *, runs: int = 5) -
     """
     t0 = time.perf_counter()
     import keras
+    from cxr_edge.train.config import TrainConfig
 
     from cxr_edge.imaging.reader import read_image
     from cxr_edge.ops.preprocess import preprocess
-    from train.config import TrainConfig
 
     import_ms = (time.perf_counter() - t0) * 1000.0
     t0 = time.perf_counter()
@@ -147,7 +148,7 @@ def _child(kind: str, payload: dict) -> dict:
     """Runs one measurement in a fresh interpreter and returns its JSON."""
     env = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "2"}  # the child's stderr is only shown on failure
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks._child", kind, json.dumps(payload)],
+        [sys.executable, "-m", "cxr_edge.benchmarks._child", kind, json.dumps(payload)],
         capture_output=True,
         text=True,
         env=env,
@@ -263,8 +264,9 @@ def bench(
     "--corpus",
     default=None,
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="A DICOM corpus (python -m benchmarks.dicom_corpus): per transfer syntax, the fast decode path "
-    "against the naive pixel_array decode and the previous path, plus cold start (benchmarks/decode.py).",
+    help="A DICOM corpus (python -m cxr_edge.benchmarks.dicom_corpus): per transfer syntax, the fast "
+    "decode path against the naive pixel_array decode and the previous path, plus cold start "
+    "(benchmarks/decode.py).",
 )
 @click.option("--out", default=None, type=click.Path(dir_okay=False), help="Write the JSON here.")
 def main(bundle_dir, image_paths, threads, runs, baseline_runs, variants, corpus, out):
@@ -276,7 +278,7 @@ def main(bundle_dir, image_paths, threads, runs, baseline_runs, variants, corpus
     from cxr_edge.dataset.samples import load_samples
 
     if corpus is not None:
-        from benchmarks.decode import bench_corpus
+        from cxr_edge.benchmarks.decode import bench_corpus
 
         result = bench_corpus(corpus, bundle_dir, threads=int(threads.split(",")[0]), runs=runs)
         result["command"] = shlex.join(["cxr-edge", "bench", *sys.argv[2:]])

@@ -1,11 +1,11 @@
 """A screenshot of what the node files in a PACS: the study in a throwaway Orthanc, SC preview and SR.
 
-    python -m benchmarks.orthanc_screenshot --out docs/img/orthanc_result.png
+    python -m cxr_edge.benchmarks.orthanc_screenshot --out docs/img/orthanc_result.png
 
-Starts a throwaway Orthanc (:class:`benchmarks.peers.Orthanc`) and the node in this process (loopback,
-free ports, temporary inbox and audit log, destination kind ``both``), synthesises one full-size DICOM
-(2560 x 2130, 12 bit, :mod:`cxr_edge.imaging.synth`) from the first kit sample the shipped bundle
-classifies with a finding (another one if none), sends it with the node's SCU and waits for the
+Starts a throwaway Orthanc (:class:`cxr_edge.benchmarks.peers.Orthanc`) and the node in this process
+(loopback, free ports, temporary inbox and audit log, destination kind ``both``), synthesises one
+full-size DICOM (2560 x 2130, 12 bit, :mod:`cxr_edge.imaging.synth`) from the first kit sample the
+shipped bundle classifies with a finding (another one if none), sends it with the node's SCU and waits for the
 results, and stores the source image in Orthanc too (as the modality would have). It then writes a
 small local HTML page from Orthanc's REST API: the study's series as Orthanc lists them, the Secondary
 Capture as Orthanc renders it (``/instances/<id>/preview``) and the coded SR read back from Orthanc
@@ -25,8 +25,7 @@ from pathlib import Path
 
 import click
 import numpy as np
-
-from benchmarks.peers import Orthanc
+from cxr_edge.benchmarks.peers import Orthanc
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 DSRDUMP = shutil.which("dsrdump")

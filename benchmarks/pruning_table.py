@@ -1,10 +1,10 @@
-"""``python -m benchmarks.pruning_table``: the paper's Table VI (unpruned vs pruned), with costs.
+"""``python -m cxr_edge.benchmarks.pruning_table``: the paper's Table VI (unpruned vs pruned), with costs.
 
 Rajaraman et al. report accuracy, AUC, F1, MCC and parameters before and after pruning. This table
 adds what a device owner needs: MACs, TFLite file sizes and single-thread model latency (fp32 and
 int8), all read from files the pipeline already writes, so the table is reproducible::
 
-    python -m benchmarks.pruning_table \\
+    python -m cxr_edge.benchmarks.pruning_table \\
         --prune runs/prune/mobilenet_v2-stage2 --prune runs/prune/inception_v3-stage2 ... \\
         --eval unpruned=docs/ensembles/unpruned --eval pruned=docs/ensembles/pruned \\
         --bench unpruned=benchmarks/results/top3_unpruned.json \\
@@ -15,7 +15,7 @@ int8), all read from files the pipeline already writes, so the table is reproduc
 * ``--eval``: folders of ``cxr-edge evaluate`` on the test split of the unpruned and pruned bundles;
 * ``--bench``: ``cxr-edge bench --variants --out`` JSON of the same bundles (model-alone latency).
 
-Member names follow ``convert.build.member_stems``: ``RUN-QUANT`` unpruned, ``RUN-pruned-QUANT``
+Member names follow ``cxr_edge.convert.build.member_stems``: ``RUN-QUANT`` unpruned, ``RUN-pruned-QUANT``
 pruned, where RUN is the training run's folder name.
 """
 

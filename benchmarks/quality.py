@@ -1,6 +1,6 @@
 """How often the input checks refuse good frontal images, and what the abstention band does.
 
-    python -m benchmarks.quality [--data KIT/manifest.csv] [--split splits/kit.csv] [--out FILE.json]
+    python -m cxr_edge.benchmarks.quality [--data KIT/manifest.csv] [--split splits/kit.csv] [--out FILE.json]
 
 Every kit image is a frontal chest film (PA, AP, AP supine or NIH's unknown, which is frontal), so
 each refusal by :func:`cxr_edge.ops.quality.check_pixels` is a false rejection. The frontal-pattern

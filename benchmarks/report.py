@@ -1,6 +1,6 @@
-"""``python -m benchmarks.report``: RESULTS.md (and plots) from benchmark JSON files.
+"""``python -m cxr_edge.benchmarks.report``: RESULTS.md (and plots) from benchmark JSON files.
 
-    python -m benchmarks.report benchmarks/results/*.json --out benchmarks/RESULTS.md
+    python -m cxr_edge.benchmarks.report benchmarks/results/*.json --out benchmarks/RESULTS.md
 
 Each JSON is what ``cxr-edge bench --out`` writes. The report states the machine, versions, date and
 commands, and tabulates end-to-end and per-stage latency, memory, size, parameters and MACs, and the
@@ -13,8 +13,7 @@ import json
 from pathlib import Path
 
 import click
-
-from benchmarks.results_md import section_markers
+from cxr_edge.benchmarks.results_md import section_markers
 
 #: Sections other benchmarks write into RESULTS.md (kept as they were when the report is rewritten).
 KEPT_SECTIONS = ("decode", "batch", "serve-faults", "serve-load", "damage")

@@ -1,6 +1,6 @@
 """Throughput of the DICOM node, and what a SIGKILL in the middle of a batch does.
 
-    python -m benchmarks.serve [--n 100] [--size 1024] [--kill] [--out FILE.json]
+    python -m cxr_edge.benchmarks.serve [--n 100] [--size 1024] [--kill] [--out FILE.json]
 
 Builds ``n`` DX DICOMs (12-bit, ``size`` x ``size``) from kit PNGs, starts ``cxr-edge serve`` in a
 child process on a free loopback port, sends them on one association with the library's SCU and

@@ -1,6 +1,7 @@
 """The node under load with faults: concurrent modalities, node SIGKILLs, a PACS outage, a full disk.
 
-    python -m benchmarks.serve_faults [--senders 4] [--per-sender 250] [--no-faults] [--out FILE.json]
+    python -m cxr_edge.benchmarks.serve_faults [--senders 4] [--per-sender 250] [--no-faults] \
+        [--out FILE.json]
                                       [--results-md benchmarks/RESULTS.md]
 
 Needs Debian's Orthanc (``make dicom-deps``). Builds ``senders x per-sender`` full-size (2560 x 2130)
@@ -38,10 +39,10 @@ from pathlib import Path
 
 import click
 import numpy as np
+from cxr_edge.benchmarks.peers import MISSING, Orthanc, free_port
+from cxr_edge.benchmarks.results_md import write_section
+from cxr_edge.benchmarks.serve import ServerProcess, uid_of
 
-from benchmarks.peers import MISSING, Orthanc, free_port
-from benchmarks.results_md import write_section
-from benchmarks.serve import ServerProcess, uid_of
 from cxr_edge.serve.audit import read_records
 from cxr_edge.serve.inbox import instance_key
 
@@ -343,7 +344,7 @@ def render(result: dict) -> str:
     lines += [
         f"Worker time per image, p50 ms (the receivers, the worker and Orthanc share the cores): {workers}.",
         "",
-        f"Command: `python -m benchmarks.serve_faults{flag} --out benchmarks/results/"
+        f"Command: `python -m cxr_edge.benchmarks.serve_faults{flag} --out benchmarks/results/"
         f"{name.replace('-', '_')}.json --results-md benchmarks/RESULTS.md`",
         f"<!-- {name}:end -->",
     ]

@@ -2,7 +2,7 @@
 
 The test split is used here only to *report* each variant's metrics in the bundle's provenance and
 card; nothing is chosen on it. Format-3 bundles also carry the runs' label map, an optional
-abstention band, the lung-evidence threshold (chosen on validation, :mod:`convert.card`) and a
+abstention band, the lung-evidence threshold (chosen on validation, :mod:`cxr_edge.convert.card`) and a
 model card.
 """
 
@@ -16,12 +16,17 @@ from pathlib import Path
 
 import keras
 import numpy as np
+from cxr_edge.convert.card import in_distribution, lung_evidence_on_validation, make_card
+from cxr_edge.convert.gates import GateError, GateThresholds, gate, parity, quantization_report, usefulness
+from cxr_edge.convert.staging import staged
+from cxr_edge.convert.tflite import Quant, to_tflite_variants
+from cxr_edge.train.config import TrainConfig
+from cxr_edge.train.data import crop_table, label_indices, load_images, preprocess_all
+from cxr_edge.train.fit import load_task
+from cxr_edge.train.macs import count_macs
+from cxr_edge.train.rundir import BEST_MODEL
 from tqdm import tqdm
 
-from convert.card import in_distribution, lung_evidence_on_validation, make_card
-from convert.gates import GateError, GateThresholds, gate, parity, quantization_report, usefulness
-from convert.staging import staged
-from convert.tflite import Quant, to_tflite_variants
 from cxr_edge.bundle.manifest import (
     FORMAT_VERSION,
     Bundle,
@@ -41,11 +46,6 @@ from cxr_edge.ops.ensemble import accuracy_weights, fit_stacker, logloss_weights
 from cxr_edge.ops.quality import AbstainConfig
 from cxr_edge.provenance import git_commit, now_utc, versions
 from cxr_edge.runtime.engine import Engine
-from train.config import TrainConfig
-from train.data import crop_table, label_indices, load_images, preprocess_all
-from train.fit import load_task
-from train.macs import count_macs
-from train.rundir import BEST_MODEL
 
 DEFAULT_CALIBRATION = 200
 DEFAULT_GATE = GateThresholds()

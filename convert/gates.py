@@ -91,8 +91,7 @@ def quantization_report(
     on ``debug_inputs``, divided by the quantisation scale (in "quantisation steps").
     """
     import tensorflow as tf
-
-    from convert.tflite import converter_for
+    from cxr_edge.convert.tflite import converter_for
 
     shape = (1, *model.input_shape[1:])
     debug = [np.asarray(x, np.float32).reshape(shape) for x in debug_inputs]

@@ -1,6 +1,6 @@
 """Chooses the sample X-rays shipped in the package: test-split images whose licences allow it.
 
-Run ``python -m convert.samples --data ../shared/data/manifest.csv --split splits/kit.csv``. Samples
+Run ``python -m cxr_edge.convert.samples --data ../shared/data/manifest.csv --split splits/kit.csv``. Samples
 come from the *test* split (never seen in training or model selection), one image per patient,
 only from CC BY 3.0 (Hannover), NIH ChestX-ray8, Kermany et al. (CC BY 4.0) and the Shenzhen set
 (NLM, free reuse with citation; its CC BY-NC-SA masks are not shipped); Montreal figures (CC BY-NC-SA)

@@ -1,6 +1,6 @@
 """U-Net run -> segmenter bundle: TFLite (fp32, int8), held-out Dice per variant, crop rule.
 
-Each variant is scored on the held-out masks as :func:`train.segment.segmentation_scores` does for
+Each variant is scored on the held-out masks as :func:`cxr_edge.train.segment.segmentation_scores` does for
 Keras: Dice, IoU and crop-box IoU overall, per source and per mask convention (V7 heart-included vs
 Shenzhen lungs-only), with the bundle's own crop rule for the box.
 
@@ -19,10 +19,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import keras
+from cxr_edge.convert.gates import GateError
+from cxr_edge.convert.staging import staged
+from cxr_edge.convert.tflite import Quant, to_tflite
+from cxr_edge.train.config import TrainConfig
+from cxr_edge.train.data import load_images
+from cxr_edge.train.rundir import BEST_MODEL
+from cxr_edge.train.segment import load_pair, mask_parts, segmentation_scores
 
-from convert.gates import GateError
-from convert.staging import staged
-from convert.tflite import Quant, to_tflite
 from cxr_edge.bundle.manifest import (
     FORMAT_VERSION,
     BundleManifest,
@@ -38,10 +42,6 @@ from cxr_edge.ops.lungcrop import CropSpec
 from cxr_edge.ops.preprocess import preprocess
 from cxr_edge.provenance import git_commit, now_utc, versions
 from cxr_edge.runtime.engine import Engine
-from train.config import TrainConfig
-from train.data import load_images
-from train.rundir import BEST_MODEL
-from train.segment import load_pair, mask_parts, segmentation_scores
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class SegmenterGate:
 
 
 def segmenter_gate(reference: dict, converted: dict, thresholds: SegmenterGate | None = None) -> dict:
-    """Compares :func:`~train.segment.segmentation_scores` of a converted variant with fp32.
+    """Compares :func:`~cxr_edge.train.segment.segmentation_scores` of a converted variant with fp32.
 
     Returns:
         ``{"passed": bool, "failures": [str], "dice_drop", "box_iou_drop", **thresholds}``.

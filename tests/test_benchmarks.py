@@ -6,8 +6,8 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from cxr_edge.benchmarks.report import pareto_front, render, write_plots
 
-from benchmarks.report import pareto_front, render, write_plots
 from cxr_edge.cli import main
 from cxr_edge.dataset.samples import load_samples
 
@@ -51,11 +51,12 @@ def test_report_renders_every_section(bench_json):
 
 @pytest.mark.train
 def test_baseline_is_the_unpruned_keras_model(tmp_path, kit_manifest):
+    from cxr_edge.train.config import TrainConfig
+    from cxr_edge.train.fit import train_run
+
     from cxr_edge.dataset.manifest import load_manifest
     from cxr_edge.dataset.splits import make_split, write_split
     from cxr_edge.ops.preprocess import PreprocessSpec
-    from train.config import TrainConfig
-    from train.fit import train_run
 
     manifest = load_manifest(kit_manifest)
     split = write_split(tmp_path / "split.csv", manifest, make_split(manifest))
@@ -97,9 +98,9 @@ def test_plots_and_the_pareto_front(bench_json, tmp_path):
 
 def test_decode_bench_on_a_small_corpus(tmp_path, first_release_bundle):
     """`cxr-edge bench --corpus`: every path per syntax, ratios, cold start, the RESULTS.md section."""
-    from benchmarks.decode import SECTION_BEGIN, SECTION_END, render
-    from benchmarks.dicom_corpus import VARIANTS, make_corpus
-    from benchmarks.results_md import write_section
+    from cxr_edge.benchmarks.decode import SECTION_BEGIN, SECTION_END, render
+    from cxr_edge.benchmarks.dicom_corpus import VARIANTS, make_corpus
+    from cxr_edge.benchmarks.results_md import write_section
 
     corpus = tmp_path / "corpus"
     make_corpus(
@@ -126,9 +127,9 @@ def test_decode_bench_on_a_small_corpus(tmp_path, first_release_bundle):
 
 
 def test_batch_benchmark_section_keeps_the_decode_section(tmp_path):
-    from benchmarks.batch import render, summarise
-    from benchmarks.decode import SECTION_BEGIN
-    from benchmarks.results_md import write_section
+    from cxr_edge.benchmarks.batch import render, summarise
+    from cxr_edge.benchmarks.decode import SECTION_BEGIN
+    from cxr_edge.benchmarks.results_md import write_section
 
     def row(steady):
         return {"images": 9, "wall_s": 3.0, "fixed_s": 1.0, "img_per_s": 3.0, "steady_img_per_s": steady,
@@ -142,7 +143,7 @@ def test_batch_benchmark_section_keeps_the_decode_section(tmp_path):
     assert summarise(rows)["scaling"] is None
     md = tmp_path / "RESULTS.md"
     md.write_text(f"# Results\n\n{SECTION_BEGIN}\ndecode table\n<!-- decode:end -->\n")
-    result = {"machine": "m", "command": "python -m benchmarks.batch", "inputs": {"x": rows},
+    result = {"machine": "m", "command": "python -m cxr_edge.benchmarks.batch", "inputs": {"x": rows},
               "summary": {"x": summary}}  # fmt: skip
     write_section(md, render(result), name="batch")
     write_section(md, render(result), name="batch")  # rewriting replaces, never duplicates

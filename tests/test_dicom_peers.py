@@ -14,11 +14,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from cxr_edge.benchmarks.peers import ECHOSCU, MISSING, STORESCU, Orthanc
 from pydicom import dcmread
 from pydicom.uid import generate_uid
 from test_serve import config, running, triage  # noqa: F401 - triage is a fixture used below
 
-from benchmarks.peers import ECHOSCU, MISSING, STORESCU, Orthanc
 from cxr_edge.dataset.samples import load_samples
 from cxr_edge.imaging.reader import read_image
 from cxr_edge.imaging.synth import VARIANTS, build_dataset, encode, stored_values
@@ -131,8 +131,9 @@ def test_dcmtk_sends_full_size_images_and_orthanc_files_the_results(tmp_path, tr
 
 
 def test_load_benchmark_with_faults_keeps_every_image_exactly_once(tmp_path):
-    """A small run of ``benchmarks.serve_faults``: two modalities, node SIGKILLs, PACS down, disk low."""
-    from benchmarks.serve_faults import build_corpus, render, run, section_name
+    """A small run of ``cxr_edge.benchmarks.serve_faults``: two modalities, node SIGKILLs, PACS down,
+    disk low."""
+    from cxr_edge.benchmarks.serve_faults import build_corpus, render, run, section_name
 
     corpus = tmp_path / "dicom"
     corpus.mkdir()

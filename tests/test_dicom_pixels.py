@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from cxr_edge.benchmarks.dicom_corpus import make_corpus
 
-from benchmarks.dicom_corpus import make_corpus
 from cxr_edge.bundle.manifest import Bundle, DecodeConfig, write_manifest
 from cxr_edge.errors import ImageDecodeError
 from cxr_edge.evaluation.decode_gate import min_side_for

@@ -46,7 +46,7 @@ import keras
 import numpy as np
 from cxr_edge.cli import main
 from cxr_edge.errors import SpecError
-from train.distribute import plan_devices
+from cxr_edge.train.distribute import plan_devices
 
 common, single, parallel = json.loads(sys.argv[1])
 main([*common, "--out", single], standalone_mode=False)
@@ -180,7 +180,7 @@ class _Batches:
 
 
 def test_plan_trims_batches_and_arrays_to_the_device_count():
-    from train.distribute import DevicePlan
+    from cxr_edge.train.distribute import DevicePlan
 
     plan = DevicePlan("data-parallel", 2)  # no Keras distribution needed to trim
     inner = _Batches()

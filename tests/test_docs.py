@@ -106,7 +106,8 @@ def test_documented_csv_columns_are_predicts():
 
 def test_audit_example_and_field_table_match_a_real_record(tmp_path):
     """serve.md's example is a real record of the shipped bundle (abridged), and every field is explained."""
-    from benchmarks.serve import kit_pixels, make_dx
+    from cxr_edge.benchmarks.serve import kit_pixels, make_dx
+
     from cxr_edge.dataset.samples import load_samples
     from cxr_edge.serve import Triage
     from cxr_edge.serve.config import TriageConfig
@@ -130,9 +131,9 @@ def test_audit_example_and_field_table_match_a_real_record(tmp_path):
 
 def test_documented_storescu_command_sends_a_compressed_file(tmp_path):
     """serve.md's quick start, as printed, sends a JPEG 2000 file to a node (it once could not)."""
+    from cxr_edge.benchmarks.serve import kit_pixels, make_dx
     from pydicom import dcmread
 
-    from benchmarks.serve import kit_pixels, make_dx
     from cxr_edge.dataset.samples import load_samples
     from cxr_edge.imaging.synth import encode
     from cxr_edge.serve import Node

@@ -8,17 +8,17 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from cxr_edge.convert.gates import GateError, gate, parity
+from cxr_edge.convert.tflite import to_tflite
+from cxr_edge.train.config import TrainConfig
+from cxr_edge.train.zoo import build_model
 
-from convert.gates import GateError, gate, parity
-from convert.tflite import to_tflite
 from cxr_edge.bundle.manifest import Bundle
 from cxr_edge.dataset.samples import load_samples
 from cxr_edge.ops.cam import class_activation_map, place
 from cxr_edge.ops.preprocess import PreprocessSpec
 from cxr_edge.runtime.engine import Engine
 from cxr_edge.runtime.pipeline import Predictor
-from train.config import TrainConfig
-from train.zoo import build_model
 
 pytestmark = pytest.mark.train
 TINY = TrainConfig(
@@ -32,7 +32,7 @@ TINY = TrainConfig(
 
 @pytest.fixture(scope="module")
 def run(kit_manifest, split, tmp_path_factory):
-    from train.fit import train_run
+    from cxr_edge.train.fit import train_run
 
     return train_run(
         TINY, kit_manifest, split, tmp_path_factory.mktemp("run") / "r", max_per_part=40, progress=False
@@ -72,7 +72,7 @@ def test_cam_from_dense_weights_is_grad_cam(name):
 
 
 def test_device_heat_map_matches_keras_grad_cam(run, kit_manifest, split, tmp_path):
-    from convert.build import build_bundle
+    from cxr_edge.convert.build import build_bundle
 
     out = build_bundle(
         [run],
@@ -104,9 +104,9 @@ def test_device_heat_map_matches_keras_grad_cam(run, kit_manifest, split, tmp_pa
 
 
 def test_broken_calibration_fails_the_gate(run, kit_manifest, split, tmp_path):
-    from convert.build import build_bundle
-    from train.data import load_images, preprocess_all
-    from train.fit import load_task
+    from cxr_edge.convert.build import build_bundle
+    from cxr_edge.train.data import load_images, preprocess_all
+    from cxr_edge.train.fit import load_task
 
     model = keras.models.load_model(run / "best.keras")
     task = load_task(TINY, kit_manifest, split, max_per_part=40)

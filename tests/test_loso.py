@@ -1,4 +1,5 @@
-"""Leave-one-source-out scoring (cxr_edge.evaluation.loso, loso_select) and the training loop (train.loso)."""
+"""Leave-one-source-out scoring (cxr_edge.evaluation.loso, loso_select) and the training loop
+(cxr_edge.train.loso)."""
 
 from __future__ import annotations
 
@@ -139,7 +140,7 @@ def _records(rows):
 
 @pytest.mark.train
 def test_eligible_sources_keep_every_class_a_source():
-    from train.loso import eligible_sources
+    from cxr_edge.train.loso import eligible_sources
 
     m = _records([("h", "covid"), ("c", "covid"), ("n", "normal"), ("n", "pneumonia"), ("k", "normal")])
     # n is pneumonia's only source; h and c each leave covid another; k leaves normal to n
@@ -161,9 +162,10 @@ def test_eligible_sources_keep_every_class_a_source():
     ],
 )
 def test_task_configs_define_the_kit_folds(kit_manifest, config, folds):
+    from cxr_edge.train.config import TrainConfig
+    from cxr_edge.train.loso import eligible_sources
+
     from cxr_edge.dataset.manifest import load_manifest
-    from train.config import TrainConfig
-    from train.loso import eligible_sources
 
     cfg = TrainConfig.load(REPO / config)
     task = load_manifest(kit_manifest).select(cfg.labels, cfg.label_map)
@@ -174,8 +176,8 @@ def test_task_configs_define_the_kit_folds(kit_manifest, config, folds):
 
 @pytest.mark.train
 def test_loso_trains_a_fold_predicts_its_source_and_resumes(kit_manifest, tmp_path):
-    from train.config import TrainConfig
-    from train.loso import run_loso
+    from cxr_edge.train.config import TrainConfig
+    from cxr_edge.train.loso import run_loso
 
     config = TrainConfig.load("configs/triage/baseline.toml")
     spec = dataclasses.replace(config.preprocess, input_size=(32, 32))
@@ -201,10 +203,10 @@ def test_loso_trains_a_fold_predicts_its_source_and_resumes(kit_manifest, tmp_pa
 
 @pytest.mark.train
 def test_pruning_level_is_chosen_on_held_out_sources(kit_manifest, tmp_path):
-    from train.config import TrainConfig
-    from train.loso import run_loso
-    from train.prune.loop import PruneConfig, prune_run
-    from train.prune.loso import prune_folds
+    from cxr_edge.train.config import TrainConfig
+    from cxr_edge.train.loso import run_loso
+    from cxr_edge.train.prune.loop import PruneConfig, prune_run
+    from cxr_edge.train.prune.loso import prune_folds
 
     config = TrainConfig.load("configs/triage/baseline.toml")
     spec = dataclasses.replace(config.preprocess, input_size=(32, 32))
@@ -314,7 +316,7 @@ def test_single_class_held_out_sources_are_marked():
 
 
 def test_usefulness_names_a_constant_model_and_passes_a_working_one():
-    from convert.gates import usefulness
+    from cxr_edge.convert.gates import usefulness
 
     y = np.array([0] * 10 + [1] * 30 + [2] * 20)
     constant = np.tile([0.34, 0.33, 0.33], (len(y), 1))

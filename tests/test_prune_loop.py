@@ -8,13 +8,13 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from cxr_edge.train.config import TrainConfig
+from cxr_edge.train.prune.loop import PruneConfig, choose, prune_run
 
 from cxr_edge.bundle.manifest import Bundle
 from cxr_edge.cli import main
 from cxr_edge.errors import SpecError
 from cxr_edge.ops.preprocess import PreprocessSpec
-from train.config import TrainConfig
-from train.prune.loop import PruneConfig, choose, prune_run
 
 pytestmark = pytest.mark.train
 TINY = TrainConfig(
@@ -28,7 +28,7 @@ TINY = TrainConfig(
 
 @pytest.fixture(scope="module")
 def run(kit_manifest, split, tmp_path_factory):
-    from train.fit import train_run
+    from cxr_edge.train.fit import train_run
 
     return train_run(
         TINY, kit_manifest, split, tmp_path_factory.mktemp("run") / "tiny", max_per_part=16, progress=False
@@ -37,7 +37,7 @@ def run(kit_manifest, split, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pruned(run, kit_manifest, split, tmp_path_factory):
-    from convert.latency import int8_latency_ms
+    from cxr_edge.convert.latency import int8_latency_ms
 
     cfg = PruneConfig(step=0.25, max_fraction=0.5, latency_runs=3)
     out = tmp_path_factory.mktemp("p") / "prune"
@@ -133,7 +133,7 @@ def test_rerun_continues_instead_of_redoing(pruned, run, kit_manifest, split):
 
 
 def test_pruned_model_converts_and_the_bundle_records_its_reduction(pruned, kit_manifest, split, tmp_path):
-    from convert.build import build_bundle
+    from cxr_edge.convert.build import build_bundle
 
     out = build_bundle(
         [pruned / "best"],
@@ -183,7 +183,7 @@ def test_global_ranking_and_cli(run, kit_manifest, split, tmp_path):
 
 
 def test_pruned_members_are_named_after_their_pruning_folder(tmp_path):
-    from convert.build import member_stems
+    from cxr_edge.convert.build import member_stems
 
     runs = [tmp_path / "mobilenet_v2-stage2" / "best", tmp_path / "custom_cnn-scratch" / "best"]
     assert member_stems(runs, [TINY, TINY]) == ["mobilenet_v2-stage2-pruned", "custom_cnn-scratch-pruned"]

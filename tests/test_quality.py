@@ -83,7 +83,7 @@ def test_shipped_samples_pass_and_inverted_ones_are_caught():
 def test_false_rejection_rate_on_the_kit_stays_low(kit_manifest):
     """Every kit image is frontal: refusals are false rejections.
 
-    Measured on the whole extended kit with the defaults (`python -m benchmarks.quality`): about 1 %
+    Measured on the whole extended kit with the defaults (`python -m cxr_edge.benchmarks.quality`): about 1 %
     (the first release: 9 of 1044). Here a seeded sample of 50 images per source keeps the test fast
     and still covers every source, including Kermany's 224-px re-saves, which a 256-px minimum refused.
     """

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from cxr_edge.train.config import TrainConfig
 
 from cxr_edge.bundle.manifest import Bundle
 from cxr_edge.cli import main
@@ -21,7 +22,6 @@ from cxr_edge.errors import BundleError, SpecError
 from cxr_edge.ops.preprocess import PreprocessSpec
 from cxr_edge.runtime.pipeline import Predictor
 from cxr_edge.runtime.segmenter import CropTable
-from train.config import TrainConfig
 
 pytestmark = pytest.mark.train
 
@@ -46,7 +46,7 @@ CLS = TrainConfig(
 
 @pytest.fixture(scope="module")
 def seg_run(kit_manifest, split, tmp_path_factory):
-    from train.segment import train_segmenter
+    from cxr_edge.train.segment import train_segmenter
 
     return train_segmenter(
         SEG, kit_manifest, split, tmp_path_factory.mktemp("seg") / "run", progress=False, max_per_part=6
@@ -55,7 +55,7 @@ def seg_run(kit_manifest, split, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def seg_bundle(seg_run, kit_manifest, split, tmp_path_factory):
-    from convert.segmenter import build_segmenter_bundle
+    from cxr_edge.convert.segmenter import build_segmenter_bundle
 
     # A one-epoch width-4 U-Net is noise, so int8 may well "lose" against fp32: the gate is tested
     # on its own below, here it is recorded, not enforced.
@@ -77,7 +77,7 @@ PER_SOURCE = 10  # seeded sample per source; with the classifier tests' images a
 def crop_sample(kit_manifest, split, tmp_path_factory):
     """A sub-manifest: a seeded sample of every source plus every image the lung-crop tests train on
     (their crop tables must cover them). Segmenting all 3008 kit images would take minutes."""
-    from train.fit import load_task
+    from cxr_edge.train.fit import load_task
 
     with open(kit_manifest, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
@@ -149,8 +149,7 @@ def _dice(pred: np.ndarray, truth: np.ndarray) -> float:
 
 
 def test_metrics_per_convention_ignore_127_and_box_iou():
-    from cxr_edge.ops.lungcrop import CropSpec, fallback_box, lung_crop
-    from train.segment import (
+    from cxr_edge.train.segment import (
         between_lungs,
         box_iou,
         convention_of,
@@ -158,6 +157,8 @@ def test_metrics_per_convention_ignore_127_and_box_iou():
         mask_target,
         segmentation_scores,
     )
+
+    from cxr_edge.ops.lungcrop import CropSpec, fallback_box, lung_crop
 
     assert convention_of("hannover") == convention_of("montreal") == "heart_included"
     assert convention_of("shenzhen") == "lungs_only" and convention_of("nih") == "unknown"
@@ -208,7 +209,7 @@ def test_metrics_per_convention_ignore_127_and_box_iou():
 
 
 def test_segmenter_gate_compares_int8_with_fp32():
-    from convert.segmenter import SegmenterGate, segmenter_gate
+    from cxr_edge.convert.segmenter import SegmenterGate, segmenter_gate
 
     fp32 = {"dice": 0.90, "box_iou": 0.92}
     assert segmenter_gate(fp32, {"dice": 0.895, "box_iou": 0.93})["passed"]
@@ -252,8 +253,8 @@ def test_segment_paths_writes_masks_overlays_and_reports_errors(seg_bundle, tmp_
 
 
 def test_lung_crop_classifier_ships_with_its_segmenter(crops, seg_bundle, kit_manifest, split, tmp_path):
-    from convert.build import build_bundle
-    from train.fit import train_run
+    from cxr_edge.convert.build import build_bundle
+    from cxr_edge.train.fit import train_run
 
     run = train_run(
         dataclasses.replace(CLS, crops=str(crops)),
@@ -291,8 +292,8 @@ def test_lung_crop_classifier_ships_with_its_segmenter(crops, seg_bundle, kit_ma
 
 
 def test_crop_table_from_another_segmenter_is_refused(crops, seg_bundle, kit_manifest, split, tmp_path):
-    from convert.build import build_bundle
-    from train.fit import train_run
+    from cxr_edge.convert.build import build_bundle
+    from cxr_edge.train.fit import train_run
 
     forged = tmp_path / "crops.csv"
     forged.write_text(crops.read_text().replace(CropTable.read(crops).segmenter_sha256, "0" * 64))

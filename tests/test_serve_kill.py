@@ -7,8 +7,16 @@ import signal
 from collections import Counter
 
 import pytest
+from cxr_edge.benchmarks.serve import (
+    ServerProcess,
+    free_port,
+    kill_restart,
+    kit_pixels,
+    kit_pngs,
+    make_dx,
+    uid_of,
+)
 
-from benchmarks.serve import ServerProcess, free_port, kill_restart, kit_pixels, kit_pngs, make_dx, uid_of
 from cxr_edge.serve import instance_key
 from cxr_edge.serve.scu import send_files
 

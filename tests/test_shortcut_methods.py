@@ -15,7 +15,7 @@ pytestmark = pytest.mark.train
 
 
 def test_balanced_weights_give_classes_then_sources_equal_shares():
-    from train.data import balanced_weights
+    from cxr_edge.train.data import balanced_weights
 
     y = np.array([0] * 90 + [0] * 10 + [1] * 50)
     sources = np.array(["big"] * 90 + ["small"] * 10 + ["other"] * 50)
@@ -27,7 +27,7 @@ def test_balanced_weights_give_classes_then_sources_equal_shares():
 
 
 def test_balanced_sequence_draws_cells_equally_and_keeps_epoch_length():
-    from train.data import CxrSequence, Inputs, balanced_weights
+    from cxr_edge.train.data import CxrSequence, Inputs, balanced_weights
 
     n = 200
     y = np.array([0] * 180 + [1] * 20)
@@ -45,7 +45,7 @@ def test_balanced_sequence_draws_cells_equally_and_keeps_epoch_length():
 
 
 def test_augmentation_strengths_are_seeded_bounded_and_checked():
-    from train.augment import make_augment
+    from cxr_edge.train.augment import make_augment
 
     rng_image = np.random.default_rng(1).random((64, 64)).astype(np.float32)
     for strength in ("mild", "acquisition"):
@@ -77,8 +77,7 @@ def test_histogram_equalisation_standardises_the_intensity_distribution():
 def test_gradient_reversal_is_identity_forward_and_negates_gradients():
     import keras
     import tensorflow as tf
-
-    from train.adversary import GradientReversal
+    from cxr_edge.train.adversary import GradientReversal
 
     x = tf.constant([[1.0, -2.0, 3.0]])
     layer = GradientReversal(0.3)
@@ -92,7 +91,7 @@ def test_gradient_reversal_is_identity_forward_and_negates_gradients():
 
 
 def test_conditional_source_loss_uses_only_the_true_class_softmax():
-    from train.adversary import ConditionalSourceLoss
+    from cxr_edge.train.adversary import ConditionalSourceLoss
 
     loss = ConditionalSourceLoss(n_classes=2, n_sources=2)
     y_true = np.array([[0, 1, 0, 0]], np.float32)  # class 0, source 1
@@ -106,9 +105,8 @@ def test_adversarial_training_saves_a_plain_classifier(kit_manifest, tmp_path):
     import json
 
     import keras
-
-    from train.config import TrainConfig
-    from train.fit import train_run
+    from cxr_edge.train.config import TrainConfig
+    from cxr_edge.train.fit import train_run
 
     config = TrainConfig.load("configs/triage/adversary.toml")
     spec = dataclasses.replace(config.preprocess, input_size=(32, 32))

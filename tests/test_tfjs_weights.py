@@ -1,4 +1,4 @@
-"""TF.js layers model -> Keras backbone weights (train.tfjs_weights, `cxr-edge import-weights`).
+"""TF.js layers model -> Keras backbone weights (cxr_edge.train.tfjs_weights, `cxr-edge import-weights`).
 
 The TF.js models are written here, in the format tfjs-converter writes for Keras models (Keras 2
 topology JSON, weightsManifest with per-tensor uint8/uint16 quantisation, binary shards), so nothing
@@ -17,15 +17,15 @@ import keras
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from cxr_edge.train import zoo
+from cxr_edge.train.config import TrainConfig
+from cxr_edge.train.fit import _weights_origin
+from cxr_edge.train.tfjs_weights import import_tfjs_weights, provenance_path, read_tfjs, transfer
 from keras import layers
 
 from cxr_edge.cli import main
 from cxr_edge.cli.learning import _weights_value
 from cxr_edge.errors import SpecError
-from train import zoo
-from train.config import TrainConfig
-from train.fit import _weights_origin
-from train.tfjs_weights import import_tfjs_weights, provenance_path, read_tfjs, transfer
 
 pytestmark = pytest.mark.train
 

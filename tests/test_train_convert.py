@@ -12,13 +12,13 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from cxr_edge.train.config import TrainConfig
 
 from cxr_edge.bundle.manifest import Bundle
 from cxr_edge.cli import main
 from cxr_edge.imaging.reader import read_image
 from cxr_edge.ops.preprocess import PreprocessSpec, preprocess
 from cxr_edge.runtime.pipeline import Predictor
-from train.config import TrainConfig
 
 pytestmark = pytest.mark.train
 
@@ -34,7 +34,7 @@ PER_PART = 24
 
 @pytest.fixture(scope="module")
 def tiny_run(kit_manifest, split, tmp_path_factory):
-    from train.fit import train_run
+    from cxr_edge.train.fit import train_run
 
     return train_run(
         TINY,
@@ -48,7 +48,7 @@ def tiny_run(kit_manifest, split, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_bundle(tiny_run, kit_manifest, split, tmp_path_factory):
-    from convert.build import build_bundle
+    from cxr_edge.convert.build import build_bundle
 
     return build_bundle(
         [tiny_run],
@@ -74,8 +74,9 @@ def test_run_directory_records_provenance(tiny_run, split):
 
 
 def test_run_directory_is_never_overwritten(tiny_run, kit_manifest, split):
+    from cxr_edge.train.fit import train_run
+
     from cxr_edge.errors import SpecError
-    from train.fit import train_run
 
     with pytest.raises(SpecError, match="not empty"):
         train_run(TINY, kit_manifest, split, tiny_run, max_per_part=4, progress=False)
@@ -147,8 +148,8 @@ def test_runtime_never_imports_tensorflow(tiny_bundle, kit_png):
 
 def test_int8_calibration_is_required(tiny_run):
     import keras
+    from cxr_edge.convert.tflite import to_tflite
 
-    from convert.tflite import to_tflite
     from cxr_edge.errors import SpecError
 
     with pytest.raises(SpecError, match="calibration"):
@@ -188,11 +189,12 @@ def test_config_rejects_unknown_keys(tmp_path):
 
 
 def test_two_run_bundle_fits_every_combiner_on_validation(tiny_run, kit_manifest, split, tmp_path):
-    from convert.build import build_bundle
+    from cxr_edge.convert.build import build_bundle
+    from cxr_edge.train.fit import train_run
+
     from cxr_edge.dataset.manifest import load_manifest
     from cxr_edge.dataset.splits import read_split
     from cxr_edge.evaluation.evaluate import evaluate
-    from train.fit import train_run
 
     other = train_run(
         dataclasses.replace(TINY, seed=7, epochs=1),
@@ -230,7 +232,8 @@ def test_two_run_bundle_fits_every_combiner_on_validation(tiny_run, kit_manifest
 
 
 def test_single_member_weighted_is_refused(tiny_run, kit_manifest, split, tmp_path):
-    from convert.build import build_bundle
+    from cxr_edge.convert.build import build_bundle
+
     from cxr_edge.errors import SpecError
 
     with pytest.raises(SpecError, match="two or more members"):
@@ -255,8 +258,8 @@ def load_samples_first():
 
 
 def test_bundle_mixes_grey_and_three_channel_models(tiny_run, kit_manifest, split, tmp_path):
-    from convert.build import build_bundle
-    from train.fit import train_run
+    from cxr_edge.convert.build import build_bundle
+    from cxr_edge.train.fit import train_run
 
     spec3 = dataclasses.replace(TINY.preprocess, channels=3)
     backbone = train_run(
@@ -286,9 +289,9 @@ def test_bundle_mixes_grey_and_three_channel_models(tiny_run, kit_manifest, spli
 
 
 def test_convert_writes_the_card_band_and_temperature_it_is_given(tiny_run, kit_manifest, split, tmp_path):
+    from cxr_edge.convert.build import build_bundle
     from tiny_bundle import synthetic_loso_report
 
-    from convert.build import build_bundle
     from cxr_edge.errors import SpecError
     from cxr_edge.ops.quality import AbstainConfig
 

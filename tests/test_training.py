@@ -9,13 +9,13 @@ import json
 import keras
 import pytest
 from click.testing import CliRunner
+from cxr_edge.train.config import TrainConfig
+from cxr_edge.train.fit import train_run
+from cxr_edge.train.rundir import LAST_MODEL
 
 from cxr_edge.cli import main
 from cxr_edge.errors import SpecError
 from cxr_edge.ops.preprocess import PreprocessSpec
-from train.config import TrainConfig
-from train.fit import train_run
-from train.rundir import LAST_MODEL
 
 pytestmark = pytest.mark.train
 
@@ -166,7 +166,7 @@ def test_evaluate_run_prints_a_table_row(stage1):
 
 
 def test_study_runs_three_stages_and_tabulates(kit_manifest, split, tmp_path):
-    from train.study import report, run_model
+    from cxr_edge.train.study import report, run_model
 
     configs = tmp_path / "configs"
     configs.mkdir()
@@ -218,7 +218,7 @@ def test_cli_model_override_sets_channels_and_holdout(kit_manifest, split, tmp_p
 
 
 def test_study_picks_a_model_or_family_recipe_before_the_shared_one(tmp_path):
-    from train.study import config_file
+    from cxr_edge.train.study import config_file
 
     for name in ("zoo_stage1.toml", "zoo_stage1_vgg.toml", "zoo_stage2.toml", "zoo_stage2_vgg19.toml"):
         (tmp_path / name).write_text("")

@@ -5,14 +5,14 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from cxr_edge.convert.gates import gate, parity
+from cxr_edge.convert.tflite import Quant, to_tflite_variants
+from cxr_edge.train.config import TrainConfig
+from cxr_edge.train.zoo import PRESETS, apply_weight_decay, build_model, preset, transfer_model
 
-from convert.gates import gate, parity
-from convert.tflite import Quant, to_tflite_variants
 from cxr_edge.errors import SpecError
 from cxr_edge.ops.preprocess import PreprocessSpec
 from cxr_edge.runtime.engine import Engine
-from train.config import TrainConfig
-from train.zoo import PRESETS, apply_weight_decay, build_model, preset, transfer_model
 
 pytestmark = pytest.mark.train
 
@@ -132,7 +132,7 @@ def test_input_checks():
 
 
 def test_plain_backbones_from_random_init_get_he_kernels_and_the_signal_survives():
-    from train.zoo import build_backbone, preset
+    from cxr_edge.train.zoo import build_backbone, preset
 
     keras.utils.set_random_seed(0)
     base = build_backbone(preset("vgg16"), (32, 32, 3))

@@ -42,9 +42,9 @@ def synthetic_loso_report() -> dict:
 def build(out: Path) -> Path:
     """Builds the bundle into ``out`` (created) and returns it."""
     import keras
+    from cxr_edge.convert.build import cam_weights
+    from cxr_edge.convert.tflite import to_tflite, to_tflite_variants
 
-    from convert.build import cam_weights
-    from convert.tflite import to_tflite, to_tflite_variants
     from cxr_edge.bundle.card import LOSO_NOTE, CardTask, LosoRecord, ModelCard
     from cxr_edge.bundle.manifest import (
         FORMAT_VERSION,

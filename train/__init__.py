@@ -3,6 +3,6 @@
 Needs the ``[train]`` extra (Keras 3 with a backend). Depends on :mod:`cxr_edge`; never the reverse.
 """
 
-from train.config import TrainConfig
+from cxr_edge.train.config import TrainConfig
 
 __all__ = ["TrainConfig"]

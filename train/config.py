@@ -20,7 +20,7 @@ class TrainConfig:
 
     Attributes:
         task: ``classify`` (the zoo's classifiers) or ``segment`` (the lung U-Net, ``model = "unet"``).
-        model: Architecture name in :data:`train.zoo.PRESETS` (or ``unet`` for segmentation).
+        model: Architecture name in :data:`cxr_edge.train.zoo.PRESETS` (or ``unet`` for segmentation).
         labels: The task's label set, in model output order (manifest label strings, or the task
             labels that ``label_map`` maps manifest labels to).
         label_map: Manifest label -> task label, e.g. the triage task's
@@ -35,17 +35,17 @@ class TrainConfig:
         momentum: SGD momentum.
         weight_decay: L2 penalty on kernels.
         class_weights: Weight the loss by inverse class frequency (the kit is imbalanced).
-        augment: Apply the CXR augmentation of :mod:`train.augment` to training images.
+        augment: Apply the CXR augmentation of :mod:`cxr_edge.train.augment` to training images.
         augment_strength: ``mild`` (positioning, exposure, some blur) or ``acquisition`` (also
             detector and processing differences: strong gamma/contrast, aspect, resolution loss,
             JPEG, noise, edge enhancement, burned-in markers).
         sampling: ``shuffle`` (every image once per epoch) or ``balanced`` (draw classes equally and,
-            within a class, sources equally: :func:`train.data.balanced_weights`; class weights are
+            within a class, sources equally: :func:`cxr_edge.train.data.balanced_weights`; class weights are
             then not applied).
         source_adversary: Strength of the gradient-reversal source adversary (0 = off). A head on the
             pooled features predicts each image's source *within its class* (conditional, since
             source and class are confounded) and its gradient is reversed into the features
-            (:mod:`train.adversary`); the saved model has no adversary.
+            (:mod:`cxr_edge.train.adversary`); the saved model has no adversary.
         patience: Early-stopping patience (epochs without validation-loss improvement).
         lr_schedule: ``cosine`` (decay to 1% of the initial rate over ``epochs``) or ``plateau``
             (divide by 10 after ``lr_patience`` epochs without validation-loss improvement).

@@ -29,7 +29,7 @@ def build_custom_cnn(
     Each block is a stride-2 ``kernel_size`` separable convolution (``base_filters`` doubling per
     block) followed by batch normalisation and the activation; then global average pooling, dropout
     and a dense softmax. The last block's output (``features``) is the map Grad-CAM uses later.
-    Weight decay is attached afterwards by :func:`train.zoo.apply_weight_decay`, as for every model.
+    Weight decay is attached afterwards by :func:`cxr_edge.train.zoo.apply_weight_decay`, as for every model.
 
     Args:
         input_shape: ``(H, W, C)``.

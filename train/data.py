@@ -7,14 +7,14 @@ from dataclasses import dataclass
 
 import keras
 import numpy as np
+from cxr_edge.train.augment import make_augment
+from cxr_edge.train.config import TrainConfig
 from tqdm import tqdm
 
 from cxr_edge.dataset.manifest import Record
 from cxr_edge.imaging.reader import read_image
 from cxr_edge.ops.preprocess import CropBox, PreprocessSpec, preprocess
 from cxr_edge.runtime.segmenter import CropTable
-from train.augment import make_augment
-from train.config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -109,10 +109,10 @@ class CxrSequence(keras.utils.PyDataset):
         spec: Preprocessing spec.
         n_classes: Number of classes.
         batch_size: Images per batch.
-        augment: Apply :func:`train.augment.make_augment` (training only).
+        augment: Apply :func:`cxr_edge.train.augment.make_augment` (training only).
         shuffle: Reshuffle every epoch.
         seed: Seed of shuffling and augmentation.
-        augment_strength: ``mild`` or ``acquisition`` (see :mod:`train.augment`).
+        augment_strength: ``mild`` or ``acquisition`` (see :mod:`cxr_edge.train.augment`).
         sample_weights: Per-image sampling probabilities (:func:`balanced_weights`): every epoch
             then draws ``len(inputs)`` images with replacement instead of a permutation.
         extra_targets: Further per-image targets ``{output name: (n, d) array}`` (e.g. the source
@@ -202,7 +202,7 @@ def training_data(
 
     Args:
         extra_targets: Makes further per-image training targets from the records (the source
-            adversary's, :mod:`train.adversary`).
+            adversary's, :mod:`cxr_edge.train.adversary`).
     """
     crops = crop_table(config)
     train_inputs = load_images(train, crops=crops, desc="decode train", progress=progress)

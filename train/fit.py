@@ -19,18 +19,18 @@ from pathlib import Path
 
 import keras
 import numpy as np
-
-from cxr_edge.dataset.manifest import Manifest, Record, load_manifest
-from cxr_edge.dataset.splits import Split, make_split, read_split, write_split
-from cxr_edge.errors import SpecError
-from cxr_edge.evaluation.metrics import classification_metrics
-from cxr_edge.hashing import file_sha256
-from cxr_edge.provenance import git_commit, now_utc, versions
-from train import adversary
-from train.config import TrainConfig
-from train.data import class_weights, crop_table, label_indices, load_images, preprocess_all, training_data
-from train.distribute import Distribute, plan_devices
-from train.rundir import (
+from cxr_edge.train import adversary
+from cxr_edge.train.config import TrainConfig
+from cxr_edge.train.data import (
+    class_weights,
+    crop_table,
+    label_indices,
+    load_images,
+    preprocess_all,
+    training_data,
+)
+from cxr_edge.train.distribute import Distribute, plan_devices
+from cxr_edge.train.rundir import (
     BEST_MODEL,
     HISTORY,
     LAST_MODEL,
@@ -39,7 +39,14 @@ from train.rundir import (
     history_state,
     prepare_run_dir,
 )
-from train.zoo import apply_weight_decay, build_model, transfer_model
+from cxr_edge.train.zoo import apply_weight_decay, build_model, transfer_model
+
+from cxr_edge.dataset.manifest import Manifest, Record, load_manifest
+from cxr_edge.dataset.splits import Split, make_split, read_split, write_split
+from cxr_edge.errors import SpecError
+from cxr_edge.evaluation.metrics import classification_metrics
+from cxr_edge.hashing import file_sha256
+from cxr_edge.provenance import git_commit, now_utc, versions
 
 RUN_SPLIT = "split.csv"
 
@@ -149,7 +156,7 @@ def train_run(
             early-stopping patience restarts; the best checkpoint keeps its best validation loss.
         callbacks: Extra Keras callbacks, run after the toolkit's (checkpoints are written first).
         distribute: ``none`` (one device) or ``data-parallel`` (Keras' ``DataParallel`` over every
-            device, JAX backend only; see :mod:`train.distribute`). Recorded in run.json.
+            device, JAX backend only; see :mod:`cxr_edge.train.distribute`). Recorded in run.json.
 
     Returns:
         The run directory.
@@ -310,7 +317,7 @@ def _weights_origin(config: TrainConfig) -> str:
         return "random initialisation"
     if config.weights == "imagenet":
         return "ImageNet (keras.applications download)"
-    from train.tfjs_weights import read_provenance  # only runs given a weights file
+    from cxr_edge.train.tfjs_weights import read_provenance  # only runs given a weights file
 
     digest = file_sha256(config.weights)
     origin = f"local file {config.weights} (sha256 {digest[:16]}...)"

@@ -2,7 +2,7 @@
 
 Run (resumable: completed runs are skipped, interrupted ones continue)::
 
-    python -m train.study --data ../shared/data/manifest.csv --split splits/kit.csv --out runs/zoo \\
+    python -m cxr_edge.train.study --data ../shared/data/manifest.csv --split splits/kit.csv --out runs/zoo \\
         --models custom_cnn,mobilenet_v2,inception_v3,vgg16,vgg19 --report docs/zoo_results.md
 
 For each model it trains ``configs/zoo_stage1.toml`` (normal vs pneumonia), then
@@ -19,11 +19,10 @@ import shlex
 from pathlib import Path
 
 import click
-
-from train.config import TrainConfig
-from train.evaluate import COLUMNS, EVALUATION, evaluate_run
-from train.fit import train_run
-from train.zoo import preset
+from cxr_edge.train.config import TrainConfig
+from cxr_edge.train.evaluate import COLUMNS, EVALUATION, evaluate_run
+from cxr_edge.train.fit import train_run
+from cxr_edge.train.zoo import preset
 
 #: Mixed precision where it was measured faster on this CPU (VGG 2x, Inception-V3 1.2x); it slows
 #: MobileNet-V2 and the custom CNN here.
@@ -132,10 +131,10 @@ def report(rows: list[dict]) -> str:
     lines = [
         "# Architecture study: stage 1, stage 2 from stage 1, stage 2 from scratch",
         "",
-        "Written by `python -m train.study` (commands below). `stage1`: normal vs pneumonia_unknown (2 "
-        "classes); `stage2` (from the stage-1 weights) and `scratch`: the three kit classes. Models are "
-        "chosen on validation; the test split is reported only. Wall times are upper bounds (the 2-core "
-        "machine was shared with other jobs).",
+        "Written by `python -m cxr_edge.train.study` (commands below). `stage1`: normal vs "
+        "pneumonia_unknown (2 classes); `stage2` (from the stage-1 weights) and `scratch`: the three kit "
+        "classes. Models are chosen on validation; the test split is reported only. Wall times are upper "
+        "bounds (the 2-core machine was shared with other jobs).",
         "",
         "| model | run | params | epochs (best) | wall time | val acc | val AUC | test acc | test AUC | "
         "sensitivity | precision | F1 | MCC |",

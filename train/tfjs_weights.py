@@ -5,7 +5,7 @@ and some ship Keras-born backbones as TF.js *layers* models (nsfwjs 4.4.0: Mobil
 Inception-V3 with uint8-quantised weights). This module reads such a model from an npm tarball, an
 extracted package folder, or a plain ``model.json`` + shards folder, dequantises its weights, maps
 them onto the zoo's Keras 3 backbone and saves a ``.weights.h5`` that ``keras.applications`` loads
-(``train.zoo.build_backbone`` passes the file as ``weights=``), with a provenance JSON beside it.
+(``cxr_edge.train.zoo.build_backbone`` passes the file as ``weights=``), with a provenance JSON beside it.
 
 Layers are paired by graph structure, not by name: TF.js models converted from Keras 2 carry Keras 2
 auto-names (``conv2d_1`` ... ``conv2d_94`` in Inception-V3) while Keras 3 numbers its auto-named
@@ -34,11 +34,11 @@ from pathlib import Path, PurePosixPath
 
 import keras
 import numpy as np
+from cxr_edge.train.zoo import preset
 
 from cxr_edge.errors import InputError, SpecError
 from cxr_edge.hashing import file_sha256
 from cxr_edge.provenance import now_utc, versions
-from train.zoo import preset
 
 PROVENANCE_SUFFIX = ".provenance.json"
 #: Zoo models a TF.js source is known to map onto (the graph matcher itself is architecture-neutral).
@@ -586,7 +586,7 @@ def import_tfjs_weights(
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name.removesuffix(".weights.h5") + ".partial.weights.h5")
     target.save_weights(partial)
-    # Load it exactly as train.zoo.build_backbone will, and insist on bit-identical variables.
+    # Load it exactly as cxr_edge.train.zoo.build_backbone will, and insist on bit-identical variables.
     reloaded = constructor(include_top=False, weights=str(partial), input_shape=shape)
     if not all(
         np.array_equal(a, b) for a, b in zip(target.get_weights(), reloaded.get_weights(), strict=True)

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+from cxr_edge.train.config import TrainConfig
+from cxr_edge.train.custom_cnn import build_custom_cnn, custom_head
 from keras import layers
 
 from cxr_edge.errors import SpecError
-from train.config import TrainConfig
-from train.custom_cnn import build_custom_cnn, custom_head
 
 HEAD_PREFIX = "head_"
 IMAGENET = "imagenet"  # ``weights`` value passed through to keras.applications (it downloads the file)
@@ -189,7 +189,9 @@ def transfer_model(source: keras.Model, config: TrainConfig) -> keras.Model:
     first_head = next((layer for layer in source.layers if layer.name.startswith(HEAD_PREFIX)), None)
     if first_head is None:
         raise SpecError(
-            "source model has no head_* layers", expected="a model built by train.zoo", received=source.name
+            "source model has no head_* layers",
+            expected="a model built by cxr_edge.train.zoo",
+            received=source.name,
         )
     if tuple(source.input_shape[1:]) != tuple(config.preprocess.input_shape):
         raise SpecError(

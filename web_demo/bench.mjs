@@ -9,7 +9,7 @@
  * Each thread count runs in a fresh page (LiteRT.js loads once per page): one untimed warm-up pass
  * over the images, then `runs` timed passes. The thread counts take turns for `rounds` rounds (a fresh
  * page each time) and their samples are pooled, so a shared, busy machine biases none of them. The JSON has the shape `cxr-edge bench --out` writes
- * (`by_threads`, `end_to_end`, `stages` with p50/p90/p95/p99/mean ms), so `benchmarks.report` can
+ * (`by_threads`, `end_to_end`, `stages` with p50/p90/p95/p99/mean ms), so `cxr_edge.benchmarks.report` can
  * tabulate it next to the Python runtime's numbers. `peak_rss_mb` is the page's JS heap plus the WASM
  * memory (a browser cannot see its process RSS).
  *
@@ -74,7 +74,7 @@ function summary(v) {
   };
 }
 
-/** CPU model and ISA flags (as `benchmarks.latency.machine`). */
+/** CPU model and ISA flags (as `cxr_edge.benchmarks.latency.machine`). */
 async function machine() {
   let cpu = os.cpus()[0]?.model ?? 'unknown';
   let isa = [];

@@ -20,7 +20,7 @@ COMMANDS = {
     "split": "cxr_edge.cli.runtime:split_cmd",
     "serve": "cxr_edge.cli.serve:serve_group",
     "decode-gate": "cxr_edge.cli.decode:decode_gate_cmd",
-    "bench": "benchmarks.latency:main",
+    "bench": "cxr_edge.benchmarks.latency:main",
     "loso-report": "cxr_edge.cli.loso:loso_report_cmd",
     "loso-bundle": "cxr_edge.cli.loso:loso_bundle_cmd",
     "loso-ensemble": "cxr_edge.cli.loso:loso_ensemble_cmd",

@@ -20,7 +20,7 @@ def _select_model(config, name: str | None):
     """``--model NAME``: swaps the architecture and sets the input channels it needs."""
     if name is None:
         return config
-    p = _needs_train_extra("train.zoo").preset(name)
+    p = _needs_train_extra("cxr_edge.train.zoo").preset(name)
     spec = dataclasses.replace(config.preprocess, channels=p.channels)
     return dataclasses.replace(config, model=name, preprocess=spec)
 
@@ -108,7 +108,7 @@ model_option = click.option(
 @click.option("--force", is_flag=True, help="Start afresh in a non-empty run directory.")
 @click.option(
     "--distribute",
-    type=click.Choice(["none", "data-parallel"]),  # train.distribute.CHOICES (not imported: Keras)
+    type=click.Choice(["none", "data-parallel"]),  # cxr_edge.train.distribute.CHOICES (not imported: Keras)
     default="none",
     show_default=True,
     help="data-parallel: split each batch across every device with Keras' DataParallel, weights "
@@ -134,8 +134,8 @@ def train_cmd(
     distribute,
 ):
     """Train a classifier; writes config, history, metrics and the best model to --out."""
-    config_mod = _needs_train_extra("train.config")
-    fit = _needs_train_extra("train.fit")
+    config_mod = _needs_train_extra("cxr_edge.train.config")
+    fit = _needs_train_extra("cxr_edge.train.fit")
     config = _select_model(config_mod.TrainConfig.load(config_path), model)
     overrides = {
         "epochs": epochs,
@@ -151,7 +151,7 @@ def train_cmd(
             raise click.UsageError("segmentation training needs --split (masks are assigned by patient)")
         if distribute != "none":
             raise click.UsageError("--distribute is wired for classifier training only, not segmentation")
-        segment = _needs_train_extra("train.segment")
+        segment = _needs_train_extra("cxr_edge.train.segment")
         run = segment.train_segmenter(
             config,
             manifest_path,
@@ -205,7 +205,7 @@ def train_cmd(
 @clean_errors
 def search_cmd(config_path, model, manifest_path, split_path, out, trials, epochs, max_per_part, root):
     """Randomised hyper-parameter search; writes search_results.csv and best_config.json."""
-    search = _needs_train_extra("train.search")
+    search = _needs_train_extra("cxr_edge.train.search")
     config, budget = search.load_search_config(config_path)
     config = _select_model(config, model)
     overrides = {"trials": trials, "epochs": epochs}
@@ -237,7 +237,7 @@ def search_cmd(config_path, model, manifest_path, split_path, out, trials, epoch
 @clean_errors
 def evaluate_run_cmd(run_dirs, manifest_path, split_path, root):
     """Print a Table III/IV-style row per run (test split; validation and held-out sources beside)."""
-    evaluate = _needs_train_extra("train.evaluate")
+    evaluate = _needs_train_extra("cxr_edge.train.evaluate")
     click.echo(evaluate.table_header())
     for run in run_dirs:
         result = evaluate.evaluate_run(run, manifest_path, split_path, root)
@@ -251,7 +251,7 @@ def evaluate_run_cmd(run_dirs, manifest_path, split_path, root):
 @clean_errors
 def zoo_cmd():
     """List the registered architectures (input size, channels, truncation layer, parameters)."""
-    zoo = _needs_train_extra("train.zoo")
+    zoo = _needs_train_extra("cxr_edge.train.zoo")
     click.echo(
         f"{'model':<22} {'input':>7} {'min':>5} {'ch':>3}  {'truncated at':<16} {'params (3 classes)':>19}"
     )
@@ -402,7 +402,7 @@ def convert_cmd(
     lung-evidence threshold (with --segmenter; chosen on validation), the decode gate's verdict
     (whether full-size DICOMs may be decoded at reduced resolution) and a model card.
     """
-    build = _needs_train_extra("convert.build")
+    build = _needs_train_extra("cxr_edge.convert.build")
     from cxr_edge.ops.quality import AbstainConfig
 
     band = None
@@ -468,7 +468,7 @@ def convert_cmd(
 @clean_errors
 def convert_segmenter_cmd(run_dir, manifest_path, split_path, out, quant, margin, root, force):
     """Convert a U-Net run to a segmenter bundle (fp32 and int8 measured on held-out masks)."""
-    seg = _needs_train_extra("convert.segmenter")
+    seg = _needs_train_extra("cxr_edge.convert.segmenter")
     from cxr_edge.ops.lungcrop import CropSpec
 
     bundle = seg.build_segmenter_bundle(
@@ -561,7 +561,7 @@ def prune_cmd(
     Re-run with the same settings to continue an interrupted run, or with another --select to
     choose again without pruning again.
     """
-    loop = _needs_train_extra("train.prune.loop")
+    loop = _needs_train_extra("cxr_edge.train.prune.loop")
     cfg = loop.PruneConfig(
         step=step,
         max_fraction=max_fraction,
@@ -569,7 +569,7 @@ def prune_cmd(
         finetune_epochs=finetune_epochs,
         latency=not no_latency,
     )
-    latency = _needs_train_extra("convert.latency").int8_latency_ms if cfg.latency else None
+    latency = _needs_train_extra("cxr_edge.convert.latency").int8_latency_ms if cfg.latency else None
     folder = loop.prune_run(
         run_dir,
         manifest_path,

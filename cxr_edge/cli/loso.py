@@ -74,8 +74,8 @@ def loso_cmd(
     Finished folds are kept: run the same command again to resume an interrupted experiment. Writes
     OUT/<source>/ (a run directory with holdout_predictions.csv) and OUT/loso.json, OUT/loso.md.
     """
-    config_mod = _needs_train_extra("train.config")
-    loso = _needs_train_extra("train.loso")
+    config_mod = _needs_train_extra("cxr_edge.train.config")
+    loso = _needs_train_extra("cxr_edge.train.loso")
     config = _select_model(config_mod.TrainConfig.load(config_path), model)
     overrides = {"epochs": epochs, "crops": crops, "seed": seed}
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
@@ -168,8 +168,8 @@ def prune_loso_cmd(
 
     Then prune the deployed run to that level: cxr-edge prune --run RUN --select fraction --fraction F.
     """
-    loop = _needs_train_extra("train.prune.loop")
-    prune_loso = _needs_train_extra("train.prune.loso")
+    loop = _needs_train_extra("cxr_edge.train.prune.loop")
+    prune_loso = _needs_train_extra("cxr_edge.train.prune.loso")
     cfg = loop.PruneConfig(
         step=step, max_fraction=max_fraction, finetune_epochs=finetune_epochs, latency=False
     )

@@ -16,7 +16,7 @@ bright peak in the middle (spine and mediastinum) with darker lung fields on *bo
 z-scored profile (centre: +-5 % of the width; flanks: 10-30 % of the width away from the axis). A
 lateral view has one lung field with the spine at one side, so one flank is bright; an inverted image
 has a dark centre; a non-chest picture has no such pattern. Images scoring below ``min_frontal_score``
-are refused. Measured on the data kit (``python -m benchmarks.quality``; see docs/serve.md): the
+are refused. Measured on the data kit (``python -m cxr_edge.benchmarks.quality``; see docs/serve.md): the
 threshold keeps the false-rejection rate of frontal kit images around 1 %; its detection rate on real
 lateral films is unmeasured (the kit holds none).
 

@@ -1,7 +1,7 @@
 """A small DICOM SCU (pynetdicom): send files or datasets with C-STORE, check a node with C-ECHO.
 
 Used by the node to deliver results, by ``cxr-edge serve health``, by the tests and by
-``python -m benchmarks.serve``.
+``python -m cxr_edge.benchmarks.serve``.
 """
 
 from __future__ import annotations

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 
 import keras
 import numpy as np
-
-from train.prune.graph import ELEMENTWISE_PAIRS, PASS_THROUGH, graph
+from cxr_edge.train.prune.graph import ELEMENTWISE_PAIRS, PASS_THROUGH, graph
 
 RELU_ACTIVATIONS = ("relu", "relu6")
 CHAIN = ("BatchNormalization", "Dropout", "GaussianDropout", "SpatialDropout2D")

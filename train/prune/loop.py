@@ -25,20 +25,20 @@ from typing import Literal
 
 import keras
 import numpy as np
+from cxr_edge.train.config import TrainConfig
+from cxr_edge.train.data import class_weights, crop_table, load_images, preprocess_all, training_data
+from cxr_edge.train.fit import load_task
+from cxr_edge.train.macs import count_macs
+from cxr_edge.train.prune.apoz import measure, prunable_layers, select
+from cxr_edge.train.prune.graph import prune_channels
+from cxr_edge.train.rundir import BEST_MODEL
+from cxr_edge.train.zoo import apply_weight_decay
 from tqdm import tqdm
 
 from cxr_edge.errors import SpecError
 from cxr_edge.evaluation.loso import PREDICTIONS, read_predictions, score, write_predictions
 from cxr_edge.evaluation.metrics import classification_metrics
 from cxr_edge.provenance import git_commit, now_utc
-from train.config import TrainConfig
-from train.data import class_weights, crop_table, load_images, preprocess_all, training_data
-from train.fit import load_task
-from train.macs import count_macs
-from train.prune.apoz import measure, prunable_layers, select
-from train.prune.graph import prune_channels
-from train.rundir import BEST_MODEL
-from train.zoo import apply_weight_decay
 
 RESULTS = "prune_results.csv"
 
@@ -97,7 +97,7 @@ def prune_run(
     the pruning settings: re-running with another rule re-chooses without pruning again.
 
     ``latency_ms(model, calibration, sample, runs)`` measures a step's deployed latency when
-    ``cfg.latency`` is on (``convert.latency.int8_latency_ms``: conversion is a later stage, so the
+    ``cfg.latency`` is on (``cxr_edge.convert.latency.int8_latency_ms``: conversion is a later stage, so the
     caller hands it in and training never imports it).
 
     Returns:
@@ -107,7 +107,7 @@ def prune_run(
     if cfg.latency and latency_ms is None:
         raise SpecError(
             "latency measurement needs a converter",
-            expected="latency_ms (convert.latency.int8_latency_ms), or cfg.latency off",
+            expected="latency_ms (cxr_edge.convert.latency.int8_latency_ms), or cfg.latency off",
             received="none",
         )
     level = fraction  # the loop below reuses the name for each step's fraction
@@ -138,7 +138,7 @@ def prune_run(
     )
 
     # A LOSO fold (its run held sources out): every step also predicts the held-out source, so the
-    # pruning level can be chosen on a source the model never saw (train.prune.loso).
+    # pruning level can be chosen on a source the model never saw (cxr_edge.train.prune.loso).
     holdout = task.holdout
     x_hold = (
         preprocess_all(load_images(holdout, crops=crop_table(config), progress=False), config.preprocess)

@@ -3,7 +3,7 @@
 In-distribution validation cannot say how much pruning a model survives *in another hospital*: the
 channels APoZ removes first may be exactly the ones that carried what generalises, while the
 hospital-specific ones stay. So the recipe's LOSO folds are pruned with the same schedule
-(:func:`train.prune.loop.prune_run` records each step's predictions on the fold's held-out source),
+(:func:`cxr_edge.train.prune.loop.prune_run` records each step's predictions on the fold's held-out source),
 the held-out predictions of all folds at each level are pooled, and the chosen level is the most
 pruned one whose pooled LOSO selection score stays within ``tolerance`` of the unpruned folds'. The
 deployed model, trained on every source, is then pruned with the same schedule to that level
@@ -22,9 +22,10 @@ import csv
 import json
 from pathlib import Path
 
+from cxr_edge.train.prune.loop import PruneConfig, prune_run
+
 from cxr_edge.errors import SpecError
 from cxr_edge.evaluation.loso import PREDICTIONS, read_predictions, score
-from train.prune.loop import PruneConfig, prune_run
 
 
 def prune_folds(
