@@ -37,6 +37,7 @@ demo: $(VENV)/.runtime
 test: $(VENV)/.full web-deps android-deps dicom-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -n auto --dist loadfile -m "not slow"
 
 test-all: $(VENV)/.full web-deps android-deps dicom-deps
@@ -45,6 +46,7 @@ test-all: $(VENV)/.full web-deps android-deps dicom-deps
 lint: $(VENV)/.full
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: $(VENV)/.full
 	$(VENV)/bin/ruff format .

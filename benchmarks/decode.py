@@ -41,7 +41,7 @@ def measure_path(path_kind: str, bundle_dir: str | None, files: list[str], threa
     """One path over ``files`` in this process (run it in a fresh one): stage percentiles and peak RSS."""
     import dataclasses
 
-    from cxr_edge.bundle.manifest import Bundle
+    from cxr_edge.bundle.folder import Bundle
     from cxr_edge.imaging.reader import ReadOptions
     from cxr_edge.runtime.pipeline import Predictor
 

@@ -23,7 +23,7 @@ import click
 import numpy as np
 from cxr_edge.benchmarks.measure import machine, peak_rss_mb, percentiles
 
-from cxr_edge.bundle.manifest import Bundle
+from cxr_edge.bundle.folder import Bundle
 from cxr_edge.provenance import now_utc, versions
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from cxr_edge.bundle.manifest import Bundle
+from cxr_edge.bundle.folder import Bundle
 from cxr_edge.dataset.manifest import load_manifest
 from cxr_edge.dataset.splits import read_split
 from cxr_edge.imaging.reader import read_image

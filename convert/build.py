@@ -27,14 +27,8 @@ from cxr_edge.train.macs import count_macs
 from cxr_edge.train.rundir import BEST_MODEL
 from tqdm import tqdm
 
-from cxr_edge.bundle.manifest import (
-    FORMAT_VERSION,
-    Bundle,
-    BundleManifest,
-    EnsembleConfig,
-    ModelEntry,
-    write_manifest,
-)
+from cxr_edge.bundle.folder import Bundle, write_manifest
+from cxr_edge.bundle.manifest import FORMAT_VERSION, BundleManifest, EnsembleConfig, ModelEntry
 from cxr_edge.dataset.manifest import Record
 from cxr_edge.dataset.splits import spread
 from cxr_edge.errors import SpecError

@@ -27,7 +27,8 @@ from cxr_edge.bundle.card import (
     read_audit,
     read_loso,
 )
-from cxr_edge.bundle.manifest import Bundle, EnsembleConfig, LungEvidence
+from cxr_edge.bundle.folder import Bundle
+from cxr_edge.bundle.manifest import EnsembleConfig, LungEvidence
 from cxr_edge.dataset.manifest import Record
 from cxr_edge.errors import SpecError
 from cxr_edge.evaluation.card_stats import abstain_results, lung_evidence_stats, split_results, training_data

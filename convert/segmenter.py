@@ -27,13 +27,8 @@ from cxr_edge.train.data import load_images
 from cxr_edge.train.rundir import BEST_MODEL
 from cxr_edge.train.segment import load_pair, mask_parts, segmentation_scores
 
-from cxr_edge.bundle.manifest import (
-    FORMAT_VERSION,
-    BundleManifest,
-    EnsembleConfig,
-    SegmenterEntry,
-    write_manifest,
-)
+from cxr_edge.bundle.folder import write_manifest
+from cxr_edge.bundle.manifest import FORMAT_VERSION, BundleManifest, EnsembleConfig, SegmenterEntry
 from cxr_edge.dataset.manifest import load_manifest
 from cxr_edge.dataset.splits import read_split
 from cxr_edge.errors import SpecError

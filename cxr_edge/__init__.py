@@ -3,7 +3,8 @@
 Never imports TensorFlow or Keras (the training side lives in the ``train`` and ``convert`` packages).
 """
 
-from cxr_edge.bundle.manifest import Bundle, BundleManifest, default_bundle_path
+from cxr_edge.bundle.folder import Bundle, default_bundle_path
+from cxr_edge.bundle.manifest import BundleManifest
 from cxr_edge.dataset.manifest import Manifest, Record, load_manifest
 from cxr_edge.dataset.splits import Split, make_split, read_split, write_split
 from cxr_edge.errors import (

@@ -8,7 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from cxr_edge.bundle.manifest import Bundle, BundleManifest, default_bundle_path, write_manifest
+from cxr_edge.bundle.folder import Bundle, default_bundle_path, write_manifest
+from cxr_edge.bundle.manifest import BundleManifest
 from cxr_edge.errors import BundleError
 from cxr_edge.runtime.pipeline import Predictor
 

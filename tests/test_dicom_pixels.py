@@ -17,7 +17,8 @@ import pydicom
 import pytest
 from cxr_edge.benchmarks.dicom_corpus import make_corpus
 
-from cxr_edge.bundle.manifest import Bundle, DecodeConfig, write_manifest
+from cxr_edge.bundle.folder import Bundle, write_manifest
+from cxr_edge.bundle.manifest import DecodeConfig
 from cxr_edge.errors import ImageDecodeError
 from cxr_edge.evaluation.decode_gate import min_side_for
 from cxr_edge.imaging.pixels import (

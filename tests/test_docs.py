@@ -95,7 +95,7 @@ def test_every_documented_cli_option_exists():
 
 
 def test_documented_csv_columns_are_predicts():
-    from cxr_edge.bundle.manifest import Bundle
+    from cxr_edge.bundle.folder import Bundle
 
     text = (REPO / "docs" / "usage.md").read_text(encoding="utf-8")
     listed = re.search(r"One row per input: `([^`]+)`", text.replace("\n  ", " "))

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import FIRST_RELEASE_BUNDLE
 
-from cxr_edge.bundle.manifest import Bundle
+from cxr_edge.bundle.folder import Bundle
 from cxr_edge.cli import main
 from cxr_edge.config import to_dict
 from cxr_edge.dataset.manifest import load_manifest

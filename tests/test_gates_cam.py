@@ -13,7 +13,7 @@ from cxr_edge.convert.tflite import to_tflite
 from cxr_edge.train.config import TrainConfig
 from cxr_edge.train.zoo import build_model
 
-from cxr_edge.bundle.manifest import Bundle
+from cxr_edge.bundle.folder import Bundle
 from cxr_edge.dataset.samples import load_samples
 from cxr_edge.ops.cam import class_activation_map, place
 from cxr_edge.ops.preprocess import PreprocessSpec

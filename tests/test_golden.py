@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cxr_edge.bundle.manifest import Bundle
+from cxr_edge.bundle.folder import Bundle
 from cxr_edge.evaluation.golden import check, decode, encode
 
 GOLDEN = Path(__file__).parent / "golden"

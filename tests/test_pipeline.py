@@ -126,7 +126,7 @@ def test_min_fraction_rule_uses_correct_predictions_only():
 
 @pytest.mark.train
 def test_segmenter_bundle_reports_lung_fraction_flags_and_referrals(tiny_segmenter_bundle):
-    from cxr_edge.bundle.manifest import Bundle
+    from cxr_edge.bundle.folder import Bundle
     from cxr_edge.ops.cam import FLAG_OUTSIDE_LUNGS
 
     bundle = Bundle.load(tiny_segmenter_bundle)
@@ -155,7 +155,7 @@ def test_predict_rows_carry_lung_fraction_flags_referral_and_resume(tiny_segment
 
     from click.testing import CliRunner
 
-    from cxr_edge.bundle.manifest import Bundle
+    from cxr_edge.bundle.folder import Bundle
     from cxr_edge.cli import main
 
     files = [str(s.file) for s in load_samples()[:6]]

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from cxr_edge.train.config import TrainConfig
 from cxr_edge.train.prune.loop import PruneConfig, choose, prune_run
 
-from cxr_edge.bundle.manifest import Bundle
+from cxr_edge.bundle.folder import Bundle
 from cxr_edge.cli import main
 from cxr_edge.errors import SpecError
 from cxr_edge.ops.preprocess import PreprocessSpec

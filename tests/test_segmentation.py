@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 from cxr_edge.train.config import TrainConfig
 
-from cxr_edge.bundle.manifest import Bundle
+from cxr_edge.bundle.folder import Bundle
 from cxr_edge.cli import main
 from cxr_edge.dataset.samples import load_samples
 from cxr_edge.errors import BundleError, SpecError

@@ -348,24 +348,12 @@ def test_grey_png_secondary_capture_keeps_its_size(tmp_path):
     assert "covid" not in " ".join(result_lines(record))  # a referral shows no guess
 
 
-def test_serve_modules_import_no_training_stack():
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, cxr_edge.ops.quality, cxr_edge.serve, cxr_edge.cli.serve, cxr_edge.serve.results\n"
-        "bad = [m for m in ('tensorflow', 'keras') if m in sys.modules]\n"
-        "assert not bad, bad\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
-
-
 def test_abstention_band_comes_from_the_config_else_the_bundle_else_the_default(tmp_path, dicoms, caplog):
     """`[triage.abstain]` wins (with a warning); without it the bundle's own band; without both the
     node's default."""
     from tiny_bundle import default_as_format3
 
-    from cxr_edge.bundle.manifest import Bundle
+    from cxr_edge.bundle.folder import Bundle
     from cxr_edge.ops.quality import AbstainConfig
     from cxr_edge.runtime.pipeline import Predictor
     from cxr_edge.serve.config import DEFAULT_ABSTAIN
@@ -396,7 +384,7 @@ def test_abstention_band_comes_from_the_config_else_the_bundle_else_the_default(
 
 @pytest.mark.train
 def test_audit_records_carry_lung_fraction_and_flags(tiny_segmenter_bundle, tmp_path):
-    from cxr_edge.bundle.manifest import Bundle
+    from cxr_edge.bundle.folder import Bundle
     from cxr_edge.ops.quality import QualityConfig
     from cxr_edge.runtime.pipeline import Predictor
     from cxr_edge.serve.results import result_lines

@@ -43,7 +43,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cxr_edge.bundle.manifest import Bundle
+from cxr_edge.bundle.folder import Bundle
 from cxr_edge.cli import main as cli
 from cxr_edge.dataset.samples import samples_dir
 from cxr_edge.evaluation.golden import decode, encode, vectors

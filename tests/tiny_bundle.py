@@ -46,15 +46,14 @@ def build(out: Path) -> Path:
     from cxr_edge.convert.tflite import to_tflite, to_tflite_variants
 
     from cxr_edge.bundle.card import LOSO_NOTE, CardTask, LosoRecord, ModelCard
+    from cxr_edge.bundle.folder import Bundle, write_manifest
     from cxr_edge.bundle.manifest import (
         FORMAT_VERSION,
-        Bundle,
         BundleManifest,
         EnsembleConfig,
         LungEvidence,
         ModelEntry,
         SegmenterEntry,
-        write_manifest,
     )
     from cxr_edge.hashing import file_sha256
     from cxr_edge.ops.quality import AbstainConfig
@@ -192,7 +191,7 @@ def default_as_format3(dst: Path, **changes) -> Path:
     from conftest import FIRST_RELEASE_BUNDLE
 
     from cxr_edge.bundle.card import CardTask, ModelCard
-    from cxr_edge.bundle.manifest import Bundle, write_manifest
+    from cxr_edge.bundle.folder import Bundle, write_manifest
 
     shutil.copytree(FIRST_RELEASE_BUNDLE, dst)
     manifest = Bundle.load(dst).manifest

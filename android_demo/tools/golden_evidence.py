@@ -13,7 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from cxr_edge.bundle.manifest import Bundle, BundleManifest, EnsembleConfig
+from cxr_edge.bundle.folder import Bundle
+from cxr_edge.bundle.manifest import BundleManifest, EnsembleConfig
 from cxr_edge.dataset.samples import samples_dir
 from cxr_edge.evaluation.golden import encode
 from cxr_edge.imaging.reader import read_image

@@ -26,7 +26,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from cxr_edge.bundle.manifest import Bundle, BundleManifest
+from cxr_edge.bundle.folder import Bundle
+from cxr_edge.bundle.manifest import BundleManifest
 from cxr_edge.dataset.samples import samples_dir
 from cxr_edge.errors import CxrEdgeError
 from cxr_edge.evaluation.golden import encode

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 
 from cxr_edge.batch.rows import batch_row
-from cxr_edge.bundle.manifest import Bundle, bundle_sha256
+from cxr_edge.bundle.folder import Bundle, bundle_sha256
 from cxr_edge.errors import CxrEdgeError, InputError
 from cxr_edge.imaging.reader import ImageInfo, read_image
 from cxr_edge.ops.quality import QualityConfig

@@ -1,16 +1,14 @@
 """The bundle: what a device receives. Its manifest (format, schema, checksums) and its model card."""
 
+from cxr_edge.bundle.folder import Bundle, default_bundle_path, write_manifest
 from cxr_edge.bundle.manifest import (
     FORMAT_VERSION,
     MANIFEST_NAME,
     SCHEMA_FILE,
-    Bundle,
     BundleManifest,
     EnsembleConfig,
     ModelEntry,
-    default_bundle_path,
     manifest_schema,
-    write_manifest,
 )
 
 __all__ = [
@@ -21,6 +19,7 @@ __all__ = [
     "BundleManifest",
     "EnsembleConfig",
     "ModelEntry",
+    "bundle_sha256",
     "default_bundle_path",
     "manifest_schema",
     "write_manifest",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from cxr_edge.bundle.manifest import Bundle, write_manifest
+from cxr_edge.bundle.folder import Bundle, write_manifest
 from cxr_edge.cli.common import bundle_option, clean_errors, data_option, root_option, split_option
 from cxr_edge.dataset.manifest import load_manifest
 from cxr_edge.dataset.splits import read_split

@@ -7,7 +7,7 @@ import json
 import click
 
 from cxr_edge.bundle.card_markdown import card_markdown, card_summary
-from cxr_edge.bundle.manifest import Bundle
+from cxr_edge.bundle.folder import Bundle
 from cxr_edge.cli.common import bundle_option, clean_errors
 
 

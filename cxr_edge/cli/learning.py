@@ -431,7 +431,7 @@ def convert_cmd(
         card=card_file,
         decode_gate_images=decode_gate_images,
     )
-    from cxr_edge.bundle.manifest import Bundle
+    from cxr_edge.bundle.folder import Bundle
     from cxr_edge.cli.info import model_lines
 
     written = Bundle.load(bundle)

@@ -216,7 +216,7 @@ def loso_bundle_cmd(bundle_dir, manifest_path, sources, labels, label_map, renam
     --label pneumonia --map bacterial=pneumonia --map viral=pneumonia --map pneumonia_unknown=pneumonia
     --rename pneumonia_unknown=pneumonia --data ../shared/data/manifest.csv --out runs/loso/old_default
     """
-    from cxr_edge.bundle.manifest import Bundle
+    from cxr_edge.bundle.folder import Bundle
     from cxr_edge.dataset.manifest import load_manifest
     from cxr_edge.runtime.pipeline import Predictor
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from cxr_edge.bundle.manifest import Bundle
+from cxr_edge.bundle.folder import Bundle
 from cxr_edge.cli.common import bundle_option, checks_option, clean_errors, data_option, root_option
 from cxr_edge.dataset.manifest import load_manifest
 from cxr_edge.dataset.samples import load_samples

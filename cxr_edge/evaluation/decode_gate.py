@@ -37,7 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cxr_edge.bundle.manifest import Bundle, BundleManifest, DecodeConfig
+from cxr_edge.bundle.folder import Bundle
+from cxr_edge.bundle.manifest import BundleManifest, DecodeConfig
 from cxr_edge.imaging.reader import ReadOptions, read_image
 
 #: Short side of the lung box as a fraction of the image's, at its 2nd percentile on the kit (0.56 at

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from tqdm import tqdm
 
-from cxr_edge.bundle.manifest import Bundle
+from cxr_edge.bundle.folder import Bundle
 from cxr_edge.config import to_dict
 from cxr_edge.dataset.manifest import Record
 from cxr_edge.errors import CxrEdgeError, InputError

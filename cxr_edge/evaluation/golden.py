@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxr_edge.bundle.manifest import Bundle
+from cxr_edge.bundle.folder import Bundle
 from cxr_edge.imaging.reader import read_image
 from cxr_edge.ops.preprocess import preprocess, preprocess_u8
 from cxr_edge.runtime.engine import Engine

@@ -25,7 +25,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from cxr_edge.bundle.manifest import Bundle, EnsembleConfig
+from cxr_edge.bundle.folder import Bundle
+from cxr_edge.bundle.manifest import EnsembleConfig
 from cxr_edge.errors import BundleError, CxrEdgeError, InputError, InputRejectedError
 from cxr_edge.imaging.reader import ImageInfo, ReadOptions, read_image
 from cxr_edge.ops.cam import (

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxr_edge.bundle.manifest import Bundle
+from cxr_edge.bundle.folder import Bundle
 from cxr_edge.errors import BundleError, CxrEdgeError, InputError
 from cxr_edge.imaging.reader import read_image
 from cxr_edge.ops.lungcrop import CropResult, lung_crop

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxr_edge.bundle.manifest import Bundle, bundle_sha256
+from cxr_edge.bundle.folder import Bundle, bundle_sha256
 from cxr_edge.errors import CxrEdgeError
 from cxr_edge.imaging.reader import read_image
 from cxr_edge.ops.quality import abstain, check
