@@ -14,8 +14,8 @@ Triage (one worker thread): for each pending file, if its instance already has a
 audit log (a re-sent instance), or the file itself has a record (a crash between the record and the
 move), the file is moved to ``done/`` without a second record (a copy that could not be read leaves
 its instance open: an intact resend is triaged); otherwise it is triaged, the result is delivered to
-the destination when one is configured, the record is appended (``fsync``) and the file moves to
-``done/``.
+the destination when one is configured (:mod:`~cxr_edge.serve.delivery`), the record is appended
+(``fsync``) and the file moves to ``done/``. The listener itself is :mod:`~cxr_edge.serve.scp`.
 
 Shutdown (SIGTERM/SIGINT): stop accepting associations, let open ones finish for ``drain_s`` seconds
 (then abort them: their unacknowledged instances are resent by the modality), finish the image being
@@ -35,19 +35,17 @@ import time
 from collections import Counter, deque
 from pathlib import Path
 
-from cxr_edge.serve.audit import DELIVERY, AuditLog
+from cxr_edge.serve.audit import AuditLog
 from cxr_edge.serve.config import ServeConfig
+from cxr_edge.serve.delivery import SUCCESS, Delivery
 from cxr_edge.serve.inbox import Inbox, instance_key, key_of
 from cxr_edge.serve.outbox import Outbox
-from cxr_edge.serve.triage import Triage, Triaged
+from cxr_edge.serve.triage import Triage
 
 log = logging.getLogger("cxr_edge.serve")
 
-SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700
 _RESCAN_IDLE_S = 10.0
-_REDELIVER_POLL_S = 1.0
-_REDELIVER_BATCH = 8  # entries per association (an SR and a <= 1024-px SC each: about 3 MiB)
 
 
 class Node:
@@ -65,18 +63,17 @@ class Node:
         dest = config.destination
         self.outbox = Outbox(self.inbox.root / "outbox", dest.backoff if dest else None)
         self.triage = triage or Triage(config.triage)
-        self.queue: queue.Queue[Path] = queue.Queue(maxsize=config.storage.queue_size)
         self.counts: Counter = Counter()
+        self.delivery = Delivery(
+            dest, config.node.ae_title, self.outbox, self.audit, self.counts, self._report
+        )
+        self.queue: queue.Queue[Path] = queue.Queue(maxsize=config.storage.queue_size)
         self.state = "starting"
         self.port: int | None = None
         self.last_error: str | None = None
         self._rescan = threading.Event()
         self._stop_worker = threading.Event()
         self._stop_heartbeat = threading.Event()
-        self._stop_delivery = threading.Event()
-        self._redeliver = threading.Event()
-        self._round_lock = threading.Lock()  # held by a redelivery round (records and counts included)
-        self._redelivery: threading.Thread | None = None
         self._pending = 0
         self._pending_lock = threading.Lock()
         self._status_lock = threading.Lock()
@@ -132,11 +129,7 @@ class Node:
         hold work back)."""
         self._worker = threading.Thread(target=self._work, name="cxr-edge-worker", daemon=True)
         self._worker.start()
-        if self.config.destination is not None:
-            self._redelivery = threading.Thread(
-                target=self._redeliver_loop, name="cxr-edge-redelivery", daemon=True
-            )
-            self._redelivery.start()
+        self.delivery.start()
 
     def stop(self) -> None:
         """Graceful shutdown: stop accepting, drain associations, finish the current image, keep the rest."""
@@ -154,10 +147,7 @@ class Node:
         self._stop_worker.set()
         if self._worker is not None:
             self._worker.join()
-        self._stop_delivery.set()
-        self._redeliver.set()
-        if self._redelivery is not None:
-            self._redelivery.join()  # a try in flight ends within the destination's timeout
+        self.delivery.stop()
         self._stop_heartbeat.set()
         if self._heartbeat is not None:
             self._heartbeat.join()
@@ -196,45 +186,12 @@ class Node:
     # ------------------------------------------------------------------------------------- receiving
 
     def _start_server(self) -> None:
-        from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
-        from pynetdicom.sop_class import Verification
+        from cxr_edge.serve.scp import start_scp
 
-        from cxr_edge.serve.scu import no_delay
-
-        node = self.config.node
-        ae = AE(ae_title=node.ae_title)
-        for context in AllStoragePresentationContexts:
-            ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
-        ae.add_supported_context(Verification)
-        ae.require_calling_aet = list(node.allow)
-        ae.maximum_associations = 16
-        # Responses to a modality go out without waiting on its delayed ACKs (see scu.no_delay).
-        handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_CONN_OPEN, lambda e: no_delay(e.assoc))]
-        self._ae = ae
-        if node.tls is None:
-            self._server = ae.start_server((node.host, node.port), block=False, evt_handlers=handlers)
-        else:
-            self._server = self._start_tls_server(ae, handlers)
-        self.port = int(self._server.server_address[1])
-
-    def _start_tls_server(self, ae, handlers):
-        """pynetdicom's non-blocking ``start_server``, with the server class of :mod:`~.tls`."""
-        from cxr_edge.serve.tls import server_context, tls_server_class
-
-        node = self.config.node
-        context = server_context(node.tls)  # bad files: SpecError before anything listens
-        server = ae.make_server(
-            (node.host, node.port),
-            ssl_context=context,
-            evt_handlers=handlers,
-            server_class=tls_server_class(),
+        self._ae, self._server = start_scp(
+            self.config.node, self._on_store, lambda _address, _reason: self.counts.update(["tls_refused"])
         )
-        server.handshake_timeout_s = node.tls.handshake_timeout_s
-        server.on_refused = lambda _address, _reason: self.counts.update(["tls_refused"])
-        threading.Thread(target=server.serve_forever, name="cxr-edge-scp-tls", daemon=True).start()
-        ae._servers.append(server)  # as start_server does, so ae.shutdown() stops it too
-        log.info("TLS on%s", ", client certificates required" if node.tls.require_client_cert else "")
-        return server
+        self.port = int(self._server.server_address[1])
 
     def _open_associations(self) -> list:
         return [a for a in self._ae.active_associations if a.is_acceptor] if self._ae else []
@@ -315,7 +272,7 @@ class Node:
             return None
         calling_ae, sop_class = _meta(path)
         triaged = self.triage(path, calling_ae, sop_class)
-        triaged.record["delivery"] = self._deliver(path, triaged)
+        triaged.record["delivery"] = self.delivery.deliver(path, triaged)
         record = self.audit.append(triaged.record)
         self.inbox.mark_done(path)
         self._retired()
@@ -327,178 +284,20 @@ class Node:
         )
         return record
 
+    def _report(self, error: str) -> None:
+        self.last_error = error
+
     def _retired(self) -> None:
         with self._pending_lock:
             self._pending = max(0, self._pending - 1)
 
-    def _deliver(self, path: Path, triaged: Triaged) -> dict:
-        """Sends the DICOM result(s) to the destination, or queues them in the outbox; never raises.
-
-        While earlier results wait in the outbox (the destination was down a moment ago) new ones are
-        queued behind them without a try of their own, so a dead PACS costs one failed association
-        per retry round, not one per image.
-        """
-        dest = self.config.destination
-        record = triaged.record
-        if dest is None:
-            return {"status": "off"}
-        if record["decision"] == "rejected" and (
-            record["check"] in ("read", "error") or not dest.send_rejections
-        ):
-            return {"status": "skipped"}
-        from cxr_edge.serve.results import build_results, read_header
-
-        kinds = ["sr", "sc"] if dest.kind == "both" else [dest.kind]
-        timings = record.setdefault("timings_ms", {})
-        t0 = time.perf_counter()
-        try:
-            header = read_header(path)
-            pred = triaged.prediction
-            heat = (
-                pred.heatmap(triaged.image.shape) if pred is not None and triaged.image is not None else None
-            )
-            datasets = build_results(dest.kind, header, record, triaged.image, heat)
-            timings["results"] = round((time.perf_counter() - t0) * 1000, 1)
-        except Exception as exc:  # a result that cannot be built will not build on a retry either
-            self.counts["delivery_failed"] += 1
-            return {"status": "failed", "kinds": kinds, "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
-        key = record["instance"]
-        if key in self.outbox:  # queued before a crash, triaged again: the queued results stand
-            return {"status": "queued", "kinds": kinds, "error": "queued before a restart"}
-        if self.outbox.waiting():
-            error = "queued behind earlier results waiting for the destination"
-        else:
-            t0 = time.perf_counter()
-            error = self._send(datasets)
-            timings["send"] = round((time.perf_counter() - t0) * 1000, 1)
-            if error is None:
-                self.counts["delivered"] += 1
-                return {"status": "sent", "kinds": kinds}
-        self.outbox.put(key, datasets, error)  # durable before the audit record (see outbox.py)
-        self.counts["delivery_queued"] += 1  # tried by the redelivery thread's next poll once due
-        return {"status": "queued", "kinds": kinds, "error": error}
-
-    def _send(self, datasets: list) -> str | None:
-        """One delivery try of ``datasets``; returns None when every C-STORE succeeded, else why not."""
-        statuses, error = self._store(datasets)
-        if error is None and any(s != SUCCESS for s in statuses):
-            error = f"statuses {[hex(s) for s in statuses]}"
-        return error
-
-    def _store(self, items: list) -> tuple[list[int], str | None]:
-        """C-STOREs datasets, or stored files as they are, to the destination on one association.
-
-        Returns:
-            One status per item (-1 when the association failed) and why it failed (None when it held).
-        """
-        from cxr_edge.serve.scu import send_datasets, send_files
-
-        dest = self.config.destination
-        send = send_files if items and isinstance(items[0], Path) else send_datasets
-        try:
-            statuses = send(
-                items, dest.host, dest.port, dest.ae_title, self.config.node.ae_title, dest.timeout_s,
-                tls=dest.tls,
-            )  # fmt: skip
-        except Exception as exc:  # no association, TLS refused, aborted, an unreadable stored file...
-            return [-1] * len(items), f"{type(exc).__name__}: {str(exc)[:200]}"
-        return statuses, None
-
-    # ------------------------------------------------------------------------------------- redelivery
-
-    def _redeliver_loop(self) -> None:
-        """Retries queued results when due; records the ones delivered late or dead-lettered."""
-        while not self._stop_delivery.is_set():
-            self._redeliver.wait(_REDELIVER_POLL_S)
-            self._redeliver.clear()
-            if self._stop_delivery.is_set():
-                return
-            try:
-                self.redeliver_due()
-            except Exception as exc:  # e.g. the audit log cannot be written: the entry stays queued
-                self.last_error = f"redelivery: {type(exc).__name__}: {exc}"
-                log.error("redelivery failed (%s); results stay in the outbox", type(exc).__name__)
-
     def redeliver_due(self) -> int:
-        """One retry round over the due entries; returns how many were delivered.
-
-        Due entries go in batches of ``_REDELIVER_BATCH`` on one association each (the stored files as
-        they are, not decoded): after an outage the backlog drains faster than the worker refills it.
-        A round stops at the first batch that delivers nothing (the destination is still down: the
-        others wait for their own time); after a success every waiting entry is made due, so a PACS
-        that comes back is drained at once rather than over the back-off schedule.
-        """
-        with self._round_lock:
-            return self._redeliver_round()
-
-    def _redeliver_round(self) -> int:
-        due = self.outbox.due()
-        delivered = 0
-        for start in range(0, len(due), _REDELIVER_BATCH):
-            if self._stop_delivery.is_set():
-                break
-            batch = due[start : start + _REDELIVER_BATCH]
-            files = [entry.files for entry in batch]
-            flat = [path for paths in files for path in paths]
-            # Entries whose files all went before a crash (folder not yet removed) need no association.
-            statuses, round_error = self._store(flat) if flat else ([], None)
-            before = delivered
-            for entry, paths in zip(batch, files, strict=True):
-                mine, statuses = statuses[: len(paths)], statuses[len(paths) :]
-                sent = []
-                for path, status in zip(paths, mine, strict=True):
-                    if status == SUCCESS:
-                        self.outbox.sent(entry, path)
-                        sent.append(path.stem)
-                failed = [hex(s) for s in mine if s != SUCCESS]
-                error = round_error or (f"statuses {failed}" if failed else None)
-                if self._settle(entry, sent, error):
-                    delivered += 1
-            if before == 0 < delivered:
-                self.outbox.bring_forward()
-                self._redeliver.set()  # the entries made due now are not in this round's list
-            if delivered == before:
-                if round_error:
-                    log.warning("redelivery of %d results failed: %s", len(batch), round_error)
-                break  # the destination is still unreachable or refuses
-        return delivered
-
-    def _settle(self, entry, sent: list[str], error: str | None) -> bool:
-        """Records one entry's try: delivered (True), failed again, or dead-lettered."""
-        queued_s = round(time.time() - float(entry.state["first_failure"]), 1)
-        tries = int(entry.state["tries"]) + 1
-        if error is None:
-            self.audit.append(
-                {"instance": entry.key, "status": "sent", "tries": tries, "kinds": sent,
-                 "error": None, "queued_s": queued_s},
-                event=DELIVERY,
-            )  # fmt: skip
-            self.outbox.done(entry)
-            self.counts["redelivered"] += 1
-            return True
-        if self.outbox.failed(entry, error):
-            self.audit.append(
-                {"instance": entry.key, "status": "dead", "tries": tries, "kinds": sent,
-                 "error": error, "queued_s": queued_s},
-                event=DELIVERY,
-            )  # fmt: skip
-            self.counts["dead_lettered"] += 1
-            log.error("%s results dead-lettered after %d tries: %s", entry.key[:12], tries, error)
-        else:
-            self.counts["redelivery_failed"] += 1
-        return False
+        """One retry round over the outbox's due entries (:meth:`Delivery.redeliver_due`)."""
+        return self.delivery.redeliver_due()
 
     def wait_delivered(self, timeout: float = 60.0) -> bool:
         """Waits until nothing is pending and the outbox is empty; returns whether it got there."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._pending == 0 and self.queue.empty() and not self.outbox.waiting():
-                with self._round_lock:  # a round that emptied the outbox writes its records first
-                    if not self.outbox.waiting():
-                        return True
-            self._redeliver.set()
-            time.sleep(0.05)
-        return False
+        return self.delivery.wait_delivered(lambda: self._pending == 0 and self.queue.empty(), timeout)
 
     # ------------------------------------------------------------------------------------- status
 
