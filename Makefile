@@ -86,21 +86,21 @@ golden: $(VENV)/.runtime
 # Pruned models: the most pruned step within 0.01 validation macro AUC of the unpruned model (the
 # conversion gate's own tolerance; ~90 validation images cannot resolve smaller differences).
 TOP3    ?= mobilenet_v2-stage2 inception_v3-stage2 custom_cnn-scratch
-UNPRUNED = $(foreach m,$(TOP3),--runs runs/zoo/$(m))
-PRUNED   = $(foreach m,$(TOP3),--runs runs/prune/$(m)/best)
-CONVERT  = $(CLI) convert --data $(KIT) --split $(SPLIT) --allow-degraded --force
+UNPRUNED = $(foreach m,$(TOP3),runs/zoo/$(m))
+PRUNED   = $(foreach m,$(TOP3),runs/prune/$(m)/best)
+CONVERT  = $(CLI) convert --manifest $(KIT) --split $(SPLIT) --allow-degraded --force
 
 paper: paper-prune paper-bundles paper-eval paper-bench
 
 paper-prune: $(VENV)/.full
-	for m in $(TOP3); do $(CLI) prune --run runs/zoo/$$m --data $(KIT) --split $(SPLIT) \
+	for m in $(TOP3); do $(CLI) prune runs/zoo/$$m --manifest $(KIT) --split $(SPLIT) \
 		--step 0.05 --max 0.5 --select no-loss --tolerance 0.01 --out runs/prune/$$m || exit 1; done
 
 paper-bundles: $(VENV)/.full
 	$(CONVERT) $(UNPRUNED) --quant fp32,int8 --member fp32 --name top3-unpruned --out bundles/top3_unpruned
 	$(CONVERT) $(PRUNED) --quant fp32,int8 --member fp32 --name top3-pruned --out bundles/top3_pruned
 	$(CONVERT) $(PRUNED) --quant int8 --member int8 --name top3-pruned-int8 --out bundles/top3_pruned_int8
-	for m in $(TOP3); do $(CONVERT) --runs runs/prune/$$m/best --quant int8 --member int8 \
+	for m in $(TOP3); do $(CONVERT) runs/prune/$$m/best --quant int8 --member int8 \
 		--name $$m-pruned-int8 --out bundles/$${m}_pruned_int8 || exit 1; done
 
 paper-eval: $(VENV)/.full

@@ -1,4 +1,4 @@
-"""Images per second of ``predict``, ``batch --engine local`` and ``batch --engine ray`` (1 and 2 workers).
+"""Images per second of ``predict``, ``batch --backend local`` and ``batch --backend ray`` (1 and 2 workers).
 
     python -m cxr_edge.benchmarks.batch [--dicoms 72] [--pngs 600] [--out FILE.json] [--results-md RESULTS.md]
 
@@ -24,21 +24,30 @@ import time
 from pathlib import Path
 
 import click
+
 from cxr_edge.benchmarks.results_md import write_section
 
 KIT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "manifest.csv"
 CONFIGS = {
     "predict": ["predict", "{inputs}", "--out", "{out}/rows.csv"],
-    "batch local": ["batch", "{inputs}", "--out", "{out}/rows", "--engine", "local"],
-    "batch ray, 1 worker": ["batch", "{inputs}", "--out", "{out}/rows", "--engine", "ray", "--workers", "1"],
-    "batch ray, 2 workers": ["batch", "{inputs}", "--out", "{out}/rows", "--engine", "ray", "--workers", "2"],
+    "batch local": ["batch", "{inputs}", "--out", "{out}/rows", "--backend", "local"],
+    "batch ray, 1 worker": ["batch", "{inputs}", "--out", "{out}/rows", "--backend", "ray", "--workers", "1"],
+    "batch ray, 2 workers": [
+        "batch",
+        "{inputs}",
+        "--out",
+        "{out}/rows",
+        "--backend",
+        "ray",
+        "--workers",
+        "2",
+    ],
 }
 
 
 def make_inputs(folder: Path, manifest: Path, dicoms: int, pngs: int) -> dict[str, Path]:
     """Writes ``folder/dicom`` (full-size JPEG 2000 lossless) and ``folder/png`` (kit PNGs)."""
     from cxr_edge.benchmarks.dicom_corpus import make_corpus
-
     from cxr_edge.imaging.synth import VARIANTS
 
     dicom_dir = folder / "dicom"

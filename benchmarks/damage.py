@@ -28,8 +28,8 @@ from pathlib import Path
 
 import click
 import numpy as np
-from cxr_edge.benchmarks.results_md import section_markers, write_section
 
+from cxr_edge.benchmarks.results_md import section_markers, write_section
 from cxr_edge.dataset.samples import load_samples
 from cxr_edge.errors import CxrEdgeError
 from cxr_edge.imaging import synth as dicom_synth

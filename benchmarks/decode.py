@@ -29,9 +29,9 @@ import time
 from pathlib import Path
 
 import click
+
 from cxr_edge.benchmarks.measure import machine, peak_rss_mb, percentiles
 from cxr_edge.benchmarks.results_md import section_markers, write_section
-
 from cxr_edge.provenance import now_utc, versions
 
 PATHS = ("naive", "previous", "fast_full", "fast")
@@ -103,7 +103,7 @@ def cold_start(bundle_dir: str | None, file: str, python: str | None = None) -> 
     """
     code = (
         "import sys, time; t0 = time.perf_counter(); from cxr_edge.runtime.pipeline import Predictor; "
-        "from cxr_edge.bundle.manifest import Bundle; t1 = time.perf_counter(); "
+        "from cxr_edge.bundle.folder import Bundle; t1 = time.perf_counter(); "
         "p = Predictor(Bundle.load(sys.argv[1] or None)); t2 = time.perf_counter(); "
         "p.predict_file(sys.argv[2]); t3 = time.perf_counter(); "
         "print(f'{(t1-t0)*1e3:.1f} {(t2-t1)*1e3:.1f} {(t3-t2)*1e3:.1f}')"

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import click
 import numpy as np
-from cxr_edge.benchmarks.measure import machine, peak_rss_mb, percentiles
 
+from cxr_edge.benchmarks.measure import machine, peak_rss_mb, percentiles
 from cxr_edge.bundle.folder import Bundle
 from cxr_edge.provenance import now_utc, versions
 
@@ -108,10 +108,10 @@ def measure_baseline(run_dirs: list[str], images: list[str], *, runs: int = 5) -
     """
     t0 = time.perf_counter()
     import keras
-    from cxr_edge.train.config import TrainConfig
 
     from cxr_edge.imaging.reader import read_image
     from cxr_edge.ops.preprocess import preprocess
+    from cxr_edge.train.config import TrainConfig
 
     import_ms = (time.perf_counter() - t0) * 1000.0
     t0 = time.perf_counter()

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+
 from cxr_edge.benchmarks.peers import Orthanc
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")

@@ -1,6 +1,7 @@
 """How often the input checks refuse good frontal images, and what the abstention band does.
 
-    python -m cxr_edge.benchmarks.quality [--data KIT/manifest.csv] [--split splits/kit.csv] [--out FILE.json]
+    python -m cxr_edge.benchmarks.quality [--manifest KIT/manifest.csv] [--split splits/kit.csv] \\
+        [--out FILE.json]
 
 Every kit image is a frontal chest film (PA, AP, AP supine or NIH's unknown, which is frontal), so
 each refusal by :func:`cxr_edge.ops.quality.check_pixels` is a false rejection. The frontal-pattern
@@ -95,7 +96,7 @@ def abstention(manifest_path: str, split_path: str, thresholds: list[float]) -> 
 
 
 @click.command()
-@click.option("--data", "manifest_path", default="../shared/data/manifest.csv", show_default=True)
+@click.option("--manifest", "manifest_path", default="../shared/data/manifest.csv", show_default=True)
 @click.option("--split", "split_path", default="splits/kit.csv", show_default=True)
 @click.option("--out", default=None, type=click.Path(dir_okay=False), help="Also write the numbers as JSON.")
 def main(manifest_path: str, split_path: str, out: str | None) -> None:

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import click
+
 from cxr_edge.benchmarks.results_md import section_markers
 
 #: Sections other benchmarks write into RESULTS.md (kept as they were when the report is rewritten).

@@ -39,10 +39,10 @@ from pathlib import Path
 
 import click
 import numpy as np
+
 from cxr_edge.benchmarks.peers import MISSING, Orthanc, free_port
 from cxr_edge.benchmarks.results_md import write_section
 from cxr_edge.benchmarks.serve import ServerProcess, uid_of
-
 from cxr_edge.serve.audit import read_records
 from cxr_edge.serve.inbox import instance_key
 

@@ -16,19 +16,14 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from cxr_edge.convert.card import in_distribution, lung_evidence_on_validation, make_card
-from cxr_edge.convert.gates import GateError, GateThresholds, gate, parity, quantization_report, usefulness
-from cxr_edge.convert.staging import staged
-from cxr_edge.convert.tflite import Quant, to_tflite_variants
-from cxr_edge.train.config import TrainConfig
-from cxr_edge.train.data import crop_table, label_indices, load_images, preprocess_all
-from cxr_edge.train.fit import load_task
-from cxr_edge.train.macs import count_macs
-from cxr_edge.train.rundir import BEST_MODEL
 from tqdm import tqdm
 
 from cxr_edge.bundle.folder import Bundle, write_manifest
 from cxr_edge.bundle.manifest import FORMAT_VERSION, BundleManifest, EnsembleConfig, ModelEntry
+from cxr_edge.convert.card import in_distribution, lung_evidence_on_validation, make_card
+from cxr_edge.convert.gates import GateError, GateThresholds, gate, parity, quantization_report, usefulness
+from cxr_edge.convert.staging import staged
+from cxr_edge.convert.tflite import Quant, to_tflite_variants
 from cxr_edge.dataset.manifest import Record
 from cxr_edge.dataset.splits import spread
 from cxr_edge.errors import SpecError
@@ -40,6 +35,11 @@ from cxr_edge.ops.ensemble import accuracy_weights, fit_stacker, logloss_weights
 from cxr_edge.ops.quality import AbstainConfig
 from cxr_edge.provenance import git_commit, now_utc, versions
 from cxr_edge.runtime.engine import Engine
+from cxr_edge.train.config import TrainConfig
+from cxr_edge.train.data import crop_table, label_indices, load_images, preprocess_all
+from cxr_edge.train.fit import load_task
+from cxr_edge.train.macs import count_macs
+from cxr_edge.train.rundir import BEST_MODEL
 
 DEFAULT_CALIBRATION = 200
 DEFAULT_GATE = GateThresholds()

@@ -91,6 +91,7 @@ def quantization_report(
     on ``debug_inputs``, divided by the quantisation scale (in "quantisation steps").
     """
     import tensorflow as tf
+
     from cxr_edge.convert.tflite import converter_for
 
     shape = (1, *model.input_shape[1:])

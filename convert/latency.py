@@ -8,8 +8,8 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from cxr_edge.convert.tflite import to_tflite
 
+from cxr_edge.convert.tflite import to_tflite
 from cxr_edge.runtime.engine import Engine
 
 

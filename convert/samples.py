@@ -1,7 +1,7 @@
 """Chooses the sample X-rays shipped in the package: test-split images whose licences allow it.
 
-Run ``python -m cxr_edge.convert.samples --data ../shared/data/manifest.csv --split splits/kit.csv``. Samples
-come from the *test* split (never seen in training or model selection), one image per patient,
+Run ``python -m cxr_edge.convert.samples --manifest ../shared/data/manifest.csv --split splits/kit.csv``.
+Samples come from the *test* split (never seen in training or model selection), one image per patient,
 only from CC BY 3.0 (Hannover), NIH ChestX-ray8, Kermany et al. (CC BY 4.0) and the Shenzhen set
 (NLM, free reuse with citation; its CC BY-NC-SA masks are not shipped); Montreal figures (CC BY-NC-SA)
 and CXNet's journal figures (publishers' terms per image) are excluded. An attribution file is written
@@ -57,7 +57,7 @@ were drawn from the kit's **test** split, so the default bundle never trained on
 
 
 @click.command()
-@click.option("--data", "manifest_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--manifest", "manifest_path", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--split", "split_path", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option(
     "--out", default=None, type=click.Path(file_okay=False), help="Default: the package's samples folder."

@@ -19,16 +19,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import keras
-from cxr_edge.convert.gates import GateError
-from cxr_edge.convert.staging import staged
-from cxr_edge.convert.tflite import Quant, to_tflite
-from cxr_edge.train.config import TrainConfig
-from cxr_edge.train.data import load_images
-from cxr_edge.train.rundir import BEST_MODEL
-from cxr_edge.train.segment import load_pair, mask_parts, segmentation_scores
 
 from cxr_edge.bundle.folder import write_manifest
 from cxr_edge.bundle.manifest import FORMAT_VERSION, BundleManifest, EnsembleConfig, SegmenterEntry
+from cxr_edge.convert.gates import GateError
+from cxr_edge.convert.staging import staged
+from cxr_edge.convert.tflite import Quant, to_tflite
 from cxr_edge.dataset.manifest import load_manifest
 from cxr_edge.dataset.splits import read_split
 from cxr_edge.errors import SpecError
@@ -37,6 +33,10 @@ from cxr_edge.ops.lungcrop import CropSpec
 from cxr_edge.ops.preprocess import preprocess
 from cxr_edge.provenance import git_commit, now_utc, versions
 from cxr_edge.runtime.engine import Engine
+from cxr_edge.train.config import TrainConfig
+from cxr_edge.train.data import load_images
+from cxr_edge.train.rundir import BEST_MODEL
+from cxr_edge.train.segment import load_pair, mask_parts, segmentation_scores
 
 
 @dataclass(frozen=True)

@@ -13,17 +13,17 @@ DEFAULT_MEMBERS     ?= lungcrop_balanced lungcrop_balanced_seed1 lungcrop_balanc
 DEFAULT_RECIPE       = $(firstword $(DEFAULT_MEMBERS))
 DEFAULT_SEG          = bundles/seg_kit2
 DEFAULT_CROPS        = build/crops_kit2/crops.csv
-# Five of the paper's 2% APoZ steps; LOSO found no loss at any level up to it (cxr-edge prune-loso, docs/generalisation.md).
+# Five of the paper's 2% APoZ steps; LOSO found no loss at any level up to it (cxr-edge loso prune, docs/generalisation.md).
 DEFAULT_PRUNE       ?= 0.1
 # Temperature and referral threshold as `default-loso` fitted them on held-out sources (committed).
 DEFAULT_CALIBRATION  = docs/generalisation/default_calibration.json
 DEFAULT_TEMPERATURE ?= $(shell $(PY) -c "import json; print(json.load(open('$(DEFAULT_CALIBRATION)'))['temperature'])")
 DEFAULT_ABSTAIN     ?= $(shell $(PY) -c "import json; print(json.load(open('$(DEFAULT_CALIBRATION)'))['referral']['threshold'])")
-DATA_SPLIT           = --data $(KIT) --split $(SPLIT)
+DATA_SPLIT           = --manifest $(KIT) --split $(SPLIT)
 # The decode gate (reduced-resolution DICOM decoding) on every validation image (267; ~8 min).
 DEFAULT_DECODE_GATE ?= 300
 # The shortcut audit in the card is measured on the bundle itself: convert, audit, convert again.
-DEFAULT_CONVERT      = $(foreach m,$(DEFAULT_MEMBERS),--runs runs/prune/$(m)/best) $(DATA_SPLIT) \
+DEFAULT_CONVERT      = $(foreach m,$(DEFAULT_MEMBERS),runs/prune/$(m)/best) $(DATA_SPLIT) \
 	--segmenter $(DEFAULT_SEG) --quant fp32,int8 --member int8 --member-fallback fp32 --ensemble mean \
 	--temperature $(DEFAULT_TEMPERATURE) --abstain-min-prob $(DEFAULT_ABSTAIN) --name cxr-edge-default
 
@@ -36,8 +36,8 @@ default-segmenter: $(VENV)/.full
 
 default-loso: $(VENV)/.full
 	for m in $(DEFAULT_MEMBERS); do \
-		$(CLI) loso --config configs/triage/$$m.toml $(DATA_SPLIT) --out runs/loso/$$m || exit 1; done
-	$(CLI) loso-ensemble $(foreach m,$(DEFAULT_MEMBERS),runs/loso/$(m)) --method mean --temperature-rule source-median --out runs/loso/default_calibrated
+		$(CLI) loso train --config configs/triage/$$m.toml $(DATA_SPLIT) --out runs/loso/$$m || exit 1; done
+	$(CLI) loso ensemble $(foreach m,$(DEFAULT_MEMBERS),runs/loso/$(m)) --method mean --temperature-rule source-median --out runs/loso/default_calibrated
 	mkdir -p docs/generalisation
 	cp runs/loso/default_calibrated/loso.json docs/generalisation/default_loso.json
 	cp runs/loso/default_calibrated/ensemble.json docs/generalisation/default_calibration.json
@@ -48,7 +48,7 @@ bundle: default-members default-convert
 default-members: $(VENV)/.full
 	for m in $(DEFAULT_MEMBERS); do \
 		$(CLI) train --config configs/triage/$$m.toml $(DATA_SPLIT) --out runs/final/$$m --force || exit 1; \
-		$(CLI) prune --run runs/final/$$m $(DATA_SPLIT) --step 0.02 --max $(DEFAULT_PRUNE) --no-latency \
+		$(CLI) prune runs/final/$$m $(DATA_SPLIT) --step 0.02 --max $(DEFAULT_PRUNE) --no-latency \
 			--select fraction --fraction $(DEFAULT_PRUNE) --out runs/prune/$$m || exit 1; done
 
 # Convert (fp32 + int8, gates), audit the bundle on the split, convert again with the audit in the card

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cxr_edge.batch import BatchEngine, PredictorSpec, run_batch
+from cxr_edge.batch import Backend, PredictorSpec, run_batch
 from cxr_edge.batch import stages as batch_stages
 from cxr_edge.cli import main
 from cxr_edge.errors import InputError
@@ -72,7 +72,7 @@ def _assert_same_rows(a: dict[str, dict], b: dict[str, dict]) -> None:
 @pytest.fixture(scope="module")
 def local_out(archive, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("local") / "rows"
-    summary = run_batch([archive], out, engine="local", rows_per_part=7, progress=False)
+    summary = run_batch([archive], out, backend="local", rows_per_part=7, progress=False)
     assert (summary.inputs, summary.ok, summary.errors) == (30, 26, 4)
     return out
 
@@ -88,7 +88,7 @@ def ray_result(archive, tmp_path_factory):
             str(archive),
             "--out",
             str(out),
-            "--engine",
+            "--backend",
             "ray",
             "--workers",
             "2",
@@ -190,7 +190,7 @@ def test_resume_adopts_an_interrupted_ray_staging_folder(ray_result, local_out, 
         pq.write_table(table.slice(4 * n, 4), staging / f"block_{n:06d}-0.parquet")
     (staging / "half-written.parquet").write_bytes(b"PAR1")
     result = CliRunner().invoke(
-        main, ["batch", str(archive), "--out", str(out), "--engine", "ray", "--workers", "2", "--resume"]
+        main, ["batch", str(archive), "--out", str(out), "--backend", "ray", "--workers", "2", "--resume"]
     )
     assert result.exit_code in (0, 2), result.output  # 2 only when a re-run input was a bad file
     assert "(12 already had a row)" in result.output
@@ -230,7 +230,7 @@ def test_manifest_csv_inputs_and_refusals(archive, tmp_path):
             progress=False,
         )
     with pytest.raises(InputError, match="URIs are not read directly"):
-        run_batch(["s3://bucket/x.dcm"], tmp_path / "d", engine=BatchEngine.RAY, progress=False)
+        run_batch(["s3://bucket/x.dcm"], tmp_path / "d", backend=Backend.RAY, progress=False)
 
 
 def _rows_of(summary, out: Path) -> dict[str, dict]:

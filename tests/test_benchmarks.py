@@ -6,8 +6,8 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from cxr_edge.benchmarks.report import pareto_front, render, write_plots
 
+from cxr_edge.benchmarks.report import pareto_front, render, write_plots
 from cxr_edge.cli import main
 from cxr_edge.dataset.samples import load_samples
 
@@ -51,12 +51,11 @@ def test_report_renders_every_section(bench_json):
 
 @pytest.mark.train
 def test_baseline_is_the_unpruned_keras_model(tmp_path, kit_manifest):
-    from cxr_edge.train.config import TrainConfig
-    from cxr_edge.train.fit import train_run
-
     from cxr_edge.dataset.manifest import load_manifest
     from cxr_edge.dataset.splits import make_split, write_split
     from cxr_edge.ops.preprocess import PreprocessSpec
+    from cxr_edge.train.config import TrainConfig
+    from cxr_edge.train.fit import train_run
 
     manifest = load_manifest(kit_manifest)
     split = write_split(tmp_path / "split.csv", manifest, make_split(manifest))

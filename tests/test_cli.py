@@ -139,7 +139,7 @@ def test_predict_with_unknown_model_name(tmp_path):
 
 
 def test_info_and_json():
-    result = CliRunner().invoke(main, ["info"])
+    result = CliRunner().invoke(main, ["bundle", "info"])
     assert result.exit_code == 0, result.output
     out = result.output
     assert "covid, normal, pneumonia" in out and "label map   bacterial -> pneumonia" in out
@@ -153,16 +153,16 @@ def test_info_and_json():
     members = [line for line in out.splitlines() if line.startswith("  * ")]
     assert len(members) == 3  # the ensemble's members are marked
     assert "lungcrop_balanced_seed1-pruned-int8: not shipped (argmax agreement 0.983 < 0.99)" in out
-    data = json.loads(CliRunner().invoke(main, ["info", "--json"]).output)
+    data = json.loads(CliRunner().invoke(main, ["bundle", "info", "--json"]).output)
     assert data["format_version"] == 3 and data["labels"] == list(DEFAULT_LABELS)
-    card = CliRunner().invoke(main, ["info", "--card"])
+    card = CliRunner().invoke(main, ["bundle", "card"])
     assert card.exit_code == 0 and "Not a medical device" in card.output and "**pooled**" in card.output
 
 
 def test_info_of_a_bundle_without_a_card(first_release_bundle):
-    result = CliRunner().invoke(main, ["info", "--bundle", str(first_release_bundle)])
+    result = CliRunner().invoke(main, ["bundle", "info", "--bundle", str(first_release_bundle)])
     assert result.exit_code == 0 and "card        none (bundles before format 3" in result.output
-    no_card = CliRunner().invoke(main, ["info", "--bundle", str(first_release_bundle), "--card"])
+    no_card = CliRunner().invoke(main, ["bundle", "card", "--bundle", str(first_release_bundle)])
     assert no_card.exit_code == 1 and "carries no model card" in no_card.output
 
 
@@ -177,13 +177,15 @@ def test_info_card_markdown_json_and_summary(tmp_path):
         intended_use="Triage research on carts.",
         task=CardTask(LABELS, {"bacterial": "pneumonia_unknown"}),
         training_data={"nih": {"bacterial": 4, "normal": 7}},
-        loso=LosoRecord("baseline", "cxr-edge loso --config configs/triage/baseline.toml", report, LOSO_NOTE),
+        loso=LosoRecord(
+            "baseline", "cxr-edge loso train --config configs/triage/baseline.toml", report, LOSO_NOTE
+        ),
         failure_modes=FAILURE_MODES,
     )
     root = default_as_format3(
         tmp_path / "b3", card=card, label_map={"bacterial": "pneumonia_unknown"}, abstain=AbstainConfig(0.55)
     )
-    info = CliRunner().invoke(main, ["info", "--bundle", str(root)])
+    info = CliRunner().invoke(main, ["bundle", "info", "--bundle", str(root)])
     assert info.exit_code == 0, info.output
     worst = min(report["by_source"], key=lambda s: report["by_source"][s]["accuracy"]["value"])
     pooled = report["pooled"]["accuracy"]["value"]
@@ -191,14 +193,14 @@ def test_info_card_markdown_json_and_summary(tmp_path):
     assert f"worst held-out source {worst} " in info.output
     assert "label map   bacterial -> pneumonia_unknown" in info.output
     assert "abstain     refer to a radiologist when top probability < 0.55" in info.output
-    md = CliRunner().invoke(main, ["info", "--bundle", str(root), "--card"])
+    md = CliRunner().invoke(main, ["bundle", "card", "--bundle", str(root)])
     assert md.exit_code == 0, md.output
     text = md.output
     assert text.startswith("# Model card: cxr-edge-default") and "**Not a medical device." in text
     assert "Triage research on carts." in text and FAILURE_MODES[0] in text and LOSO_NOTE in text
     assert "| held-out source | n | accuracy |" in text and f"| {worst} |" in text and "**pooled**" in text
     assert "bacterial → pneumonia_unknown" in text and "| nih | 4 | 7 | 11 |" in text
-    js = json.loads(CliRunner().invoke(main, ["info", "--bundle", str(root), "--card", "--json"]).output)
+    js = json.loads(CliRunner().invoke(main, ["bundle", "card", "--bundle", str(root), "--json"]).output)
     assert js == card.to_dict()
 
 
@@ -206,9 +208,9 @@ def test_a_card_without_loso_says_so(tmp_path):
     from tiny_bundle import default_as_format3
 
     root = default_as_format3(tmp_path / "b3")
-    info = CliRunner().invoke(main, ["info", "--bundle", str(root)]).output
+    info = CliRunner().invoke(main, ["bundle", "info", "--bundle", str(root)]).output
     assert "card        no leave-one-source-out evaluation recorded" in info
-    md = CliRunner().invoke(main, ["info", "--bundle", str(root), "--card"]).output
+    md = CliRunner().invoke(main, ["bundle", "card", "--bundle", str(root)]).output
     assert "No leave-one-source-out evaluation recorded." in md and "No shortcut audit recorded." in md
 
 
@@ -226,10 +228,12 @@ def test_demo_writes_one_row_per_sample(tmp_path):
 
 def test_split_command(kit_manifest, tmp_path):
     out = tmp_path / "split.csv"
-    result = CliRunner().invoke(main, ["split", "--data", str(kit_manifest), "--out", str(out)])
+    result = CliRunner().invoke(main, ["split", "--manifest", str(kit_manifest), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "no patient is in two parts" in result.output
-    again = CliRunner().invoke(main, ["split", "--data", str(kit_manifest), "--out", str(out), "--seed", "5"])
+    again = CliRunner().invoke(
+        main, ["split", "--manifest", str(kit_manifest), "--out", str(out), "--seed", "5"]
+    )
     assert again.exit_code == 1 and "already exists" in again.output
 
 
@@ -287,7 +291,7 @@ def test_overlay_draws_the_referral_text_and_the_lung_outline():
 HEAVY = ("scipy", "statsmodels", "pandas", "matplotlib", "tensorflow", "keras", "pyarrow", "ray")
 
 
-@pytest.mark.parametrize("command", ["", "predict", "batch", "info", "serve", "demo"])
+@pytest.mark.parametrize("command", ["", "predict", "batch", "bundle", "serve", "demo"])
 def test_runtime_commands_import_no_heavy_libraries(command):
     """`cxr-edge predict` pays for what it uses: no statistics, no training stack (cold start ~1 s before)."""
     code = (
@@ -310,3 +314,20 @@ def test_predict_process_prints_no_native_notices(tmp_path):
     )
     loud = [exe, "-v", "predict", sample, "--out", str(tmp_path / "b.csv")]
     assert "XNNPACK" in subprocess.run(loud, capture_output=True, text=True).stderr
+
+
+def test_old_command_and_option_names_still_work_and_say_the_new_ones(kit_manifest, tmp_path):
+    """Renamed one release ago: hidden from help, they run the new command after naming it."""
+    info = CliRunner().invoke(main, ["info"])
+    assert info.exit_code == 0 and "note: `cxr-edge info` is now `cxr-edge bundle info`" in info.stderr
+    assert "bundle      cxr-edge-default" in info.stdout
+    assert "Not a medical device" in CliRunner().invoke(main, ["info", "--card"]).stdout
+    split = CliRunner().invoke(main, ["split", "--data", str(kit_manifest), "--out", str(tmp_path / "s.csv")])
+    assert split.exit_code == 0, split.output  # --data is now --manifest
+    help_text = (
+        CliRunner().invoke(main, ["--help"]).output + CliRunner().invoke(main, ["split", "--help"]).output
+    )
+    assert "loso-report" not in help_text and " info " not in help_text and "--data" not in help_text
+    assert "bundle" in help_text and "--manifest" in help_text
+    legacy = CliRunner().invoke(main, ["loso", "--config", str(tmp_path / "missing.toml")])
+    assert "is now `cxr-edge loso train" in legacy.stderr and legacy.exit_code == 2

@@ -14,11 +14,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cxr_edge.benchmarks.peers import ECHOSCU, MISSING, STORESCU, Orthanc
 from pydicom import dcmread
 from pydicom.uid import generate_uid
 from test_serve import config, running, triage  # noqa: F401 - triage is a fixture used below
 
+from cxr_edge.benchmarks.peers import ECHOSCU, MISSING, STORESCU, Orthanc
 from cxr_edge.dataset.samples import load_samples
 from cxr_edge.imaging.reader import read_image
 from cxr_edge.imaging.synth import VARIANTS, build_dataset, encode, stored_values

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from cxr_edge.benchmarks.dicom_corpus import make_corpus
 
+from cxr_edge.benchmarks.dicom_corpus import make_corpus
 from cxr_edge.bundle.folder import Bundle, write_manifest
 from cxr_edge.bundle.manifest import DecodeConfig
 from cxr_edge.errors import ImageDecodeError
@@ -214,7 +214,16 @@ def test_decode_gate_cli_writes_a_copy(first_release_bundle, kit_manifest, split
     src = tmp_path / "src"
     shutil.copytree(first_release_bundle, src)
     before = (src / "manifest.json").read_bytes()
-    common = ["decode-gate", "--bundle", str(src), "--data", str(kit_manifest), "--split", str(split)]
+    common = [
+        "bundle",
+        "decode-gate",
+        "--bundle",
+        str(src),
+        "--manifest",
+        str(kit_manifest),
+        "--split",
+        str(split),
+    ]
     refused = CliRunner().invoke(main, [*common, "--out", str(src)])
     assert refused.exit_code == 1 and "--out is the input bundle" in refused.output
     result = CliRunner().invoke(main, [*common, "--images", "2", "--out", str(tmp_path / "gated")])

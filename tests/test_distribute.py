@@ -78,7 +78,7 @@ def _env(backend: str) -> dict[str, str]:
 def _common_args(tmp_path: Path, manifest: Path, split: Path) -> list[str]:
     config = tmp_path / "tiny.toml"
     config.write_text(CONFIG)
-    data = ["--data", str(manifest), "--split", str(split), "--max-per-part", PER_PART]
+    data = ["--manifest", str(manifest), "--split", str(split), "--max-per-part", PER_PART]
     return ["train", "--config", str(config), *data]
 
 

@@ -61,6 +61,8 @@ def cli_uses(snippet: str) -> list[tuple[list[str], list[str]]]:
                     if not path:
                         break  # prose: "cxr-edge's", "cxr-edge[train]"
                     continue
+                if sub.hidden:
+                    options.append(f"!{token}")  # an old name, kept one release: pages use the new one
                 command, path = sub, [*path, token]
                 options.append(f"@{token}")  # marks where the options of the next command start
                 continue
@@ -72,9 +74,13 @@ def cli_uses(snippet: str) -> list[tuple[list[str], list[str]]]:
 
 
 def _options(command: click.Command) -> set[str]:
+    """The options a page may name: old names kept for one release (hidden) are not among them."""
     names = {"--help"}
     for param in command.params:
-        names.update(o for o in (*param.opts, *param.secondary_opts) if o.startswith("--"))
+        if getattr(param, "hidden", False):
+            continue
+        old = set(getattr(param, "hidden_aliases", ()))
+        names.update(o for o in (*param.opts, *param.secondary_opts) if o.startswith("--") and o not in old)
     return names
 
 
@@ -86,7 +92,9 @@ def test_every_documented_cli_option_exists():
             for path, options in cli_uses(snippet):
                 command: click.Command = main
                 for token in options:
-                    if token.startswith("@"):
+                    if token.startswith("!"):
+                        wrong.append(f"{page.relative_to(REPO)}: old command name `{token[1:]}`")
+                    elif token.startswith("@"):
                         command = (command.get_command(ctx, token[1:]) if isinstance(command, click.Group)
                                    else command)  # fmt: skip
                     elif token not in _options(command):
@@ -107,7 +115,6 @@ def test_documented_csv_columns_are_predicts():
 def test_audit_example_and_field_table_match_a_real_record(tmp_path):
     """serve.md's example is a real record of the shipped bundle (abridged), and every field is explained."""
     from cxr_edge.benchmarks.serve import kit_pixels, make_dx
-
     from cxr_edge.dataset.samples import load_samples
     from cxr_edge.serve import Triage
     from cxr_edge.serve.config import TriageConfig
@@ -131,9 +138,9 @@ def test_audit_example_and_field_table_match_a_real_record(tmp_path):
 
 def test_documented_storescu_command_sends_a_compressed_file(tmp_path):
     """serve.md's quick start, as printed, sends a JPEG 2000 file to a node (it once could not)."""
-    from cxr_edge.benchmarks.serve import kit_pixels, make_dx
     from pydicom import dcmread
 
+    from cxr_edge.benchmarks.serve import kit_pixels, make_dx
     from cxr_edge.dataset.samples import load_samples
     from cxr_edge.imaging.synth import encode
     from cxr_edge.serve import Node
@@ -216,3 +223,11 @@ def test_serve_config_table_gives_the_real_defaults():
         if f.name not in ("tls", "abstain", "quality") and f"{section}.{f.name}" not in documented
     ]
     assert not missing, f"config fields without a row in serve.md: {missing}"
+
+
+def test_the_command_reference_is_current():
+    """docs/cli.md is generated from the click definitions (`python -m cxr_edge.cli.reference`)."""
+    from cxr_edge.cli.reference import render
+
+    page = (REPO / "docs" / "cli.md").read_text(encoding="utf-8")
+    assert page == render(), "docs/cli.md is stale: python -m cxr_edge.cli.reference > docs/cli.md"

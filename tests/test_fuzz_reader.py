@@ -14,10 +14,10 @@ from datetime import timedelta
 import cv2
 import numpy as np
 import pytest
-from cxr_edge.benchmarks.serve import make_dx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cxr_edge.benchmarks.serve import make_dx
 from cxr_edge.errors import CxrEdgeError
 from cxr_edge.imaging.reader import decode_image
 from cxr_edge.ops.quality import QualityConfig, check

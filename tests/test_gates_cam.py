@@ -8,17 +8,17 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from cxr_edge.convert.gates import GateError, gate, parity
-from cxr_edge.convert.tflite import to_tflite
-from cxr_edge.train.config import TrainConfig
-from cxr_edge.train.zoo import build_model
 
 from cxr_edge.bundle.folder import Bundle
+from cxr_edge.convert.gates import GateError, gate, parity
+from cxr_edge.convert.tflite import to_tflite
 from cxr_edge.dataset.samples import load_samples
 from cxr_edge.ops.cam import class_activation_map, place
 from cxr_edge.ops.preprocess import PreprocessSpec
 from cxr_edge.runtime.engine import Engine
 from cxr_edge.runtime.pipeline import Predictor
+from cxr_edge.train.config import TrainConfig
+from cxr_edge.train.zoo import build_model
 
 pytestmark = pytest.mark.train
 TINY = TrainConfig(

@@ -6,8 +6,8 @@ import csv
 
 import pytest
 from click.testing import CliRunner
-from cxr_edge.benchmarks.serve import kit_pixels, make_dx
 
+from cxr_edge.benchmarks.serve import kit_pixels, make_dx
 from cxr_edge.cli import main
 from cxr_edge.dataset.samples import load_samples
 from cxr_edge.errors import InputRejectedError

@@ -119,7 +119,7 @@ def test_the_runtime_runs_without_tensorflow(kit_png):
     modules = sorted(
         module_name(p)
         for p in sources("cxr_edge")
-        if not module_name(p).endswith("__main__") and "ray_engine" not in p.name
+        if not module_name(p).endswith("__main__") and "ray_backend" not in p.name
     )
     code = (
         "import importlib, sys\n"

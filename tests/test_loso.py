@@ -162,10 +162,9 @@ def test_eligible_sources_keep_every_class_a_source():
     ],
 )
 def test_task_configs_define_the_kit_folds(kit_manifest, config, folds):
+    from cxr_edge.dataset.manifest import load_manifest
     from cxr_edge.train.config import TrainConfig
     from cxr_edge.train.loso import eligible_sources
-
-    from cxr_edge.dataset.manifest import load_manifest
 
     cfg = TrainConfig.load(REPO / config)
     task = load_manifest(kit_manifest).select(cfg.labels, cfg.label_map)
@@ -263,7 +262,7 @@ def test_loso_report_and_ensemble_commands(tmp_path):
         }
         _write_fold_dirs(tmp_path / name, {s: p / p.sum(1, keepdims=True) for s, p in probs.items()}, y)
     result = CliRunner().invoke(
-        main, ["loso-report", str(tmp_path / "m1"), str(tmp_path / "m2"), "--out", str(tmp_path / "t.md")]
+        main, ["loso", "report", str(tmp_path / "m1"), str(tmp_path / "m2"), "--out", str(tmp_path / "t.md")]
     )
     assert result.exit_code == 0, result.output
     table = (tmp_path / "t.md").read_text()
@@ -272,7 +271,8 @@ def test_loso_report_and_ensemble_commands(tmp_path):
     result = CliRunner().invoke(
         main,
         [
-            "loso-ensemble",
+            "loso",
+            "ensemble",
             str(tmp_path / "m1"),
             str(tmp_path / "m2"),
             "--method",
@@ -286,7 +286,7 @@ def test_loso_report_and_ensemble_commands(tmp_path):
     assert len(info["weights"]) == 2 and info["weights"][0] > info["weights"][1]  # the less noisy member
     assert info["temperature"] > 0 and 0.34 <= info["referral"]["threshold"] <= 0.96
     assert json.loads((out / "loso.json").read_text())["by_source"]["a"]["n"] == 20
-    result = CliRunner().invoke(main, ["loso-report", str(tmp_path / "nothing")])
+    result = CliRunner().invoke(main, ["loso", "report", str(tmp_path / "nothing")])
     assert result.exit_code != 0
 
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+
+from cxr_edge.ops.preprocess import PreprocessSpec
 from cxr_edge.train.config import TrainConfig
 from cxr_edge.train.prune.apoz import measure, prunable_layers
 from cxr_edge.train.prune.graph import CouplingError, graph, prune_channels
 from cxr_edge.train.unet import build_unet
 from cxr_edge.train.zoo import PRESETS, build_model, preset
-
-from cxr_edge.ops.preprocess import PreprocessSpec
 
 pytestmark = pytest.mark.train
 SLOW = {"densenet201", "inception_resnet_v2", "nasnet_mobile"}
@@ -65,7 +65,6 @@ def kill(model: keras.Model, producer: str, activation: str, channels: list[int]
 @pytest.mark.parametrize("name", ALL)
 def test_random_pruning_builds_predicts_and_converts(name, tmp_path):
     from cxr_edge.convert.tflite import to_tflite
-
     from cxr_edge.runtime.engine import Engine
 
     model = tiny(name)

@@ -8,13 +8,13 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from cxr_edge.train.config import TrainConfig
-from cxr_edge.train.prune.loop import PruneConfig, choose, prune_run
 
 from cxr_edge.bundle.folder import Bundle
 from cxr_edge.cli import main
 from cxr_edge.errors import SpecError
 from cxr_edge.ops.preprocess import PreprocessSpec
+from cxr_edge.train.config import TrainConfig
+from cxr_edge.train.prune.loop import PruneConfig, choose, prune_run
 
 pytestmark = pytest.mark.train
 TINY = TrainConfig(
@@ -156,9 +156,8 @@ def test_global_ranking_and_cli(run, kit_manifest, split, tmp_path):
         main,
         [
             "prune",
-            "--run",
             str(run),
-            "--data",
+            "--manifest",
             str(kit_manifest),
             "--split",
             str(split),

@@ -6,6 +6,7 @@ import json
 
 import click
 import pytest
+
 from cxr_edge.benchmarks.pruning_table import curves, render
 
 ROWS = "step,fraction,params,macs,val_accuracy,val_auc_macro,val_mcc,int8_latency_ms,folded_constants\n"

@@ -13,7 +13,6 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from cxr_edge.train.config import TrainConfig
 
 from cxr_edge.bundle.folder import Bundle
 from cxr_edge.cli import main
@@ -22,6 +21,7 @@ from cxr_edge.errors import BundleError, SpecError
 from cxr_edge.ops.preprocess import PreprocessSpec
 from cxr_edge.runtime.pipeline import Predictor
 from cxr_edge.runtime.segmenter import CropTable
+from cxr_edge.train.config import TrainConfig
 
 pytestmark = pytest.mark.train
 
@@ -149,6 +149,7 @@ def _dice(pred: np.ndarray, truth: np.ndarray) -> float:
 
 
 def test_metrics_per_convention_ignore_127_and_box_iou():
+    from cxr_edge.ops.lungcrop import CropSpec, fallback_box, lung_crop
     from cxr_edge.train.segment import (
         between_lungs,
         box_iou,
@@ -157,8 +158,6 @@ def test_metrics_per_convention_ignore_127_and_box_iou():
         mask_target,
         segmentation_scores,
     )
-
-    from cxr_edge.ops.lungcrop import CropSpec, fallback_box, lung_crop
 
     assert convention_of("hannover") == convention_of("montreal") == "heart_included"
     assert convention_of("shenzhen") == "lungs_only" and convention_of("nih") == "unknown"

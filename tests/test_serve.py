@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from cxr_edge.benchmarks.serve import kit_pixels, make_dx, uid_of
 
+from cxr_edge.benchmarks.serve import kit_pixels, make_dx, uid_of
 from cxr_edge.cli import main
 from cxr_edge.dataset.samples import load_samples
 from cxr_edge.errors import SpecError

@@ -7,6 +7,7 @@ import signal
 from collections import Counter
 
 import pytest
+
 from cxr_edge.benchmarks.serve import (
     ServerProcess,
     free_port,
@@ -16,7 +17,6 @@ from cxr_edge.benchmarks.serve import (
     make_dx,
     uid_of,
 )
-
 from cxr_edge.serve import instance_key
 from cxr_edge.serve.scu import send_files
 

@@ -7,11 +7,11 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from cxr_edge.benchmarks.peers import free_port
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from test_serve import config, dicoms, running, send, triage  # noqa: F401 - fixtures used below
 
+from cxr_edge.benchmarks.peers import free_port
 from cxr_edge.cli import main
 from cxr_edge.errors import SpecError
 from cxr_edge.serve import Node, read_records

@@ -10,10 +10,10 @@ import sys
 
 import numpy as np
 import pytest
-from cxr_edge.benchmarks.serve import kit_pixels, make_dx
 from pydicom import dcmread
 from pydicom.uid import ComprehensiveSRStorage
 
+from cxr_edge.benchmarks.serve import kit_pixels, make_dx
 from cxr_edge.dataset.samples import load_samples
 from cxr_edge.serve.report import DECISIONS, PRIVATE, PROCEDURE, finding_code, read_report
 from cxr_edge.serve.results import COPIED, DISCLAIMER, build_results, read_header

@@ -77,6 +77,7 @@ def test_histogram_equalisation_standardises_the_intensity_distribution():
 def test_gradient_reversal_is_identity_forward_and_negates_gradients():
     import keras
     import tensorflow as tf
+
     from cxr_edge.train.adversary import GradientReversal
 
     x = tf.constant([[1.0, -2.0, 3.0]])
@@ -105,6 +106,7 @@ def test_adversarial_training_saves_a_plain_classifier(kit_manifest, tmp_path):
     import json
 
     import keras
+
     from cxr_edge.train.config import TrainConfig
     from cxr_edge.train.fit import train_run
 

@@ -17,15 +17,15 @@ import keras
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from keras import layers
+
+from cxr_edge.cli import main
+from cxr_edge.cli.common import weights_value
+from cxr_edge.errors import SpecError
 from cxr_edge.train import zoo
 from cxr_edge.train.config import TrainConfig
 from cxr_edge.train.fit import _weights_origin
 from cxr_edge.train.tfjs_weights import import_tfjs_weights, provenance_path, read_tfjs, transfer
-from keras import layers
-
-from cxr_edge.cli import main
-from cxr_edge.cli.learning import _weights_value
-from cxr_edge.errors import SpecError
 
 pytestmark = pytest.mark.train
 
@@ -278,9 +278,9 @@ def test_imagenet_passes_through_the_config_path_without_downloading(monkeypatch
     with pytest.raises(SpecError, match="weights file not found"):
         zoo.build_backbone(zoo.preset("mobilenet_v2"), (32, 32, 3), weights="no/such.weights.h5")
     assert _weights_origin(config) == "ImageNet (keras.applications download)"
-    assert _weights_value(None, None, "imagenet") == "imagenet"
+    assert weights_value(None, None, "imagenet") == "imagenet"
     with pytest.raises(click.BadParameter):
-        _weights_value(None, None, "no/such.weights.h5")
+        weights_value(None, None, "no/such.weights.h5")
 
 
 @pytest.mark.skipif(

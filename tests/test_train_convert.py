@@ -12,13 +12,13 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from cxr_edge.train.config import TrainConfig
 
 from cxr_edge.bundle.folder import Bundle
 from cxr_edge.cli import main
 from cxr_edge.imaging.reader import read_image
 from cxr_edge.ops.preprocess import PreprocessSpec, preprocess
 from cxr_edge.runtime.pipeline import Predictor
+from cxr_edge.train.config import TrainConfig
 
 pytestmark = pytest.mark.train
 
@@ -74,9 +74,8 @@ def test_run_directory_records_provenance(tiny_run, split):
 
 
 def test_run_directory_is_never_overwritten(tiny_run, kit_manifest, split):
-    from cxr_edge.train.fit import train_run
-
     from cxr_edge.errors import SpecError
+    from cxr_edge.train.fit import train_run
 
     with pytest.raises(SpecError, match="not empty"):
         train_run(TINY, kit_manifest, split, tiny_run, max_per_part=4, progress=False)
@@ -134,8 +133,8 @@ def test_runtime_matches_keras_on_a_real_image(tiny_run, tiny_bundle, kit_png):
 
 def test_int8_calibration_is_required(tiny_run):
     import keras
-    from cxr_edge.convert.tflite import to_tflite
 
+    from cxr_edge.convert.tflite import to_tflite
     from cxr_edge.errors import SpecError
 
     with pytest.raises(SpecError, match="calibration"):
@@ -149,10 +148,10 @@ def test_cli_train_and_convert(kit_manifest, split, tmp_path):
         "[preprocess]\ninput_size = [16, 16]\n"
     )
     runner = CliRunner()
-    common = ["--data", str(kit_manifest), "--split", str(split), "--max-per-part", "6"]
+    common = ["--manifest", str(kit_manifest), "--split", str(split), "--max-per-part", "6"]
     result = runner.invoke(main, ["train", "--config", str(config), *common, "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
-    convert = ["convert", "--runs", str(tmp_path / "run"), *common, "--quant", "fp32", "--member", "fp32"]
+    convert = ["convert", str(tmp_path / "run"), *common, "--quant", "fp32", "--member", "fp32"]
     convert += ["--out", str(tmp_path / "bundle"), "--abstain-min-prob", "0.45", "--temperature", "1.5"]
     result = runner.invoke(main, convert)
     assert result.exit_code == 0, result.output
@@ -176,11 +175,10 @@ def test_config_rejects_unknown_keys(tmp_path):
 
 def test_two_run_bundle_fits_every_combiner_on_validation(tiny_run, kit_manifest, split, tmp_path):
     from cxr_edge.convert.build import build_bundle
-    from cxr_edge.train.fit import train_run
-
     from cxr_edge.dataset.manifest import load_manifest
     from cxr_edge.dataset.splits import read_split
     from cxr_edge.evaluation.evaluate import evaluate
+    from cxr_edge.train.fit import train_run
 
     other = train_run(
         dataclasses.replace(TINY, seed=7, epochs=1),
@@ -219,7 +217,6 @@ def test_two_run_bundle_fits_every_combiner_on_validation(tiny_run, kit_manifest
 
 def test_single_member_weighted_is_refused(tiny_run, kit_manifest, split, tmp_path):
     from cxr_edge.convert.build import build_bundle
-
     from cxr_edge.errors import SpecError
 
     with pytest.raises(SpecError, match="two or more members"):
@@ -275,16 +272,16 @@ def test_bundle_mixes_grey_and_three_channel_models(tiny_run, kit_manifest, spli
 
 
 def test_convert_writes_the_card_band_and_temperature_it_is_given(tiny_run, kit_manifest, split, tmp_path):
-    from cxr_edge.convert.build import build_bundle
     from tiny_bundle import synthetic_loso_report
 
+    from cxr_edge.convert.build import build_bundle
     from cxr_edge.errors import SpecError
     from cxr_edge.ops.quality import AbstainConfig
 
     loso = tmp_path / "loso"
     loso.mkdir()
     (loso / "loso.json").write_text(json.dumps(synthetic_loso_report()))
-    (loso / "loso_config.json").write_text(json.dumps({"command": "cxr-edge loso --config tiny.toml"}))
+    (loso / "loso_config.json").write_text(json.dumps({"command": "cxr-edge loso train --config tiny.toml"}))
     audit = {
         "audit": {
             "features": "log-probabilities",
@@ -324,7 +321,7 @@ def test_convert_writes_the_card_band_and_temperature_it_is_given(tiny_run, kit_
     assert warnings and card.failure_modes[:-1] == tuple(
         f"This bundle looks useless on validation: {w}." for w in warnings
     )
-    assert card.loso.recipe == "tiny" and card.loso.command == "cxr-edge loso --config tiny.toml"
+    assert card.loso.recipe == "tiny" and card.loso.command == "cxr-edge loso train --config tiny.toml"
     assert card.loso.report == synthetic_loso_report() and "recipe" in card.loso.note
     assert card.shortcut_audit["within_label"]["covid"]["source_auc"] == 0.91
     assert card.in_distribution["ensemble"]["temperature"] == 2.0

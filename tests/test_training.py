@@ -9,13 +9,13 @@ import json
 import keras
 import pytest
 from click.testing import CliRunner
-from cxr_edge.train.config import TrainConfig
-from cxr_edge.train.fit import train_run
-from cxr_edge.train.rundir import LAST_MODEL
 
 from cxr_edge.cli import main
 from cxr_edge.errors import SpecError
 from cxr_edge.ops.preprocess import PreprocessSpec
+from cxr_edge.train.config import TrainConfig
+from cxr_edge.train.fit import train_run
+from cxr_edge.train.rundir import LAST_MODEL
 
 pytestmark = pytest.mark.train
 
@@ -136,7 +136,7 @@ def test_search_writes_results_and_a_trainable_best_config(kit_manifest, split, 
         "search",
         "--config",
         str(config_file),
-        "--data",
+        "--manifest",
         str(kit_manifest),
         "--split",
         str(split),
@@ -155,7 +155,7 @@ def test_search_writes_results_and_a_trainable_best_config(kit_manifest, split, 
 
 
 def test_evaluate_run_prints_a_table_row(stage1):
-    result = CliRunner().invoke(main, ["evaluate-run", str(stage1)])
+    result = CliRunner().invoke(main, ["runs", "report", str(stage1)])
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
     assert lines[0].startswith("| run | split | accuracy | AUC")
@@ -198,7 +198,7 @@ def test_cli_model_override_sets_channels_and_holdout(kit_manifest, split, tmp_p
         str(config),
         "--model",
         "mobilenet_v2",
-        "--data",
+        "--manifest",
         str(kit_manifest),
         "--split",
         str(split),

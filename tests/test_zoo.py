@@ -5,14 +5,14 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+
 from cxr_edge.convert.gates import gate, parity
 from cxr_edge.convert.tflite import Quant, to_tflite_variants
-from cxr_edge.train.config import TrainConfig
-from cxr_edge.train.zoo import PRESETS, apply_weight_decay, build_model, preset, transfer_model
-
 from cxr_edge.errors import SpecError
 from cxr_edge.ops.preprocess import PreprocessSpec
 from cxr_edge.runtime.engine import Engine
+from cxr_edge.train.config import TrainConfig
+from cxr_edge.train.zoo import PRESETS, apply_weight_decay, build_model, preset, transfer_model
 
 pytestmark = pytest.mark.train
 

@@ -42,8 +42,6 @@ def synthetic_loso_report() -> dict:
 def build(out: Path) -> Path:
     """Builds the bundle into ``out`` (created) and returns it."""
     import keras
-    from cxr_edge.convert.build import cam_weights
-    from cxr_edge.convert.tflite import to_tflite, to_tflite_variants
 
     from cxr_edge.bundle.card import LOSO_NOTE, CardTask, LosoRecord, ModelCard
     from cxr_edge.bundle.folder import Bundle, write_manifest
@@ -55,6 +53,8 @@ def build(out: Path) -> Path:
         ModelEntry,
         SegmenterEntry,
     )
+    from cxr_edge.convert.build import cam_weights
+    from cxr_edge.convert.tflite import to_tflite, to_tflite_variants
     from cxr_edge.hashing import file_sha256
     from cxr_edge.ops.quality import AbstainConfig
     from cxr_edge.runtime.engine import Engine
@@ -162,7 +162,7 @@ def build(out: Path) -> Path:
         training_data={"hannover": {"covid": 16}, "nih": {"normal": 12, "pneumonia_unknown": 12}},
         loso=LosoRecord(
             recipe="tiny",
-            command="cxr-edge loso --config tiny.toml",
+            command="cxr-edge loso train --config tiny.toml",
             report=synthetic_loso_report(),
             note=LOSO_NOTE,
         ),

@@ -21,10 +21,10 @@ from collections.abc import Sequence
 
 import keras
 import numpy as np
-from cxr_edge.train.config import TrainConfig
 from keras import layers, ops
 
 from cxr_edge.dataset.manifest import Record
+from cxr_edge.train.config import TrainConfig
 
 OUTPUT = "source"
 FEATURE_LAYER = "head_gap"

@@ -7,14 +7,14 @@ from dataclasses import dataclass
 
 import keras
 import numpy as np
-from cxr_edge.train.augment import make_augment
-from cxr_edge.train.config import TrainConfig
 from tqdm import tqdm
 
 from cxr_edge.dataset.manifest import Record
 from cxr_edge.imaging.reader import read_image
 from cxr_edge.ops.preprocess import CropBox, PreprocessSpec, preprocess
 from cxr_edge.runtime.segmenter import CropTable
+from cxr_edge.train.augment import make_augment
+from cxr_edge.train.config import TrainConfig
 
 
 @dataclass(frozen=True)

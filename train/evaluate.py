@@ -1,4 +1,4 @@
-"""``cxr-edge evaluate-run``: a Table III/IV-style row for one run on the test split.
+"""``cxr-edge runs report``: a Table III/IV-style row for one run on the test split.
 
 The test split is touched here for *reporting* only; nothing is selected on it.
 """
@@ -9,13 +9,13 @@ import json
 from pathlib import Path
 
 import keras
+
+from cxr_edge.errors import SpecError
+from cxr_edge.evaluation.metrics import classification_metrics
 from cxr_edge.train.config import TrainConfig
 from cxr_edge.train.data import crop_table, label_indices, load_images, preprocess_all
 from cxr_edge.train.fit import load_task
 from cxr_edge.train.rundir import BEST_MODEL
-
-from cxr_edge.errors import SpecError
-from cxr_edge.evaluation.metrics import classification_metrics
 
 COLUMNS = ("accuracy", "auc_macro", "sensitivity_macro", "precision_macro", "f1_macro", "mcc")
 EVALUATION = "evaluation.json"

@@ -19,6 +19,13 @@ from pathlib import Path
 
 import keras
 import numpy as np
+
+from cxr_edge.dataset.manifest import Manifest, Record, load_manifest
+from cxr_edge.dataset.splits import Split, make_split, read_split, write_split
+from cxr_edge.errors import SpecError
+from cxr_edge.evaluation.metrics import classification_metrics
+from cxr_edge.hashing import file_sha256
+from cxr_edge.provenance import git_commit, now_utc, versions
 from cxr_edge.train import adversary
 from cxr_edge.train.config import TrainConfig
 from cxr_edge.train.data import (
@@ -40,13 +47,6 @@ from cxr_edge.train.rundir import (
     prepare_run_dir,
 )
 from cxr_edge.train.zoo import apply_weight_decay, build_model, transfer_model
-
-from cxr_edge.dataset.manifest import Manifest, Record, load_manifest
-from cxr_edge.dataset.splits import Split, make_split, read_split, write_split
-from cxr_edge.errors import SpecError
-from cxr_edge.evaluation.metrics import classification_metrics
-from cxr_edge.hashing import file_sha256
-from cxr_edge.provenance import git_commit, now_utc, versions
 
 RUN_SPLIT = "split.csv"
 

@@ -21,14 +21,14 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from cxr_edge.train.config import TrainConfig
-from cxr_edge.train.data import crop_table, load_images, preprocess_all
-from cxr_edge.train.fit import train_run
-from cxr_edge.train.rundir import BEST_MODEL, LAST_MODEL
 
 from cxr_edge.dataset.manifest import Manifest, load_manifest
 from cxr_edge.errors import SpecError
 from cxr_edge.evaluation.loso import PREDICTIONS, write_predictions, write_report
+from cxr_edge.train.config import TrainConfig
+from cxr_edge.train.data import crop_table, load_images, preprocess_all
+from cxr_edge.train.fit import train_run
+from cxr_edge.train.rundir import BEST_MODEL, LAST_MODEL
 
 
 def eligible_sources(manifest: Manifest, labels: Sequence[str]) -> list[str]:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from cxr_edge.train.config import TrainConfig
 
 from cxr_edge.errors import SpecError
+from cxr_edge.train.config import TrainConfig
 
 BEST_MODEL = "best.keras"
 LAST_MODEL = "last.keras"

@@ -26,13 +26,13 @@ from pathlib import Path
 import keras
 import keras_tuner
 import numpy as np
+
+from cxr_edge.config import from_dict
+from cxr_edge.errors import SpecError
 from cxr_edge.train.config import TrainConfig
 from cxr_edge.train.data import class_weights, training_data
 from cxr_edge.train.fit import load_task, make_optimizer, with_policy
 from cxr_edge.train.zoo import apply_weight_decay, build_model, preset
-
-from cxr_edge.config import from_dict
-from cxr_edge.errors import SpecError
 
 RESULTS = "search_results.csv"
 BEST_CONFIG = "best_config.json"

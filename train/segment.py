@@ -31,6 +31,14 @@ from pathlib import Path
 import cv2
 import keras
 import numpy as np
+
+from cxr_edge.dataset.manifest import Record, load_manifest
+from cxr_edge.dataset.splits import read_split
+from cxr_edge.errors import SpecError
+from cxr_edge.imaging.reader import read_image
+from cxr_edge.ops.lungcrop import CropSpec, lung_crop
+from cxr_edge.ops.preprocess import preprocess, resize
+from cxr_edge.provenance import git_commit, now_utc, versions
 from cxr_edge.train.config import TrainConfig
 from cxr_edge.train.fit import make_optimizer
 from cxr_edge.train.macs import count_macs
@@ -45,14 +53,6 @@ from cxr_edge.train.rundir import (
 )
 from cxr_edge.train.unet import build_unet, masked_bce_dice
 from cxr_edge.train.zoo import apply_weight_decay
-
-from cxr_edge.dataset.manifest import Record, load_manifest
-from cxr_edge.dataset.splits import read_split
-from cxr_edge.errors import SpecError
-from cxr_edge.imaging.reader import read_image
-from cxr_edge.ops.lungcrop import CropSpec, lung_crop
-from cxr_edge.ops.preprocess import preprocess, resize
-from cxr_edge.provenance import git_commit, now_utc, versions
 
 IGNORE, LUNG = 127, 255
 

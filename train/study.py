@@ -2,7 +2,8 @@
 
 Run (resumable: completed runs are skipped, interrupted ones continue)::
 
-    python -m cxr_edge.train.study --data ../shared/data/manifest.csv --split splits/kit.csv --out runs/zoo \\
+    python -m cxr_edge.train.study --manifest ../shared/data/manifest.csv --split splits/kit.csv \\
+        --out runs/zoo \\
         --models custom_cnn,mobilenet_v2,inception_v3,vgg16,vgg19 --report docs/zoo_results.md
 
 For each model it trains ``configs/zoo_stage1.toml`` (normal vs pneumonia), then
@@ -19,6 +20,7 @@ import shlex
 from pathlib import Path
 
 import click
+
 from cxr_edge.train.config import TrainConfig
 from cxr_edge.train.evaluate import COLUMNS, EVALUATION, evaluate_run
 from cxr_edge.train.fit import train_run
@@ -66,7 +68,7 @@ def command(config_file: Path, model: str, data: str, split: str, out: Path, ini
         str(config_file),
         "--model",
         model,
-        "--data",
+        "--manifest",
         data,
         "--split",
         split,
@@ -162,7 +164,7 @@ def _f(value) -> str:
 
 
 @click.command()
-@click.option("--data", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--manifest", "data", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--split", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @click.option("--models", default="custom_cnn,mobilenet_v2,inception_v3,vgg16,vgg19", show_default=True)

@@ -34,11 +34,11 @@ from pathlib import Path, PurePosixPath
 
 import keras
 import numpy as np
-from cxr_edge.train.zoo import preset
 
 from cxr_edge.errors import InputError, SpecError
 from cxr_edge.hashing import file_sha256
 from cxr_edge.provenance import now_utc, versions
+from cxr_edge.train.zoo import preset
 
 PROVENANCE_SUFFIX = ".provenance.json"
 #: Zoo models a TF.js source is known to map onto (the graph matcher itself is architecture-neutral).

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
-from cxr_edge.train.config import TrainConfig
-from cxr_edge.train.custom_cnn import build_custom_cnn, custom_head
 from keras import layers
 
 from cxr_edge.errors import SpecError
+from cxr_edge.train.config import TrainConfig
+from cxr_edge.train.custom_cnn import build_custom_cnn, custom_head
 
 HEAD_PREFIX = "head_"
 IMAGENET = "imagenet"  # ``weights`` value passed through to keras.applications (it downloads the file)

@@ -2,8 +2,8 @@
 
 Public API::
 
-    from cxr_edge.batch import BatchEngine, run_batch
-    summary = run_batch(["archive/"], "results/", engine=BatchEngine.RAY, workers=8)
+    from cxr_edge.batch import Backend, run_batch
+    summary = run_batch(["archive/"], "results/", backend=Backend.RAY, workers=8)
 
 The same bundle, preprocessing and decode gate as ``cxr-edge predict``; rows hold ``predict``'s
 columns plus per-model probabilities, the bundle's sha256 and timings (:mod:`cxr_edge.batch.rows`).
@@ -16,9 +16,9 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
+from cxr_edge.batch.backend import Backend
 from cxr_edge.batch.inputs import resolve_inputs
 from cxr_edge.batch.rows import arrow_schema, batch_row, column_names
 from cxr_edge.batch.stages import PredictorSpec
@@ -26,7 +26,7 @@ from cxr_edge.batch.store import new_run_id, prepare_out_dir
 from cxr_edge.errors import InputError, printable_path
 
 __all__ = [
-    "BatchEngine",
+    "Backend",
     "BatchSummary",
     "PredictorSpec",
     "arrow_schema",
@@ -34,13 +34,6 @@ __all__ = [
     "column_names",
     "run_batch",
 ]
-
-
-class BatchEngine(StrEnum):
-    """Where a batch runs."""
-
-    LOCAL = "local"
-    RAY = "ray"
 
 
 @dataclass(frozen=True)
@@ -52,7 +45,7 @@ class BatchSummary:
         skipped: Inputs that already had a row (``resume``).
         ok: Inputs classified in this run.
         errors: Inputs that got an error row in this run.
-        seconds: Wall time of this run, engine start-up included.
+        seconds: Wall time of this run, backend start-up included.
         not_images: Files in input folders skipped as certainly not images (``.md``, ``.csv``...:
             :data:`cxr_edge.runtime.pipeline.NOT_IMAGES`); they get no row.
     """
@@ -85,7 +78,7 @@ def run_batch(
     inputs: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
     *,
-    engine: BatchEngine | str = BatchEngine.LOCAL,
+    backend: Backend | str = Backend.LOCAL,
     spec: PredictorSpec | None = None,
     workers: int | None = None,
     address: str | None = None,
@@ -100,20 +93,20 @@ def run_batch(
             cluster, paths every node can read (a shared or object-storage mount).
         out_dir: Output folder: new or empty, or (``resume``) one an earlier run of the same bundle
             wrote into.
-        engine: ``local`` (this process) or ``ray``.
+        backend: ``local`` (this process) or ``ray`` (Ray Data).
         spec: Bundle, members and threads (default: the shipped bundle, 1 thread).
         workers: Ray decode actors (default: the CPUs of a local Ray, or of this machine).
         address: An existing Ray cluster (default: a local Ray started and stopped for this run).
         resume: Skip inputs that already have a row in ``out_dir``.
-        rows_per_part: Rows per part file (local engine: exactly, the most a crash recomputes; Ray: at
+        rows_per_part: Rows per part file (local backend: exactly, the most a crash recomputes; Ray: at
             least, per write task).
         progress: Show a progress bar.
 
     Raises:
         InputError: Bad output folder, manifest or options; missing pyarrow.
-        EngineError: Ray is missing or its job failed (rows written so far are kept).
+        BackendError: Ray is missing or its job failed (rows written so far are kept).
     """
-    engine = BatchEngine(engine)
+    backend = Backend(backend)
     spec = spec or PredictorSpec()
     _check_pyarrow()
     t0 = time.perf_counter()
@@ -127,12 +120,12 @@ def run_batch(
     out = Path(out_dir)
     if not todo:
         counts = {"ok": 0, "error": 0}
-    elif engine is BatchEngine.LOCAL:
+    elif backend is Backend.LOCAL:
         from cxr_edge.batch.local import run_local
 
         counts = run_local(todo, out, spec, rows_per_part, progress, predictor=predictor)
     else:
-        from cxr_edge.batch.ray_engine import default_workers, run_ray
+        from cxr_edge.batch.ray_backend import default_workers, run_ray
 
         counts = run_ray(
             todo,

@@ -1,4 +1,4 @@
-"""The local engine: both stages in this process, one input after another (what a cart can run)."""
+"""The local backend: both stages in this process, one input after another (what a cart can run)."""
 
 from __future__ import annotations
 

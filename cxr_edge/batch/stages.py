@@ -1,4 +1,4 @@
-"""The two stages of a batch, shared by the local and the Ray engine so that both give the same rows.
+"""The two stages of a batch, shared by the local and the Ray backend so that both give the same rows.
 
 1. :class:`Preparer`: read and decode (the bundle's :class:`~cxr_edge.imaging.reader.ReadOptions`, so the
    decode gate applies as in ``predict``), the input checks (as ``predict`` and the DICOM node run
@@ -7,7 +7,7 @@
 2. :class:`Classifier`: the members' LiteRT interpreters, the combiner, the heat map and lung fraction
    (a few ms), producing :func:`cxr_edge.batch.rows.batch_row`.
 
-Between them travels a :data:`PreparedItem` (the Ray engine pickles it between its actors; the local
+Between them travels a :data:`PreparedItem` (the Ray backend pickles it between its actors; the local
 engine passes it on as it is). Every failure of one input becomes its error row; nothing raised for
 one file ends the batch.
 """

@@ -5,7 +5,7 @@ Layout of ``DIR``:
 * ``part-<run>-<n>.parquet``: finished parts (one row per input, :mod:`cxr_edge.batch.rows`). The local
   engine writes each part to a hidden temporary file and renames it, so a part is either complete or
   absent; ``pyarrow.parquet.read_table(DIR)`` reads the results (hidden files are skipped).
-* ``.ray-<run>/``: where the Ray engine's ``write_parquet`` writes; its readable files are moved into
+* ``.ray-<run>/``: where the Ray backend's ``write_parquet`` writes; its readable files are moved into
   ``DIR`` when the run ends, or by the next ``--resume`` after an interruption.
 * ``.incomplete/``: parts that could not be read back (a crash mid-write), moved aside, never deleted.
 """

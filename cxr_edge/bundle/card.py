@@ -20,7 +20,7 @@ convert``) holds:
 
 The human parts come from a small TOML/JSON file (:class:`CardInput`, ``convert --card FILE``); the
 rest is filled in from the build (:mod:`cxr_edge.evaluation.card_stats`);
-:mod:`cxr_edge.bundle.card_markdown` renders a card (``cxr-edge info --card``).
+:mod:`cxr_edge.bundle.card_markdown` renders a card (``cxr-edge bundle card``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""A model card in words: the one-line summary of ``cxr-edge info`` and the Markdown of ``info --card``."""
+"""A model card in words: the one-line summary of ``cxr-edge bundle info`` and the Markdown of
+``cxr-edge bundle card``."""
 
 from __future__ import annotations
 
@@ -18,21 +19,21 @@ def worst_source(report: Mapping[str, Any]) -> tuple[str, dict] | None:
 
 
 def card_summary(card: ModelCard | None) -> str:
-    """One line for ``cxr-edge info``: LOSO pooled accuracy and the worst held-out source."""
+    """One line for ``cxr-edge bundle info``: LOSO pooled accuracy and the worst held-out source."""
     if card is None:
         return "none (bundles before format 3 carry no model card)"
     report = card.loso.report
     if report is None:
-        return f"{NO_LOSO}; see `cxr-edge info --card`"
+        return f"{NO_LOSO}; see `cxr-edge bundle card`"
     worst = worst_source(report)
     text = f"LOSO ({card.loso.recipe or 'recipe'}): pooled accuracy {interval(report['pooled']['accuracy'])}"
     if worst:
         text += f", worst held-out source {worst[0]} {interval(worst[1])}"
-    return text + "; see `cxr-edge info --card`"
+    return text + "; see `cxr-edge bundle card`"
 
 
 def card_markdown(card: ModelCard, bundle_name: str = "") -> str:
-    """The card as Markdown (``cxr-edge info --card``)."""
+    """The card as Markdown (``cxr-edge bundle card``)."""
     labels = card.task.labels
     lines = [f"# Model card{f': {bundle_name}' if bundle_name else ''}", "", f"> **{card.disclaimer}**", ""]
     lines += ["## Intended use", "", card.intended_use, "", "## Task", "", f"Labels: {', '.join(labels)}."]

@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from cxr_edge.cli.common import bundle_option, checks_option, clean_errors
+from cxr_edge.batch.backend import Backend
+from cxr_edge.cli.common import AliasedOption, bundle_option, checks_option, clean_errors
 
 
 @click.command("batch")
@@ -15,8 +16,12 @@ from cxr_edge.cli.common import bundle_option, checks_option, clean_errors
     "--out", "out_dir", required=True, type=click.Path(path_type=str), help="Folder for the Parquet parts."
 )
 @click.option(
+    "--backend",
     "--engine",
-    type=click.Choice(["local", "ray"]),
+    "backend",
+    cls=AliasedOption,
+    hidden_aliases=("--engine",),
+    type=click.Choice([b.value for b in Backend]),
     default="local",
     show_default=True,
     help="local: this process. ray: Ray Data (decode actors, classifier actor pool, write_parquet).",
@@ -48,7 +53,7 @@ from cxr_edge.cli.common import bundle_option, checks_option, clean_errors
 )
 @clean_errors
 def batch_cmd(
-    inputs, out_dir, engine, address, workers, bundle_dir, models, threads, checks, resume, rows_per_part
+    inputs, out_dir, backend, address, workers, bundle_dir, models, threads, checks, resume, rows_per_part
 ):
     """Classify an archive: files, folders, manifest CSVs (`path` column) -> Parquet rows under --out.
 
@@ -57,18 +62,18 @@ def batch_cmd(
     rows; the job goes on. --out must be new or empty unless --resume continues a run there (inputs
     with a row are skipped; an interrupted part is set aside in .incomplete/). Read the result with
     pyarrow.parquet.read_table(OUT) or any Parquet reader. Logs hold counts, never paths. Exits 0 when
-    every input succeeded and 2 when any failed. Needs the [scale] extra (pyarrow; ray for --engine ray).
+    every input succeeded and 2 when any failed. Needs the [scale] extra (pyarrow; ray for --backend ray).
     """
-    from cxr_edge.batch import BatchEngine, PredictorSpec, run_batch
+    from cxr_edge.batch import PredictorSpec, run_batch
 
-    if address and engine != "ray":
-        raise click.UsageError("--address needs --engine ray")
+    if address and backend != "ray":
+        raise click.UsageError("--address needs --backend ray")
     members = tuple(m.strip() for m in models.split(",")) if models else None
     spec = PredictorSpec(bundle_dir=bundle_dir, members=members, threads=threads, checks=checks)
     summary = run_batch(
         inputs,
         out_dir,
-        engine=BatchEngine(engine),
+        backend=Backend(backend),
         spec=spec,
         workers=workers,
         address=address,
@@ -81,7 +86,7 @@ def batch_cmd(
         + f": {summary.ok} classified, {summary.errors} errors"
         + (f"; {summary.not_images} non-image file(s) in folders skipped" if summary.not_images else "")
         + f"; {summary.seconds:.1f} s "
-        f"({summary.images_per_second:.1f} img/s, engine {engine}); rows in {out_dir}",
+        f"({summary.images_per_second:.1f} img/s, backend {backend}); rows in {out_dir}",
         err=True,
     )
     sys.exit(2 if summary.errors else 0)

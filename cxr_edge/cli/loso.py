@@ -1,4 +1,11 @@
-"""``cxr-edge loso`` (train with each source held out) and ``cxr-edge loso-report`` (score and compare)."""
+"""``cxr-edge loso``: leave-one-source-out, the measure of a recipe on hospitals it has not seen.
+
+``loso train`` trains a recipe with each source held out ([train]); ``loso report`` scores and compares
+experiments from their held-out predictions; ``loso score-bundle`` scores a shipped bundle on sources
+it never saw; ``loso ensemble`` scores an ensemble of experiments; ``loso prune`` chooses a pruning
+level by held-out score ([train]). The old commands (``loso --config ...``, ``loso-report``,
+``loso-bundle``, ``loso-ensemble``, ``prune-loso``) still work for one release and say the new name.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +17,37 @@ from pathlib import Path
 
 import click
 
-from cxr_edge.cli.common import clean_errors, data_option, max_per_part_option, root_option, split_option
-from cxr_edge.cli.learning import _needs_train_extra, _select_model, model_option
+from cxr_edge.cli.common import (
+    clean_errors,
+    manifest_option,
+    max_per_part_option,
+    model_option,
+    needs_train_extra,
+    root_option,
+    select_model,
+    split_option,
+)
 from cxr_edge.evaluation import loso as scoring
 
 
-@click.command("loso")
+class _LosoGroup(click.Group):
+    """``cxr-edge loso --config ...`` (the command this group replaced) runs ``loso train``, with a note."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0].startswith("-") and args[0] not in ("-h", "--help"):
+            click.echo(
+                "note: `cxr-edge loso --config ...` is now `cxr-edge loso train --config ...`", err=True
+            )
+            args = ["train", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group("loso", cls=_LosoGroup)
+def loso_group() -> None:
+    """Leave-one-source-out: train with each source held out, score held-out sources, compare recipes."""
+
+
+@loso_group.command("train")
 @click.option(
     "--config",
     "config_path",
@@ -24,7 +56,7 @@ from cxr_edge.evaluation import loso as scoring
     help="Training recipe (TOML), e.g. configs/triage/baseline.toml.",
 )
 @model_option
-@data_option
+@manifest_option()
 @split_option(required=True)
 @click.option(
     "--out", required=True, type=click.Path(file_okay=False), help="LOSO folder (one run per fold)."
@@ -55,7 +87,7 @@ from cxr_edge.evaluation import loso as scoring
 @max_per_part_option
 @root_option
 @clean_errors
-def loso_cmd(
+def loso_train_cmd(
     config_path,
     model,
     manifest_path,
@@ -74,9 +106,9 @@ def loso_cmd(
     Finished folds are kept: run the same command again to resume an interrupted experiment. Writes
     OUT/<source>/ (a run directory with holdout_predictions.csv) and OUT/loso.json, OUT/loso.md.
     """
-    config_mod = _needs_train_extra("cxr_edge.train.config")
-    loso = _needs_train_extra("cxr_edge.train.loso")
-    config = _select_model(config_mod.TrainConfig.load(config_path), model)
+    config_mod = needs_train_extra("cxr_edge.train.config")
+    loso = needs_train_extra("cxr_edge.train.loso")
+    config = select_model(config_mod.TrainConfig.load(config_path), model)
     overrides = {"epochs": epochs, "crops": crops, "seed": seed}
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     report = loso.run_loso(
@@ -94,7 +126,7 @@ def loso_cmd(
     click.echo(f"{scoring.score_line(report)}; see {out}/loso.md")
 
 
-@click.command("loso-report")
+@loso_group.command("report")
 @click.argument("loso_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @click.option(
     "--name",
@@ -142,9 +174,9 @@ def loso_report_cmd(loso_dirs, names, baseline, out, json_out):
         Path(json_out).write_text(json.dumps(rows, indent=2) + "\n")
 
 
-@click.command("prune-loso")
+@loso_group.command("prune")
 @click.argument("loso_dir", type=click.Path(exists=True, file_okay=False))
-@data_option
+@manifest_option()
 @split_option(required=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the folds' pruning.")
 @click.option("--step", default=0.02, show_default=True, type=float, help="Fraction removed per step.")
@@ -161,15 +193,15 @@ def loso_report_cmd(loso_dirs, names, baseline, out, json_out):
 )
 @root_option
 @clean_errors
-def prune_loso_cmd(
+def loso_prune_cmd(
     loso_dir, manifest_path, split_path, out, step, max_fraction, finetune_epochs, tolerance, root
 ):
     """Choose a pruning level by leave-one-source-out: prune every fold, score each level on held-out sources.
 
-    Then prune the deployed run to that level: cxr-edge prune --run RUN --select fraction --fraction F.
+    Then prune the deployed run to that level: cxr-edge prune RUN --select fraction --fraction F.
     """
-    loop = _needs_train_extra("cxr_edge.train.prune.loop")
-    prune_loso = _needs_train_extra("cxr_edge.train.prune.loso")
+    loop = needs_train_extra("cxr_edge.train.prune.loop")
+    prune_loso = needs_train_extra("cxr_edge.train.prune.loso")
     cfg = loop.PruneConfig(
         step=step, max_fraction=max_fraction, finetune_epochs=finetune_epochs, latency=False
     )
@@ -196,9 +228,9 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
     return out
 
 
-@click.command("loso-bundle")
+@loso_group.command("score-bundle")
 @click.option("--bundle", "bundle_dir", default=None, type=click.Path(exists=True, file_okay=False))
-@data_option
+@manifest_option()
 @click.option(
     "--source", "sources", multiple=True, required=True, help="Source the bundle never saw (repeat)."
 )
@@ -208,13 +240,13 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="LOSO-style folder to write.")
 @root_option
 @clean_errors
-def loso_bundle_cmd(bundle_dir, manifest_path, sources, labels, label_map, rename, out, root):
-    """Score a shipped bundle on sources it was never trained on, in the LOSO format (loso-report reads it).
+def loso_score_bundle_cmd(bundle_dir, manifest_path, sources, labels, label_map, rename, out, root):
+    """Score a shipped bundle on sources it was never trained on, in the LOSO format (loso report reads it).
 
     Example (the first release's default bundle, trained on hannover, montreal and nih):
-    cxr-edge loso-bundle --source kermany --source shenzhen --source cxnet --label covid --label normal
+    cxr-edge loso score-bundle --source kermany --source shenzhen --source cxnet --label covid --label normal
     --label pneumonia --map bacterial=pneumonia --map viral=pneumonia --map pneumonia_unknown=pneumonia
-    --rename pneumonia_unknown=pneumonia --data ../shared/data/manifest.csv --out runs/loso/old_default
+    --rename pneumonia_unknown=pneumonia --manifest ../shared/data/manifest.csv --out runs/loso/old_default
     """
     from cxr_edge.bundle.folder import Bundle
     from cxr_edge.dataset.manifest import load_manifest
@@ -233,7 +265,7 @@ def loso_bundle_cmd(bundle_dir, manifest_path, sources, labels, label_map, renam
     click.echo(scoring.source_report(report))
 
 
-@click.command("loso-ensemble")
+@loso_group.command("ensemble")
 @click.argument("loso_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @click.option(
     "--method",
@@ -265,7 +297,7 @@ def loso_bundle_cmd(bundle_dir, manifest_path, sources, labels, label_map, renam
 def loso_ensemble_cmd(loso_dirs, method, no_temperature, temperature_rule, max_referred, out):
     """Score an ensemble of LOSO experiments image by image, fit its temperature and referral band by LOSO.
 
-    Writes OUT/<source>/holdout_predictions.csv, OUT/loso.json (loso-report and convert --card read it)
+    Writes OUT/<source>/holdout_predictions.csv, OUT/loso.json (loso report and convert --card read it)
     and OUT/ensemble.json (members, weights, temperature and referral threshold for convert).
     """
     from cxr_edge.evaluation import loso_select

@@ -10,7 +10,7 @@ import click
 from tqdm import tqdm
 
 from cxr_edge.bundle.folder import Bundle
-from cxr_edge.cli.common import bundle_option, checks_option, clean_errors, data_option, root_option
+from cxr_edge.cli.common import bundle_option, checks_option, clean_errors, manifest_option, root_option
 from cxr_edge.dataset.manifest import load_manifest
 from cxr_edge.dataset.samples import load_samples
 from cxr_edge.dataset.splits import extend_split, make_split, read_split, write_split
@@ -209,14 +209,14 @@ def demo_cmd(bundle_dir, out, force):
         )
     click.echo(
         "Samples are a handful of test-split images from hospitals the model trained on: such numbers "
-        "are optimistic. What to expect in an unseen hospital: `cxr-edge info --card` (leave-one-source-"
+        "are optimistic. What to expect in an unseen hospital: `cxr-edge bundle card` (leave-one-source-"
         "out results) and README, 'Honest numbers'."
     )
     click.echo(f"rows written to {out}")
 
 
 @click.command("split")
-@data_option
+@manifest_option()
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Split CSV to write.")
 @click.option(
     "--test",

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cxr_edge.cli.common import clean_errors
-from cxr_edge.cli.learning import _needs_train_extra
+from cxr_edge.cli.common import clean_errors, needs_train_extra
 
 #: Zoo backbones with a TF.js import (cxr_edge.train.tfjs_weights.SUPPORTED_MODELS; not imported here:
 #: TensorFlow).
@@ -44,7 +43,7 @@ def import_weights_cmd(source, model, input_size, out, force):
     dropped. Bundled .min.js model files are evaluated with node (vm context, permission model on):
     convert only packages you trust.
     """
-    tfjs = _needs_train_extra("cxr_edge.train.tfjs_weights")
+    tfjs = needs_train_extra("cxr_edge.train.tfjs_weights")
     made = tfjs.import_tfjs_weights(source, model, out, input_size=input_size, overwrite=force)
     checks = made["checks"]
     click.echo(

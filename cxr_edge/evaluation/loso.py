@@ -3,7 +3,7 @@
 A LOSO experiment trains one model per *fold*, each with one source (hospital or collection) left
 out of training, and predicts every image of the source it left out. This module turns those
 held-out predictions into numbers; training lives in :mod:`cxr_edge.train.loso`. It needs only numpy and
-statsmodels, so ``cxr-edge loso-report`` and the model card work on a cart.
+statsmodels, so ``cxr-edge loso report`` and the model card work on a cart.
 
 Numbers reported:
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import keras
 import numpy as np
+
 from cxr_edge.train.prune.graph import ELEMENTWISE_PAIRS, PASS_THROUGH, graph
 
 RELU_ACTIVATIONS = ("relu", "relu6")

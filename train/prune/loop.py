@@ -7,7 +7,7 @@ Output folder::
     prune_results.csv        one row per step
     prune_plot.png           validation AUC and latency against the pruned fraction
     best/                    a run directory (config.json, best.keras, run.json) of the step chosen
-                             on validation -- `cxr-edge convert --runs PRUNE_DIR/best` bundles it
+                             on validation -- `cxr-edge convert PRUNE_DIR/best` bundles it
 
 Everything is measured on the validation split; the test split is not touched. A repeated command
 continues after the last completed step.
@@ -25,6 +25,12 @@ from typing import Literal
 
 import keras
 import numpy as np
+from tqdm import tqdm
+
+from cxr_edge.errors import SpecError
+from cxr_edge.evaluation.loso import PREDICTIONS, read_predictions, score, write_predictions
+from cxr_edge.evaluation.metrics import classification_metrics
+from cxr_edge.provenance import git_commit, now_utc
 from cxr_edge.train.config import TrainConfig
 from cxr_edge.train.data import class_weights, crop_table, load_images, preprocess_all, training_data
 from cxr_edge.train.fit import load_task
@@ -33,12 +39,6 @@ from cxr_edge.train.prune.apoz import measure, prunable_layers, select
 from cxr_edge.train.prune.graph import prune_channels
 from cxr_edge.train.rundir import BEST_MODEL
 from cxr_edge.train.zoo import apply_weight_decay
-from tqdm import tqdm
-
-from cxr_edge.errors import SpecError
-from cxr_edge.evaluation.loso import PREDICTIONS, read_predictions, score, write_predictions
-from cxr_edge.evaluation.metrics import classification_metrics
-from cxr_edge.provenance import git_commit, now_utc
 
 RESULTS = "prune_results.csv"
 
@@ -245,7 +245,7 @@ def choose(
             no loss); ``best`` -- the step with the best validation macro AUC, ties to the more
             pruned one (the paper's choice, which on ~90 validation images often picks noise);
             ``fraction`` -- the most pruned step at or below ``fraction`` (a level chosen elsewhere,
-            e.g. by leave-one-source-out pruning of the recipe's folds: ``cxr-edge prune-loso``).
+            e.g. by leave-one-source-out pruning of the recipe's folds: ``cxr-edge loso prune``).
         tolerance: Allowed AUC drop for ``no_loss``.
         fraction: The level for ``fraction``.
     """

@@ -22,10 +22,9 @@ import csv
 import json
 from pathlib import Path
 
-from cxr_edge.train.prune.loop import PruneConfig, prune_run
-
 from cxr_edge.errors import SpecError
 from cxr_edge.evaluation.loso import PREDICTIONS, read_predictions, score
+from cxr_edge.train.prune.loop import PruneConfig, prune_run
 
 
 def prune_folds(

@@ -1,4 +1,4 @@
-"""The Ray engine: Ray Data streams inputs through CPU actors that decode and an actor pool that classifies.
+"""The Ray backend: Ray Data streams inputs through CPU actors that decode and an actor pool that classifies.
 
 Pipeline (one Ray Data job, streaming, so memory stays bounded whatever the archive size)::
 
@@ -12,7 +12,7 @@ never reach Ray (they are that input's error row).
 
 Both stages are actors rather than tasks because each holds interpreters loaded once (the segmenter in
 stage 1, the classifiers in stage 2); a task would reload the bundle (~40 ms, sha256 checks) per batch.
-Ray is imported only here, and only when the Ray engine runs.
+Ray is imported only here, and only when the Ray backend runs.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from cxr_edge.errors import CxrEdgeError
 BATCH_SIZE = 16
 
 
-class EngineError(CxrEdgeError):
+class BackendError(CxrEdgeError):
     """The distributed engine is missing or could not run the job."""
 
 
@@ -73,8 +73,8 @@ def _ray():
         import ray
         import ray.data
     except ImportError as exc:
-        raise EngineError(
-            "the Ray engine needs Ray Data",
+        raise BackendError(
+            "the Ray backend needs Ray Data",
             expected="pip install 'cxr-edge[scale]' (ray[data], pyarrow)",
             received=f"{type(exc).__name__}: {exc}",
         ) from exc
@@ -139,7 +139,7 @@ def run_ray(
     except CxrEdgeError:
         raise
     except Exception as exc:  # Ray's own failures (cluster lost, actor died thrice) end the run cleanly
-        raise EngineError(
+        raise BackendError(
             "the Ray job failed (rows written so far are kept; --resume continues)",
             expected="a running Ray cluster",
             received=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}",

@@ -1,39 +1,41 @@
-"""``cxr-edge info``: what a bundle holds, its models' parity and gates, and its model card."""
+"""``cxr-edge bundle``: what a bundle holds (``info``), its model card (``card``), and whether it may
+decode DICOMs at reduced resolution (``decode-gate``). No TensorFlow needed."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
+from pathlib import Path
 
 import click
 
 from cxr_edge.bundle.card_markdown import card_markdown, card_summary
-from cxr_edge.bundle.folder import Bundle
-from cxr_edge.cli.common import bundle_option, clean_errors
+from cxr_edge.bundle.folder import Bundle, write_manifest
+from cxr_edge.cli.common import bundle_option, clean_errors, manifest_option, root_option, split_option
+from cxr_edge.dataset.manifest import load_manifest
+from cxr_edge.dataset.splits import read_split
+from cxr_edge.errors import SpecError
 
 
-@click.command("info")
+@click.group("bundle")
+def bundle_group() -> None:
+    """A bundle: what it holds, its model card, its decode gate."""
+
+
+@bundle_group.command("info")
 @bundle_option
-@click.option(
-    "--json", "as_json", is_flag=True, help="Print the whole manifest (with --card: the card) as JSON."
-)
+@click.option("--json", "as_json", is_flag=True, help="Print the whole manifest as JSON.")
 @click.option("--markdown", is_flag=True, help="Print the models as a Markdown table (for reports).")
-@click.option(
-    "--card", "show_card", is_flag=True, help="Print the model card as Markdown (or JSON with --json)."
-)
+# `cxr-edge info --card` of one release ago: now `cxr-edge bundle card`.
+@click.option("--card", "show_card", is_flag=True, hidden=True)
 @clean_errors
 def info_cmd(bundle_dir, as_json, markdown, show_card):
     """Show what a bundle holds and where it is (checksums are verified)."""
     bundle = Bundle.load(bundle_dir)
     m = bundle.manifest
     if show_card:
-        if m.card is None:
-            raise click.ClickException(
-                f"bundle {m.name} (format {m.format_version}) carries no model card; "
-                "`cxr-edge convert` writes one into every format-3 bundle"
-            )
-        click.echo(
-            json.dumps(m.card.to_dict(), indent=2) if as_json else card_markdown(m.card, m.name), nl=as_json
-        )
+        _echo_card(bundle, as_json)
         return
     if as_json:
         click.echo(json.dumps(m.to_dict(), indent=2))
@@ -98,6 +100,75 @@ def info_cmd(bundle_dir, as_json, markdown, show_card):
     )
 
 
+@bundle_group.command("card")
+@bundle_option
+@click.option("--json", "as_json", is_flag=True, help="The card as JSON instead of Markdown.")
+@clean_errors
+def card_cmd(bundle_dir, as_json):
+    """Print the bundle's model card: intended use, training data, LOSO results, failure modes."""
+    _echo_card(Bundle.load(bundle_dir), as_json)
+
+
+def _echo_card(bundle: Bundle, as_json: bool) -> None:
+    m = bundle.manifest
+    if m.card is None:
+        raise click.ClickException(
+            f"bundle {m.name} (format {m.format_version}) carries no model card; "
+            "`cxr-edge convert` writes one into every format-3 bundle"
+        )
+    click.echo(
+        json.dumps(m.card.to_dict(), indent=2) if as_json else card_markdown(m.card, m.name), nl=as_json
+    )
+
+
+@bundle_group.command("decode-gate")
+@bundle_option
+@manifest_option()
+@split_option()
+@root_option
+@click.option("--images", default=60, show_default=True, type=click.IntRange(1), help="Validation images.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Gated copy of the bundle.")
+@click.option("--force", is_flag=True, help="Replace an existing --out folder.")
+@clean_errors
+def decode_gate_cmd(bundle_dir, manifest_path, split_path, root, images, out, force):
+    """Gate reduced-resolution DICOM decoding for a bundle and write a copy that records the verdict.
+
+    Each validation image becomes a full-size 12-bit DICOM (uncompressed, JPEG baseline, JPEG 2000),
+    predicted by the bundle decoded at full and at reduced resolution; the copy decodes reduced only,
+    by the kinds that keep 99% of the argmax decisions outside the abstention band. (`cxr-edge
+    convert` runs the same gate.) The input bundle is never modified.
+    """
+    from cxr_edge.dataset.splits import spread
+    from cxr_edge.evaluation.decode_gate import KINDS, REFERENCE, decode_gate
+
+    source = Bundle.load(bundle_dir)
+    target = Path(out)
+    if target.resolve() == source.root.resolve():
+        raise SpecError("--out is the input bundle", expected="a new folder", received=str(target))
+    if target.exists() and any(target.iterdir()) and not force:
+        raise SpecError("output folder is not empty", expected="a new folder (or --force)", received=out)
+    manifest = load_manifest(manifest_path, root, check_files=False)
+    val = read_split(split_path, manifest).records(manifest, "val")
+    config = decode_gate(source.root, [r.file for r in spread(val, images)], progress=True)
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source.root, target)
+    write_manifest(target, dataclasses.replace(source.manifest, decode=config))
+    for kind in (*KINDS, REFERENCE):
+        g = config.gate[kind]
+        click.echo(
+            f"{kind:10s} 1/{'/'.join(map(str, g['reduction']))}: agreement {g['argmax_agreement']:.3f} "
+            f"(outside the abstention band {g['argmax_agreement_outside_band']:.3f} of "
+            f"{g['images_outside_band']}), max |dp| {g['max_abs_diff']:.3f}, "
+            f"mean |dp| {g['mean_abs_diff']:.4f}"
+            + ("  [reference: lossy JPEG at full resolution]" if kind == REFERENCE else "")
+        )
+    verdict = (
+        f"passed for {', '.join(config.kinds)}" if config.reduced else "failed: full-resolution decoding"
+    )
+    click.echo(f"decode gate {verdict} (min side {config.min_side} px) -> {target}")
+
+
 def abstain_summary(band) -> str:
     """The referral rule in words (a margin of 0 refers nothing, so it is not mentioned)."""
     if band is None:
@@ -112,7 +183,7 @@ def abstain_summary(band) -> str:
 def decode_summary(decode) -> str:
     """One line on reduced-resolution DICOM decoding: which kinds the gate allowed, and its numbers."""
     if decode is None:
-        return "full resolution (no decode gate recorded; `cxr-edge decode-gate` measures one)"
+        return "full resolution (no decode gate recorded; `cxr-edge bundle decode-gate` measures one)"
     if not decode.reduced:
         return f"full resolution (the decode gate failed on {decode.gate.get('images', '?')} images)"
     refused = [k for k, v in decode.gate.items() if isinstance(v, dict) and v.get("passed") is False]
