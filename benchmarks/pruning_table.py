@@ -15,7 +15,7 @@ int8), all read from files the pipeline already writes, so the table is reproduc
 * ``--eval``: folders of ``cxr-edge evaluate`` on the test split of the unpruned and pruned bundles;
 * ``--bench``: ``cxr-edge bench --variants --out`` JSON of the same bundles (model-alone latency).
 
-Member names follow ``cxr_edge.convert.build.member_stems``: ``RUN-QUANT`` unpruned, ``RUN-pruned-QUANT``
+Member names follow ``cxr_edge.convert.members.member_stems``: ``RUN-QUANT`` unpruned, ``RUN-pruned-QUANT``
 pruned, where RUN is the training run's folder name.
 """
 

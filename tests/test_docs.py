@@ -231,3 +231,75 @@ def test_the_command_reference_is_current():
 
     page = (REPO / "docs" / "cli.md").read_text(encoding="utf-8")
     assert page == render(), "docs/cli.md is stale: python -m cxr_edge.cli.reference > docs/cli.md"
+
+
+#: Folders whose Python packages the layout table of docs/README.md must list (train/ installs as
+#: cxr_edge.train, and so on).
+PACKAGE_ROOTS = ("cxr_edge", "train", "convert", "benchmarks")
+#: What the layout table names in backticks and the test checks: a module (`card_stats`) or a path
+#: (`prune/`, `configs/triage/`, `mk/*.mk`).
+LAYOUT_NAME = re.compile(r"[a-z_][a-z0-9_]*|[\w.*-]+(/[\w.*-]*)+")
+
+
+def layout_table() -> dict[str, set[str]]:
+    """docs/README.md's layout table: each row's path (`cxr_edge/ops/`) -> the names in its backticks."""
+    text = (REPO / "docs" / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Layout of the repository", 1)[1].split("\n## ", 1)[0]
+    rows: dict[str, set[str]] = {}
+    for path, what in re.findall(r"^\| `([^`]+)`[^|]*\| (.*) \|$", section, flags=re.M):
+        assert path not in rows, f"docs/README.md: two layout rows for `{path}`"
+        rows[path] = set(re.findall(r"`([^`\n]+)`", what))
+    return rows
+
+
+def _exists(name: str, folder: Path) -> bool:
+    """A module or file of the row's folder (`fit`, `serve` for serve.toml), a folder (`prune/`), or a
+    path from the row's folder or the repository root (`configs/triage/`, `mk/*.mk`)."""
+    if "/" in name.rstrip("/"):
+        return any(any(base.glob(name.rstrip("/"))) for base in (folder, REPO))
+    name = name.rstrip("/")
+    return (folder / name).is_dir() or any(folder.glob(f"{name}.*"))
+
+
+def test_layout_table_lists_every_package_and_nothing_stale():
+    """One row per package (and per data folder of a package: its own row or `name/` in its parent's
+    row), every module named in its package's row, and every module or path the table names exists.
+
+    Checked names are the backticked ones that look like a module (`card_stats`) or a path (`prune/`,
+    `configs/triage/`); commands (`cxr-edge bench`) and file names (`kit.csv`) are prose.
+    """
+    rows = layout_table()
+    assert len(rows) > 10, "docs/README.md: no layout table under '## Layout of the repository'"
+    missing = []
+    for root in PACKAGE_ROOTS:
+        folders = [REPO / root, *(p for p in (REPO / root).rglob("*") if p.is_dir())]
+        for folder in sorted(folders):
+            rel = folder.relative_to(REPO)
+            if any(part == "__pycache__" or part.startswith(".") for part in rel.parts):
+                continue
+            if not (folder / "__init__.py").exists():
+                continue
+            row = f"{rel.as_posix()}/"
+            if row not in rows:
+                missing.append(f"{row}: package without a row")
+                continue
+            modules = {p.stem for p in folder.glob("*.py")} - {"__init__", "__main__"}
+            missing += [f"{row}: module `{m}` not named in its row" for m in sorted(modules - rows[row])]
+            for child in sorted(folder.iterdir()):
+                if not child.is_dir() or child.name == "__pycache__" or child.name.startswith("."):
+                    continue
+                if (child / "__init__.py").exists() or f"{row}{child.name}/" in rows:
+                    continue
+                if f"{child.name}/" not in rows[row]:
+                    missing.append(f"{row}: folder `{child.name}/` neither named in its row nor a row")
+    stale = []
+    for path, names in rows.items():
+        folder = REPO / path
+        if not folder.exists():
+            stale.append(f"`{path}`: no such path")
+            continue
+        for name in sorted(names):
+            if LAYOUT_NAME.fullmatch(name) and not _exists(name, folder):
+                stale.append(f"`{path}` row: `{name}` does not exist")
+    assert not missing, "docs/README.md's layout table lacks:\n" + "\n".join(missing)
+    assert not stale, "docs/README.md's layout table names what is gone:\n" + "\n".join(stale)

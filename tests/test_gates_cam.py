@@ -73,16 +73,19 @@ def test_cam_from_dense_weights_is_grad_cam(name):
 
 def test_device_heat_map_matches_keras_grad_cam(run, kit_manifest, split, tmp_path):
     from cxr_edge.convert.build import build_bundle
+    from cxr_edge.convert.recipe import BundleRecipe
 
     out = build_bundle(
-        [run],
-        kit_manifest,
-        split,
+        BundleRecipe(
+            runs=[run],
+            manifest=kit_manifest,
+            split=split,
+            quants=("fp32",),
+            member_quant="fp32",
+            n_calibration=8,
+            max_per_part=40,
+        ),
         tmp_path / "b",
-        quants=("fp32",),
-        member_quant="fp32",
-        n_calibration=8,
-        max_per_part=40,
         progress=False,
     )
     bundle = Bundle.load(out)
@@ -105,6 +108,7 @@ def test_device_heat_map_matches_keras_grad_cam(run, kit_manifest, split, tmp_pa
 
 def test_broken_calibration_fails_the_gate(run, kit_manifest, split, tmp_path):
     from cxr_edge.convert.build import build_bundle
+    from cxr_edge.convert.recipe import BundleRecipe
     from cxr_edge.train.data import load_images, preprocess_all
     from cxr_edge.train.fit import load_task
 
@@ -120,14 +124,24 @@ def test_broken_calibration_fails_the_gate(run, kit_manifest, split, tmp_path):
     verdict = gate(parity(model.predict(x_val, verbose=0), converted, y_val, TINY.labels))
     assert not verdict["passed"] and verdict["failures"]
 
-    args = dict(quants=("int8",), n_calibration=8, max_per_part=40, progress=False, calibration=broken)
+    args = dict(quants=("int8",), n_calibration=8, max_per_part=40)
     with pytest.raises(GateError, match="failed its accuracy gate") as info:
-        build_bundle([run], kit_manifest, split, tmp_path / "bundle", **args)
+        build_bundle(
+            BundleRecipe(runs=[run], manifest=kit_manifest, split=split, **args),
+            tmp_path / "bundle",
+            progress=False,
+            calibration=broken,
+        )
     assert not (tmp_path / "bundle").exists()  # nothing half-written
     report = json.loads((tmp_path / "bundle.gate-report.json").read_text())
     assert report["worst_layers"] and report["worst_layers"][0]["rmse_per_step"] > 0
     assert "worst layers" in str(info.value)
-    kept = build_bundle([run], kit_manifest, split, tmp_path / "kept", allow_degraded=True, **args)
+    kept = build_bundle(
+        BundleRecipe(runs=[run], manifest=kit_manifest, split=split, allow_degraded=True, **args),
+        tmp_path / "kept",
+        progress=False,
+        calibration=broken,
+    )
     g = Bundle.load(kept).manifest.models[0].gate
     assert g["passed"] is False and g["allowed_degraded"] is True
 

@@ -134,17 +134,20 @@ def test_rerun_continues_instead_of_redoing(pruned, run, kit_manifest, split):
 
 def test_pruned_model_converts_and_the_bundle_records_its_reduction(pruned, kit_manifest, split, tmp_path):
     from cxr_edge.convert.build import build_bundle
+    from cxr_edge.convert.recipe import BundleRecipe
 
     out = build_bundle(
-        [pruned / "best"],
-        kit_manifest,
-        split,
+        BundleRecipe(
+            runs=[pruned / "best"],
+            manifest=kit_manifest,
+            split=split,
+            quants=("int8",),
+            n_calibration=8,
+            max_per_part=16,
+            allow_degraded=True,
+        ),
         tmp_path / "bundle",
-        quants=("int8",),
-        n_calibration=8,
-        max_per_part=16,
         progress=False,
-        allow_degraded=True,  # a barely trained 16-image model: the gate's verdict is recorded, not enforced
     )
     entry = Bundle.load(out).manifest.models[0]
     assert entry.params_unpruned > entry.params or entry.pruned_fraction == 0.0
@@ -182,7 +185,7 @@ def test_global_ranking_and_cli(run, kit_manifest, split, tmp_path):
 
 
 def test_pruned_members_are_named_after_their_pruning_folder(tmp_path):
-    from cxr_edge.convert.build import member_stems
+    from cxr_edge.convert.members import member_stems
 
     runs = [tmp_path / "mobilenet_v2-stage2" / "best", tmp_path / "custom_cnn-scratch" / "best"]
     assert member_stems(runs, [TINY, TINY]) == ["mobilenet_v2-stage2-pruned", "custom_cnn-scratch-pruned"]

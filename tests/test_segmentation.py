@@ -253,6 +253,7 @@ def test_segment_paths_writes_masks_overlays_and_reports_errors(seg_bundle, tmp_
 
 def test_lung_crop_classifier_ships_with_its_segmenter(crops, seg_bundle, kit_manifest, split, tmp_path):
     from cxr_edge.convert.build import build_bundle
+    from cxr_edge.convert.recipe import BundleRecipe
     from cxr_edge.train.fit import train_run
 
     run = train_run(
@@ -264,12 +265,26 @@ def test_lung_crop_classifier_ships_with_its_segmenter(crops, seg_bundle, kit_ma
         progress=False,
     )
     border_run = train_run(CLS, kit_manifest, split, tmp_path / "border", max_per_part=12, progress=False)
-    common = dict(quants=("fp32",), member_quant="fp32", n_calibration=4, max_per_part=12, progress=False)
+    common = dict(quants=("fp32",), member_quant="fp32", n_calibration=4, max_per_part=12)
     with pytest.raises(SpecError, match="need their segmenter"):
-        build_bundle([run], kit_manifest, split, tmp_path / "b0", **common)
+        build_bundle(
+            BundleRecipe(runs=[run], manifest=kit_manifest, split=split, **common),
+            tmp_path / "b0",
+            progress=False,
+        )
     with pytest.raises(SpecError, match="without lung crops"):
-        build_bundle([border_run], kit_manifest, split, tmp_path / "b1", segmenter=seg_bundle, **common)
-    out = build_bundle([run], kit_manifest, split, tmp_path / "b2", segmenter=seg_bundle, **common)
+        build_bundle(
+            BundleRecipe(
+                runs=[border_run], manifest=kit_manifest, split=split, segmenter=seg_bundle, **common
+            ),
+            tmp_path / "b1",
+            progress=False,
+        )
+    out = build_bundle(
+        BundleRecipe(runs=[run], manifest=kit_manifest, split=split, segmenter=seg_bundle, **common),
+        tmp_path / "b2",
+        progress=False,
+    )
     bundle = Bundle.load(out)
     assert bundle.manifest.segmenter.sha256 == CropTable.read(crops).segmenter_sha256
     pred = Predictor(bundle).predict_file(load_samples()[0].file)
@@ -292,6 +307,7 @@ def test_lung_crop_classifier_ships_with_its_segmenter(crops, seg_bundle, kit_ma
 
 def test_crop_table_from_another_segmenter_is_refused(crops, seg_bundle, kit_manifest, split, tmp_path):
     from cxr_edge.convert.build import build_bundle
+    from cxr_edge.convert.recipe import BundleRecipe
     from cxr_edge.train.fit import train_run
 
     forged = tmp_path / "crops.csv"
@@ -306,14 +322,16 @@ def test_crop_table_from_another_segmenter_is_refused(crops, seg_bundle, kit_man
     )
     with pytest.raises(SpecError, match="differs from the one that made the crop table"):
         build_bundle(
-            [run],
-            kit_manifest,
-            split,
+            BundleRecipe(
+                runs=[run],
+                manifest=kit_manifest,
+                split=split,
+                segmenter=seg_bundle,
+                quants=("fp32",),
+                member_quant="fp32",
+                n_calibration=4,
+                max_per_part=8,
+            ),
             tmp_path / "b",
-            segmenter=seg_bundle,
-            quants=("fp32",),
-            member_quant="fp32",
-            n_calibration=4,
-            max_per_part=8,
             progress=False,
         )

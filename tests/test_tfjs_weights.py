@@ -1,4 +1,5 @@
-"""TF.js layers model -> Keras backbone weights (cxr_edge.train.tfjs_weights, `cxr-edge import-weights`).
+"""TF.js layers model -> Keras backbone weights (cxr_edge.train.tfjs_package, .tfjs_match, .tfjs_weights;
+`cxr-edge import-weights`).
 
 The TF.js models are written here, in the format tfjs-converter writes for Keras models (Keras 2
 topology JSON, weightsManifest with per-tensor uint8/uint16 quantisation, binary shards), so nothing
@@ -25,7 +26,9 @@ from cxr_edge.errors import SpecError
 from cxr_edge.train import zoo
 from cxr_edge.train.config import TrainConfig
 from cxr_edge.train.fit import _weights_origin
-from cxr_edge.train.tfjs_weights import import_tfjs_weights, provenance_path, read_tfjs, transfer
+from cxr_edge.train.tfjs_match import transfer
+from cxr_edge.train.tfjs_package import read_tfjs
+from cxr_edge.train.tfjs_weights import import_tfjs_weights, provenance_path
 
 pytestmark = pytest.mark.train
 

@@ -49,17 +49,20 @@ def tiny_run(kit_manifest, split, tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny_bundle(tiny_run, kit_manifest, split, tmp_path_factory):
     from cxr_edge.convert.build import build_bundle
+    from cxr_edge.convert.recipe import BundleRecipe
 
     return build_bundle(
-        [tiny_run],
-        kit_manifest,
-        split,
+        BundleRecipe(
+            runs=[tiny_run],
+            manifest=kit_manifest,
+            split=split,
+            n_calibration=16,
+            max_per_part=PER_PART,
+            name="tiny",
+            allow_degraded=True,
+        ),
         tmp_path_factory.mktemp("b") / "bundle",
-        n_calibration=16,
-        max_per_part=PER_PART,
-        name="tiny",
         progress=False,
-        allow_degraded=True,  # 24 validation images: one argmax flip already misses the 99% gate
     )
 
 
@@ -175,6 +178,7 @@ def test_config_rejects_unknown_keys(tmp_path):
 
 def test_two_run_bundle_fits_every_combiner_on_validation(tiny_run, kit_manifest, split, tmp_path):
     from cxr_edge.convert.build import build_bundle
+    from cxr_edge.convert.recipe import BundleRecipe
     from cxr_edge.dataset.manifest import load_manifest
     from cxr_edge.dataset.splits import read_split
     from cxr_edge.evaluation.evaluate import evaluate
@@ -189,15 +193,17 @@ def test_two_run_bundle_fits_every_combiner_on_validation(tiny_run, kit_manifest
         progress=False,
     )
     out = build_bundle(
-        [tiny_run, other],
-        kit_manifest,
-        split,
+        BundleRecipe(
+            runs=[tiny_run, other],
+            manifest=kit_manifest,
+            split=split,
+            quants=("fp32",),
+            member_quant="fp32",
+            method="stacking",
+            n_calibration=8,
+            max_per_part=PER_PART,
+        ),
         tmp_path / "bundle",
-        quants=("fp32",),
-        member_quant="fp32",
-        method="stacking",
-        n_calibration=8,
-        max_per_part=PER_PART,
         progress=False,
     )
     bundle = Bundle.load(out)
@@ -217,19 +223,22 @@ def test_two_run_bundle_fits_every_combiner_on_validation(tiny_run, kit_manifest
 
 def test_single_member_weighted_is_refused(tiny_run, kit_manifest, split, tmp_path):
     from cxr_edge.convert.build import build_bundle
+    from cxr_edge.convert.recipe import BundleRecipe
     from cxr_edge.errors import SpecError
 
     with pytest.raises(SpecError, match="two or more members"):
         build_bundle(
-            [tiny_run],
-            kit_manifest,
-            split,
+            BundleRecipe(
+                runs=[tiny_run],
+                manifest=kit_manifest,
+                split=split,
+                quants=("fp32",),
+                member_quant="fp32",
+                method="weighted",
+                n_calibration=8,
+                max_per_part=PER_PART,
+            ),
             tmp_path / "b",
-            quants=("fp32",),
-            member_quant="fp32",
-            method="weighted",
-            n_calibration=8,
-            max_per_part=PER_PART,
             progress=False,
         )
 
@@ -242,6 +251,7 @@ def load_samples_first():
 
 def test_bundle_mixes_grey_and_three_channel_models(tiny_run, kit_manifest, split, tmp_path):
     from cxr_edge.convert.build import build_bundle
+    from cxr_edge.convert.recipe import BundleRecipe
     from cxr_edge.train.fit import train_run
 
     spec3 = dataclasses.replace(TINY.preprocess, channels=3)
@@ -254,14 +264,16 @@ def test_bundle_mixes_grey_and_three_channel_models(tiny_run, kit_manifest, spli
         progress=False,
     )
     out = build_bundle(
-        [tiny_run, backbone],
-        kit_manifest,
-        split,
+        BundleRecipe(
+            runs=[tiny_run, backbone],
+            manifest=kit_manifest,
+            split=split,
+            quants=("fp32",),
+            member_quant="fp32",
+            n_calibration=4,
+            max_per_part=8,
+        ),
         tmp_path / "bundle",
-        quants=("fp32",),
-        member_quant="fp32",
-        n_calibration=4,
-        max_per_part=8,
         progress=False,
     )
     bundle = Bundle.load(out)
@@ -275,6 +287,7 @@ def test_convert_writes_the_card_band_and_temperature_it_is_given(tiny_run, kit_
     from tiny_bundle import synthetic_loso_report
 
     from cxr_edge.convert.build import build_bundle
+    from cxr_edge.convert.recipe import BundleRecipe
     from cxr_edge.errors import SpecError
     from cxr_edge.ops.quality import AbstainConfig
 
@@ -296,19 +309,20 @@ def test_convert_writes_the_card_band_and_temperature_it_is_given(tiny_run, kit_
         'intended_use = "Tiny tests."\nfailure_modes = ["Misses Montreal figures."]\nrecipe = "tiny"\n'
         'loso = "loso/loso.json"\naudit = "metrics.json"\n'
     )
-    common = dict(
-        quants=("fp32",), member_quant="fp32", n_calibration=4, max_per_part=PER_PART, progress=False
-    )
+    common = dict(quants=("fp32",), member_quant="fp32", n_calibration=4, max_per_part=PER_PART)
     out = build_bundle(
-        [tiny_run],
-        kit_manifest,
-        split,
+        BundleRecipe(
+            runs=[tiny_run],
+            manifest=kit_manifest,
+            split=split,
+            referral=AbstainConfig(0.5, 0.05),
+            temperature=2.0,
+            card=card_file,
+            allow_degraded=True,
+            **common,
+        ),
         tmp_path / "b",
-        abstain=AbstainConfig(0.5, 0.05),
-        temperature=2.0,
-        card=card_file,
-        allow_degraded=True,
-        **common,
+        progress=False,
     )
     m = Bundle.load(out).manifest
     assert m.ensemble.temperature == 2.0 and m.ensemble.abstain == AbstainConfig(0.5, 0.05)
@@ -334,5 +348,14 @@ def test_convert_writes_the_card_band_and_temperature_it_is_given(tiny_run, kit_
     (loso / "loso.json").write_text(json.dumps(report))
     with pytest.raises(SpecError, match="LOSO report is about other labels"):
         build_bundle(
-            [tiny_run], kit_manifest, split, tmp_path / "b2", card=card_file, allow_degraded=True, **common
+            BundleRecipe(
+                runs=[tiny_run],
+                manifest=kit_manifest,
+                split=split,
+                card=card_file,
+                allow_degraded=True,
+                **common,
+            ),
+            tmp_path / "b2",
+            progress=False,
         )

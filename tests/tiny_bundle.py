@@ -53,7 +53,7 @@ def build(out: Path) -> Path:
         ModelEntry,
         SegmenterEntry,
     )
-    from cxr_edge.convert.build import cam_weights
+    from cxr_edge.convert.members import cam_weights
     from cxr_edge.convert.tflite import to_tflite, to_tflite_variants
     from cxr_edge.hashing import file_sha256
     from cxr_edge.ops.quality import AbstainConfig

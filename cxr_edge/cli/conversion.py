@@ -20,6 +20,7 @@ from cxr_edge.cli.common import (
     runs_argument,
     split_option,
 )
+from cxr_edge.ops.ensemble import METHODS, WEIGHT_RULES
 
 
 @click.command("convert")
@@ -70,14 +71,14 @@ from cxr_edge.cli.common import (
     "method",
     default="mean",
     show_default=True,
-    type=click.Choice(["vote", "mean", "weighted", "stacking"]),
+    type=click.Choice(METHODS),
     help="Default combiner; with several runs, weights and the stacker are fitted on validation anyway.",
 )
 @click.option(
     "--weight-rule",
     default="logloss",
     show_default=True,
-    type=click.Choice(["logloss", "accuracy"]),
+    type=click.Choice(WEIGHT_RULES),
     help="How weighted averaging is fitted: minimum validation log-loss, or the paper's accuracy rule.",
 )
 @click.option(
@@ -158,34 +159,34 @@ def convert_cmd(
     """
     run_dirs = run_folders(run_dirs, run_options, "cxr-edge convert RUN... --manifest CSV --out BUNDLE")
     build = needs_train_extra("cxr_edge.convert.build")
+    recipes = needs_train_extra("cxr_edge.convert.recipe")
+    gates = needs_train_extra("cxr_edge.convert.gates")
     from cxr_edge.ops.quality import AbstainConfig
 
     band = None
     if abstain_min_prob is not None or abstain_min_margin is not None:
         band = AbstainConfig(min_top_prob=abstain_min_prob or 0.0, min_margin=abstain_min_margin or 0.0)
-    bundle = build.build_bundle(
-        run_dirs,
-        manifest_path,
-        split_path,
-        out,
-        quants=[q.strip() for q in quant.split(",")],
+    recipe = recipes.BundleRecipe(
+        runs=run_dirs,
+        manifest=manifest_path,
+        split=split_path,
+        root=root,
+        name=name,
+        quants=recipes.quant_list(quant.split(",")),
         member_quant=member_quant,
         member_fallback=member_fallback,
         method=method,
         weight_rule=weight_rule,
         segmenter=segmenter,
-        root=root,
-        name=name,
-        max_per_part=max_per_part,
-        command=shlex.join(["cxr-edge", *sys.argv[1:]]),
-        overwrite=force,
-        thresholds=build.GateThresholds(min_agreement=min_agreement, max_auc_drop=max_auc_drop),
+        thresholds=gates.GateThresholds(min_agreement=min_agreement, max_auc_drop=max_auc_drop),
         allow_degraded=allow_degraded,
-        abstain=band,
+        referral=band,
         temperature=temperature,
         card=card_file,
         decode_gate_images=decode_gate_images,
+        max_per_part=max_per_part,
     )
+    bundle = build.build_bundle(recipe, out, overwrite=force, command=shlex.join(["cxr-edge", *sys.argv[1:]]))
     from cxr_edge.bundle.folder import Bundle
     from cxr_edge.cli.bundle import model_lines
 

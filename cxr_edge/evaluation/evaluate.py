@@ -277,7 +277,7 @@ def best_member(bundle: Bundle, preds: Predictions) -> str:
 def counterpart(name: str, others: Sequence[str]) -> str | None:
     """The model of another bundle that ``name`` is compared with: the same name, or the unpruned one.
 
-    Pruned members are named ``RUN-pruned-QUANT`` (``cxr_edge.convert.build.member_stems``), their sources
+    Pruned members are named ``RUN-pruned-QUANT`` (``cxr_edge.convert.members.member_stems``), their sources
     ``RUN-QUANT``.
     """
     for candidate in (name, name.replace("-pruned-", "-")):

@@ -24,7 +24,10 @@ import numpy as np
 
 from cxr_edge.errors import SpecError
 
+#: The combiners a bundle may name (``ensemble.method``).
 METHODS = ("vote", "mean", "weighted", "stacking")
+#: How member weights are fitted on validation: :func:`logloss_weights` or :func:`accuracy_weights`.
+WEIGHT_RULES = ("logloss", "accuracy")
 _EPS = 1e-12
 
 
