@@ -1,4 +1,4 @@
-"""How often the input checks refuse good frontal images, and what the abstention band does.
+"""How often the input checks refuse good frontal images, and what the referral band does.
 
     python -m cxr_edge.benchmarks.quality [--manifest KIT/manifest.csv] [--split splits/kit.csv] \\
         [--out FILE.json]
@@ -7,7 +7,7 @@ Every kit image is a frontal chest film (PA, AP, AP supine or NIH's unknown, whi
 each refusal by :func:`cxr_edge.ops.quality.check_pixels` is a false rejection. The frontal-pattern
 threshold is meant to be read off the train part (its 1st percentile is printed) and judged on val and
 test. The same images inverted (``1 - image``) show how many inverted films the frontal-pattern check
-catches. The abstention band is measured on the validation part with the shipped bundle: the fraction
+catches. The referral band is measured on the validation part with the shipped bundle: the fraction
 referred to a radiologist and the accuracy of the rest, for a few thresholds.
 """
 
@@ -24,7 +24,7 @@ from cxr_edge.bundle.folder import Bundle
 from cxr_edge.dataset.manifest import load_manifest
 from cxr_edge.dataset.splits import read_split
 from cxr_edge.imaging.reader import read_image
-from cxr_edge.ops.quality import AbstainConfig, QualityConfig, abstain, check_pixels, frontal_score
+from cxr_edge.ops.quality import QualityConfig, ReferralBand, check_pixels, frontal_score, referral_reason
 from cxr_edge.runtime.pipeline import Predictor
 
 
@@ -74,7 +74,7 @@ def measure(manifest_path: str, split_path: str, config: QualityConfig) -> dict:
     }
 
 
-def abstention(manifest_path: str, split_path: str, thresholds: list[float]) -> dict:
+def referral(manifest_path: str, split_path: str, thresholds: list[float]) -> dict:
     """Referred fraction and accuracy of the reported rest on the validation part, per threshold."""
     manifest = load_manifest(manifest_path, check_files=False)
     records = read_split(split_path, manifest).records(manifest, "val")
@@ -84,8 +84,8 @@ def abstention(manifest_path: str, split_path: str, thresholds: list[float]) -> 
     own = predictor.ensemble.abstain
     out = {"bundle_band": own.min_top_prob if own else None}
     for t in sorted({*thresholds, *([own.min_top_prob] if own else [])}):
-        band = AbstainConfig(min_top_prob=t)
-        kept = [(truth, p) for truth, p in preds if abstain(p.probs, band) is None]
+        band = ReferralBand(min_top_prob=t)
+        kept = [(truth, p) for truth, p in preds if referral_reason(p.probs, band) is None]
         out[str(t)] = {
             "referred": 1 - len(kept) / len(preds),
             "accuracy_reported": sum(truth == p.label for truth, p in kept) / len(kept) if kept else None,
@@ -100,10 +100,10 @@ def abstention(manifest_path: str, split_path: str, thresholds: list[float]) -> 
 @click.option("--split", "split_path", default="splits/kit.csv", show_default=True)
 @click.option("--out", default=None, type=click.Path(dir_okay=False), help="Also write the numbers as JSON.")
 def main(manifest_path: str, split_path: str, out: str | None) -> None:
-    """Measure false rejections of the quality checks on the kit and the abstention band on validation."""
+    """Measure false rejections of the quality checks on the kit and the referral band on validation."""
     result = {
         "quality": measure(manifest_path, split_path, QualityConfig()),
-        "abstention_val": abstention(manifest_path, split_path, [0.0, 0.34, 0.4, 0.5, 0.6]),
+        "abstention_val": referral(manifest_path, split_path, [0.0, 0.34, 0.4, 0.5, 0.6]),
     }
     text = json.dumps(result, indent=2)
     click.echo(text)

@@ -31,7 +31,7 @@ from cxr_edge.bundle.folder import Bundle
 from cxr_edge.bundle.manifest import EnsembleConfig, LungEvidence
 from cxr_edge.dataset.manifest import Record
 from cxr_edge.errors import SpecError
-from cxr_edge.evaluation.card_stats import abstain_results, lung_evidence_stats, split_results, training_data
+from cxr_edge.evaluation.card_stats import lung_evidence_stats, referral_results, split_results, training_data
 from cxr_edge.ops.cam import MIN_FRACTION_PERCENTILE, choose_min_fraction
 from cxr_edge.runtime.pipeline import Predictor
 
@@ -116,7 +116,7 @@ def in_distribution(
         if len(y[part]):
             out[part] = split_results(y[part], probs[part], [r.source for r in records[part]], labels)
     if ensemble.abstain is not None and len(y["val"]):
-        out["abstain"] = abstain_results(y["val"], probs["val"], labels, ensemble.abstain)
+        out["abstain"] = referral_results(y["val"], probs["val"], labels, ensemble.abstain)
     return out
 
 

@@ -17,7 +17,7 @@ from cxr_edge.convert.gates import GateThresholds
 from cxr_edge.convert.tflite import Quant
 from cxr_edge.errors import SpecError
 from cxr_edge.ops.ensemble import METHODS, WEIGHT_RULES
-from cxr_edge.ops.quality import AbstainConfig
+from cxr_edge.ops.quality import ReferralBand
 
 #: Training images used to calibrate full-integer variants (spread over the split).
 DEFAULT_CALIBRATION = 200
@@ -71,7 +71,7 @@ class BundleRecipe:
     segmenter: Path | None = None
     thresholds: GateThresholds = dataclasses.field(default_factory=GateThresholds)
     allow_degraded: bool = False
-    referral: AbstainConfig | None = None
+    referral: ReferralBand | None = None
     temperature: float | None = None
     card: Path | None = None
     n_calibration: int = DEFAULT_CALIBRATION

@@ -18,14 +18,14 @@ DEFAULT_PRUNE       ?= 0.1
 # Temperature and referral threshold as `default-loso` fitted them on held-out sources (committed).
 DEFAULT_CALIBRATION  = docs/generalisation/default_calibration.json
 DEFAULT_TEMPERATURE ?= $(shell $(PY) -c "import json; print(json.load(open('$(DEFAULT_CALIBRATION)'))['temperature'])")
-DEFAULT_ABSTAIN     ?= $(shell $(PY) -c "import json; print(json.load(open('$(DEFAULT_CALIBRATION)'))['referral']['threshold'])")
+DEFAULT_REFERRAL     ?= $(shell $(PY) -c "import json; print(json.load(open('$(DEFAULT_CALIBRATION)'))['referral']['threshold'])")
 DATA_SPLIT           = --manifest $(KIT) --split $(SPLIT)
 # The decode gate (reduced-resolution DICOM decoding) on every validation image (267; ~8 min).
 DEFAULT_DECODE_GATE ?= 300
 # The shortcut audit in the card is measured on the bundle itself: convert, audit, convert again.
 DEFAULT_CONVERT      = $(foreach m,$(DEFAULT_MEMBERS),runs/prune/$(m)/best) $(DATA_SPLIT) \
 	--segmenter $(DEFAULT_SEG) --quant fp32,int8 --member int8 --member-fallback fp32 --ensemble mean \
-	--temperature $(DEFAULT_TEMPERATURE) --abstain-min-prob $(DEFAULT_ABSTAIN) --name cxr-edge-default
+	--temperature $(DEFAULT_TEMPERATURE) --referral-min-prob $(DEFAULT_REFERRAL) --name cxr-edge-default
 
 .PHONY: default-segmenter default-loso bundle default-members default-convert
 

@@ -162,7 +162,7 @@ def test_format_3_round_trips_with_every_new_field(tmp_path):
 
     from cxr_edge.bundle.card import LOSO_NOTE, CardTask, LosoRecord, ModelCard
     from cxr_edge.bundle.manifest import FORMAT_VERSION, READABLE_VERSIONS, SCHEMA_FILE
-    from cxr_edge.ops.quality import AbstainConfig
+    from cxr_edge.ops.quality import ReferralBand
 
     assert FORMAT_VERSION == 3 and READABLE_VERSIONS == (1, 2, 3)
     label_map = {"bacterial": "pneumonia_unknown", "viral": "pneumonia_unknown"}
@@ -177,7 +177,7 @@ def test_format_3_round_trips_with_every_new_field(tmp_path):
     from tiny_bundle import default_as_format3
 
     root = default_as_format3(
-        tmp_path / "b3", label_map=label_map, abstain=AbstainConfig(0.55, 0.1), temperature=1.5, card=card
+        tmp_path / "b3", label_map=label_map, abstain=ReferralBand(0.55, 0.1), temperature=1.5, card=card
     )
     data = json.loads((root / "manifest.json").read_text())
     assert data["format_version"] == 3 and data["label_map"] == label_map
@@ -187,7 +187,7 @@ def test_format_3_round_trips_with_every_new_field(tmp_path):
 
     jsonschema.validate(data, json.loads(SCHEMA_FILE.read_text()))
     m = Bundle.load(root).manifest
-    assert m.card == card and m.label_map == label_map and m.ensemble.abstain == AbstainConfig(0.55, 0.1)
+    assert m.card == card and m.label_map == label_map and m.ensemble.abstain == ReferralBand(0.55, 0.1)
     assert m.lung_evidence is None  # no segmenter
     write_manifest(tmp_path, m)
     assert BundleManifest.from_dict(json.loads((tmp_path / "manifest.json").read_text())) == m
@@ -212,7 +212,7 @@ def test_version_2_manifests_still_load_and_may_not_use_format_3_fields(bundle_c
             "lung_evidence needs a segmenter",
         ),
         (lambda d: d.update(lung_evidence={"min_fraction": 1.3, "chosen_on": "x"}), "min_fraction"),
-        (lambda d: d["ensemble"].update(abstain={"min_top_prob": 2.0}), "abstention band"),
+        (lambda d: d["ensemble"].update(abstain={"min_top_prob": 2.0}), "referral band"),
         (lambda d: d["card"].update(disclaimer="Approved for clinical use"), "card/disclaimer"),
         (lambda d: d["card"]["task"].update(labels=["a", "b", "c"]), "model card describes other labels"),
         (lambda d: d["card"].update(intended_use=" "), "intended use"),
@@ -248,7 +248,7 @@ def test_abstention_band_is_applied_after_the_temperature(tmp_path):
 
     from cxr_edge.dataset.samples import load_samples
     from cxr_edge.ops.ensemble import apply_temperature
-    from cxr_edge.ops.quality import AbstainConfig
+    from cxr_edge.ops.quality import ReferralBand
 
     sample = load_samples()[0].file
     first = Bundle.load(FIRST_RELEASE_BUNDLE)
@@ -257,7 +257,7 @@ def test_abstention_band_is_applied_after_the_temperature(tmp_path):
     raw_top = max(member.values())
     hot = 8.0  # a high temperature flattens the probabilities
     tempered = apply_temperature(np.array(list(member.values())), hot)
-    band = AbstainConfig(min_top_prob=round((raw_top + float(tempered.max())) / 2, 4))
+    band = ReferralBand(min_top_prob=round((raw_top + float(tempered.max())) / 2, 4))
     assert float(tempered.max()) < band.min_top_prob < raw_top
     root = default_as_format3(tmp_path / "b3", abstain=band, temperature=hot)
     pred = Predictor(Bundle.load(root)).predict_file(sample)

@@ -146,9 +146,9 @@ def test_info_and_json():
     assert "segmenter   unet" in out and "lungs       flagged 'evidence outside the lungs'" in out
     assert (
         "card        LOSO (" in out
-        and "abstain     refer to a radiologist when top probability < 0.38" in out
+        and "referral    refer to a radiologist when top probability < 0.38" in out
     )
-    assert "margin" not in out.split("abstain", 1)[1].split("\n", 1)[0]  # a margin of 0 refers nothing
+    assert "margin" not in out.split("referral    ", 1)[1].split("\n", 1)[0]  # a margin of 0 refers nothing
     assert "temperature 4.27: the combined probabilities are tempered" in out
     members = [line for line in out.splitlines() if line.startswith("  * ")]
     assert len(members) == 3  # the ensemble's members are marked
@@ -170,7 +170,7 @@ def test_info_card_markdown_json_and_summary(tmp_path):
     from tiny_bundle import FAILURE_MODES, default_as_format3, synthetic_loso_report
 
     from cxr_edge.bundle.card import LOSO_NOTE, CardTask, LosoRecord, ModelCard
-    from cxr_edge.ops.quality import AbstainConfig
+    from cxr_edge.ops.quality import ReferralBand
 
     report = synthetic_loso_report()
     card = ModelCard(
@@ -183,7 +183,7 @@ def test_info_card_markdown_json_and_summary(tmp_path):
         failure_modes=FAILURE_MODES,
     )
     root = default_as_format3(
-        tmp_path / "b3", card=card, label_map={"bacterial": "pneumonia_unknown"}, abstain=AbstainConfig(0.55)
+        tmp_path / "b3", card=card, label_map={"bacterial": "pneumonia_unknown"}, abstain=ReferralBand(0.55)
     )
     info = CliRunner().invoke(main, ["bundle", "info", "--bundle", str(root)])
     assert info.exit_code == 0, info.output
@@ -192,7 +192,7 @@ def test_info_card_markdown_json_and_summary(tmp_path):
     assert f"card        LOSO (baseline): pooled accuracy {pooled:.2f} (" in info.output
     assert f"worst held-out source {worst} " in info.output
     assert "label map   bacterial -> pneumonia_unknown" in info.output
-    assert "abstain     refer to a radiologist when top probability < 0.55" in info.output
+    assert "referral    refer to a radiologist when top probability < 0.55" in info.output
     md = CliRunner().invoke(main, ["bundle", "card", "--bundle", str(root)])
     assert md.exit_code == 0, md.output
     text = md.output

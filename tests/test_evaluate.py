@@ -220,9 +220,9 @@ def test_label_map_maps_manifest_labels_and_reports_the_rest(kit_manifest, tmp_p
 def test_evaluate_reports_the_abstention_band(test_records, tmp_path):
     from tiny_bundle import default_as_format3
 
-    from cxr_edge.ops.quality import AbstainConfig
+    from cxr_edge.ops.quality import ReferralBand
 
-    bundle = Bundle.load(default_as_format3(tmp_path / "b3", abstain=AbstainConfig(0.9)))
+    bundle = Bundle.load(default_as_format3(tmp_path / "b3", abstain=ReferralBand(0.9)))
     metrics, preds = evaluate(bundle, test_records[:20], n_boot=100, progress=False)
     band = metrics["abstain"]
     assert band["min_top_prob"] == 0.9 and band["referred"]["n"] == 20
@@ -273,5 +273,5 @@ def test_evaluate_runs_the_lung_crop_pipeline(tiny_segmenter_bundle, test_record
     from cxr_edge.evaluation.report import markdown
 
     text = markdown(metrics, "t", None)
-    assert "## Where the model looked" in text and "## Abstention band" in text
+    assert "## Where the model looked" in text and "## Referral band" in text
     json.dumps(metrics)

@@ -1,4 +1,4 @@
-"""Input checks before classification and the abstention band (cxr_edge.ops.quality)."""
+"""Input checks before classification and the referral band (cxr_edge.ops.quality)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,14 @@ from conftest import KIT
 from cxr_edge.dataset.samples import load_samples
 from cxr_edge.errors import SpecError
 from cxr_edge.imaging.reader import ImageInfo, read_image
-from cxr_edge.ops.quality import AbstainConfig, QualityConfig, abstain, check, check_header, check_pixels
+from cxr_edge.ops.quality import (
+    QualityConfig,
+    ReferralBand,
+    check,
+    check_header,
+    check_pixels,
+    referral_reason,
+)
 
 CONFIG = QualityConfig()
 
@@ -100,15 +107,15 @@ def test_false_rejection_rate_on_the_kit_stays_low(kit_manifest):
 
 def test_abstention_band():
     probs = {"covid": 0.55, "normal": 0.30, "pneumonia_unknown": 0.15}
-    assert "below 0.60" in abstain(probs, AbstainConfig(min_top_prob=0.6))
-    assert abstain(probs, AbstainConfig(min_top_prob=0.5)) is None
-    assert "margin" in abstain(probs, AbstainConfig(min_top_prob=0.5, min_margin=0.3))
-    assert abstain(probs, AbstainConfig(min_top_prob=0.0)) is None
+    assert "below 0.60" in referral_reason(probs, ReferralBand(min_top_prob=0.6))
+    assert referral_reason(probs, ReferralBand(min_top_prob=0.5)) is None
+    assert "margin" in referral_reason(probs, ReferralBand(min_top_prob=0.5, min_margin=0.3))
+    assert referral_reason(probs, ReferralBand(min_top_prob=0.0)) is None
 
 
 def test_config_validation_and_normalisation():
     assert QualityConfig(frontal_views=("pa", " ap ")).frontal_views == ("PA", "AP")
     with pytest.raises(SpecError, match="min_side"):
         QualityConfig(min_side=0)
-    with pytest.raises(SpecError, match="abstention"):
-        AbstainConfig(min_top_prob=1.5)
+    with pytest.raises(SpecError, match="referral"):
+        ReferralBand(min_top_prob=1.5)

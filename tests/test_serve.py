@@ -354,11 +354,11 @@ def test_abstention_band_comes_from_the_config_else_the_bundle_else_the_default(
     from tiny_bundle import default_as_format3
 
     from cxr_edge.bundle.folder import Bundle
-    from cxr_edge.ops.quality import AbstainConfig
+    from cxr_edge.ops.quality import ReferralBand
     from cxr_edge.runtime.pipeline import Predictor
-    from cxr_edge.serve.config import DEFAULT_ABSTAIN
+    from cxr_edge.serve.config import DEFAULT_REFERRAL
 
-    root = default_as_format3(tmp_path / "b3", abstain=AbstainConfig(min_top_prob=1.0))
+    root = default_as_format3(tmp_path / "b3", abstain=ReferralBand(min_top_prob=1.0))
     predictor = Predictor(Bundle.load(root))
     file = dicoms["good"][0]
     from_bundle = Triage(TriageConfig(), predictor)
@@ -367,7 +367,7 @@ def test_abstention_band_comes_from_the_config_else_the_bundle_else_the_default(
     assert record["decision"] == "refer" and "below 1.00" in record["reason"]
     assert record["lung_fraction"] is None and record["flags"] == []  # no segmenter
     caplog.set_level(logging.WARNING, logger="cxr_edge.serve")
-    configured = Triage(TriageConfig(abstain=AbstainConfig(min_top_prob=0.0)), predictor)(file).record
+    configured = Triage(TriageConfig(abstain=ReferralBand(min_top_prob=0.0)), predictor)(file).record
     assert configured["abstain"]["source"] == "config" and configured["decision"] == "classified"
     assert any("replaces the bundle's own band (1.00, 0.00)" in r.getMessage() for r in caplog.records)
     from conftest import FIRST_RELEASE_BUNDLE
@@ -375,8 +375,8 @@ def test_abstention_band_comes_from_the_config_else_the_bundle_else_the_default(
     no_band = Predictor(Bundle.load(FIRST_RELEASE_BUNDLE))  # a format-2 bundle: no band of its own
     default = Triage(TriageConfig(), no_band)(file).record
     assert default["abstain"] == {
-        "min_top_prob": DEFAULT_ABSTAIN.min_top_prob,
-        "min_margin": DEFAULT_ABSTAIN.min_margin,
+        "min_top_prob": DEFAULT_REFERRAL.min_top_prob,
+        "min_margin": DEFAULT_REFERRAL.min_margin,
         "source": "default",
     }
     assert not any(i in json.dumps(record) for i in IDENTIFIERS)

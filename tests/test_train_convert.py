@@ -155,7 +155,7 @@ def test_cli_train_and_convert(kit_manifest, split, tmp_path):
     result = runner.invoke(main, ["train", "--config", str(config), *common, "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     convert = ["convert", str(tmp_path / "run"), *common, "--quant", "fp32", "--member", "fp32"]
-    convert += ["--out", str(tmp_path / "bundle"), "--abstain-min-prob", "0.45", "--temperature", "1.5"]
+    convert += ["--out", str(tmp_path / "bundle"), "--referral-min-prob", "0.45", "--temperature", "1.5"]
     result = runner.invoke(main, convert)
     assert result.exit_code == 0, result.output
     manifest = Bundle.load(tmp_path / "bundle").manifest
@@ -289,7 +289,7 @@ def test_convert_writes_the_card_band_and_temperature_it_is_given(tiny_run, kit_
     from cxr_edge.convert.build import build_bundle
     from cxr_edge.convert.recipe import BundleRecipe
     from cxr_edge.errors import SpecError
-    from cxr_edge.ops.quality import AbstainConfig
+    from cxr_edge.ops.quality import ReferralBand
 
     loso = tmp_path / "loso"
     loso.mkdir()
@@ -315,7 +315,7 @@ def test_convert_writes_the_card_band_and_temperature_it_is_given(tiny_run, kit_
             runs=[tiny_run],
             manifest=kit_manifest,
             split=split,
-            referral=AbstainConfig(0.5, 0.05),
+            referral=ReferralBand(0.5, 0.05),
             temperature=2.0,
             card=card_file,
             allow_degraded=True,
@@ -325,7 +325,7 @@ def test_convert_writes_the_card_band_and_temperature_it_is_given(tiny_run, kit_
         progress=False,
     )
     m = Bundle.load(out).manifest
-    assert m.ensemble.temperature == 2.0 and m.ensemble.abstain == AbstainConfig(0.5, 0.05)
+    assert m.ensemble.temperature == 2.0 and m.ensemble.abstain == ReferralBand(0.5, 0.05)
     fit = m.provenance["ensemble_fit"]
     assert fit["temperature_source"].startswith("--temperature") and fit["temperature_fitted"] > 0
     card = m.card

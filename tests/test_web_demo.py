@@ -416,7 +416,7 @@ def test_ensemble_methods_match_python():
 
 def test_lung_fraction_and_referral_match_python():
     from cxr_edge.ops.cam import lung_fraction
-    from cxr_edge.ops.quality import AbstainConfig, abstain
+    from cxr_edge.ops.quality import ReferralBand, referral_reason
 
     rng = np.random.default_rng(4)
     cases, expected = [], []
@@ -457,7 +457,7 @@ def test_lung_fraction_and_referral_match_python():
         probs = rng.dirichlet(np.ones(3) * [0.3, 1, 3][i % 3])
         if i % 10 == 0:
             probs = np.array([0.125, 0.375, 0.5])  # exact binary ties of the 2-decimal formatting
-        band = AbstainConfig(
+        band = ReferralBand(
             min_top_prob=float(rng.choice([0.0, 0.375, 0.5, 0.6, 0.9])),
             min_margin=float(rng.choice([0.0, 0.125, 0.3])),
         )
@@ -469,7 +469,7 @@ def test_lung_fraction_and_referral_match_python():
                 "band": {"min_top_prob": band.min_top_prob, "min_margin": band.min_margin},
             }
         )
-        expected.append(abstain(names, band))
+        expected.append(referral_reason(names, band))
     cases.append({"op": "referral", "probs": [0.2, 0.8], "band": None})
     expected.append(None)
     for case, want, got in zip(cases, expected, _ok(run_node_ops(cases)), strict=True):
@@ -488,7 +488,7 @@ def test_format_3_manifests_are_read_and_checked_like_python(tmp_path):
     from cxr_edge.bundle.card import LOSO_NOTE, CardTask, LosoRecord, ModelCard
     from cxr_edge.bundle.manifest import BundleManifest
     from cxr_edge.errors import CxrEdgeError
-    from cxr_edge.ops.quality import AbstainConfig
+    from cxr_edge.ops.quality import ReferralBand
 
     card = ModelCard(
         intended_use="Web tests.",
@@ -500,7 +500,7 @@ def test_format_3_manifests_are_read_and_checked_like_python(tmp_path):
         tmp_path / "b3",
         card=card,
         label_map={"bacterial": "pneumonia_unknown"},
-        abstain=AbstainConfig(0.55, 0.05),
+        abstain=ReferralBand(0.55, 0.05),
     )
     base = json.loads((root / "manifest.json").read_text())
     mutations = {
@@ -513,7 +513,7 @@ def test_format_3_manifests_are_read_and_checked_like_python(tmp_path):
         "lung evidence above 1": lambda d: d.update(lung_evidence={"min_fraction": 1.5, "chosen_on": "x"}),
         "card without its disclaimer": lambda d: d["card"].update(disclaimer="fine for patients"),
         "card about other labels": lambda d: d["card"]["task"].update(labels=["a", "b", "c"]),
-        "abstention band above 1": lambda d: d["ensemble"].update(
+        "referral band above 1": lambda d: d["ensemble"].update(
             abstain={"min_top_prob": 1.5, "min_margin": 0}
         ),
     }

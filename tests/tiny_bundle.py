@@ -2,7 +2,7 @@
 
 It holds an int8 "segmenter" (64 px: a fixed two-ellipse prior nudged by the image) and three 32-px
 classifiers (fp32, int8, 3-channel fp16) in a weighted ensemble with a temperature, plus every
-format-3 field: a label map, an abstention band and a lung-evidence threshold (both set to the median
+format-3 field: a label map, an referral band and a lung-evidence threshold (both set to the median
 over the shipped samples, so that some samples are referred or flagged and others not) and a model
 card with a synthetic leave-one-source-out report. The browser, Android and Python tests of the
 segmenter path use it until the new default bundle (which has a segmenter) ships.
@@ -56,7 +56,7 @@ def build(out: Path) -> Path:
     from cxr_edge.convert.members import cam_weights
     from cxr_edge.convert.tflite import to_tflite, to_tflite_variants
     from cxr_edge.hashing import file_sha256
-    from cxr_edge.ops.quality import AbstainConfig
+    from cxr_edge.ops.quality import ReferralBand
     from cxr_edge.runtime.engine import Engine
     from cxr_edge.runtime.pipeline import Predictor
 
@@ -152,7 +152,7 @@ def build(out: Path) -> Path:
     tops = sorted(max(p.probs.values()) for p in preds)
     fractions = sorted(p.lung_fraction for p in preds if p.lung_fraction is not None)
     assert len(fractions) >= 2, "the tiny segmenter should find lungs on most samples"
-    band = AbstainConfig(min_top_prob=float(np.median(tops)), min_margin=0.0)
+    band = ReferralBand(min_top_prob=float(np.median(tops)), min_margin=0.0)
     evidence = LungEvidence(
         min_fraction=float(np.median(fractions)), chosen_on="median over the shipped samples"
     )

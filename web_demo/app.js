@@ -1,6 +1,6 @@
 /**
  * The web demo's UI: load a bundle, pick an image, show the prediction, the members' votes and
- * probabilities, the latency of every stage and the heat map, the abstention band's referral and,
+ * probabilities, the latency of every stage and the heat map, the referral band's referral and,
  * with a segmenter, the heat map's lung fraction and its flag; plus the bundle's model card (intended
  * use, disclaimer, leave-one-source-out results per source with intervals, failure modes). All
  * computation happens in this browser; nothing is uploaded, and no file names or pixel data are logged.

@@ -21,7 +21,7 @@ from cxr_edge.imaging.reader import read_image
 from cxr_edge.ops.cam import FLAG_OUTSIDE_LUNGS, average_maps, class_activation_map, lung_fraction
 from cxr_edge.ops.lungcrop import CropSpec, clean_mask, lung_crop
 from cxr_edge.ops.preprocess import PreprocessSpec, crop_region, preprocess
-from cxr_edge.ops.quality import AbstainConfig, abstain
+from cxr_edge.ops.quality import ReferralBand, referral_reason
 from cxr_edge.runtime.engine import Engine, normalise
 from cxr_edge.runtime.segmenter import Segmenter
 
@@ -67,7 +67,7 @@ def evidence_cases(bundle: Bundle) -> dict:
     """Lung fractions and referrals on synthetic inputs, and a segmenter pipeline on the golden samples.
 
     The pipeline case is what the JVM test runs: the default manifest with :data:`SEGMENTER`, an
-    abstention band and a lung-evidence threshold (format 3), the "two lungs" probability map as the
+    referral band and a lung-evidence threshold (format 3), the "two lungs" probability map as the
     segmenter's output, and the members' outputs recorded for the border-crop input (``samples.json``;
     the test's runner replays them whatever the input). The expected values are computed here with the
     Python functions on exactly those outputs.
@@ -114,14 +114,14 @@ def evidence_cases(bundle: Bundle) -> dict:
         probs = rng.dirichlet(np.ones(3) * [0.3, 1, 3][i % 3])
         if i % 10 == 0:
             probs = np.array([0.125, 0.375, 0.5])  # exact ties of the 2-decimal formatting
-        band = AbstainConfig(
+        band = ReferralBand(
             float(rng.choice([0.0, 0.375, 0.5, 0.6, 0.9])), float(rng.choice([0.0, 0.125, 0.3]))
         )
         referrals.append(
             {
                 "probs": probs.tolist(),
                 "band": {"min_top_prob": band.min_top_prob, "min_margin": band.min_margin},
-                "expected": abstain(dict(zip(bundle.labels, probs.tolist(), strict=True)), band),
+                "expected": referral_reason(dict(zip(bundle.labels, probs.tolist(), strict=True)), band),
             }
         )
     return {"lung_fractions": fractions, "referrals": referrals, "pipeline": _segmenter_pipeline(bundle)}
@@ -178,7 +178,7 @@ def _segmenter_pipeline(bundle: Bundle) -> dict:
     # Thresholds between the two samples, so that one is flagged/referred and the other not.
     tops = sorted(float(f["probs"].max()) for f in found)
     fracs = sorted(f["fraction"] for f in found)
-    band = AbstainConfig(min_top_prob=round((tops[0] + tops[-1]) / 2, 6))
+    band = ReferralBand(min_top_prob=round((tops[0] + tops[-1]) / 2, 6))
     min_fraction = (fracs[0] + fracs[-1]) / 2
     manifest = json.loads((bundle.root / "manifest.json").read_text())
     manifest["format_version"] = 3

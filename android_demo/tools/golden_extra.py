@@ -556,7 +556,7 @@ def manifest_cases(bundle: Bundle, base_bundle: Bundle) -> dict:
             ],
         ),
         (
-            "abstention band above 1",
+            "referral band above 1",
             [("set", ["format_version"], 3), ("set", ["ensemble", "abstain"], {"min_top_prob": 1.5})],
         ),
         (

@@ -14,7 +14,7 @@ convert``) holds:
   evaluation recorded";
 * in-distribution results of the bundle's ensemble on the validation and test splits (accuracy with
   a 95% Clopper-Pearson interval, macro AUC, per class sensitivity, per source) and, when the bundle
-  has an abstention band, what it does on validation;
+  has an referral band, what it does on validation;
 * the shortcut audit (within-label source AUCs) when one was provided, known failure modes, and the
   lung-evidence statistics per source (:mod:`cxr_edge.ops.cam`) when the bundle has a segmenter.
 

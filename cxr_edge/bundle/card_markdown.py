@@ -146,7 +146,7 @@ def _in_distribution_lines(ind: Mapping[str, Any]) -> list[str]:
     if band:
         lines += [
             "",
-            f"Abstention band (top probability < {band['min_top_prob']:.2f} or margin < "
+            f"Referral band (top probability < {band['min_top_prob']:.2f} or margin < "
             f"{band['min_margin']:.2f}: refer to a radiologist), on validation: refers "
             f"{interval(band['referred'])} of images; accuracy of the rest "
             f"{interval(band['accuracy_reported'])}.",

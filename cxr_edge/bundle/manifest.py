@@ -23,12 +23,12 @@ from cxr_edge.errors import BundleError, SpecError
 from cxr_edge.ops.ensemble import METHODS, Stacker, apply_temperature, combine
 from cxr_edge.ops.lungcrop import CropSpec
 from cxr_edge.ops.preprocess import PreprocessSpec
-from cxr_edge.ops.quality import AbstainConfig, abstain
+from cxr_edge.ops.quality import ReferralBand, referral_reason
 
 FORMAT_VERSION = 3
 #: Versions this runtime reads. Version 2 added segmenters, feature outputs with CAM weights,
 #: accuracy gates, fitted ensembles (weights, stacking, temperature) and pruning records. Version 3
-#: added the label map, the abstention band, the lung-evidence threshold and the model card. An older
+#: added the label map, the referral band, the lung-evidence threshold and the model card. An older
 #: manifest is a valid newer one without the newer fields (and may not use them).
 READABLE_VERSIONS = (1, 2, 3)
 MANIFEST_NAME = "manifest.json"
@@ -140,7 +140,7 @@ class EnsembleConfig:
         stacking: The fitted meta-learner for ``stacking``.
         temperature: Temperature applied to the combined probabilities (fitted on validation unless
             ``convert --temperature`` set it; provenance says which; 1 = none).
-        abstain: Abstention band applied to the tempered probabilities: below it a prediction carries a
+        abstain: Referral band applied to the tempered probabilities: below it a prediction carries a
             referral ("refer to a radiologist") instead of standing on its own; None = no band.
     """
 
@@ -149,7 +149,7 @@ class EnsembleConfig:
     weights: tuple[float, ...] | None = None
     stacking: Stacker | None = None
     temperature: float = 1.0
-    abstain: AbstainConfig | None = None
+    abstain: ReferralBand | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -180,7 +180,7 @@ class EnsembleConfig:
         return apply_temperature(probs, self.temperature) if self.temperature != 1.0 else probs
 
     def referral(self, labels: tuple[str, ...], probs: np.ndarray) -> str | None:
-        """Why the tempered probabilities of one image fall in the abstention band (None: they do not).
+        """Why the tempered probabilities of one image fall in the referral band (None: they do not).
 
         Args:
             labels: Label order of ``probs``.
@@ -188,7 +188,7 @@ class EnsembleConfig:
         """
         if self.abstain is None:
             return None
-        return abstain(dict(zip(labels, (float(p) for p in probs), strict=True)), self.abstain)
+        return referral_reason(dict(zip(labels, (float(p) for p in probs), strict=True)), self.abstain)
 
 
 @dataclass(frozen=True)
@@ -225,7 +225,7 @@ class DecodeConfig:
         kinds: The reduction kinds that passed (:data:`cxr_edge.imaging.pixels.KINDS`); a syntax whose
             kinds all failed is decoded at full resolution.
         gate: The parity gate's result per reduction kind: images, argmax agreement (overall and
-            outside the abstention band) and probability differences against full resolution.
+            outside the referral band) and probability differences against full resolution.
     """
 
     min_side: int

@@ -63,7 +63,7 @@ def info_cmd(bundle_dir, as_json, markdown, show_card):
             f"            temperature {ens.temperature:.3g}: the combined probabilities are tempered, softer "
             "than the members' own (JSONL `per_model`, `predict --models NAME`)"
         )
-    click.echo(f"abstain     {abstain_summary(ens.abstain)}")
+    click.echo(f"referral    {referral_summary(ens.abstain)}")
     if m.segmenter is not None:
         seg = m.segmenter
         click.echo(
@@ -135,7 +135,7 @@ def decode_gate_cmd(bundle_dir, manifest_path, split_path, root, images, out, fo
 
     Each validation image becomes a full-size 12-bit DICOM (uncompressed, JPEG baseline, JPEG 2000),
     predicted by the bundle decoded at full and at reduced resolution; the copy decodes reduced only,
-    by the kinds that keep 99% of the argmax decisions outside the abstention band. (`cxr-edge
+    by the kinds that keep 99% of the argmax decisions outside the referral band. (`cxr-edge
     convert` runs the same gate.) The input bundle is never modified.
     """
     from cxr_edge.dataset.splits import spread
@@ -158,7 +158,7 @@ def decode_gate_cmd(bundle_dir, manifest_path, split_path, root, images, out, fo
         g = config.gate[kind]
         click.echo(
             f"{kind:10s} 1/{'/'.join(map(str, g['reduction']))}: agreement {g['argmax_agreement']:.3f} "
-            f"(outside the abstention band {g['argmax_agreement_outside_band']:.3f} of "
+            f"(outside the referral band {g['argmax_agreement_outside_band']:.3f} of "
             f"{g['images_outside_band']}), max |dp| {g['max_abs_diff']:.3f}, "
             f"mean |dp| {g['mean_abs_diff']:.4f}"
             + ("  [reference: lossy JPEG at full resolution]" if kind == REFERENCE else "")
@@ -169,7 +169,7 @@ def decode_gate_cmd(bundle_dir, manifest_path, split_path, root, images, out, fo
     click.echo(f"decode gate {verdict} (min side {config.min_side} px) -> {target}")
 
 
-def abstain_summary(band) -> str:
+def referral_summary(band) -> str:
     """The referral rule in words (a margin of 0 refers nothing, so it is not mentioned)."""
     if band is None:
         return "no band in the bundle (the DICOM node refers below 0.60)"

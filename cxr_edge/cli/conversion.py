@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from cxr_edge.cli.common import (
+    AliasedOption,
     clean_errors,
     manifest_option,
     max_per_part_option,
@@ -88,17 +89,25 @@ from cxr_edge.ops.ensemble import METHODS, WEIGHT_RULES
     help="Segmenter bundle to ship with lung-crop classifiers (the one that made their crop table).",
 )
 @click.option(
+    "--referral-min-prob",
     "--abstain-min-prob",
+    "referral_min_prob",
+    cls=AliasedOption,
+    hidden_aliases=("--abstain-min-prob",),
     default=None,
     type=click.FloatRange(0, 1),
-    help="Abstention band stored in the bundle: refer to a radiologist when the tempered top probability is "
+    help="Referral band stored in the bundle: refer to a radiologist when the tempered top probability is "
     "below P.",
 )
 @click.option(
+    "--referral-min-margin",
     "--abstain-min-margin",
+    "referral_min_margin",
+    cls=AliasedOption,
+    hidden_aliases=("--abstain-min-margin",),
     default=None,
     type=click.FloatRange(0, 1),
-    help="Abstention band: refer when the top probability's margin over the second label is below M.",
+    help="Referral band: refer when the top probability's margin over the second label is below M.",
 )
 @click.option(
     "--temperature",
@@ -141,8 +150,8 @@ def convert_cmd(
     method,
     weight_rule,
     segmenter,
-    abstain_min_prob,
-    abstain_min_margin,
+    referral_min_prob,
+    referral_min_margin,
     temperature,
     card_file,
     name,
@@ -153,7 +162,7 @@ def convert_cmd(
 ):
     """Convert training runs (RUN..., several for an ensemble) to TFLite, check parity, write a bundle.
 
-    The bundle (format 3) also carries the runs' label map, the abstention band when given, the
+    The bundle (format 3) also carries the runs' label map, the referral band when given, the
     lung-evidence threshold (with --segmenter; chosen on validation), the decode gate's verdict
     (whether full-size DICOMs may be decoded at reduced resolution) and a model card.
     """
@@ -161,11 +170,11 @@ def convert_cmd(
     build = needs_train_extra("cxr_edge.convert.build")
     recipes = needs_train_extra("cxr_edge.convert.recipe")
     gates = needs_train_extra("cxr_edge.convert.gates")
-    from cxr_edge.ops.quality import AbstainConfig
+    from cxr_edge.ops.quality import ReferralBand
 
     band = None
-    if abstain_min_prob is not None or abstain_min_margin is not None:
-        band = AbstainConfig(min_top_prob=abstain_min_prob or 0.0, min_margin=abstain_min_margin or 0.0)
+    if referral_min_prob is not None or referral_min_margin is not None:
+        band = ReferralBand(min_top_prob=referral_min_prob or 0.0, min_margin=referral_min_margin or 0.0)
     recipe = recipes.BundleRecipe(
         runs=run_dirs,
         manifest=manifest_path,

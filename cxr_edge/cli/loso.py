@@ -28,6 +28,7 @@ from cxr_edge.cli.common import (
     split_option,
 )
 from cxr_edge.evaluation import loso as scoring
+from cxr_edge.evaluation import loso_select
 
 
 class _LosoGroup(click.Group):
@@ -271,7 +272,7 @@ def loso_score_bundle_cmd(bundle_dir, manifest_path, sources, labels, label_map,
     "--method",
     default="mean",
     show_default=True,
-    type=click.Choice(["mean", "vote", "weighted"]),
+    type=click.Choice(loso_select.METHODS),
     help="Combiner; `weighted` fits weights leave-one-fold-out (log-loss on the other folds' held-out "
     "images).",
 )
@@ -280,7 +281,7 @@ def loso_score_bundle_cmd(bundle_dir, manifest_path, sources, labels, label_map,
     "--temperature-rule",
     default="pooled",
     show_default=True,
-    type=click.Choice(["pooled", "source-median"]),
+    type=click.Choice([r.replace("_", "-") for r in loso_select.TEMPERATURE_RULES]),
     help="pooled: minimise the log-loss of all held-out images; source-median: the median of each held-out "
     "source's own optimum (one source the models are confidently wrong on does not flatten every output).",
 )
@@ -300,8 +301,6 @@ def loso_ensemble_cmd(loso_dirs, method, no_temperature, temperature_rule, max_r
     Writes OUT/<source>/holdout_predictions.csv, OUT/loso.json (loso report and convert --card read it)
     and OUT/ensemble.json (members, weights, temperature and referral threshold for convert).
     """
-    from cxr_edge.evaluation import loso_select
-
     experiments = [scoring.load_loso(d) for d in loso_dirs]
     if method == "vote":
         held = loso_select.ensemble(experiments, "vote")

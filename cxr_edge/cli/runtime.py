@@ -13,7 +13,7 @@ from cxr_edge.bundle.folder import Bundle
 from cxr_edge.cli.common import bundle_option, checks_option, clean_errors, manifest_option, root_option
 from cxr_edge.dataset.manifest import load_manifest
 from cxr_edge.dataset.samples import load_samples
-from cxr_edge.dataset.splits import extend_split, make_split, read_split, write_split
+from cxr_edge.dataset.splits import PARTS, extend_split, make_split, read_split, write_split
 from cxr_edge.errors import one_line, printable_path
 from cxr_edge.imaging.reader import read_image
 from cxr_edge.ops.quality import QualityConfig
@@ -61,7 +61,7 @@ def predict_cmd(paths, bundle_dir, out, force, resume, models, threads, checks, 
 
     Writes one row per input: path, status, error, label, prob_<label>..., crop, lung_fraction, flags,
     referral, latency_ms (lung_fraction with a segmenter; flags such as "evidence outside the lungs";
-    referral when the bundle's abstention band says "refer to a radiologist"). A file that cannot be
+    referral when the bundle's referral band says "refer to a radiologist"). A file that cannot be
     read, or that an input check refuses (a lateral view, a CT, a blank or tiny image: the checks of
     the DICOM node), gets status=error with the reason and the others are still processed. Exits with
     0 when every input succeeded and 2 when any failed. With --resume, inputs that already have a row
@@ -284,7 +284,7 @@ def split_cmd(manifest_path, out, test_fraction, val_fraction, seed, previous, r
     "--part",
     default="test",
     show_default=True,
-    type=click.Choice(["train", "val", "test"]),
+    type=click.Choice(PARTS),
     help="Split part evaluated when --split is given.",
 )
 @click.option(

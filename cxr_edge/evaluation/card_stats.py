@@ -47,11 +47,13 @@ def split_results(y: np.ndarray, probs: np.ndarray, sources: Sequence[str], labe
     return out
 
 
-def abstain_results(y: np.ndarray, probs: np.ndarray, labels: Sequence[str], band: Any) -> dict:
-    """What an abstention band does on labelled data: share referred, accuracy of what is reported."""
-    from cxr_edge.ops.quality import abstain
+def referral_results(y: np.ndarray, probs: np.ndarray, labels: Sequence[str], band: Any) -> dict:
+    """What an referral band does on labelled data: share referred, accuracy of what is reported."""
+    from cxr_edge.ops.quality import referral_reason
 
-    referred = np.array([abstain(dict(zip(labels, p, strict=True)), band) is not None for p in probs], bool)
+    referred = np.array(
+        [referral_reason(dict(zip(labels, p, strict=True)), band) is not None for p in probs], bool
+    )
     kept = ~referred
     correct = probs.argmax(axis=1) == y
     return {

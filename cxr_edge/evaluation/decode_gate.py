@@ -17,7 +17,7 @@ and at reduced resolution, once per reduction kind:
 Each kind is gated on its own; the runtime uses, per syntax, the fastest kind that passed.
 
 The gate passes when every kind keeps the argmax of at least ``min_agreement`` of the images whose
-full-resolution prediction lies outside the bundle's abstention band: inside it the prediction is
+full-resolution prediction lies outside the bundle's referral band: inside it the prediction is
 referred to a radiologist whatever its argmax, and near-ties flip under any perturbation. Measured on
 the default bundle, the same validation image flips on 3% of images between the kit's PNG and its
 full-size DICOM, and on 5% between an uncompressed and a JPEG-q90 copy at full resolution, always at
@@ -61,7 +61,7 @@ REFERENCE = "jpeg_full"
 
 @dataclass(frozen=True)
 class DecodeGateThresholds:
-    """At least 99% argmax agreement with the full-resolution path outside the abstention band."""
+    """At least 99% argmax agreement with the full-resolution path outside the referral band."""
 
     min_agreement: float = 0.99
 
@@ -146,7 +146,7 @@ def decode_gate(
 
 
 def _compare(pairs: list, labels: Sequence[str], thresholds: DecodeGateThresholds) -> dict:
-    """Agreement of (reference, candidate) predictions: overall and outside the abstention band."""
+    """Agreement of (reference, candidate) predictions: overall and outside the referral band."""
     if not pairs:
         return {"argmax_agreement": 0.0, "passed": False}
     ref = np.asarray([[a.probs[k] for k in labels] for a, _ in pairs])

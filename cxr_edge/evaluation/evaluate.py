@@ -17,7 +17,7 @@ Paired tests: McNemar (accuracy) and paired DeLong (per-class AUC) of the ensemb
 member (chosen on the *validation* metrics stored in the bundle, not on the data evaluated here).
 Results are also broken down by source, because in the kit the source gives the label away. With a
 segmenter, ``lung_evidence`` summarises the lung fraction of the ensemble's heat maps (mean, median,
-share flagged "evidence outside the lungs") overall and per source; with an abstention band,
+share flagged "evidence outside the lungs") overall and per source; with an referral band,
 ``abstain`` says how many images it refers and how accurate the rest is.
 """
 
@@ -33,7 +33,7 @@ from cxr_edge.bundle.folder import Bundle
 from cxr_edge.config import to_dict
 from cxr_edge.dataset.manifest import Record
 from cxr_edge.errors import CxrEdgeError, InputError
-from cxr_edge.evaluation.card_stats import abstain_results, lung_evidence_stats
+from cxr_edge.evaluation.card_stats import lung_evidence_stats, referral_results
 from cxr_edge.evaluation.metrics import classification_metrics
 from cxr_edge.evaluation.stats import (
     auc_ci_clopper_pearson,
@@ -345,7 +345,7 @@ def evaluate(
     }
     result["lung_evidence"] = lung_evidence(bundle, preds)
     if ens.abstain is not None:
-        result["abstain"] = abstain_results(y, ens_probs, labels, ens.abstain)
+        result["abstain"] = referral_results(y, ens_probs, labels, ens.abstain)
     if len(ens.members) > 1:
         best = best_member(bundle, preds)
         result["paired"] = {

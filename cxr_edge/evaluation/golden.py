@@ -3,7 +3,7 @@
 Other runtimes (the browser app, the Android core) load these files and prove they compute the same
 thing: the 8-bit preprocessed image (exactly), the model input (float, ~1e-6), each model's outputs,
 the ensemble's probabilities, the heat map and what the pipeline judges after the combiner: the
-abstention band's ``referral``, and with a segmenter the heat map's ``lung_fraction`` and the
+referral band's ``referral``, and with a segmenter the heat map's ``lung_fraction`` and the
 ``flags``. Arrays are stored as base64 of little-endian bytes
 with their dtype and shape, so any language can read them without a numpy dependency.
 

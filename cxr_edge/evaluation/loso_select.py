@@ -8,7 +8,7 @@ would output. This module scores such ensembles and fits what an ensemble needs 
 * weights (the paper's weighted averaging) and the temperature are fitted **leave-one-fold-out**:
   the parameters applied to source ``s`` are fitted on the held-out predictions of the other
   sources only, so the score of a fitted ensemble is not optimistic about its own fold;
-* the referral threshold (abstention) is read off the pooled held-out predictions as the coverage /
+* the referral threshold (referral) is read off the pooled held-out predictions as the coverage /
   accuracy trade-off on sources the models never saw, the situation the band exists for.
 """
 
@@ -70,6 +70,8 @@ def ensemble(experiments: Sequence[HeldOut], method: str = "mean") -> HeldOut:
 #: source on which the models are confidently wrong (its optimum is "flatten everything") does not set
 #: the temperature for every hospital.
 TEMPERATURE_RULES = ("pooled", "source_median")
+#: Combiners fitted leave-one-fold-out (a stacking meta-learner per fold is not implemented).
+METHODS = ("mean", "vote", "weighted")
 
 
 def fitted_ensemble(
@@ -149,7 +151,7 @@ def _apply(stacked: np.ndarray, weights: Sequence[float], t: float) -> np.ndarra
 def referral_curve(
     held: HeldOut, thresholds: Sequence[float] = tuple(np.round(np.arange(0.34, 0.96, 0.02), 2))
 ) -> list[dict]:
-    """Coverage and accuracy of reported images for each minimum top probability (the abstention band).
+    """Coverage and accuracy of reported images for each minimum top probability (the referral band).
 
     Each row: ``threshold``, ``reported`` (share of images not referred), accuracy of the reported
     images (with a Clopper-Pearson interval), accuracy of the referred ones, and the selection score

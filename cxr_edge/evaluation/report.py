@@ -124,7 +124,7 @@ def markdown(metrics: dict, title: str, plots: list[str] | None) -> str:
 
 
 def _evidence(metrics: dict) -> list[str]:
-    """Sections: where the models looked (bundles with a segmenter) and the abstention band."""
+    """Sections: where the models looked (bundles with a segmenter) and the referral band."""
     lines = []
     ev = metrics.get("lung_evidence")
     if ev:
@@ -151,7 +151,7 @@ def _evidence(metrics: dict) -> list[str]:
         ref, rest = band["referred"], band["accuracy_reported"]
         lines += [
             "",
-            "## Abstention band",
+            "## Referral band",
             "",
             f"Refer when the top probability < {band['min_top_prob']:.2f} or the margin < "
             f"{band['min_margin']:.2f}: {ref['k']} of {ref['n']} images referred; accuracy of the rest "

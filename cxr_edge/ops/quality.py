@@ -20,8 +20,9 @@ are refused. Measured on the data kit (``python -m cxr_edge.benchmarks.quality``
 threshold keeps the false-rejection rate of frontal kit images around 1 %; its detection rate on real
 lateral films is unmeasured (the kit holds none).
 
-The abstention band (:func:`abstain`) turns a low-confidence calibrated prediction into "refer to a
-radiologist" instead of a guess.
+The referral band (:class:`ReferralBand`, :func:`referral_reason`) turns a low-confidence calibrated
+prediction into "refer to a radiologist" instead of a guess. (Bundle manifests, metrics.json, model
+cards and audit records store it under the key ``abstain``, the format's name since format 3.)
 """
 
 from __future__ import annotations
@@ -83,8 +84,8 @@ class QualityConfig:
 
 
 @dataclass(frozen=True)
-class AbstainConfig:
-    """When a calibrated prediction is too uncertain to report (refer to a radiologist instead).
+class ReferralBand:
+    """The referral band: when a calibrated prediction is too uncertain to report (refer it instead).
 
     Attributes:
         min_top_prob: Refer when the highest calibrated probability is below this (0 disables).
@@ -97,7 +98,7 @@ class AbstainConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_top_prob <= 1.0 or not 0.0 <= self.min_margin <= 1.0:
             raise SpecError(
-                "invalid abstention band",
+                "invalid referral band",
                 expected="min_top_prob and min_margin in [0, 1]",
                 received=f"{self.min_top_prob}, {self.min_margin}",
             )
@@ -204,12 +205,12 @@ def column_profile(image: np.ndarray) -> np.ndarray:
     return np.convolve(band.mean(axis=0), np.ones(5) / 5.0, mode="same")
 
 
-def abstain(probs: Mapping[str, float], band: AbstainConfig) -> str | None:
+def referral_reason(probs: Mapping[str, float], band: ReferralBand) -> str | None:
     """Why a calibrated prediction should be referred instead of reported; None when it may be reported.
 
     Args:
         probs: Calibrated probability per label.
-        band: The abstention thresholds.
+        band: The referral band.
     """
     ranked = sorted(probs.values(), reverse=True)
     top = ranked[0]

@@ -2,7 +2,7 @@
 
 After the combiner (and its temperature) come two judgements that never change the label:
 
-* the **abstention band** of the bundle (``ensemble.abstain``): a tempered prediction below it
+* the **referral band** of the bundle (``ensemble.abstain``): a tempered prediction below it
   carries a ``referral`` (why it should go to a radiologist);
 * with a segmenter, the **lung fraction** of the heat map (:func:`cxr_edge.ops.cam.lung_fraction`) and,
   below the bundle's ``lung_evidence.min_fraction``, the flag "evidence outside the lungs".
@@ -65,7 +65,7 @@ class Prediction:
         cam: Class activation map (= Grad-CAM) of the predicted label at the feature-map resolution,
             averaged over the members that export features; None when none does.
         cam_region: The source-image region the classifiers saw (where ``cam`` belongs).
-        referral: Why the prediction falls in the bundle's abstention band (e.g. "top probability
+        referral: Why the prediction falls in the bundle's referral band (e.g. "top probability
             0.48 below 0.55"), or None (no band, or outside it).
         lung_fraction: Share of the heat map inside the predicted lung mask; None without a
             segmenter, a heat map, or when the crop fell back.
@@ -203,7 +203,7 @@ class Predictor:
         entries = [self.bundle.manifest.model(n) for n in names]
         # A chosen subset of members cannot use weights, a stacker or a temperature fitted for the full
         # ensemble: it is averaged instead (and says so in its method).
-        # The abstention band stays: referring too often is safer than never referring.
+        # The referral band stays: referring too often is safer than never referring.
         same = not self.members or tuple(self.members) == ensemble.members
         self._ensemble = (
             ensemble if same else EnsembleConfig(method="mean", members=names, abstain=ensemble.abstain)
@@ -236,7 +236,7 @@ class Predictor:
 
     @property
     def ensemble(self) -> EnsembleConfig:
-        """The combiner, temperature and abstention band this predictor applies."""
+        """The combiner, temperature and referral band this predictor applies."""
         return self._ensemble
 
     def prepare(self, image: np.ndarray) -> Prepared:

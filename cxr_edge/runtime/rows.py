@@ -25,7 +25,7 @@ def outcome_row(outcome: Outcome, labels: Sequence[str]) -> dict:
 
     Columns: ``path, status, error, label, prob_<label>..., crop, lung_fraction, flags, referral,
     latency_ms``. ``lung_fraction`` is empty without a segmenter (or when the crop fell back),
-    ``flags`` joins the prediction's flags with ``"; "``, ``referral`` is the abstention band's reason
+    ``flags`` joins the prediction's flags with ``"; "``, ``referral`` is the referral band's reason
     (empty when the prediction stands on its own).
     """
     row: dict = {

@@ -2,7 +2,7 @@
 
 Modules: :mod:`~cxr_edge.serve.config` (serve.toml), :mod:`~cxr_edge.serve.inbox` (durable store),
 :mod:`~cxr_edge.serve.audit` (JSONL audit, source of truth), :mod:`~cxr_edge.serve.triage` (checks,
-model, abstention), :mod:`~cxr_edge.serve.results` (SR / Secondary Capture), :mod:`~cxr_edge.serve.scu`
+model, referral), :mod:`~cxr_edge.serve.results` (SR / Secondary Capture), :mod:`~cxr_edge.serve.scu`
 (C-STORE/C-ECHO client), :mod:`~cxr_edge.serve.node` (the SCP and its worker). pynetdicom is imported
 only when a node starts or a message is sent.
 """

@@ -14,13 +14,13 @@ from typing import Literal
 
 from cxr_edge.config import from_dict
 from cxr_edge.errors import SpecError
-from cxr_edge.ops.quality import AbstainConfig, QualityConfig
+from cxr_edge.ops.quality import QualityConfig, ReferralBand
 from cxr_edge.serve.outbox import Backoff
 from cxr_edge.serve.tls import TlsConfig
 
 #: The band used when neither ``[triage.abstain]`` nor the bundle sets one (chosen on the default
 #: bundle's validation split, docs/serve.md).
-DEFAULT_ABSTAIN = AbstainConfig(min_top_prob=0.6, min_margin=0.0)
+DEFAULT_REFERRAL = ReferralBand(min_top_prob=0.6, min_margin=0.0)
 _AE_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-. ")
 
 
@@ -116,15 +116,15 @@ class TriageConfig:
         bundle: Bundle folder; empty: the bundle shipped with cxr-edge.
         models: Model names to run instead of the bundle's ensemble (empty: the ensemble).
         threads: LiteRT threads.
-        abstain: The abstention band (refer to a radiologist below it). Unset (no ``[triage.abstain]``):
-            the bundle's own band (``ensemble.abstain``, format 3), else :data:`DEFAULT_ABSTAIN`.
+        abstain: The referral band (refer to a radiologist below it). Unset (no ``[triage.abstain]``):
+            the bundle's own band (``ensemble.abstain``, format 3), else :data:`DEFAULT_REFERRAL`.
         quality: Input checks.
     """
 
     bundle: str = ""
     models: tuple[str, ...] = ()
     threads: int = 1
-    abstain: AbstainConfig | None = None
+    abstain: ReferralBand | None = None
     quality: QualityConfig = field(default_factory=QualityConfig)
 
 

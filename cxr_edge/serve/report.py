@@ -15,7 +15,7 @@ private coding scheme, declared in the Coding Scheme Identification Sequence)::
           TEXT Tracking Identifier "cxr-edge triage", UIDREF Tracking Unique Identifier
           CODE (121071, DCM, "Finding") = the label's code             (classified only)
           TEXT Algorithm Name = bundle name, Algorithm Version = "<cxr_edge version> bundle
-               sha256 <12 hex>", Algorithm Manufacturer, Algorithm Parameters = abstention band
+               sha256 <12 hex>", Algorithm Manufacturer, Algorithm Parameters = referral band
           NUM  <label's code> = probability, unit ("1", UCUM, "no units"),
                > Measurement Method = (CALIBRATED-P, 99CXREDGE, "Calibrated model probability")
                                                       one per label; none when rejected

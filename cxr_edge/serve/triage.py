@@ -1,11 +1,11 @@
-"""Triage of one inbox file: read -> input checks -> classify -> abstention band -> audit record.
+"""Triage of one inbox file: read -> input checks -> classify -> referral band -> audit record.
 
 :class:`Triage` never raises for a bad input: every outcome, including a decoder crash, becomes an
 audit record with a decision (``classified``, ``refer`` or ``rejected``). The record holds no patient
 identifiers (see :mod:`cxr_edge.serve.audit` for the schema).
 
-The abstention band is the node's ``[triage.abstain]`` when configured, otherwise the bundle's own
-(``ensemble.abstain``), otherwise :data:`cxr_edge.serve.config.DEFAULT_ABSTAIN`; the record says which
+The referral band is the node's ``[triage.abstain]`` when configured, otherwise the bundle's own
+(``ensemble.abstain``), otherwise :data:`cxr_edge.serve.config.DEFAULT_REFERRAL`; the record says which
 (``abstain.source``). With a segmenter, the record carries the heat map's lung fraction and the flag
 "evidence outside the lungs" (which does not change the decision).
 """
@@ -22,9 +22,9 @@ import numpy as np
 from cxr_edge.bundle.folder import Bundle, bundle_sha256
 from cxr_edge.errors import CxrEdgeError
 from cxr_edge.imaging.reader import read_image
-from cxr_edge.ops.quality import abstain, check
+from cxr_edge.ops.quality import check, referral_reason
 from cxr_edge.runtime.pipeline import Prediction, Predictor, unexpected_failure
-from cxr_edge.serve.config import DEFAULT_ABSTAIN, TriageConfig
+from cxr_edge.serve.config import DEFAULT_REFERRAL, TriageConfig
 from cxr_edge.serve.inbox import key_of
 
 log = logging.getLogger("cxr_edge.serve")
@@ -55,7 +55,7 @@ class Triage:
     """Judges inbox files with a bundle.
 
     Args:
-        config: Bundle, models, threads, input checks and abstention band.
+        config: Bundle, models, threads, input checks and referral band.
         predictor: An already built predictor (tests); default: one built from ``config``.
     """
 
@@ -81,7 +81,7 @@ class Triage:
         elif bundle_band is not None:
             self.band, source = bundle_band, "bundle"
         else:
-            self.band, source = DEFAULT_ABSTAIN, "default"
+            self.band, source = DEFAULT_REFERRAL, "default"
         self.abstain = {
             "min_top_prob": self.band.min_top_prob,
             "min_margin": self.band.min_margin,
@@ -141,7 +141,7 @@ class Triage:
         record["per_model"] = {m: {k: round(v, 6) for k, v in p.items()} for m, p in pred.per_model.items()}
         record["lung_fraction"] = None if pred.lung_fraction is None else round(pred.lung_fraction, 6)
         record["flags"] = list(pred.flags)
-        why = abstain(pred.probs, self.band)
+        why = referral_reason(pred.probs, self.band)
         if why is None:
             record.update(decision="classified", label=pred.label)
         else:

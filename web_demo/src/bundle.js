@@ -4,7 +4,7 @@
  * consistency (labels, members, shapes, stacking sizes, segmenter) and the sha256 of every model file,
  * so a tampered or incomplete bundle is refused before it classifies anything.
  *
- * Format 3 adds `label_map` (manifest label -> bundle label), `ensemble.abstain` (the abstention band),
+ * Format 3 adds `label_map` (manifest label -> bundle label), `ensemble.abstain` (the referral band),
  * `lung_evidence` (`{min_fraction, chosen_on}`, needs a segmenter) and `card` (the model card, whose
  * disclaimer must be `DISCLAIMER`); an older manifest may not use them.
  *
@@ -133,7 +133,7 @@ export function parseManifest(data) {
   };
   const ab = ensemble.abstain;
   if (ab && !(ab.min_top_prob >= 0 && ab.min_top_prob <= 1 && ab.min_margin >= 0 && ab.min_margin <= 1)) {
-    throw new BundleError('invalid bundle manifest: invalid abstention band', {
+    throw new BundleError('invalid bundle manifest: invalid referral band', {
       expected: 'min_top_prob and min_margin in [0, 1]',
       received: `${ab.min_top_prob}, ${ab.min_margin}`,
     });

@@ -9,8 +9,8 @@
  * - `stacking`: the manifest's meta-learner `softmax(relu(x @ w1 + b1) @ w2 + b2)` over the
  *   member-major concatenation of the members' probabilities;
  *
- * then temperature scaling `softmax(log(clip(p, 1e-12, 1)) / T)` when `T != 1`, and the abstention
- * band (`referral`, `cxr_edge.ops.quality.abstain`) on the tempered probabilities.
+ * then temperature scaling `softmax(log(clip(p, 1e-12, 1)) / T)` when `T != 1`, and the referral
+ * band (`referral`, `cxr_edge.ops.quality.referral_reason`) on the tempered probabilities.
  *
  * @module ensemble
  */
@@ -159,7 +159,7 @@ export function applyEnsemble(config, memberProbs) {
 }
 
 /**
- * Why tempered probabilities fall in the abstention band (the text of `cxr_edge.ops.quality.abstain`),
+ * Why tempered probabilities fall in the referral band (the text of `cxr_edge.ops.quality.referral_reason`),
  * or null when they do not (or there is no band).
  * @param {ArrayLike<number>} probs
  * @param {AbstainBand|null|undefined} band

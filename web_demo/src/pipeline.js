@@ -1,6 +1,6 @@
 /**
  * decode -> (segment -> lung crop) -> preprocess -> each member -> combine -> heat map, timed per
- * stage, mirroring `Predictor` in `cxr_edge/runtime/pipeline.py`; then the abstention band's `referral` and,
+ * stage, mirroring `Predictor` in `cxr_edge/runtime/pipeline.py`; then the referral band's `referral` and,
  * with a segmenter, the heat map's `lung_fraction` and the flag "evidence outside the lungs".
  *
  * @module pipeline
@@ -28,7 +28,7 @@ import { cropRegion, normalize, preprocessU8, preprocess } from './preprocess.js
  * @property {number[]|null} cropBox
  * @property {import('./resize.js').FloatImage|null} cam CAM at feature-map resolution
  * @property {number[]|null} camRegion where the CAM belongs in the source image
- * @property {string|null} referral why the prediction falls in the abstention band (null: it does not)
+ * @property {string|null} referral why the prediction falls in the referral band (null: it does not)
  * @property {number|null} lung_fraction share of the heat map inside the lung mask (segmenter bundles)
  * @property {string[]} flags e.g. "evidence outside the lungs"
  * @property {object} [trace] intermediate results (when asked for)
@@ -58,7 +58,7 @@ export class Predictor {
     const names = members?.length ? members : config.members;
     if (!names.length) throw new BundleError('bundle holds no classifiers', { expected: 'a bundle with models', received: `${bundle.source} (segmenter only)` });
     const same = !members?.length || members.join() === config.members.join();
-    // The abstention band stays for a subset: referring too often is safer than never referring.
+    // The referral band stays for a subset: referring too often is safer than never referring.
     const ensemble = same ? config : { method: 'mean', members: names, weights: null, stacking: null, temperature: 1, abstain: config.abstain ?? null };
     const engines = new Map();
     for (const name of names) {

@@ -5,7 +5,7 @@ import java.util.Set;
 import java.util.TreeSet;
 
 /**
- * The abstention band of a format-3 bundle ({@code manifest.ensemble.abstain}, Python's
+ * The referral band of a format-3 bundle ({@code manifest.ensemble.abstain}, Python's
  * {@code cxr_edge.ops.quality.AbstainConfig}): a tempered prediction whose top probability is below
  * {@code min_top_prob}, or whose margin over the second label is below {@code min_margin}, carries a
  * referral ("refer to a radiologist") instead of standing on its own.
@@ -21,7 +21,7 @@ public final class AbstainBand {
      */
     public AbstainBand(double minTopProb, double minMargin) {
         if (!(0.0 <= minTopProb && minTopProb <= 1.0 && 0.0 <= minMargin && minMargin <= 1.0)) {
-            throw new BundleFormatException("ensemble.abstain", "invalid abstention band",
+            throw new BundleFormatException("ensemble.abstain", "invalid referral band",
                     "min_top_prob and min_margin in [0, 1]", PythonFormat.repr(minTopProb) + ", "
                             + PythonFormat.repr(minMargin));
         }
@@ -31,7 +31,7 @@ public final class AbstainBand {
 
     /** Parses {@code ensemble.abstain}; absent keys take the Python defaults (0.6, 0). */
     public static AbstainBand fromJson(JsonObject o) {
-        o.requireKnownKeys(KEYS, "abstention band");
+        o.requireKnownKeys(KEYS, "referral band");
         return new AbstainBand(o.number("min_top_prob", 0.6), o.number("min_margin", 0.0));
     }
 

@@ -11,7 +11,7 @@ import java.util.TreeSet;
 
 /**
  * The parsed {@code manifest.json} of a cxr-edge bundle: labels, preprocessing, models, ensemble,
- * optional segmenter; from format 3 also the label map, the abstention band (in the ensemble), the
+ * optional segmenter; from format 3 also the label map, the referral band (in the ensemble), the
  * lung-evidence threshold and the model card. Mirrors {@code cxr_edge.bundle.manifest.BundleManifest.from_dict} and {@code check}:
  * the format version is checked first, then every field (unknown keys refused, as the schema's
  * {@code additionalProperties: false}), then the cross-field rules. Every failure is a

@@ -40,7 +40,7 @@ public final class EnsembleConfig {
     }
 
     /**
-     * As {@link #EnsembleConfig(String, List, double[], Stacker, double)}, with an abstention band.
+     * As {@link #EnsembleConfig(String, List, double[], Stacker, double)}, with an referral band.
      *
      * @param abstain applied to the tempered probabilities, or null
      */
@@ -87,7 +87,7 @@ public final class EnsembleConfig {
     }
 
     /**
-     * The same members averaged, keeping an abstention band (referring too often is safer than never).
+     * The same members averaged, keeping an referral band (referring too often is safer than never).
      */
     public static EnsembleConfig meanOf(List<String> members, AbstainBand abstain) {
         return new EnsembleConfig("mean", members, null, null, 1.0, abstain);
@@ -118,12 +118,12 @@ public final class EnsembleConfig {
         return temperature;
     }
 
-    /** The abstention band, or null (format 1-2 bundles, or none set). */
+    /** The referral band, or null (format 1-2 bundles, or none set). */
     public AbstainBand abstain() {
         return abstain;
     }
 
-    /** Why tempered probabilities fall in the abstention band, or null (no band, or outside it). */
+    /** Why tempered probabilities fall in the referral band, or null (no band, or outside it). */
     public String referral(double[] probs) {
         return abstain == null ? null : abstain.referral(probs);
     }

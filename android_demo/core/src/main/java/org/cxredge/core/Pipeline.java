@@ -8,7 +8,7 @@ import java.util.Map;
 /**
  * decode -> (segment -> crop) -> preprocess -> classify each member -> combine -> heat map: the
  * Python {@code Predictor.predict_image}, with model execution behind a {@link ModelRunner}; then the
- * abstention band's referral and, with a segmenter, the heat map's lung fraction and the flag
+ * referral band's referral and, with a segmenter, the heat map's lung fraction and the flag
  * "evidence outside the lungs".
  *
  * <p>Not thread-safe if the runner is not; one pipeline per worker thread.

@@ -6,7 +6,7 @@ import java.util.Map;
 
 /**
  * The result of the pipeline for one image (the Python {@code Prediction}): label, combined
- * probabilities, each member's probabilities, the crop, the heat map, timings, the abstention
+ * probabilities, each member's probabilities, the crop, the heat map, timings, the referral
  * band's referral, and the heat map's lung fraction with its flags.
  */
 public final class Prediction {
@@ -105,7 +105,7 @@ public final class Prediction {
     }
 
     /**
-     * Why the prediction falls in the bundle's abstention band (e.g. "top probability 0.48 below
+     * Why the prediction falls in the bundle's referral band (e.g. "top probability 0.48 below
      * 0.55"), or null.
      */
     public String referral() {

@@ -16,7 +16,7 @@ import org.junit.jupiter.api.Test;
 
 /**
  * The format-3 judgements against the Python runtime ({@code evidence.json} of the extra golden
- * vectors): the heat map's lung fraction, the abstention band's referral, and both inside the
+ * vectors): the heat map's lung fraction, the referral band's referral, and both inside the
  * pipeline of a segmenter bundle on the golden samples.
  */
 class EvidenceTest {
