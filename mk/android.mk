@@ -21,7 +21,7 @@ ANDROID_GOLDEN_EXTRA = $(ANDROID_BUILD)/golden_extra
 .PHONY: android-deps android-test
 
 # apt-get as root, or through sudo. Without either (or without a network) android-deps says so and
-# `make test` goes on: tests/test_android_core.py then skips with that reason instead of failing.
+# `make test` goes on: tests/ports/test_android_core.py then skips with that reason instead of failing.
 ANDROID_APT ?= $(if $(filter 0,$(shell id -u)),,sudo -n) env DEBIAN_FRONTEND=noninteractive apt-get
 
 android-deps:

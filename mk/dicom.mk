@@ -1,4 +1,4 @@
-# Real DICOM peers for the node's tests (tests/test_dicom_peers.py): Debian's dcmtk (storescu,
+# Real DICOM peers for the node's tests (tests/serve/test_dicom_peers.py): Debian's dcmtk (storescu,
 # echoscu) and Orthanc. The tests start them on loopback with temporary configs and stop them.
 #
 #   make dicom-deps   install both with apt unless present; without apt (or a network) it says so and

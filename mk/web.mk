@@ -37,7 +37,7 @@ $(WEB_STAMP): $(WEB_DIR)/package.json $(WEB_DIR)/package-lock.json
 	touch $@
 
 web-test: web-deps
-	CXR_EDGE_REQUIRE_BROWSER=1 $(WEB_PY) -m pytest tests/test_web_demo.py
+	CXR_EDGE_REQUIRE_BROWSER=1 $(WEB_PY) -m pytest tests/ports/test_web_demo.py
 
 web-serve: $(WEB_STAMP)
 	node $(WEB_DIR)/serve.mjs --port $(WEB_PORT)
@@ -46,5 +46,5 @@ web-bench: web-deps
 	node $(WEB_DIR)/bench.mjs --threads 1,2 --runs 5 --out $(WEB_BENCH_OUT)
 
 web-screenshot: web-deps
-	CXR_EDGE_REQUIRE_BROWSER=1 CXR_EDGE_UPDATE_SCREENSHOT=1 $(WEB_PY) -m pytest tests/test_web_demo.py \
+	CXR_EDGE_REQUIRE_BROWSER=1 CXR_EDGE_UPDATE_SCREENSHOT=1 $(WEB_PY) -m pytest tests/ports/test_web_demo.py \
 		-k screenshot

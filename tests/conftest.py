@@ -1,7 +1,15 @@
-"""Shared fixtures: the data kit (read-only), DICOM builders, the shipped bundle."""
+"""Shared fixtures: the data kit (read-only), DICOM builders, the shipped bundle.
+
+The tests mirror the packages (``tests/imaging/`` for ``cxr_edge.imaging``...). ``tests/train/`` and
+``tests/convert/`` test the learning side: every test there is marked ``train`` and, where the
+``[train]`` extra (TensorFlow + Keras) is not installed, not even collected, so that
+``pytest -m "not train"`` runs on a runtime-only install (``tests/test_layout.py`` checks it). Tests
+elsewhere that need Keras are marked ``train`` and import it inside the test.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +18,26 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 KIT = (REPO.parent / "shared" / "data").resolve()
 KIT_MANIFEST = KIT / "manifest.csv"
+#: Test folders of the learning side (cxr_edge.train, cxr_edge.convert).
+LEARNING = ("train", "convert")
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # blocked (tests/runtime_only.py) or a broken install
+        return False
+
+
+collect_ignore = [] if all(_installed(m) for m in ("keras", "tensorflow")) else list(LEARNING)
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Marks every test under tests/train/ and tests/convert/ ``train``."""
+    learning = [Path(__file__).parent / folder for folder in LEARNING]
+    for item in items:
+        if any(folder in Path(item.fspath).parents for folder in learning):
+            item.add_marker(pytest.mark.train)
 
 
 @pytest.fixture(scope="session")

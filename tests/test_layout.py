@@ -132,3 +132,33 @@ def test_the_runtime_runs_without_tensorflow(kit_png):
     assert done.returncode == 0, done.stderr[-2000:]
     label, loaded = done.stdout.strip().splitlines()[-2:]
     assert label and loaded == "[]", loaded
+
+
+def test_tests_mirror_the_packages():
+    """Each test folder is named after the package it tests; only repository-wide checks sit at the top."""
+    packages = {p.name for p in (REPO / "cxr_edge").iterdir() if (p / "__init__.py").is_file()}
+    packages |= {"train", "convert", "benchmarks", "ports"}  # ports: web_demo/ and android_demo/
+    tests = REPO / "tests"
+    folders = {p.parent.relative_to(tests) for p in tests.rglob("test_*.py")}
+    assert {str(f) for f in folders} - {"."} <= packages, "test folders must be named after a package"
+    assert {p.name for p in tests.glob("test_*.py")} == {"test_layout.py", "test_docs.py"}
+    names = [p.name for p in tests.rglob("test_*.py")]
+    assert len(names) == len(set(names)), "test file names must be unique (pytest imports them by name)"
+
+
+def test_a_runtime_only_install_collects_the_runtime_tests():
+    """`pytest -m "not train"` where TensorFlow and Keras cannot be imported (tests/runtime_only.py)."""
+    env = {"PYTHONPATH": str(REPO / "tests"), "PATH": "/usr/bin:/bin"}
+    args = [sys.executable, "-m", "pytest", "-p", "runtime_only", "--collect-only", "-q", "-m", "not train"]
+    result = subprocess.run(
+        [*args, "-p", "no:cacheprovider", "-o", "addopts=", "tests"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    collected = [line for line in result.stdout.splitlines() if "::" in line]
+    assert len(collected) > 300, result.stdout[-2000:]
+    assert not any(line.startswith(("tests/train/", "tests/convert/")) for line in collected)

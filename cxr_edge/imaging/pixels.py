@@ -20,7 +20,7 @@ JPEG 2000                 imagecodecs (OpenJPEG)                  **resolution l
 HTJ2K                     imagecodecs (OpenJPH)                   **resolution levels** (``skipres``)
 ========================  ======================================  ===================================
 
-Lossless full-resolution decodes equal pydicom's exactly (``tests/test_dicom_pixels.py``, one
+Lossless full-resolution decodes equal pydicom's exactly (``tests/imaging/test_dicom_pixels.py``, one
 golden test per syntax). Reduced decodes change pixels; a bundle uses them only when its decode
 parity gate passed (:mod:`cxr_edge.evaluation.decode_gate`).
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * Drives headless Chromium (playwright-core, the system's /usr/bin/chromium) through the web demo for
- * `tests/test_web_demo.py`: golden-vector runs on the harness page, the real UI with a file input, a
+ * `tests/ports/test_web_demo.py`: golden-vector runs on the harness page, the real UI with a file input, a
  * bad file, and an offline reload served by the service worker. One browser session does all of it;
  * results go to stdout as JSON.
  *

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * Runs the app's pure modules (no browser, no LiteRT) on cases read as JSON from stdin and writes the
- * results as JSON to stdout. `tests/test_web_demo.py` compares them with OpenCV/numpy/the Python
+ * results as JSON to stdout. `tests/ports/test_web_demo.py` compares them with OpenCV/numpy/the Python
  * runtime on many random inputs, which the two golden images alone cannot cover.
  *
  * Request: `{"cases": [{"op": ..., "image": {dtype, shape, base64}, ...params}]}`.

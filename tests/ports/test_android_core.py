@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CORE = REPO / "android_demo" / "core"
 GENERATOR = REPO / "android_demo" / "tools" / "golden_extra.py"
 JUNIT = Path(os.environ.get("CXR_EDGE_JUNIT", "/usr/share/java/junit-platform-console-standalone.jar"))

@@ -28,7 +28,7 @@ def test_records(kit_manifest):
     from pathlib import Path
 
     manifest = load_manifest(kit_manifest)
-    split = read_split(Path(__file__).resolve().parents[1] / "splits" / "kit.csv", manifest)
+    split = read_split(Path(__file__).resolve().parents[2] / "splits" / "kit.csv", manifest)
     return split.records(manifest, "test")
 
 
@@ -107,7 +107,7 @@ def test_source_audit_detects_source_signal():
 def test_cli_writes_report_and_protects_previous_results(kit_manifest, tmp_path):
     from pathlib import Path
 
-    split = Path(__file__).resolve().parents[1] / "splits" / "kit.csv"
+    split = Path(__file__).resolve().parents[2] / "splits" / "kit.csv"
     out = tmp_path / "eval"
     args = [
         "evaluate",

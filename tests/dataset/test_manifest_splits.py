@@ -101,7 +101,7 @@ def test_committed_split_extends_the_first_release(kit_manifest):
     from pathlib import Path
 
     m = load_manifest(kit_manifest)
-    split = read_split(Path(__file__).resolve().parents[1] / "splits" / "kit.csv", m)
+    split = read_split(Path(__file__).resolve().parents[2] / "splits" / "kit.csv", m)
     summary = split.summary(m)
     assert sum(v for part in summary.values() for k, v in part.items() if k != "patients") == 3008
     for part in ("val", "test"):

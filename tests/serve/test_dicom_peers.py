@@ -146,7 +146,7 @@ def test_load_benchmark_with_faults_keeps_every_image_exactly_once(tmp_path):
     assert result["results_expected"] == result["results_in_orthanc"] == 40
     assert result["results_lost"] == result["results_unexpected"] == 0
     # Whatever the outage queued in the outbox was delivered late, none dead. (How much it queues
-    # depends on timing in a run this small; tests/test_serve_outbox.py covers the outbox itself.)
+    # depends on timing in a run this small; tests/serve/test_serve_outbox.py covers the outbox itself.)
     assert result["first_delivery"].get("queued", 0) == result["late_deliveries"].get("sent", 0)
     assert "dead" not in result["late_deliveries"]
     section = render({"machine": "m", "syntaxes": ["j2k_lossless", "jpegls_lossless"], "mean_file_mib": 3,

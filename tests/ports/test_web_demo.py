@@ -54,7 +54,7 @@ from cxr_edge.ops.preprocess import PreprocessSpec, preprocess, preprocess_u8
 from cxr_edge.runtime.pipeline import Predictor
 from cxr_edge.runtime.segmenter import Segmenter
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 WEB = REPO / "web_demo"
 GOLDEN = REPO / "tests" / "golden"
 SCREENSHOT = WEB / "screenshot.png"

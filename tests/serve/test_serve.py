@@ -24,7 +24,7 @@ from cxr_edge.serve.node import OUT_OF_RESOURCES
 from cxr_edge.serve.report import read_report
 from cxr_edge.serve.scu import NetworkError, echo, send_files
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 IDENTIFIERS = ("Doe^Jane", "PAT-0042-SECRET", "ACC-77-SECRET", "19700101")
 
 

@@ -20,7 +20,7 @@ from cxr_edge.imaging.synth import VARIANTS, build_dataset, encode, stored_value
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
-SAMPLES = Path(__file__).resolve().parents[1] / "cxr_edge" / "data" / "samples"
+SAMPLES = Path(__file__).resolve().parents[2] / "cxr_edge" / "data" / "samples"
 #: A file name that looks like a patient's: it must never reach the logs.
 IDENTIFYING = "DOE^JOHN_MRN48213.png"
 PROB_TOLERANCE = 1e-6  # predict's CSV rounds probabilities to 6 decimals

@@ -32,7 +32,7 @@ from cxr_edge.train.tfjs_weights import import_tfjs_weights, provenance_path
 
 pytestmark = pytest.mark.train
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NSFWJS = REPO / "build" / "nsfwjs" / "nsfwjs-4.4.0.tgz"
 CONFIG_KEYS = ("kernel_size", "strides", "dilation_rate", "depth_multiplier", "activation", "epsilon")
 

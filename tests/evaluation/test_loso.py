@@ -15,7 +15,7 @@ from cxr_edge.errors import SpecError
 from cxr_edge.evaluation import loso, loso_select
 from cxr_edge.evaluation.loso import HeldOut
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 LABELS = ("covid", "normal", "pneumonia")
 

@@ -63,7 +63,7 @@ def test_default_bundle_split_is_the_committed_one():
 
     from cxr_edge.hashing import file_sha256
 
-    committed = Path(__file__).resolve().parents[1] / "splits" / "kit.csv"
+    committed = Path(__file__).resolve().parents[2] / "splits" / "kit.csv"
     assert Bundle.load().manifest.provenance["split_sha256"] == file_sha256(committed)
 
 

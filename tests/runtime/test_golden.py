@@ -10,7 +10,7 @@ import pytest
 from cxr_edge.bundle.folder import Bundle
 from cxr_edge.evaluation.golden import check, decode, encode
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = Path(__file__).parents[1] / "golden"
 
 
 def test_runtime_reproduces_the_golden_vectors():
