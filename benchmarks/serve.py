@@ -2,14 +2,16 @@
 
     python -m cxr_edge.benchmarks.serve [--n 100] [--size 1024] [--kill] [--out FILE.json]
 
-Builds ``n`` DX DICOMs (12-bit, ``size`` x ``size``) from kit PNGs, starts ``cxr-edge serve`` in a
-child process on a free loopback port, sends them on one association with the library's SCU and
+Builds ``n`` DX DICOMs (12-bit, ``size`` x ``size``) from kit PNGs with the library's writer
+(:func:`cxr_edge.imaging.synth.write_radiograph`), starts ``cxr-edge serve`` in a child process on a
+free loopback port, sends them on one association with the library's SCU and
 times (a) until every C-STORE is acknowledged (received = durably stored) and (b) until every
 instance has its audit record (triaged). With ``--kill`` it then sends another batch, SIGKILLs the
 node once a third of it is audited, restarts it, resends what was not acknowledged (as a modality
 would) and checks that every instance has exactly one audit record.
 
-The helpers (:func:`make_dx`, :class:`ServerProcess`) are also used by the tests.
+:class:`ServerProcess` and :func:`kill_restart` are also used by the tests of this benchmark
+(``tests/serve/test_serve_kill.py``).
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ from collections import Counter
 from pathlib import Path
 
 import click
-import cv2
 import numpy as np
 
+from cxr_edge.imaging.synth import stored_from_image, write_radiograph
 from cxr_edge.serve.audit import read_records
 from cxr_edge.serve.inbox import instance_key
 from cxr_edge.serve.scu import send_files
@@ -39,57 +41,8 @@ from cxr_edge.serve.scu import send_files
 KIT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def make_dx(path: str | Path, pixels: np.ndarray, **attrs) -> Path:
-    """Writes a DX "for presentation" chest image with fake patient and study identifiers.
-
-    Args:
-        path: Output file.
-        pixels: 2-D uint8 (stored as is) or uint16 (12 bits stored) array.
-        **attrs: DICOM attributes to set or override (ViewPosition="LL", Modality="CT"...).
-    """
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = DigitalXRayImageStorageForPresentation
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
-    ds.PatientName = "Doe^Jane"
-    ds.PatientID = "PAT-0042-SECRET"
-    ds.PatientBirthDate = "19700101"
-    ds.PatientSex = "F"
-    ds.AccessionNumber = "ACC-77-SECRET"
-    ds.StudyID = "1"
-    ds.StudyDate = ds.ContentDate = "20240101"
-    ds.StudyTime = ds.ContentTime = "120000"
-    ds.Modality = "DX"
-    ds.PresentationIntentType = "FOR PRESENTATION"
-    ds.ViewPosition = "PA"
-    ds.BodyPartExamined = "CHEST"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    bits = 8 if pixels.dtype == np.uint8 else 16
-    ds.BitsAllocated = bits
-    ds.BitsStored = 8 if bits == 8 else 12
-    ds.HighBit = ds.BitsStored - 1
-    ds.PixelRepresentation = 0
-    ds.WindowCenter, ds.WindowWidth = (127.5, 255) if bits == 8 else (2047.5, 4095)
-    ds.VOILUTFunction = "LINEAR_EXACT"
-    for key, value in attrs.items():
-        setattr(ds, key, value)
-    ds.PixelData = pixels.tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return Path(path)
-
-
 def recode(path: Path, syntax: str) -> Path:
-    """Re-encodes a :func:`make_dx` file in place in another transfer syntax (cxr_edge.imaging.synth)."""
+    """Re-encodes a 12-bit file in place in another syntax (:func:`cxr_edge.imaging.synth.encode`)."""
     import pydicom
 
     from cxr_edge.imaging.synth import encode
@@ -99,14 +52,6 @@ def recode(path: Path, syntax: str) -> Path:
         raise click.UsageError(f"{syntax} cannot hold these 12-bit images")
     ds.save_as(path, enforce_file_format=True)
     return path
-
-
-def kit_pixels(png: Path, size: int | None = None) -> np.ndarray:
-    """A kit PNG as 12-bit stored values, optionally resized to ``size`` x ``size``."""
-    img = cv2.imread(str(png), cv2.IMREAD_GRAYSCALE)
-    if size:
-        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_LINEAR)
-    return (img.astype(np.uint32) * 4095 // 255).astype(np.uint16)
 
 
 def kit_pngs(n: int, seed: int = 0) -> list[Path]:
@@ -287,14 +232,18 @@ def main(n: int, size: int, syntax: str, kill: bool, out: str | None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "dicom"
         folder.mkdir()
-        files = [make_dx(folder / f"{i:04d}.dcm", kit_pixels(p, size)) for i, p in enumerate(kit_pngs(n))]
+        files = [
+            write_radiograph(folder / f"{i:04d}.dcm", stored_from_image(p, size))
+            for i, p in enumerate(kit_pngs(n))
+        ]
         if syntax != "explicit_le":
             files = [recode(f, syntax) for f in files]
         result["mean_file_mib"] = sum(f.stat().st_size for f in files) / len(files) / 2**20
         result["throughput"] = throughput(files, Path(tmp) / "run1")
         if kill:
             more = [
-                make_dx(folder / f"k{i:04d}.dcm", kit_pixels(p, size)) for i, p in enumerate(kit_pngs(n, 1))
+                write_radiograph(folder / f"k{i:04d}.dcm", stored_from_image(p, size))
+                for i, p in enumerate(kit_pngs(n, 1))
             ]
             result["kill_restart"] = kill_restart(more, Path(tmp) / "run2")
     text = json.dumps(result, indent=2)

@@ -1,4 +1,6 @@
-"""Shared fixtures: the data kit (read-only), DICOM builders, the shipped bundle.
+"""Shared fixtures: the data kit (read-only), the shipped bundle.
+
+DICOM files come from the library's writer, :func:`cxr_edge.imaging.synth.write_radiograph`.
 
 The tests mirror the packages (``tests/imaging/`` for ``cxr_edge.imaging``...). ``tests/train/`` and
 ``tests/convert/`` test the learning side: every test there is marked ``train`` and, where the
@@ -12,7 +14,6 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,40 +85,3 @@ def tiny_segmenter_bundle(tmp_path_factory) -> Path:
 def kit_png(kit_manifest) -> Path:
     """One real NIH chest X-ray PNG from the kit."""
     return KIT / "nih" / "normal" / sorted(p.name for p in (KIT / "nih" / "normal").glob("*.png"))[0]
-
-
-def make_dicom(path: Path, pixels: np.ndarray, **attrs) -> Path:
-    """Writes a single-frame greyscale DICOM (Explicit VR Little Endian unless compressed later).
-
-    Args:
-        path: Output file.
-        pixels: 2-D uint8/uint16/int16 array of stored values.
-        **attrs: DICOM attributes to set or override (e.g. BitsStored, RescaleSlope, WindowCenter).
-    """
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.PatientName = "Test^Patient"
-    ds.PatientID = "SECRET-ID-123"
-    ds.Modality = "DX"
-    ds.ViewPosition = "PA"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    bits = 8 if pixels.dtype == np.uint8 else 16
-    ds.BitsAllocated = bits
-    ds.BitsStored = bits
-    ds.HighBit = bits - 1
-    ds.PixelRepresentation = 1 if pixels.dtype == np.int16 else 0
-    for key, value in attrs.items():
-        setattr(ds, key, value)
-    ds.PixelData = pixels.tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return path

@@ -114,12 +114,14 @@ def test_documented_csv_columns_are_predicts():
 
 def test_audit_example_and_field_table_match_a_real_record(tmp_path):
     """serve.md's example is a real record of the shipped bundle (abridged), and every field is explained."""
-    from cxr_edge.benchmarks.serve import kit_pixels, make_dx
     from cxr_edge.dataset.samples import load_samples
+    from cxr_edge.imaging.synth import stored_from_image, write_radiograph
     from cxr_edge.serve import Triage
     from cxr_edge.serve.config import TriageConfig
 
-    record = Triage(TriageConfig())(make_dx(tmp_path / "x.dcm", kit_pixels(load_samples()[0].file))).record
+    record = Triage(TriageConfig())(
+        write_radiograph(tmp_path / "x.dcm", stored_from_image(load_samples()[0].file))
+    ).record
     text = (REPO / "docs" / "serve.md").read_text(encoding="utf-8")
     section = text.split("## Audit log schema", 1)[1]
     example = json.loads(re.search(r"```json\n(.*?)```", section, flags=re.S).group(1))
@@ -140,9 +142,8 @@ def test_documented_storescu_command_sends_a_compressed_file(tmp_path):
     """serve.md's quick start, as printed, sends a JPEG 2000 file to a node (it once could not)."""
     from pydicom import dcmread
 
-    from cxr_edge.benchmarks.serve import kit_pixels, make_dx
     from cxr_edge.dataset.samples import load_samples
-    from cxr_edge.imaging.synth import encode
+    from cxr_edge.imaging.synth import encode, stored_from_image, write_radiograph
     from cxr_edge.serve import Node
     from cxr_edge.serve.config import NodeConfig, ServeConfig, StorageConfig, TriageConfig
 
@@ -151,7 +152,7 @@ def test_documented_storescu_command_sends_a_compressed_file(tmp_path):
         for line in (REPO / "docs" / "serve.md").read_text(encoding="utf-8").splitlines()
         if "pynetdicom storescu" in line
     )
-    ds = dcmread(make_dx(tmp_path / "x.dcm", kit_pixels(load_samples()[0].file)))
+    ds = dcmread(write_radiograph(tmp_path / "x.dcm", stored_from_image(load_samples()[0].file)))
     assert encode(ds, "j2k_lossless")
     file = tmp_path / "file.dcm"
     ds.save_as(file, enforce_file_format=True)

@@ -105,6 +105,18 @@ def run_folders(run_dirs: tuple[str, ...], run_options: tuple[str, ...], usage: 
     return runs
 
 
+def config_option(help: str, required: bool = True) -> Callable:
+    """``--config FILE``: the TOML a command runs from (a training config, a LOSO recipe, serve.toml)."""
+    return click.option(
+        "--config",
+        "config_path",
+        required=required,
+        default=None,
+        type=click.Path(exists=True, dir_okay=False),
+        help=help,
+    )
+
+
 def split_option(required: bool = True) -> Callable:
     """``--split SPLIT``: the split CSV every learning stage reads (optional where a stage can make one)."""
     extra = "" if required else " Default: a seeded patient-level split saved in the run directory."

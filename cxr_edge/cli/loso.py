@@ -19,6 +19,7 @@ import click
 
 from cxr_edge.cli.common import (
     clean_errors,
+    config_option,
     manifest_option,
     max_per_part_option,
     model_option,
@@ -49,13 +50,7 @@ def loso_group() -> None:
 
 
 @loso_group.command("train")
-@click.option(
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False),
-    help="Training recipe (TOML), e.g. configs/triage/baseline.toml.",
-)
+@config_option("Training recipe (TOML), e.g. configs/triage/baseline.toml.")
 @model_option
 @manifest_option()
 @split_option(required=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from cxr_edge.cli.common import clean_errors
+from cxr_edge.cli.common import clean_errors, config_option
 from cxr_edge.errors import CxrEdgeError
 from cxr_edge.serve.config import ServeConfig, load_config, override
 
@@ -30,13 +30,7 @@ def _config(config_path, host, port, ae_title, allow, inbox, audit, bundle_dir) 
 
 
 @click.group("serve", invoke_without_command=True)
-@click.option(
-    "--config",
-    "config_path",
-    default=None,
-    type=click.Path(exists=True, dir_okay=False),
-    help="serve.toml (default: built-in defaults, see docs/serve.md).",
-)
+@config_option("serve.toml (default: built-in defaults, see docs/serve.md).", required=False)
 @click.option("--host", default=None, help="Address to bind (default 127.0.0.1: loopback only).")
 @click.option("--port", default=None, type=click.IntRange(0, 65535), help="TCP port (default 11112).")
 @click.option("--ae-title", default=None, help="This node's AE title (default CXR_EDGE).")

@@ -10,6 +10,7 @@ import click
 
 from cxr_edge.cli.common import (
     clean_errors,
+    config_option,
     manifest_option,
     max_per_part_option,
     model_option,
@@ -22,13 +23,7 @@ from cxr_edge.cli.common import (
 
 
 @click.command("train")
-@click.option(
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False),
-    help="Training config (TOML or a run's config.json), e.g. configs/custom_cnn.toml.",
-)
+@config_option("Training config (TOML or a run's config.json), e.g. configs/custom_cnn.toml.")
 @model_option
 @manifest_option()
 @split_option(required=False)
@@ -144,13 +139,7 @@ def train_cmd(
 
 
 @click.command("search")
-@click.option(
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False),
-    help="Training config with a [search] table, e.g. configs/search_custom_cnn.toml.",
-)
+@config_option("Training config with a [search] table, e.g. configs/search_custom_cnn.toml.")
 @model_option
 @manifest_option()
 @split_option()

@@ -1,16 +1,26 @@
-"""Synthetic full-size DICOM radiographs made from ordinary images (benchmarks and the decode gate).
+"""Synthetic DICOM radiographs: the one DICOM builder of the tests, the benchmarks and the decode gate.
 
-A kit image is enlarged to a detector size, stored as 10-16-bit integers with detector-like noise,
-given the intensity tags of a :class:`Variant` and encoded in one of :data:`SYNTAXES`. Encoders are
-the well-kept ones: pydicom's own (RLE, deflate), pyjpegls (JPEG-LS), pylibjpeg-openjpeg (JPEG 2000),
-imagecodecs (libjpeg-turbo for JPEG baseline, extended and lossless; OpenJPH for HTJ2K). Used by
-``benchmarks/dicom_corpus.py`` and by :mod:`cxr_edge.evaluation.decode_gate` (which needs DICOMs of the
-validation images); nothing on the prediction path imports it.
+Two builders share this module:
+
+* the corpus synthesiser: a kit image is enlarged to a detector size (:func:`stored_values`), stored
+  as 10-16-bit integers with detector-like noise, given the intensity tags of a :class:`Variant`
+  (:func:`build_dataset`) and encoded in one of :data:`SYNTAXES` (:func:`encode`);
+* the small-file writer: :func:`write_radiograph` (and :func:`radiograph`, its dataset) stores a 2-D
+  array of stored values as a single-frame greyscale file of a :class:`RadiographPreset`
+  (:data:`DX_PRESENTATION` or :data:`SECONDARY_CAPTURE`) with fake identifiers; an 8-bit image
+  becomes stored values with :func:`stored_from_image`.
+
+Encoders are the well-kept ones: pydicom's own (RLE, deflate), pyjpegls (JPEG-LS), pylibjpeg-openjpeg
+(JPEG 2000), imagecodecs (libjpeg-turbo for JPEG baseline, extended and lossless; OpenJPH for HTJ2K).
+Used by ``benchmarks/`` and the tests, and by :mod:`cxr_edge.evaluation.decode_gate` (which needs
+DICOMs of the validation images); nothing on the prediction path imports it, and pydicom is imported
+inside the functions.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -186,3 +196,193 @@ def _window_for_8_bits(ds) -> None:
         if tag in ds:
             delattr(ds, tag)
     ds.WindowCenter, ds.WindowWidth = 127.5, 230.0
+
+
+# ------------------------------------------------------------------------------ single-frame writer
+
+
+@dataclass(frozen=True)
+class RadiographPreset:
+    """What :func:`radiograph` writes besides the pixel module: the object's class and fixed attributes.
+
+    Attributes:
+        name: Short name (``dx`` or ``sc``).
+        sop_class: SOP Class UID.
+        attributes: Fixed attributes, in the order they are set: fake patient and study identifiers
+            (the tests check that they never reach a log), Modality, ViewPosition...
+        new_study: Whether the file gets its own (random) Study and Series Instance UIDs.
+        bits_stored_16: BitsStored of a 16-bit array (an 8-bit array stores 8 bits).
+        full_range_window: Whether a LINEAR_EXACT window covers the whole stored range; without it
+            a reader has no VOI and scales the image by its own minimum and maximum.
+    """
+
+    name: str
+    sop_class: str
+    attributes: tuple[tuple[str, str], ...]
+    new_study: bool
+    bits_stored_16: int
+    full_range_window: bool
+
+
+#: A DX "for presentation" chest PA: 12 bits stored in 16-bit pixels, a window over the stored range,
+#: a fake patient and study (what a modality sends the node).
+DX_PRESENTATION = RadiographPreset(
+    name="dx",
+    sop_class="1.2.840.10008.5.1.4.1.1.1.1",  # Digital X-Ray Image Storage - For Presentation
+    attributes=(
+        ("PatientName", "Doe^Jane"),
+        ("PatientID", "PAT-0042-SECRET"),
+        ("PatientBirthDate", "19700101"),
+        ("PatientSex", "F"),
+        ("AccessionNumber", "ACC-77-SECRET"),
+        ("StudyID", "1"),
+        ("StudyDate", "20240101"),
+        ("ContentDate", "20240101"),
+        ("StudyTime", "120000"),
+        ("ContentTime", "120000"),
+        ("Modality", "DX"),
+        ("PresentationIntentType", "FOR PRESENTATION"),
+        ("ViewPosition", "PA"),
+        ("BodyPartExamined", "CHEST"),
+    ),
+    new_study=True,
+    bits_stored_16=12,
+    full_range_window=True,
+)
+
+#: A plain Secondary Capture labelled DX PA: every bit of the array's type stored, no window, no
+#: study (the reader's intensity handling is tested on it, with attributes added per test).
+SECONDARY_CAPTURE = RadiographPreset(
+    name="sc",
+    sop_class="1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture Image Storage
+    attributes=(
+        ("PatientName", "Test^Patient"),
+        ("PatientID", "SECRET-ID-123"),
+        ("Modality", "DX"),
+        ("ViewPosition", "PA"),
+    ),
+    new_study=False,
+    bits_stored_16=16,
+    full_range_window=False,
+)
+
+_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.int16))
+
+
+def radiograph(pixels: np.ndarray, *, preset: RadiographPreset = DX_PRESENTATION, **attrs):
+    """A single-frame greyscale dataset (Explicit VR Little Endian) holding ``pixels`` as stored values.
+
+    Args:
+        pixels: 2-D uint8 (8 bits allocated and stored), uint16 or int16 array (16 bits allocated,
+            ``preset.bits_stored_16`` stored; int16 is signed, PixelRepresentation 1).
+        preset: The object's class and fixed attributes (:data:`DX_PRESENTATION` or
+            :data:`SECONDARY_CAPTURE`).
+        **attrs: DICOM attributes to set or override after the preset's (``ViewPosition="LL"``,
+            ``BitsStored=12``, ``NumberOfFrames=2``...); ``None`` deletes one. Applied verbatim: the
+            window and the other attributes are not recomputed from them.
+
+    Returns:
+        A :class:`pydicom.dataset.FileDataset` with random SOP Instance (and, for a preset with
+        ``new_study``, Study and Series Instance) UIDs.
+
+    Raises:
+        ValueError: ``pixels`` is not a 2-D array of one of those types.
+    """
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    if pixels.ndim != 2 or pixels.dtype not in _DTYPES:
+        raise ValueError(f"expected a 2-D uint8, uint16 or int16 array, got {pixels.dtype} {pixels.shape}")
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = preset.sop_class
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset("", {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    if preset.new_study:
+        ds.StudyInstanceUID = generate_uid()
+        ds.SeriesInstanceUID = generate_uid()
+    for key, value in preset.attributes:
+        setattr(ds, key, value)
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    allocated = 8 if pixels.dtype == np.uint8 else 16
+    signed = pixels.dtype == np.int16
+    ds.BitsAllocated = allocated
+    ds.BitsStored = 8 if allocated == 8 else preset.bits_stored_16
+    ds.HighBit = ds.BitsStored - 1
+    ds.PixelRepresentation = int(signed)
+    if preset.full_range_window:
+        lo = -(1 << (ds.BitsStored - 1)) if signed else 0
+        hi = lo + (1 << ds.BitsStored) - 1
+        ds.WindowCenter, ds.WindowWidth = (lo + hi) / 2.0, hi - lo
+        ds.VOILUTFunction = "LINEAR_EXACT"
+    for key, value in attrs.items():
+        if value is None:
+            if key in ds:
+                delattr(ds, key)
+        else:
+            setattr(ds, key, value)
+    ds.PixelData = pixels.tobytes()
+    return ds
+
+
+def write_radiograph(
+    path: str | Path, pixels: np.ndarray, *, preset: RadiographPreset = DX_PRESENTATION, **attrs
+) -> Path:
+    """Writes :func:`radiograph`'s dataset as a DICOM Part 10 file.
+
+    Args:
+        path: Output file (any name; no suffix is added).
+        pixels: 2-D uint8, uint16 or int16 array of stored values (see :func:`radiograph`).
+        preset: :data:`DX_PRESENTATION` (the default) or :data:`SECONDARY_CAPTURE`.
+        **attrs: DICOM attributes to set, override or (``None``) delete.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    ds = radiograph(pixels, preset=preset, **attrs)
+    ds.filename = str(path)
+    ds.save_as(path, enforce_file_format=True)
+    return Path(path)
+
+
+def stored_from_image(
+    image: str | Path | np.ndarray, size: int | tuple[int, int] | None = None, bits: int = 12
+) -> np.ndarray:
+    """An ordinary image as ``bits``-bit stored values (full scale maps to ``2**bits - 1``).
+
+    Args:
+        image: An image file (read as 8-bit greyscale), a 2-D uint8 array, or a 2-D float array in
+            [0, 1] (what :func:`cxr_edge.imaging.reader.read_image` returns).
+        size: Side of the square result, or (rows, cols); ``None`` keeps the image's size. The image
+            is resized (bilinear) before it is scaled.
+        bits: Stored bits, 8 to 16.
+
+    Returns:
+        uint8 values for 8 bits, else uint16; an 8-bit value ``v`` becomes ``v * (2**bits - 1) // 255``.
+
+    Raises:
+        ValueError: The file cannot be read as an image, or the array is not 2-D uint8 or float.
+    """
+    if not 8 <= bits <= 16:
+        raise ValueError(f"bits must be 8 to 16, got {bits}")
+    if isinstance(image, str | Path):
+        img = cv2.imread(str(image), cv2.IMREAD_GRAYSCALE)
+        if img is None:
+            raise ValueError(f"cannot read {image} as an image")
+    else:
+        img = np.asarray(image)
+        if img.ndim != 2 or not (img.dtype == np.uint8 or np.issubdtype(img.dtype, np.floating)):
+            raise ValueError(f"expected a 2-D uint8 or float array, got {img.dtype} {img.shape}")
+    if size:
+        rows, cols = (size, size) if isinstance(size, int) else size
+        src = img if img.dtype == np.uint8 else img.astype(np.float32)
+        img = cv2.resize(src, (cols, rows), interpolation=cv2.INTER_LINEAR)
+    full = (1 << bits) - 1
+    dtype = np.uint8 if bits == 8 else np.uint16
+    if img.dtype == np.uint8:
+        return (img.astype(np.uint32) * full // 255).astype(dtype)
+    return np.rint(np.clip(img, 0.0, 1.0) * full).astype(dtype)

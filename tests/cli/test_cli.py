@@ -12,10 +12,10 @@ from pathlib import Path
 import cv2
 import pytest
 from click.testing import CliRunner
-from conftest import make_dicom
 
 from cxr_edge.cli import main
 from cxr_edge.dataset.samples import load_samples
+from cxr_edge.imaging.synth import SECONDARY_CAPTURE, write_radiograph
 
 LABELS = (
     "covid",
@@ -38,9 +38,10 @@ def mixed_folder(tmp_path):
     shutil.copy(normal.file, folder / "normal.png")
     pixels = cv2.imread(str(normal.file), cv2.IMREAD_UNCHANGED)
     # LINEAR_EXACT window 127.5 +- 127.5 maps stored values to value / 255: the same pixels as the PNG.
-    make_dicom(
+    write_radiograph(
         folder / "nested" / "normal_as_dicom",
         pixels,
+        preset=SECONDARY_CAPTURE,
         WindowCenter=127.5,
         WindowWidth=255,
         VOILUTFunction="LINEAR_EXACT",

@@ -47,7 +47,9 @@ def tiny_run(kit_manifest, split, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def tiny_bundle(tiny_run, kit_manifest, split, tmp_path_factory):
+def converted_bundle(tiny_run, kit_manifest, split, tmp_path_factory):
+    """The tiny run converted by ``build_bundle``: the conversion under test here. (Tests that just
+    need a small bundle use conftest's ``tiny_segmenter_bundle``, built by ``tests/tiny_bundle.py``.)"""
     from cxr_edge.convert.build import build_bundle
     from cxr_edge.convert.recipe import BundleRecipe
 
@@ -84,10 +86,10 @@ def test_run_directory_is_never_overwritten(tiny_run, kit_manifest, split):
         train_run(TINY, kit_manifest, split, tiny_run, max_per_part=4, progress=False)
 
 
-def test_bundle_contents_and_parity(tiny_bundle, kit_manifest):
+def test_bundle_contents_and_parity(converted_bundle, kit_manifest):
     from cxr_edge.dataset.manifest import load_manifest
 
-    bundle = Bundle.load(tiny_bundle)
+    bundle = Bundle.load(converted_bundle)
     m = bundle.manifest
     assert m.labels == TINY.labels and m.preprocess == TINY.preprocess
     by_quant = {e.quant: e for e in m.models}
@@ -121,13 +123,13 @@ def test_bundle_contents_and_parity(tiny_bundle, kit_manifest):
     assert m.lung_evidence is None and card.lung_evidence is None  # no segmenter
 
 
-def test_runtime_matches_keras_on_a_real_image(tiny_run, tiny_bundle, kit_png):
+def test_runtime_matches_keras_on_a_real_image(tiny_run, converted_bundle, kit_png):
     import keras
 
     model = keras.models.load_model(tiny_run / "best.keras")
     image, _ = read_image(kit_png)
     expected = model.predict(preprocess(image, TINY.preprocess)[None], verbose=0)[0]
-    pred = Predictor(Bundle.load(tiny_bundle), members=["custom_cnn-fp32"]).predict_file(kit_png)
+    pred = Predictor(Bundle.load(converted_bundle), members=["custom_cnn-fp32"]).predict_file(kit_png)
     got = np.array([pred.probs[label] for label in TINY.labels])
     np.testing.assert_allclose(got, expected, atol=1e-4)
     assert pred.label == TINY.labels[int(np.argmax(expected))]

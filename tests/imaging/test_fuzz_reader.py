@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cxr_edge.benchmarks.serve import make_dx
 from cxr_edge.errors import CxrEdgeError
 from cxr_edge.imaging.reader import decode_image
+from cxr_edge.imaging.synth import write_radiograph
 from cxr_edge.ops.quality import QualityConfig, check
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns about mangled values
@@ -71,7 +71,7 @@ def seeds(tmp_path_factory) -> dict[str, bytes]:
     return {
         "png": cv2.imencode(".png", grey)[1].tobytes(),
         "jpg": cv2.imencode(".jpg", grey)[1].tobytes(),
-        "dcm": make_dx(folder / "seed.dcm", pixels).read_bytes(),
+        "dcm": write_radiograph(folder / "seed.dcm", pixels).read_bytes(),
     }
 
 
@@ -127,5 +127,5 @@ def test_dicom_header_values_give_an_image_or_a_typed_error(
     if slope is not None:
         attrs["RescaleSlope"], attrs["RescaleIntercept"] = slope, -1024
     path = tmp_path_factory.mktemp("hdr") / "x.dcm"
-    data = make_dx(path, pixels, **attrs).read_bytes()
+    data = write_radiograph(path, pixels, **attrs).read_bytes()
     decode_or_typed_error(data[: len(data) - short_by * 2], "x.dcm")

@@ -10,12 +10,12 @@ import cv2
 import numpy as np
 import pydicom
 import pytest
-from conftest import make_dicom
 from pydicom.data import get_testdata_file
 
 from cxr_edge.errors import ImageDecodeError, ImageTooLargeError, InputError, UnsupportedImageError
 from cxr_edge.imaging.intensity import window
 from cxr_edge.imaging.reader import ReadOptions, read_image
+from cxr_edge.imaging.synth import SECONDARY_CAPTURE, write_radiograph
 
 RNG = np.random.default_rng(0)
 
@@ -82,7 +82,7 @@ def test_real_kit_png(kit_png):
 
 def test_dicom_monochrome2_16bit_plain(tmp_path):
     pixels = ramp(hi=60000, dtype=np.uint16)
-    image, info = read_image(make_dicom(tmp_path / "a.dcm", pixels))
+    image, info = read_image(write_radiograph(tmp_path / "a.dcm", pixels, preset=SECONDARY_CAPTURE))
     np.testing.assert_allclose(image, pixels / 60000.0, atol=1e-6)  # no VOI: min-max over the image
     assert (info.modality, info.view_position, info.intensity, info.inverted) == ("DX", "PA", "minmax", False)
 
@@ -90,8 +90,13 @@ def test_dicom_monochrome2_16bit_plain(tmp_path):
 def test_dicom_monochrome1_is_inverted(tmp_path):
     pixels = ramp(hi=4095, dtype=np.uint16)
     image, info = read_image(
-        make_dicom(
-            tmp_path / "a.dcm", pixels, PhotometricInterpretation="MONOCHROME1", BitsStored=12, HighBit=11
+        write_radiograph(
+            tmp_path / "a.dcm",
+            pixels,
+            preset=SECONDARY_CAPTURE,
+            PhotometricInterpretation="MONOCHROME1",
+            BitsStored=12,
+            HighBit=11,
         )
     )
     np.testing.assert_allclose(image, 1.0 - pixels / 4095.0, atol=1e-6)
@@ -101,8 +106,12 @@ def test_dicom_monochrome1_is_inverted(tmp_path):
 def test_dicom_12bit_ignores_bits_above_bits_stored(tmp_path):
     pixels = ramp(hi=4095, dtype=np.uint16)
     dirty = pixels | np.uint16(0xF000)  # garbage in the unused high bits (overlay planes in old files)
-    ref, _ = read_image(make_dicom(tmp_path / "clean.dcm", pixels, BitsStored=12, HighBit=11))
-    image, info = read_image(make_dicom(tmp_path / "dirty.dcm", dirty, BitsStored=12, HighBit=11))
+    ref, _ = read_image(
+        write_radiograph(tmp_path / "clean.dcm", pixels, preset=SECONDARY_CAPTURE, BitsStored=12, HighBit=11)
+    )
+    image, info = read_image(
+        write_radiograph(tmp_path / "dirty.dcm", dirty, preset=SECONDARY_CAPTURE, BitsStored=12, HighBit=11)
+    )
     np.testing.assert_array_equal(image, ref)
     assert info.bits_stored == 12
 
@@ -111,9 +120,10 @@ def test_dicom_rescale_then_window(tmp_path):
     stored = ramp(hi=4095, dtype=np.uint16)
     # Modality values = 2 * stored - 1000, window 1000 +- 1000 -> covers [0, 2000).
     image, info = read_image(
-        make_dicom(
+        write_radiograph(
             tmp_path / "a.dcm",
             stored,
+            preset=SECONDARY_CAPTURE,
             BitsStored=12,
             HighBit=11,
             RescaleSlope=2,
@@ -139,8 +149,13 @@ def test_window_functions_follow_the_standard():
 def test_dicom_signed_pixels(tmp_path):
     pixels = (ramp(hi=2000, dtype=np.uint16).astype(np.int32) - 1000).astype(np.int16)
     image, _ = read_image(
-        make_dicom(
-            tmp_path / "a.dcm", pixels, WindowCenter=0, WindowWidth=1000, VOILUTFunction="LINEAR_EXACT"
+        write_radiograph(
+            tmp_path / "a.dcm",
+            pixels,
+            preset=SECONDARY_CAPTURE,
+            WindowCenter=0,
+            WindowWidth=1000,
+            VOILUTFunction="LINEAR_EXACT",
         )
     )
     np.testing.assert_allclose(image, np.clip(pixels / 1000.0 + 0.5, 0, 1), atol=1e-6)
@@ -156,7 +171,9 @@ def test_dicom_voi_lut_sequence_is_preferred(tmp_path):
     lut = (np.arange(256, dtype=np.uint16) ** 2 // 16).astype(np.uint16)  # a curve, not a line
     item.LUTData = lut.tobytes()
     item["LUTData"].VR = "OW"
-    path = make_dicom(tmp_path / "a.dcm", stored, WindowCenter=10, WindowWidth=5)
+    path = write_radiograph(
+        tmp_path / "a.dcm", stored, preset=SECONDARY_CAPTURE, WindowCenter=10, WindowWidth=5
+    )
     ds = pydicom.dcmread(path)
     ds.VOILUTSequence = Sequence([item])
     ds.save_as(path)
@@ -171,7 +188,7 @@ def test_dicom_jpeg_baseline_compressed(tmp_path):
 
     pixels = cv2.GaussianBlur(ramp(64, 64), (5, 5), 0)
     _, jpeg = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 100])
-    path = make_dicom(tmp_path / "a.dcm", pixels)
+    path = write_radiograph(tmp_path / "a.dcm", pixels, preset=SECONDARY_CAPTURE)
     ds = pydicom.dcmread(path)
     ds.PixelData = encapsulate([jpeg.tobytes()])
     ds["PixelData"].VR = "OB"
@@ -187,8 +204,14 @@ def test_dicom_jpeg2000_lossless_12bit(tmp_path):
     from pydicom.uid import JPEG2000Lossless
 
     pixels = RNG.integers(0, 4096, size=(48, 40), dtype=np.uint16)
-    path = make_dicom(
-        tmp_path / "a.dcm", pixels, BitsStored=12, HighBit=11, WindowCenter=2048, WindowWidth=4096
+    path = write_radiograph(
+        tmp_path / "a.dcm",
+        pixels,
+        preset=SECONDARY_CAPTURE,
+        BitsStored=12,
+        HighBit=11,
+        WindowCenter=2048,
+        WindowWidth=4096,
     )
     ds = pydicom.dcmread(path)
     ds.compress(JPEG2000Lossless)
@@ -199,13 +222,13 @@ def test_dicom_jpeg2000_lossless_12bit(tmp_path):
 
 
 def test_dicom_info_carries_no_identifiers(tmp_path):
-    _, info = read_image(make_dicom(tmp_path / "a.dcm", ramp()))
+    _, info = read_image(write_radiograph(tmp_path / "a.dcm", ramp(), preset=SECONDARY_CAPTURE))
     text = repr(info.to_dict())
     assert "SECRET-ID-123" not in text and "Test^Patient" not in text
 
 
 def test_dicom_without_preamble_by_suffix(tmp_path):
-    path = make_dicom(tmp_path / "a.dcm", ramp())
+    path = write_radiograph(tmp_path / "a.dcm", ramp(), preset=SECONDARY_CAPTURE)
     raw = tmp_path / "raw.dcm"
     ds = pydicom.dcmread(path)
     ds.preamble = None
@@ -239,7 +262,9 @@ def test_pydicom_objects_we_must_not_judge(name, error, match):
 
 def test_multiframe_dicom_rejected(tmp_path):
     frames = np.stack([ramp(), ramp()])
-    path = make_dicom(tmp_path / "m.dcm", frames.reshape(80, 50), NumberOfFrames=2)
+    path = write_radiograph(
+        tmp_path / "m.dcm", frames.reshape(80, 50), preset=SECONDARY_CAPTURE, NumberOfFrames=2
+    )
     ds = pydicom.dcmread(path)
     ds.Rows = 40
     ds.save_as(path)
@@ -248,7 +273,7 @@ def test_multiframe_dicom_rejected(tmp_path):
 
 
 def test_truncated_dicom_pixels(tmp_path):
-    path = make_dicom(tmp_path / "t.dcm", ramp(hi=4095, dtype=np.uint16))
+    path = write_radiograph(tmp_path / "t.dcm", ramp(hi=4095, dtype=np.uint16), preset=SECONDARY_CAPTURE)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) - 1000])
     with pytest.raises(ImageDecodeError):
@@ -312,7 +337,10 @@ def test_decompression_bomb_guard_before_decoding(tmp_path):
         read_image(tmp_path / "bomb.png")
     pixels = ramp(hi=4095, dtype=np.uint16)
     with pytest.raises(ImageTooLargeError):
-        read_image(make_dicom(tmp_path / "a.dcm", pixels), ReadOptions(max_pixels=1000))
+        read_image(
+            write_radiograph(tmp_path / "a.dcm", pixels, preset=SECONDARY_CAPTURE),
+            ReadOptions(max_pixels=1000),
+        )
 
 
 def test_errors_say_expected_and_received(tmp_path):
@@ -341,8 +369,13 @@ def test_mutated_files_raise_only_typed_errors(kind, tmp_path, kit_png):
         base = cv2.imencode(".jpg", cv2.imread(str(kit_png), cv2.IMREAD_GRAYSCALE))[1].tobytes()
     else:
         pixels = (np.arange(64 * 64).reshape(64, 64) % 4096).astype(np.uint16)
-        base = make_dicom(
-            tmp_path / "f.dcm", pixels, BitsStored=12, WindowCenter=2000, WindowWidth=4000
+        base = write_radiograph(
+            tmp_path / "f.dcm",
+            pixels,
+            preset=SECONDARY_CAPTURE,
+            BitsStored=12,
+            WindowCenter=2000,
+            WindowWidth=4000,
         ).read_bytes()
     rng = np.random.default_rng(7)
     for _ in range(150):

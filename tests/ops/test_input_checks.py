@@ -7,10 +7,10 @@ import csv
 import pytest
 from click.testing import CliRunner
 
-from cxr_edge.benchmarks.serve import kit_pixels, make_dx
 from cxr_edge.cli import main
 from cxr_edge.dataset.samples import load_samples
 from cxr_edge.errors import InputRejectedError
+from cxr_edge.imaging.synth import stored_from_image, write_radiograph
 from cxr_edge.runtime.pipeline import Predictor
 from cxr_edge.serve import Triage
 from cxr_edge.serve.config import TriageConfig
@@ -21,7 +21,9 @@ REASON = "view position LL is not frontal (accepted: PA, AP)"
 @pytest.fixture(scope="module")
 def lateral(tmp_path_factory):
     folder = tmp_path_factory.mktemp("lateral")
-    return make_dx(folder / "lateral.dcm", kit_pixels(load_samples()[0].file), ViewPosition="LL")
+    return write_radiograph(
+        folder / "lateral.dcm", stored_from_image(load_samples()[0].file), ViewPosition="LL"
+    )
 
 
 def test_predict_batch_and_node_refuse_a_lateral_view_alike(lateral, tmp_path):

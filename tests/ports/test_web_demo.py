@@ -548,7 +548,7 @@ TINY_EXTRA = tuple(p.name for p in sorted(samples_dir().glob("*.png"))[1:7])
 
 
 @pytest.fixture(scope="module")
-def tiny_bundle(request) -> Path | None:
+def segmenter_bundle(request) -> Path | None:
     """The tiny format-3 segmenter bundle (``tests/tiny_bundle.py``), or None without TensorFlow."""
     _require(browser=True)  # only the browser tests use it: do not build it when they cannot run
     try:
@@ -559,7 +559,7 @@ def tiny_bundle(request) -> Path | None:
 
 
 @pytest.fixture(scope="module")
-def browser(tiny_bundle, tmp_path_factory) -> dict:
+def browser(segmenter_bundle, tmp_path_factory) -> dict:
     """One headless-Chromium session over every browser scenario (``web_demo/test/driver.mjs``)."""
     _require(browser=True)
     tmp = tmp_path_factory.mktemp("browser")
@@ -577,14 +577,14 @@ def browser(tiny_bundle, tmp_path_factory) -> dict:
         }
     )
     mounts = {"/bundle/": str(Bundle.load().root), "/samples/": str(samples_dir())}
-    if tiny_bundle is not None:
-        mounts["/tiny/"] = str(tiny_bundle)
+    if segmenter_bundle is not None:
+        mounts["/tiny/"] = str(segmenter_bundle)
         items += [
             {"name": f"tiny/{s}", "bundleUrl": "/tiny/", "imageUrl": f"/samples/{s}"}
             for s in TINY_SAMPLES + TINY_EXTRA
         ]
     bundles = []
-    if tiny_bundle is not None:
+    if segmenter_bundle is not None:
         bundles = [
             {"name": "tiny", "query": "?bundle=/tiny/&sw=0", "image": str(samples_dir() / TINY_SAMPLES[0])}
         ]
@@ -658,10 +658,10 @@ def test_threaded_wasm_gives_the_same_results(browser):
 
 
 @pytest.mark.train
-def test_segmenter_bundle_crop_and_probabilities_match_python(browser, tiny_bundle):
-    if tiny_bundle is None:
+def test_segmenter_bundle_crop_and_probabilities_match_python(browser, segmenter_bundle):
+    if segmenter_bundle is None:
         pytest.skip("needs TensorFlow (the [train] extra) to build the tiny segmenter bundle")
-    bundle = Bundle.load(tiny_bundle)
+    bundle = Bundle.load(segmenter_bundle)
     predictor, segmenter = Predictor(bundle), Segmenter(bundle)
     for sample in TINY_SAMPLES:
         got = browser["golden"][f"tiny/{sample}"]
@@ -695,20 +695,20 @@ def test_segmenter_bundle_crop_and_probabilities_match_python(browser, tiny_bund
 
 
 @pytest.mark.train
-def test_ui_shows_the_model_card_lung_fraction_and_referral(browser, tiny_bundle):
-    if tiny_bundle is None:
+def test_ui_shows_the_model_card_lung_fraction_and_referral(browser, segmenter_bundle):
+    if segmenter_bundle is None:
         pytest.skip("needs TensorFlow (the [train] extra) to build the tiny segmenter bundle")
     from tiny_bundle import FAILURE_MODES
 
     (ui,) = browser["bundles"]
     assert ui["state"] == "done" and "tiny-segmenter-test" in ui["bundleName"] and ui["cardOpen"]
-    card = Bundle.load(tiny_bundle).manifest.card
+    card = Bundle.load(segmenter_bundle).manifest.card
     assert card.disclaimer in ui["cardText"] and card.intended_use in ui["cardText"]
     assert card.loso.note in ui["cardText"] and ui["cardFailures"] == list(FAILURE_MODES)
     assert ui["cardLosoRows"] == len(card.loso.report["by_source"]) + 1  # + pooled
     lo, hi = card.loso.report["pooled"]["accuracy"]["ci"]
     assert f"({lo:.2f}-{hi:.2f})" in ui["cardText"]
-    want = Predictor(Bundle.load(tiny_bundle)).predict_file(samples_dir() / TINY_SAMPLES[0])
+    want = Predictor(Bundle.load(segmenter_bundle)).predict_file(samples_dir() / TINY_SAMPLES[0])
     got = ui["prediction"]
     assert got["referral"] == want.referral and got["flags"] == list(want.flags)
     assert (ui["referralText"] is None) == (want.referral is None)

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cxr_edge.benchmarks.serve import kit_pixels, make_dx, uid_of
 from cxr_edge.cli import main
 from cxr_edge.dataset.samples import load_samples
 from cxr_edge.errors import SpecError
+from cxr_edge.imaging.synth import stored_from_image, write_radiograph
 from cxr_edge.serve import AuditLog, Node, Triage, instance_key, load_config, read_records
 from cxr_edge.serve.config import DestinationConfig, NodeConfig, ServeConfig, StorageConfig, TriageConfig
 from cxr_edge.serve.node import OUT_OF_RESOURCES
@@ -39,11 +39,23 @@ def dicoms(tmp_path_factory) -> dict[str, list[Path]]:
     """Real CXRs as DX DICOMs (12-bit, from the shipped kit samples) and objects the node must refuse."""
     folder = tmp_path_factory.mktemp("dicom")
     samples = load_samples()
-    good = [make_dx(folder / f"good{i}.dcm", kit_pixels(s.file)) for i, s in enumerate(samples[:16])]
-    lateral = make_dx(folder / "lateral.dcm", kit_pixels(samples[0].file), ViewPosition="LL")
+    good = [
+        write_radiograph(folder / f"good{i}.dcm", stored_from_image(s.file))
+        for i, s in enumerate(samples[:16])
+    ]
+    lateral = write_radiograph(folder / "lateral.dcm", stored_from_image(samples[0].file), ViewPosition="LL")
     # A thumbnail (not a single intensity, which the reader itself refuses): the resolution check.
-    small = make_dx(folder / "small.dcm", (np.arange(64 * 64).reshape(64, 64) % 200).astype(np.uint8))
+    small = write_radiograph(
+        folder / "small.dcm", (np.arange(64 * 64).reshape(64, 64) % 200).astype(np.uint8)
+    )
     return {"good": good, "lateral": [lateral], "sr": [basic_sr(folder / "report.dcm")], "small": [small]}
+
+
+def uid_of(path: Path) -> str:
+    """The SOP Instance UID of a DICOM file (what the audit log must never show)."""
+    from pydicom import dcmread
+
+    return str(dcmread(path, stop_before_pixels=True).SOPInstanceUID)
 
 
 def basic_sr(path: Path) -> Path:
@@ -98,7 +110,7 @@ def by_instance(audit: Path) -> dict[str, list[dict]]:
 def test_mixed_batch_and_a_burst_larger_than_the_queue(tmp_path, triage, dicoms, caplog):
     """16 good images (queue of 4), a lateral view, an SR, a truncated image, a thumbnail: one record each."""
     corrupt = tmp_path / "truncated.dcm"
-    make_dx(corrupt, kit_pixels(load_samples()[2].file))
+    write_radiograph(corrupt, stored_from_image(load_samples()[2].file))
     from pydicom import dcmread
 
     ds = dcmread(corrupt)
@@ -332,7 +344,7 @@ def test_grey_png_secondary_capture_keeps_its_size(tmp_path):
     """The SC picture is downscaled to at most 1024 px and carries a text band."""
     from cxr_edge.serve.results import build_sc, result_lines
 
-    header = _read(make_dx(tmp_path / "a.dcm", kit_pixels(load_samples()[0].file, 1200)))
+    header = _read(write_radiograph(tmp_path / "a.dcm", stored_from_image(load_samples()[0].file, 1200)))
     record = {
         "instance": "0" * 64,
         "bundle": {"name": "b", "sha256": "f" * 64},
@@ -396,7 +408,7 @@ def test_audit_records_carry_lung_fraction_and_flags(tiny_segmenter_bundle, tmp_
     )
     seen = set()
     for i, sample in enumerate(load_samples()[:8]):
-        dcm = make_dx(tmp_path / f"{i}.dcm", kit_pixels(sample.file))
+        dcm = write_radiograph(tmp_path / f"{i}.dcm", stored_from_image(sample.file))
         record = triage(dcm).record
         want = predictor.predict_file(dcm)
         assert record["abstain"]["source"] == "bundle"

@@ -7,16 +7,10 @@ import signal
 from collections import Counter
 
 import pytest
+from test_serve import uid_of
 
-from cxr_edge.benchmarks.serve import (
-    ServerProcess,
-    free_port,
-    kill_restart,
-    kit_pixels,
-    kit_pngs,
-    make_dx,
-    uid_of,
-)
+from cxr_edge.benchmarks.serve import ServerProcess, free_port, kill_restart, kit_pngs
+from cxr_edge.imaging.synth import stored_from_image, write_radiograph
 from cxr_edge.serve import instance_key
 from cxr_edge.serve.scu import send_files
 
@@ -25,7 +19,10 @@ from cxr_edge.serve.scu import send_files
 def batch(tmp_path_factory, kit_manifest):
     """40 kit images as DX DICOMs (512 px, 12-bit), fixed seed."""
     folder = tmp_path_factory.mktemp("batch")
-    return [make_dx(folder / f"{i:03d}.dcm", kit_pixels(p)) for i, p in enumerate(kit_pngs(40, seed=3))]
+    return [
+        write_radiograph(folder / f"{i:03d}.dcm", stored_from_image(p))
+        for i, p in enumerate(kit_pngs(40, seed=3))
+    ]
 
 
 def test_sigkill_mid_batch_then_restart_gives_every_instance_exactly_one_record(tmp_path, batch):

@@ -13,8 +13,8 @@ import pytest
 from pydicom import dcmread
 from pydicom.uid import ComprehensiveSRStorage
 
-from cxr_edge.benchmarks.serve import kit_pixels, make_dx
 from cxr_edge.dataset.samples import load_samples
+from cxr_edge.imaging.synth import stored_from_image, write_radiograph
 from cxr_edge.serve.report import DECISIONS, PRIVATE, PROCEDURE, finding_code, read_report
 from cxr_edge.serve.results import COPIED, DISCLAIMER, build_results, read_header
 
@@ -57,9 +57,9 @@ def record(decision: str, sha: str = SHA, flags=(), instance: str = "1" * 64) ->
 @pytest.fixture(scope="module")
 def header(tmp_path_factory):
     folder = tmp_path_factory.mktemp("results")
-    path = make_dx(
+    path = write_radiograph(
         folder / "a.dcm",
-        kit_pixels(load_samples()[0].file, 256),
+        stored_from_image(load_samples()[0].file, 256),
         IssuerOfPatientID="HOSP",
         PatientAge="054Y",
         ReferringPhysicianName="Ref^Doctor",
@@ -201,7 +201,7 @@ def test_sparse_header_unknown_label_and_full_image_library(tmp_path):
     """A source with few attributes still gets results; a DX with orientation gets highdicom's library."""
     import highdicom as hd
 
-    sparse = read_header(make_dx(tmp_path / "s.dcm", np.zeros((300, 300), np.uint8) + 9))
+    sparse = read_header(write_radiograph(tmp_path / "s.dcm", np.zeros((300, 300), np.uint8) + 9))
     for name in ("PatientSex", "PatientBirthDate", "AccessionNumber", "StudyID", "StudyInstanceUID"):
         del sparse[name]
     rec = record("classified")
@@ -213,7 +213,7 @@ def test_sparse_header_unknown_label_and_full_image_library(tmp_path):
     assert any(i.CodingSchemeDesignator == PRIVATE for i in sr.CodingSchemeIdentificationSequence)
 
     full = read_header(
-        make_dx(
+        write_radiograph(
             tmp_path / "f.dcm",
             np.zeros((300, 300), np.uint8) + 9,
             PatientOrientation=["L", "F"],

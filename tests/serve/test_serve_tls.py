@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_serve import config, dicoms, running, triage  # noqa: F401 - fixtures used below
+from test_serve import config, dicoms, running, triage, uid_of  # noqa: F401 - fixtures used below
 
 from cxr_edge.benchmarks.peers import MISSING, STORESCU, Orthanc
-from cxr_edge.benchmarks.serve import uid_of
 from cxr_edge.cli import main
 from cxr_edge.errors import SpecError
 from cxr_edge.serve import load_config, read_records
