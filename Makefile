@@ -34,10 +34,7 @@ demo: $(VENV)/.runtime
 # javac and JUnit 5 (mk/android.mk). Both install them, or say why not and the tests skip.
 # `make test` leaves out the tests marked slow (the zoo's three largest architectures built, trained a
 # step, pruned and converted: ~18 of the suite's ~40 CPU-minutes); `make test-all` runs them too.
-test: $(VENV)/.full web-deps android-deps dicom-deps
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/lint-imports
+test: lint web-deps android-deps dicom-deps
 	$(PY) -m pytest -n auto --dist loadfile -m "not slow"
 
 test-all: $(VENV)/.full web-deps android-deps dicom-deps

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import click
 
-from cxr_edge.benchmarks.results_md import write_section
+from cxr_edge.benchmarks.results_md import section_markers, write_section
 
 KIT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "manifest.csv"
 CONFIGS = {
@@ -119,8 +119,9 @@ def measure(folder: Path, configs: dict[str, list[str]]) -> dict[str, dict]:
 
 def render(result: dict) -> str:
     """The batch section of RESULTS.md."""
+    begin, end = section_markers("batch")
     lines = [
-        "<!-- batch:begin -->",
+        begin,
         "## Batch throughput: predict, batch local, batch on Ray Data",
         "",
         f"{result['machine']}; bundle `default` (3 members + segmenter), 1 LiteRT thread per worker. "
@@ -144,7 +145,7 @@ def render(result: dict) -> str:
             f"image {_cell(s['ray_overhead_ms'])} ms over the local engine; Ray's fixed cost "
             f"{s['ray_fixed_s']} s."
         )
-    lines += ["", f"Command: `{result['command']}`", "<!-- batch:end -->", ""]
+    lines += ["", f"Command: `{result['command']}`", end, ""]
     return "\n".join(lines)
 
 

@@ -18,12 +18,9 @@ in [0, 1]) says how much the undetected damage changed.
 
 from __future__ import annotations
 
-import copy
-import io
 import json
 import platform
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -34,6 +31,7 @@ from cxr_edge.dataset.samples import load_samples
 from cxr_edge.errors import CxrEdgeError
 from cxr_edge.imaging import synth as dicom_synth
 from cxr_edge.imaging.reader import decode_image, read_image
+from cxr_edge.provenance import now_utc
 
 KINDS = ("cut + end marker", "flip (data)", "flip (header)")
 
@@ -43,29 +41,19 @@ def _encoded(stored: np.ndarray, syntax: str):
     return ds if dicom_synth.encode(ds, syntax) else None
 
 
-def _file(ds) -> bytes:
-    out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    return out.getvalue()
-
-
 def _damaged(ds, kind: str, rng: np.random.Generator) -> bytes:
     """The file of ``ds`` with its pixel data damaged one way."""
-    from pydicom.encaps import encapsulate, generate_frames
+    compressed = ds.file_meta.TransferSyntaxUID.is_compressed
 
-    damaged = copy.deepcopy(ds)  # Dataset.copy() shares its elements: the intact file would change too
-    compressed = damaged.file_meta.TransferSyntaxUID.is_compressed
-    data = damaged.PixelData
-    data = next(generate_frames(data, number_of_frames=1)) if compressed else bytes(data)
-    n = len(data)
-    if kind == "cut + end marker":
-        data = data[: n // 2] + (b"\xff\xd9" if compressed else b"")
-    else:
+    def damage(data: bytes) -> bytes:
+        n = len(data)
+        if kind == "cut + end marker":
+            return data[: n // 2] + (b"\xff\xd9" if compressed else b"")
         lo, hi = (n // 2, n - 4) if kind == "flip (data)" else (2, max(3, n // 50))
         at = int(rng.integers(lo, hi))
-        data = data[:at] + bytes([data[at] ^ 0x5A]) + data[at + 1 :]
-    damaged.PixelData = encapsulate([data]) if compressed else data
-    return _file(damaged)
+        return data[:at] + bytes([data[at] ^ 0x5A]) + data[at + 1 :]
+
+    return dicom_synth.file_bytes(dicom_synth.with_pixel_data(ds, damage))
 
 
 def measure(size: tuple[int, int], flips: int, seed: int = 0) -> dict:
@@ -78,7 +66,7 @@ def measure(size: tuple[int, int], flips: int, seed: int = 0) -> dict:
         ds = _encoded(stored, syntax)
         if ds is None:
             continue
-        intact, _ = decode_image(_file(ds), "intact.dcm")
+        intact, _ = decode_image(dicom_synth.file_bytes(ds), "intact.dcm")
         rows = {}
         for kind in KINDS:
             tries = 1 if kind == "cut + end marker" else flips
@@ -100,7 +88,7 @@ def measure(size: tuple[int, int], flips: int, seed: int = 0) -> dict:
             }
         out[syntax] = rows
     return {
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "created": now_utc(),
         "machine": platform.processor() or platform.machine(),
         "size": list(size),
         "flips": flips,

@@ -32,6 +32,7 @@ import click
 
 from cxr_edge.benchmarks.measure import machine, peak_rss_mb, percentiles
 from cxr_edge.benchmarks.results_md import section_markers, write_section
+from cxr_edge.dataset.samples import samples_dir
 from cxr_edge.provenance import now_utc, versions
 
 PATHS = ("naive", "previous", "fast_full", "fast")
@@ -199,7 +200,7 @@ def bench_corpus(
             f"(1/{'/'.join(map(str, row['fast']['reduction']))}) | x{previous / fast:.1f} vs previous",
             err=True,
         )
-    sample_png = next(iter(sorted((Path(__file__).parents[1] / "cxr_edge/data/samples").glob("*.png"))))
+    sample_png = sorted(samples_dir().glob("*.png"))[0]
     first_dicom = next(iter(by_syntax.values()))[0]
     cases = {"png_sample": str(sample_png)} | {
         f"dicom_{k}": by_syntax.get(k, [first_dicom])[0] for k in ("explicit_le", "j2k_lossless")

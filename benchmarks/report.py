@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from cxr_edge.benchmarks.results_md import section_markers
+from cxr_edge.benchmarks.results_md import read_section
 
 #: Sections other benchmarks write into RESULTS.md (kept as they were when the report is rewritten).
 KEPT_SECTIONS = ("decode", "batch", "serve-faults", "serve-load", "damage")
@@ -212,9 +212,9 @@ def main(files, out):
     old = Path(out).read_text() if Path(out).is_file() else ""
     kept = ""
     for name in KEPT_SECTIONS:
-        begin, end = section_markers(name)
-        if begin in old and end in old:
-            kept += "\n" + begin + old.split(begin, 1)[1].split(end, 1)[0] + end + "\n"
+        section = read_section(old, name)
+        if section is not None:
+            kept += "\n" + section + "\n"
     Path(out).write_text(render(results, commands, plots) + kept)
     click.echo(f"wrote {out}")
 

@@ -11,6 +11,14 @@ def section_markers(name: str) -> tuple[str, str]:
     return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
 
 
+def read_section(text: str, name: str) -> str | None:
+    """A benchmark's section of RESULTS.md's ``text``, markers included, or None when it has none."""
+    begin, end = section_markers(name)
+    if begin not in text or end not in text:
+        return None
+    return begin + text.split(begin, 1)[1].split(end, 1)[0] + end
+
+
 def write_section(markdown: Path, section: str, name: str) -> None:
     """Replaces (or appends) a benchmark's section of RESULTS.md, leaving the rest as it is."""
     begin, end = section_markers(name)

@@ -41,7 +41,7 @@ import click
 import numpy as np
 
 from cxr_edge.benchmarks.peers import MISSING, Orthanc, free_port
-from cxr_edge.benchmarks.results_md import write_section
+from cxr_edge.benchmarks.results_md import section_markers, write_section
 from cxr_edge.benchmarks.serve import ServerProcess, uid_of
 from cxr_edge.serve.audit import read_records
 from cxr_edge.serve.inbox import instance_key
@@ -310,8 +310,9 @@ def render(result: dict) -> str:
     faulted = name == "serve-faults"
     title = "with faults" if faulted else "without faults"
     fails = ", ".join(f"{k} x{v}" for k, v in run["failure_statuses_answered"].items()) or "none"
+    begin, end = section_markers(name)
     lines = [
-        f"<!-- {name}:begin -->",
+        begin,
         f"## DICOM node under load {title}: {run['images']} full-size images, real Orthanc as PACS",
         "",
         f"{result['machine']}; {len(result['syntaxes'])} modalities at once, one association each "
@@ -346,7 +347,7 @@ def render(result: dict) -> str:
         "",
         f"Command: `python -m cxr_edge.benchmarks.serve_faults{flag} --out benchmarks/results/"
         f"{name.replace('-', '_')}.json --results-md benchmarks/RESULTS.md`",
-        f"<!-- {name}:end -->",
+        end,
     ]
     return "\n".join(lines) + "\n"
 

@@ -25,21 +25,20 @@ from cxr_edge.bundle.folder import Bundle, write_manifest
 from cxr_edge.bundle.manifest import FORMAT_VERSION, BundleManifest, EnsembleConfig
 from cxr_edge.convert.card import in_distribution, lung_evidence_on_validation, make_card
 from cxr_edge.convert.gates import usefulness
-from cxr_edge.convert.members import Inputs, Members, convert_members, metrics_summary, split_metrics
-from cxr_edge.convert.recipe import BundleRecipe, check_method
+from cxr_edge.convert.members import Inputs, Members, Run, convert_members, metrics_summary, split_metrics
+from cxr_edge.convert.recipe import BundleRecipe
 from cxr_edge.convert.staging import staged
 from cxr_edge.dataset.splits import spread
 from cxr_edge.errors import SpecError
 from cxr_edge.evaluation.decode_gate import decode_gate
 from cxr_edge.evaluation.stats import fit_temperature
-from cxr_edge.ops.ensemble import accuracy_weights, fit_stacker, logloss_weights
+from cxr_edge.ops.ensemble import WEIGHT_FITS, accuracy_weights, fit_stacker
 from cxr_edge.provenance import git_commit, now_utc, versions
+from cxr_edge.runtime.segmenter import CropTable
 from cxr_edge.train.config import TrainConfig
 from cxr_edge.train.data import crop_table, label_indices, load_images, preprocess_all
 from cxr_edge.train.fit import TaskData, load_task
 from cxr_edge.train.rundir import BEST_MODEL
-
-_WEIGHT_FITS = {"logloss": logloss_weights, "accuracy": accuracy_weights}
 
 
 def build_bundle(
@@ -71,12 +70,14 @@ def build_bundle(
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise SpecError("bundle folder is not empty", expected="a new folder (or --force)", received=str(out))
-    configs = check_runs(recipe)
-    seg_bundle = _segmenter_for(crop_table(configs[0]), recipe.segmenter)
-    task = load_task(configs[0], recipe.manifest, recipe.split, recipe.root, recipe.max_per_part)
-    inputs, val_images = load_inputs(recipe, configs, task, calibration, progress)
+    runs = check_runs(recipe)
+    first = runs[0].config
+    crops = crop_table(first)
+    seg_bundle = _segmenter_for(crops, recipe.segmenter)
+    task = load_task(first, recipe.manifest, recipe.split, recipe.root, recipe.max_per_part)
+    inputs = load_inputs(recipe, runs, task, crops, calibration, progress)
     with staged(out) as staging:
-        members = convert_members(recipe, configs, inputs, staging, out, progress)
+        members = convert_members(recipe, runs, inputs, staging, out, progress)
         val_groups = np.array([r.patient_id for r in task.parts["val"]])
         ensemble, fit_info = fit_ensemble(
             members.names,
@@ -90,21 +91,19 @@ def build_bundle(
         ensemble = dataclasses.replace(ensemble, abstain=recipe.referral)
         ensemble_probs = {p: ensemble.apply(members.probs[p]) for p in ("val", "test")}
         manifest = assemble_manifest(
-            recipe, configs, task, inputs, members, ensemble, fit_info, ensemble_probs, seg_bundle, command
+            recipe, runs, task, inputs, members, ensemble, fit_info, ensemble_probs, seg_bundle, command
         )
         if seg_bundle is not None:
             shutil.copyfile(
                 seg_bundle.path_of(seg_bundle.manifest.segmenter), staging / manifest.segmenter.file
             )
         write_manifest(staging, manifest)
-        measure_staged(
-            recipe, staging, manifest, configs, task, inputs, val_images, ensemble_probs, fit_info, progress
-        )
+        measure_staged(recipe, staging, manifest, first, task, inputs, ensemble_probs, fit_info, progress)
     return out
 
 
-def check_runs(recipe: BundleRecipe) -> tuple[TrainConfig, ...]:
-    """The runs' configs, once every run is finished and all agree on labels, preprocessing and crops."""
+def check_runs(recipe: BundleRecipe) -> tuple[Run, ...]:
+    """The runs, read once every run is finished, checked to agree on labels, preprocessing and crops."""
     for r in recipe.runs:  # an unfinished run (no run.json yet) must not fail after the images are decoded
         missing = [f for f in ("config.json", BEST_MODEL, "run.json") if not (r / f).is_file()]
         if missing:
@@ -130,25 +129,23 @@ def check_runs(recipe: BundleRecipe) -> tuple[TrainConfig, ...]:
                 expected="one spec per bundle",
                 received=f"{r} differs from {recipe.runs[0]}",
             )
-    return configs
+    return tuple(
+        Run(r, c, json.loads((r / "run.json").read_text())) for r, c in zip(recipe.runs, configs, strict=True)
+    )
 
 
 def load_inputs(
     recipe: BundleRecipe,
-    configs: tuple[TrainConfig, ...],
+    runs: tuple[Run, ...],
     task: TaskData,
+    crops: CropTable | None,
     calibration: np.ndarray | None,
     progress: bool,
-):
-    """Calibration, validation and test images, preprocessed once for every stage.
-
-    Returns:
-        ``(inputs, val_images)``: the :class:`Inputs` and the validation images before preprocessing
-        (the lung-evidence stage runs the whole runtime on them).
-    """
-    first = configs[0]
-    crops = crop_table(first)
-    spec = _bundle_spec(configs)
+) -> Inputs:
+    """Calibration, validation and test images, decoded and preprocessed once for every stage."""
+    first = runs[0].config
+    # One spec per bundle; with mixed 1- and 3-channel models it yields grey, repeated per model.
+    spec = dataclasses.replace(first.preprocess, channels=min(r.config.preprocess.channels for r in runs))
     calib_recs = spread(task.parts["train"], recipe.n_calibration)
     val_inputs = load_images(task.parts["val"], crops=crops, desc="val", progress=progress)
     x = {
@@ -161,13 +158,20 @@ def load_inputs(
         ),
     }
     y = {p: label_indices(task.parts[p], first.labels) for p in ("val", "test")}
-    inputs = Inputs(x=x, y=y, labels=tuple(first.labels), test_records=tuple(task.parts["test"]))
-    return inputs, val_inputs
+    return Inputs(
+        x=x,
+        y=y,
+        labels=tuple(first.labels),
+        test_records=tuple(task.parts["test"]),
+        spec=spec,
+        n_calibration=len(calib_recs),
+        val_images=val_inputs.images,
+    )
 
 
 def assemble_manifest(
     recipe: BundleRecipe,
-    configs: tuple[TrainConfig, ...],
+    runs: tuple[Run, ...],
     task: TaskData,
     inputs: Inputs,
     members: Members,
@@ -178,16 +182,15 @@ def assemble_manifest(
     command: str,
 ) -> BundleManifest:
     """The bundle manifest of the converted members and the fitted ensemble (provenance included)."""
-    n_calibration = len(spread(task.parts["train"], recipe.n_calibration))
     return BundleManifest(
         format_version=FORMAT_VERSION,
         name=recipe.name,
         labels=inputs.labels,
-        preprocess=_bundle_spec(configs),
+        preprocess=inputs.spec,
         models=members.entries,
         ensemble=ensemble,
         segmenter=seg_bundle.manifest.segmenter if seg_bundle else None,
-        label_map=dict(configs[0].label_map),
+        label_map=dict(runs[0].config.label_map),
         provenance={
             "created": now_utc(),
             "git_commit": git_commit(Path(__file__).parent),
@@ -195,10 +198,10 @@ def assemble_manifest(
             "versions": versions("keras", "tensorflow-cpu", "ai-edge-litert", "numpy"),
             "data_manifest_sha256": task.manifest.sha256,
             "split_sha256": task.split.sha256,
-            "n_images": {p: len(r) for p, r in task.parts.items()} | {"calibration": n_calibration},
+            "n_images": {p: len(r) for p, r in task.parts.items()} | {"calibration": inputs.n_calibration},
             "max_per_part": recipe.max_per_part,
-            "runs": [_run_summary(r) for r in recipe.runs],
-            "weights": sorted({json.loads((r / "run.json").read_text())["weights"] for r in recipe.runs}),
+            "runs": [_run_summary(r) for r in runs],
+            "weights": sorted({r.info["weights"] for r in runs}),
             "ensemble_fit": fit_info,
             "member_fallbacks": list(members.fallbacks),
             "ensemble_metrics": split_metrics(ensemble_probs, inputs.y, inputs.labels, inputs.test_records),
@@ -210,24 +213,24 @@ def measure_staged(
     recipe: BundleRecipe,
     staging: Path,
     manifest: BundleManifest,
-    configs: tuple[TrainConfig, ...],
+    config: TrainConfig,
     task: TaskData,
     inputs: Inputs,
-    val_images,
     ensemble_probs: dict[str, np.ndarray],
     fit_info: dict,
     progress: bool,
-) -> BundleManifest:
-    """What is measured with the runtime on the staged bundle itself; rewrites its manifest.
+) -> None:
+    """What is measured with the runtime on the staged bundle itself; writes its final manifest.
 
     The lung-evidence threshold (with a segmenter), the decode gate (``recipe.decode_gate_images``),
-    the usefulness warnings and the model card.
+    the usefulness warnings and the model card. The staged manifest these read is the one
+    :func:`build_bundle` wrote; the measurements stay in memory until the one final write.
     """
     y, labels = inputs.y, inputs.labels
     lung_stats = None
     if manifest.segmenter is not None:
         evidence, lung_stats, evidence_info = lung_evidence_on_validation(
-            staging, val_images.images, task.parts["val"], y["val"], progress
+            staging, inputs.val_images, task.parts["val"], y["val"], progress
         )
         manifest = dataclasses.replace(manifest, lung_evidence=evidence)
         manifest.provenance["lung_evidence"] = evidence_info
@@ -235,7 +238,6 @@ def measure_staged(
         picked = spread(task.parts["val"], recipe.decode_gate_images)  # every label, like the calibration
         decode = decode_gate(staging, [r.file for r in picked], progress=progress)
         manifest = dataclasses.replace(manifest, decode=decode)
-        write_manifest(staging, manifest)
     # A model can pass every parity gate and still say nothing: said in the bundle and its card,
     # shown by `convert` and `bundle info`.
     ensemble = manifest.ensemble
@@ -243,15 +245,10 @@ def measure_staged(
     manifest.provenance["warnings"] = warnings
     ind = in_distribution(ensemble, fit_info["temperature_source"], ensemble_probs, y, task.parts, labels)
     model_card, card_info = make_card(
-        recipe.card, labels, configs[0].label_map, task.parts["train"], ind, lung_stats
+        recipe.card, labels, config.label_map, task.parts["train"], ind, lung_stats, warnings
     )
-    if warnings:
-        useless = tuple(f"This bundle looks useless on validation: {w}." for w in warnings)
-        model_card = dataclasses.replace(model_card, failure_modes=(*useless, *model_card.failure_modes))
     manifest.provenance["card"] = card_info
-    manifest = dataclasses.replace(manifest, card=model_card)
-    write_manifest(staging, manifest)
-    return manifest
+    write_manifest(staging, dataclasses.replace(manifest, card=model_card))
 
 
 def _with_recipe_temperature(
@@ -270,12 +267,6 @@ def _with_recipe_temperature(
     return ensemble, fit_info
 
 
-def _bundle_spec(configs: tuple[TrainConfig, ...]):
-    """One preprocessing spec per bundle: with mixed 1- and 3-channel models, grey (repeated per model)."""
-    first = configs[0].preprocess
-    return dataclasses.replace(first, channels=min(c.preprocess.channels for c in configs))
-
-
 def fit_ensemble(
     members: tuple[str, ...],
     val_probs: np.ndarray,
@@ -289,15 +280,13 @@ def fit_ensemble(
 
     Weights (``weight_rule``) and the stacking meta-learner need two or more members. The temperature
     is fitted on validation for ``mean`` and ``weighted`` (vote shares and the stacker's own NLL
-    training make it meaningless or circular for the other two).
+    training make it meaningless or circular for the other two). ``method`` and ``weight_rule`` are
+    the ones a :class:`BundleRecipe` checked (:data:`cxr_edge.ops.ensemble.METHODS`, ``WEIGHT_FITS``).
     """
-    check_method(method, len(members))
-    if weight_rule not in _WEIGHT_FITS:
-        raise SpecError("unknown weight rule", expected=" or ".join(_WEIGHT_FITS), received=weight_rule)
     weights = stacker = None
     info: dict = {"method": method, "fitted_on": "validation split"}
     if len(members) >= 2:
-        weights = _WEIGHT_FITS[weight_rule](val_probs, y_val)
+        weights = WEIGHT_FITS[weight_rule](val_probs, y_val)
         stacker = fit_stacker(val_probs, y_val, groups=val_groups)
         info |= {
             "weight_rule": weight_rule,
@@ -338,8 +327,7 @@ def _segmenter_for(crops, segmenter: str | Path | None) -> Bundle | None:
     return seg_bundle
 
 
-def _run_summary(run: Path) -> dict:
-    info = json.loads((run / "run.json").read_text())
+def _run_summary(run: Run) -> dict:
     keep = (
         "created",
         "git_commit",
@@ -352,5 +340,5 @@ def _run_summary(run: Path) -> dict:
         "weights",
         "keras_backend",
     )
-    summary = {"val_metrics": metrics_summary(info["val_metrics"])}
-    return {"run": run.name} | {k: info.get(k) for k in keep} | summary
+    summary = {"val_metrics": metrics_summary(run.info["val_metrics"])}
+    return {"run": run.folder.name} | {k: run.info.get(k) for k in keep} | summary

@@ -127,8 +127,11 @@ def make_card(
     train_records: Sequence[Record],
     in_dist: dict,
     lung_stats: LungEvidenceStats | None,
+    warnings: Sequence[str] = (),
 ) -> tuple[ModelCard, dict]:
     """The bundle's model card: the human parts from ``card_file`` (optional), the rest from the build.
+
+    ``warnings`` (:func:`cxr_edge.convert.gates.usefulness`) become the first failure modes.
 
     Returns:
         ``(card, provenance entry)``.
@@ -160,7 +163,10 @@ def make_card(
         loso=loso,
         in_distribution=in_dist,
         shortcut_audit=audit,
-        failure_modes=tuple(failure_modes),
+        failure_modes=(
+            *(f"This bundle looks useless on validation: {w}." for w in warnings),
+            *failure_modes,
+        ),
         lung_evidence=lung_stats,
     )
     return card, info

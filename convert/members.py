@@ -24,6 +24,7 @@ from cxr_edge.dataset.manifest import Record
 from cxr_edge.errors import SpecError
 from cxr_edge.evaluation.metrics import classification_metrics
 from cxr_edge.hashing import file_sha256
+from cxr_edge.ops.preprocess import PreprocessSpec
 from cxr_edge.runtime.engine import Engine
 from cxr_edge.train.config import TrainConfig
 from cxr_edge.train.macs import count_macs
@@ -31,20 +32,42 @@ from cxr_edge.train.rundir import BEST_MODEL
 
 
 @dataclass(frozen=True)
+class Run:
+    """A finished training run, its files read once.
+
+    Attributes:
+        folder: The run folder.
+        config: Its ``config.json``.
+        info: Its ``run.json`` (metrics, weights, pruning).
+    """
+
+    folder: Path
+    config: TrainConfig
+    info: dict
+
+
+@dataclass(frozen=True)
 class Inputs:
-    """The preprocessed images every stage scores, loaded once.
+    """The images every stage scores, loaded and preprocessed once.
 
     Attributes:
         x: ``calibration``, ``val``, ``test`` -> preprocessed arrays.
         y: ``val``, ``test`` -> label indices.
         labels: The task's labels.
         test_records: The test part's records (metrics per source).
+        spec: The bundle's one preprocessing spec.
+        n_calibration: Training images sampled for calibration (recorded in provenance).
+        val_images: The validation images before preprocessing (the lung-evidence stage runs the
+            whole runtime on them).
     """
 
     x: dict[str, np.ndarray]
     y: dict[str, np.ndarray]
     labels: tuple[str, ...]
     test_records: tuple[Record, ...]
+    spec: PreprocessSpec
+    n_calibration: int
+    val_images: list[np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -66,7 +89,7 @@ class Members:
 
 def convert_members(
     recipe: BundleRecipe,
-    configs: Sequence[TrainConfig],
+    runs: Sequence[Run],
     inputs: Inputs,
     staging: Path,
     out: Path,
@@ -84,9 +107,10 @@ def convert_members(
     member_probs: dict[str, list[np.ndarray]] = {"val": [], "test": []}
     fallbacks: list[dict] = []
     calibrated = any(q.calibrated for q in recipe.quants)
-    for run, config, stem in zip(recipe.runs, configs, member_stems(recipe.runs, configs), strict=True):
-        model = keras.models.load_model(run / BEST_MODEL)
-        run_info = json.loads((run / "run.json").read_text())
+    stems = member_stems([r.folder for r in runs], [r.config for r in runs])
+    for run, stem in zip(runs, stems, strict=True):
+        config, run_info = run.config, run.info
+        model = keras.models.load_model(run.folder / BEST_MODEL)
         keras_probs = {
             p: model.predict(channels_for(x[p], model), verbose=0, batch_size=32) for p in ("val", "test")
         }

@@ -9,7 +9,6 @@ fails here, at once, with a typed error.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,10 +122,6 @@ class BundleRecipe:
                 received=f"{self.n_calibration}, {self.decode_gate_images}",
             )
 
-    def replace(self, **changes) -> BundleRecipe:
-        """A copy with some fields changed (checked again)."""
-        return dataclasses.replace(self, **changes)
-
 
 def check_method(method: str, n_members: int) -> None:
     """Raises :class:`SpecError` for an unknown combiner or one the member count cannot fit."""
@@ -145,8 +140,3 @@ def _quant(value: str | Quant) -> Quant:
         raise SpecError(
             "unknown variant", expected=", ".join(q.value for q in Quant), received=str(value)
         ) from None
-
-
-def quant_list(values: Sequence[str]) -> tuple[Quant, ...]:
-    """``fp32,int8``-style option values as variants (typed error for an unknown one)."""
-    return tuple(_quant(v.strip()) for v in values if v.strip())

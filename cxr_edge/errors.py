@@ -42,7 +42,7 @@ def one_line(text: str) -> str:
         return text
     out = []
     for ch in text:
-        if ch.isprintable() or ch == " ":
+        if ch.isprintable():
             out.append(ch)
         else:
             out.append(_BREAKS.get(ch) or (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"))

@@ -19,7 +19,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 #: Folder -> import name (pyproject's package-dir).
 MAPPED = {"train": "cxr_edge.train", "convert": "cxr_edge.convert", "benchmarks": "cxr_edge.benchmarks"}
-LEARNING = tuple(MAPPED.values())
+MAPPED_PACKAGES = tuple(MAPPED.values())
 #: Lines a module may hold (Python files of the runtime and the learning stages).
 MAX_LINES = 500
 
@@ -56,7 +56,7 @@ def test_the_runtime_never_imports_the_learning_stages_or_the_benchmarks():
         f"{module_name(p)} imports {m}"
         for p in sources("cxr_edge")
         for m in imports(p)
-        if m.startswith(LEARNING)
+        if m.startswith(MAPPED_PACKAGES)
     ]
     assert not wrong, wrong
 
@@ -137,7 +137,7 @@ def test_the_runtime_runs_without_tensorflow(kit_png):
 def test_tests_mirror_the_packages():
     """Each test folder is named after the package it tests; only repository-wide checks sit at the top."""
     packages = {p.name for p in (REPO / "cxr_edge").iterdir() if (p / "__init__.py").is_file()}
-    packages |= {"train", "convert", "benchmarks", "ports"}  # ports: web_demo/ and android_demo/
+    packages |= {*MAPPED, "ports"}  # ports: web_demo/ and android_demo/
     tests = REPO / "tests"
     folders = {p.parent.relative_to(tests) for p in tests.rglob("test_*.py")}
     assert {str(f) for f in folders} - {"."} <= packages, "test folders must be named after a package"
@@ -162,3 +162,16 @@ def test_a_runtime_only_install_collects_the_runtime_tests():
     collected = [line for line in result.stdout.splitlines() if "::" in line]
     assert len(collected) > 300, result.stdout[-2000:]
     assert not any(line.startswith(("tests/train/", "tests/convert/")) for line in collected)
+
+
+def test_every_public_name_of_a_runtime_package_exists():
+    """Each package's ``__all__`` names only what it defines or imports (a star import would fail)."""
+    import importlib
+
+    broken = {}
+    for init in sorted((REPO / "cxr_edge").rglob("__init__.py")):
+        package = importlib.import_module(module_name(init))
+        missing = [n for n in getattr(package, "__all__", ()) if not hasattr(package, n)]
+        if missing:
+            broken[package.__name__] = missing
+    assert not broken, broken

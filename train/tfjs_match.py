@@ -22,6 +22,12 @@ from cxr_edge.train.tfjs_package import GraphLayer, TfjsModel, parse_topology
 _CONFIG_KEYS = ("kernel_size", "strides", "dilation_rate", "depth_multiplier", "activation", "epsilon")
 
 
+def _source_values(source: TfjsModel, tfjs_name: str) -> dict:
+    """The layer's source weights under the Keras 3 variable names."""
+    cls = source.layers[tfjs_name].class_name
+    return {_source_variable(cls, k): v for k, v in source.weights[tfjs_name].items()}
+
+
 def _source_variable(class_name: str, variable: str) -> str:
     # Keras 2 called a depthwise convolution's kernel ``depthwise_kernel``; Keras 3 calls it ``kernel``.
     return "kernel" if class_name == "DepthwiseConv2D" and variable == "depthwise_kernel" else variable
@@ -54,7 +60,7 @@ def _check_pair(source: TfjsModel, tfjs_name: str, keras_layer) -> None:
         raise SpecError(
             f"{where}: layer kind differs", expected=keras_layer.__class__.__name__, received=src.class_name
         )
-    theirs = {_source_variable(src.class_name, k): v for k, v in source.weights[tfjs_name].items()}
+    theirs = _source_values(source, tfjs_name)
     ours = {v.name: tuple(v.shape) for v in keras_layer.weights}
     if set(theirs) != set(ours):
         raise SpecError(
@@ -137,7 +143,6 @@ def transfer(source: TfjsModel, target: keras.Model) -> dict[str, str]:
     pairs = match_layers(source, target)
     for keras_name, tfjs_name in pairs.items():
         layer = target.get_layer(keras_name)
-        cls = source.layers[tfjs_name].class_name
-        values = {_source_variable(cls, k): v for k, v in source.weights[tfjs_name].items()}
+        values = _source_values(source, tfjs_name)
         layer.set_weights([values[v.name] for v in layer.weights])
     return pairs

@@ -21,9 +21,9 @@ from pathlib import Path
 from cxr_edge.batch.backend import Backend
 from cxr_edge.batch.inputs import resolve_inputs
 from cxr_edge.batch.rows import arrow_schema, batch_row, column_names
-from cxr_edge.batch.stages import PredictorSpec
 from cxr_edge.batch.store import new_run_id, prepare_out_dir
 from cxr_edge.errors import InputError, printable_path
+from cxr_edge.runtime.pipeline import PredictorSpec
 
 __all__ = [
     "Backend",

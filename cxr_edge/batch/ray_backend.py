@@ -25,9 +25,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cxr_edge.batch.rows import arrow_schema
-from cxr_edge.batch.stages import Classifier, PredictorSpec, Preparer
+from cxr_edge.batch.stages import Classifier, Preparer
 from cxr_edge.batch.store import STAGING_PREFIX, adopt_staged
 from cxr_edge.errors import CxrEdgeError
+from cxr_edge.runtime.pipeline import PredictorSpec
 
 #: Images per Ray Data batch: 16 cut the per-image overhead of 4 by ~13 ms on PNGs (200 kit PNGs, 2 workers:
 #: 13.8 vs 16.4 s); a batch of full-size JPEG 2000 DICOMs is then ~8 s of work per actor call.

@@ -8,48 +8,17 @@
    (a few ms), producing :func:`cxr_edge.batch.rows.batch_row`.
 
 Between them travels a :data:`PreparedItem` (the Ray backend pickles it between its actors; the local
-engine passes it on as it is). Every failure of one input becomes its error row; nothing raised for
+backend passes it on as it is). Every failure of one input becomes its error row; nothing raised for
 one file ends the batch.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-
 from cxr_edge.batch.rows import batch_row
-from cxr_edge.bundle.folder import Bundle, bundle_sha256
+from cxr_edge.bundle.folder import bundle_sha256
 from cxr_edge.errors import CxrEdgeError, InputError
-from cxr_edge.imaging.reader import ImageInfo, read_image
-from cxr_edge.ops.quality import QualityConfig
-from cxr_edge.runtime.pipeline import Outcome, Predictor, Prepared, unexpected_failure
-
-
-@dataclass(frozen=True)
-class PredictorSpec:
-    """What a worker needs to rebuild the same predictor (picklable; workers load the bundle themselves).
-
-    Attributes:
-        bundle_dir: Bundle folder, or None for the shipped bundle.
-        members: Models to run instead of the ensemble members (None: the ensemble).
-        threads: LiteRT and decoder threads per worker.
-        checks: Run the input checks (``predict``'s ``--no-checks`` turns them off).
-    """
-
-    bundle_dir: str | None = None
-    members: tuple[str, ...] | None = None
-    threads: int = 1
-    checks: bool = True
-
-    def build(self) -> Predictor:
-        """Loads the bundle (checking every model's sha256) and makes the predictor."""
-        return Predictor(
-            Bundle.load(self.bundle_dir),
-            members=self.members,
-            threads=self.threads,
-            checks=QualityConfig() if self.checks else None,
-        )
-
+from cxr_edge.imaging.reader import ImageInfo
+from cxr_edge.runtime.pipeline import Outcome, Predictor, PredictorSpec, Prepared, unexpected_failure
 
 #: What stage 1 hands stage 2: the prepared input, how the image was read, and decode milliseconds.
 PreparedItem = tuple[Prepared, ImageInfo, float]
@@ -65,10 +34,7 @@ class Preparer:
         """Returns ``(item, "")`` or ``(None, error)`` for the input at ``path`` (its row key)."""
         predictor = self.predictor
         try:
-            t0 = time.perf_counter()
-            image, info = read_image(path, predictor.read_options)
-            decode_ms = (time.perf_counter() - t0) * 1000.0
-            predictor.check_input(image, info)
+            image, info, decode_ms = predictor.read(path)
             prepared = predictor.prepare(image)
         except CxrEdgeError as exc:
             return None, _message(exc)

@@ -50,7 +50,7 @@ class _LazyGroup(click.Group):
     """A click group whose commands are imported on first use (see :data:`COMMANDS`, :data:`ALIASES`)."""
 
     def list_commands(self, ctx):
-        return sorted({*super().list_commands(ctx), *COMMANDS})
+        return sorted(COMMANDS)
 
     def get_command(self, ctx, name):
         if name in ALIASES:

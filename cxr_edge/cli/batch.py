@@ -7,7 +7,14 @@ import sys
 import click
 
 from cxr_edge.batch.backend import Backend
-from cxr_edge.cli.common import AliasedOption, bundle_option, checks_option, clean_errors
+from cxr_edge.cli.common import (
+    AliasedOption,
+    bundle_option,
+    checks_option,
+    clean_errors,
+    models_option,
+    threads_option,
+)
 
 
 @click.command("batch")
@@ -36,12 +43,8 @@ from cxr_edge.cli.common import AliasedOption, bundle_option, checks_option, cle
     help="Ray decode actors (and the CPUs of a local Ray). Default: this machine's CPUs.",
 )
 @bundle_option
-@click.option(
-    "--models", default=None, help="Comma-separated model names to run instead of the ensemble members."
-)
-@click.option(
-    "--threads", default=1, show_default=True, type=click.IntRange(1, 64), help="LiteRT/decoder threads."
-)
+@models_option
+@threads_option
 @checks_option
 @click.option("--resume", is_flag=True, help="Continue in --out: skip inputs that already have a row.")
 @click.option(
@@ -68,8 +71,7 @@ def batch_cmd(
 
     if address and backend != "ray":
         raise click.UsageError("--address needs --backend ray")
-    members = tuple(m.strip() for m in models.split(",")) if models else None
-    spec = PredictorSpec(bundle_dir=bundle_dir, members=members, threads=threads, checks=checks)
+    spec = PredictorSpec(bundle_dir=bundle_dir, members=models, threads=threads, checks=checks)
     summary = run_batch(
         inputs,
         out_dir,

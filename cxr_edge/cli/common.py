@@ -145,6 +145,23 @@ max_per_part_option = click.option(
     help="Use at most N images per split part (quick checks).",
 )
 
+
+def _members(ctx, param, value: str | None) -> tuple[str, ...] | None:
+    return tuple(m.strip() for m in value.split(",")) if value else None
+
+
+#: ``--models A,B``: models to run instead of the ensemble members (predict, batch), as a tuple or None.
+models_option = click.option(
+    "--models",
+    default=None,
+    callback=_members,
+    help="Comma-separated model names to run instead of the ensemble members.",
+)
+#: ``--threads N``: LiteRT and DICOM decoder threads of a predictor (predict, batch).
+threads_option = click.option(
+    "--threads", default=1, show_default=True, type=click.IntRange(1, 64), help="LiteRT/decoder threads."
+)
+
 #: ``--checks/--no-checks``: the input checks before classification (predict, batch; the node's config).
 checks_option = click.option(
     "--checks/--no-checks",

@@ -181,7 +181,7 @@ def convert_cmd(
         split=split_path,
         root=root,
         name=name,
-        quants=recipes.quant_list(quant.split(",")),
+        quants=tuple(q.strip() for q in quant.split(",") if q.strip()),
         member_quant=member_quant,
         member_fallback=member_fallback,
         method=method,

@@ -254,7 +254,11 @@ def loso_score_bundle_cmd(bundle_dir, manifest_path, sources, labels, label_map,
     if missing:
         raise click.UsageError(f"no images of the task in source(s) {missing}")
     held = scoring.bundle_heldout(
-        Predictor(Bundle.load(bundle_dir)), records, labels, _pairs(rename, "--rename")
+        # Scored like the LOSO folds: every held-out image, none refused by the input checks.
+        Predictor(Bundle.load(bundle_dir), checks=None),
+        records,
+        labels,
+        _pairs(rename, "--rename"),
     )
     scoring.write_heldout(out, held)
     report = scoring.write_report(out, held)

@@ -1,4 +1,4 @@
-"""Runtime commands: predict, demo, evaluate, segment, split (no TensorFlow needed; info: cli/info.py)."""
+"""Runtime commands: predict, demo, evaluate, segment, split (no TensorFlow needed; bundle: cli/bundle.py)."""
 
 from __future__ import annotations
 
@@ -10,21 +10,22 @@ import click
 from tqdm import tqdm
 
 from cxr_edge.bundle.folder import Bundle
-from cxr_edge.cli.common import bundle_option, checks_option, clean_errors, manifest_option, root_option
+from cxr_edge.cli.common import (
+    bundle_option,
+    checks_option,
+    clean_errors,
+    manifest_option,
+    models_option,
+    root_option,
+    threads_option,
+)
 from cxr_edge.dataset.manifest import load_manifest
 from cxr_edge.dataset.samples import load_samples
 from cxr_edge.dataset.splits import PARTS, extend_split, make_split, read_split, write_split
 from cxr_edge.errors import one_line, printable_path
 from cxr_edge.imaging.reader import read_image
-from cxr_edge.ops.quality import QualityConfig
-from cxr_edge.runtime.pipeline import Outcome, Predictor, expand_inputs
+from cxr_edge.runtime.pipeline import Outcome, Predictor, PredictorSpec, expand_inputs
 from cxr_edge.runtime.rows import CsvRows, RowWriter, outcome_row
-
-
-def _predictor(bundle_dir: str | None, models: str | None, threads: int, checks: bool = True) -> Predictor:
-    members = [m.strip() for m in models.split(",")] if models else None
-    quality = QualityConfig() if checks else None
-    return Predictor(Bundle.load(bundle_dir), members=members, threads=threads, checks=quality)
 
 
 @click.command("predict")
@@ -42,10 +43,8 @@ def _predictor(bundle_dir: str | None, models: str | None, threads: int, checks:
     is_flag=True,
     help="Continue an interrupted run: keep --out, skip inputs that already have a row, append the rest.",
 )
-@click.option(
-    "--models", default=None, help="Comma-separated model names to run instead of the ensemble members."
-)
-@click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 64), help="LiteRT threads.")
+@models_option
+@threads_option
 @checks_option
 @click.option(
     "--heatmaps",
@@ -69,7 +68,7 @@ def predict_cmd(paths, bundle_dir, out, force, resume, models, threads, checks, 
     """
     if resume and (force or not out):
         raise click.UsageError("--resume needs --out and cannot be combined with --force")
-    predictor = _predictor(bundle_dir, models, threads, checks)
+    predictor = PredictorSpec(bundle_dir, models, threads, checks).build()
     not_images: list[Path] = []
     files = expand_inputs(paths, skipped=not_images)
     failed = 0

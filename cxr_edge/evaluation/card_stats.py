@@ -94,6 +94,3 @@ def lung_evidence_stats(
         overall=lung_stats(fractions, min_fraction),
         by_source={s: lung_stats(v, min_fraction) for s, v in sorted(by.items())},
     )
-
-
-# ------------------------------------------------------------------------------------------ rendering

@@ -110,9 +110,11 @@ def decode_gate(
     manifest = dataclasses.replace(bundle.manifest, decode=None)
     min_side = min_side_for(manifest)
     bundle = dataclasses.replace(bundle, manifest=manifest)
-    full = Predictor(bundle, read_options=ReadOptions(min_side=None))
+    # Parity of decodes, not triage: every image is classified (checks=None), as before the checks.
+    full = Predictor(bundle, read_options=ReadOptions(min_side=None), checks=None)
     reduced = {
-        k: Predictor(bundle, read_options=ReadOptions(min_side=min_side, reductions=(k,))) for k in KINDS
+        k: Predictor(bundle, read_options=ReadOptions(min_side=min_side, reductions=(k,)), checks=None)
+        for k in KINDS
     }
     variant = VARIANTS[0]  # 12-bit MONOCHROME2 with a window: the common DX export
     kinds = [*KINDS, REFERENCE]

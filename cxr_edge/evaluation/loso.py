@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from cxr_edge.errors import SpecError
-from cxr_edge.evaluation.stats import clopper_pearson
+from cxr_edge.evaluation.card_stats import rate
 from cxr_edge.formatting import interval
 
 PREDICTIONS = "holdout_predictions.csv"
@@ -140,32 +140,25 @@ def read_predictions(paths: Sequence[str | Path]) -> HeldOut:
     )
 
 
-def _rate(k: int, n: int) -> dict:
-    if n == 0:
-        return {"k": 0, "n": 0, "value": None, "ci": None}
-    lo, hi = clopper_pearson(int(k), int(n))
-    return {"k": int(k), "n": int(n), "value": k / n, "ci": [lo, hi]}
-
-
 def block(held: HeldOut) -> dict:
     """Accuracy, per-class sensitivity/specificity and per-manifest-label recall, with intervals."""
     pred = held.probs.argmax(axis=1)
     correct = pred == held.y
     out = {
         "n": len(held),
-        "accuracy": _rate(int(correct.sum()), len(held)),
+        "accuracy": rate(int(correct.sum()), len(held)),
         "per_class": {},
         "per_raw_label": {},
     }
     for i, lab in enumerate(held.labels):
         pos, neg = held.y == i, held.y != i
         out["per_class"][lab] = {
-            "sensitivity": _rate(int((pred[pos] == i).sum()), int(pos.sum())),
-            "specificity": _rate(int((pred[neg] != i).sum()), int(neg.sum())),
+            "sensitivity": rate(int((pred[pos] == i).sum()), int(pos.sum())),
+            "specificity": rate(int((pred[neg] != i).sum()), int(neg.sum())),
         }
     for raw in sorted(set(held.raw_labels.tolist())):
         m = held.raw_labels == raw
-        out["per_raw_label"][raw] = _rate(int(correct[m].sum()), int(m.sum()))
+        out["per_raw_label"][raw] = rate(int(correct[m].sum()), int(m.sum()))
     return out
 
 
@@ -177,7 +170,7 @@ def cells(held: HeldOut) -> dict[tuple[str, str], dict]:
         for i, lab in enumerate(held.labels):
             m = (held.sources == src) & (held.y == i)
             if m.any():
-                out[(src, lab)] = _rate(int((pred[m] == i).sum()), int(m.sum()))
+                out[(src, lab)] = rate(int((pred[m] == i).sum()), int(m.sum()))
     return out
 
 
@@ -235,7 +228,7 @@ def load_loso(loso_dir: str | Path) -> HeldOut:
     return read_predictions(files)
 
 
-def fmt_rate(rate: dict | None, digits: int = 2) -> str:
+def fmtrate(rate: dict | None, digits: int = 2) -> str:
     """``0.84 (0.78-0.89)`` or ``-`` for an undefined rate."""
     return interval(rate or None, digits=digits)
 
@@ -264,11 +257,11 @@ def markdown_table(
     sep = "|---|" + "---|" * (len(sources) + 2 + extra)
     lines = [head, sep]
     for name, r in rows.items():
-        accs = [fmt_rate(r["by_source"].get(s, {}).get("accuracy")) for s in sources]
+        accs = [fmtrate(r["by_source"].get(s, {}).get("accuracy")) for s in sources]
         line = (
             f"| {name} | "
             + " | ".join(accs)
-            + f" | {fmt_rate(r['pooled']['accuracy'])} | {r['selection_score']:.3f} |"
+            + f" | {fmtrate(r['pooled']['accuracy'])} | {r['selection_score']:.3f} |"
         )
         if extra:
             d = deltas.get(name)
@@ -288,11 +281,11 @@ def source_report(report: dict) -> str:
     ]
     for src, b in [*report["by_source"].items(), ("**pooled**", report["pooled"])]:
         per = [
-            f"{fmt_rate(b['per_class'][lab]['sensitivity'])} / {fmt_rate(b['per_class'][lab]['specificity'])}"
+            f"{fmtrate(b['per_class'][lab]['sensitivity'])} / {fmtrate(b['per_class'][lab]['specificity'])}"
             for lab in labels
         ]
         shown = f"{src} †" if src in _single(report) else src
-        lines.append(f"| {shown} | {b['n']} | {fmt_rate(b['accuracy'])} | " + " | ".join(per) + " |")
+        lines.append(f"| {shown} | {b['n']} | {fmtrate(b['accuracy'])} | " + " | ".join(per) + " |")
     if _single(report):
         lines += ["", SINGLE_CLASS_NOTE]
     return "\n".join(lines) + "\n"

@@ -14,7 +14,7 @@ from cxr_edge.imaging.syntaxes import DEFLATED, EXPLICIT_LE
 log = logging.getLogger(__name__)
 
 
-def inflate_part10(data: bytes, max_bytes: int = 512 << 20, max_pixels: int = 64_000_000) -> bytes | None:
+def inflate_part10(data: bytes, max_bytes: int | None = None, max_pixels: int | None = None) -> bytes | None:
     """A Deflated Explicit VR Little Endian Part 10 file rewritten as plain Explicit VR Little Endian.
 
     The dataset is inflated with libdeflate (imagecodecs; about twice as fast as zlib, which pydicom
@@ -28,8 +28,8 @@ def inflate_part10(data: bytes, max_bytes: int = 512 << 20, max_pixels: int = 64
 
     Args:
         data: The file's content.
-        max_bytes: Most bytes the inflated dataset may hold.
-        max_pixels: Most pixels (Rows x Columns) the header may declare.
+        max_bytes: Most bytes the inflated dataset may hold (default: :class:`ReadOptions`').
+        max_pixels: Most pixels (Rows x Columns) the header may declare (default: ReadOptions').
 
     Returns:
         The plain file, or None when the file meta is well formed and its syntax is not deflated.
@@ -39,6 +39,11 @@ def inflate_part10(data: bytes, max_bytes: int = 512 << 20, max_pixels: int = 64
             is malformed (pydicom would inflate it without a bound).
         ImageTooLargeError: The dataset inflates beyond its bound.
     """
+    from cxr_edge.imaging.image import ReadOptions  # the reader's limits, one definition (no cycle)
+
+    defaults = ReadOptions()
+    max_bytes = defaults.max_bytes if max_bytes is None else max_bytes
+    max_pixels = defaults.max_pixels if max_pixels is None else max_pixels
     malformed = ImageDecodeError(
         "deflated DICOM with a malformed file meta",
         expected="a Part 10 file meta group with its group length",
@@ -109,9 +114,7 @@ def _inflate(body, bound: int, whole: bytes | None) -> bytes:
 
         # libdeflate writes into a buffer of the bound's size and fails when the data needs more.
         return imagecodecs.deflate_decode(body, raw=True, out=bound)
-    except ImportError:
-        pass
-    except Exception:  # no space left in the bound, or a corrupt stream: zlib tells which
+    except Exception:  # imagecodecs absent, no space left in the bound, or a corrupt stream: zlib tells which
         pass
     stream = zlib.decompressobj(-15)
     try:

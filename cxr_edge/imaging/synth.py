@@ -19,6 +19,8 @@ inside the functions.
 
 from __future__ import annotations
 
+import io
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,7 +95,7 @@ def build_dataset(stored: np.ndarray, variant: Variant, n: int):
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    ds.file_meta.MediaStorageSOPClassUID = DX_PRESENTATION.sop_class
     ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
     prefix = "1.2.826.0.1.3680043.10.1017."  # deterministic, so the corpus is the same every run
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid(prefix, [variant.name, str(n)])
@@ -107,8 +109,7 @@ def build_dataset(stored: np.ndarray, variant: Variant, n: int):
     ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, variant.bits, variant.bits - 1
     ds.PixelRepresentation = int(variant.signed)
     ds.PixelSpacing = [0.168, 0.168]
-    lo = -(1 << (variant.bits - 1)) if variant.signed else 0
-    hi = lo + (1 << variant.bits) - 1
+    lo, hi = stored_range(variant.bits, variant.signed)
     if variant.intensity == "window":
         ds.WindowCenter, ds.WindowWidth = (lo + hi) / 2.0, float(hi - lo) * 0.9
     elif variant.intensity == "voi_lut":
@@ -119,6 +120,12 @@ def build_dataset(stored: np.ndarray, variant: Variant, n: int):
     ds.PixelData = stored.tobytes()
     ds["PixelData"].VR = "OW"
     return ds
+
+
+def stored_range(bits: int, signed: bool) -> tuple[int, int]:
+    """The lowest and highest stored value of ``bits`` bits (two's complement when ``signed``)."""
+    lo = -(1 << (bits - 1)) if signed else 0
+    return lo, lo + (1 << bits) - 1
 
 
 def _gamma_lut(lo: int, hi: int):
@@ -315,18 +322,44 @@ def radiograph(pixels: np.ndarray, *, preset: RadiographPreset = DX_PRESENTATION
     ds.HighBit = ds.BitsStored - 1
     ds.PixelRepresentation = int(signed)
     if preset.full_range_window:
-        lo = -(1 << (ds.BitsStored - 1)) if signed else 0
-        hi = lo + (1 << ds.BitsStored) - 1
+        lo, hi = stored_range(ds.BitsStored, signed)
         ds.WindowCenter, ds.WindowWidth = (lo + hi) / 2.0, hi - lo
         ds.VOILUTFunction = "LINEAR_EXACT"
+    set_attributes(ds, attrs)
+    ds.PixelData = pixels.tobytes()
+    return ds
+
+
+def set_attributes(ds, attrs: Mapping[str, object]) -> None:
+    """Sets DICOM attributes by keyword, verbatim; ``None`` deletes one (when present)."""
     for key, value in attrs.items():
         if value is None:
             if key in ds:
                 delattr(ds, key)
         else:
             setattr(ds, key, value)
-    ds.PixelData = pixels.tobytes()
-    return ds
+
+
+def file_bytes(ds) -> bytes:
+    """The dataset as a DICOM Part 10 file, in memory."""
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def with_pixel_data(ds, edit: Callable[[bytes], bytes]):
+    """A copy of ``ds`` whose pixel data went through ``edit(data) -> data``: its single compressed
+    frame (encapsulated again), or its uncompressed bytes. Damaged files for tests and benchmarks."""
+    import copy
+
+    from pydicom.encaps import encapsulate, generate_frames
+
+    edited = copy.deepcopy(ds)  # Dataset.copy() shares its elements: the original would change too
+    if edited.file_meta.TransferSyntaxUID.is_compressed:
+        edited.PixelData = encapsulate([edit(next(generate_frames(edited.PixelData, number_of_frames=1)))])
+    else:
+        edited.PixelData = edit(bytes(edited.PixelData))
+    return edited
 
 
 def write_radiograph(

@@ -26,8 +26,6 @@ from cxr_edge.errors import SpecError
 
 #: The combiners a bundle may name (``ensemble.method``).
 METHODS = ("vote", "mean", "weighted", "stacking")
-#: How member weights are fitted on validation: :func:`logloss_weights` or :func:`accuracy_weights`.
-WEIGHT_RULES = ("logloss", "accuracy")
 _EPS = 1e-12
 
 
@@ -154,6 +152,11 @@ def logloss_weights(member_probs: np.ndarray, y_true: np.ndarray) -> tuple[float
 
     result = minimize(loss, np.zeros(p.shape[0]), method="L-BFGS-B")
     return tuple(float(v) for v in _softmax(result.x))
+
+
+#: How member weights are fitted on validation, by rule name (``convert --weight-rule``).
+WEIGHT_FITS = {"logloss": logloss_weights, "accuracy": accuracy_weights}
+WEIGHT_RULES = tuple(WEIGHT_FITS)
 
 
 def fit_stacker(

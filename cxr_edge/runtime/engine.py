@@ -8,6 +8,7 @@ lies about its model is refused. A model may have several outputs (a classifier'
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -34,15 +35,13 @@ class Engine:
 
     def __init__(self, path: str | Path, entry: ModelEntry | SegmenterEntry | None = None, threads: int = 1):
         global _first_load
+        # LiteRT prints its delegate notice once per process: quieted on the first load only.
+        quiet = without_notices(LITERT_NOTICES) if _first_load else contextlib.nullcontext()
         try:
-            if _first_load:
-                with without_notices(LITERT_NOTICES):
-                    self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
-                    self._interpreter.allocate_tensors()
-                _first_load = False
-            else:
+            with quiet:
                 self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
                 self._interpreter.allocate_tensors()
+            _first_load = False
         except (ValueError, RuntimeError) as exc:
             raise ModelRuntimeError(
                 "LiteRT cannot load the model",

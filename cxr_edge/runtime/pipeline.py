@@ -332,13 +332,27 @@ class Predictor:
             if rejection is not None:
                 raise InputRejectedError(rejection.check, rejection.reason)
 
-    def predict_file(self, path: str | os.PathLike) -> Prediction:
-        """Reads, checks and classifies one file; raises :class:`CxrEdgeError` subclasses on bad input
-        (:class:`~cxr_edge.errors.InputRejectedError` when an input check refuses it)."""
+    def read(self, path: str | os.PathLike) -> tuple[np.ndarray, ImageInfo, float]:
+        """Reads one file with this predictor's read options and runs the input checks.
+
+        Returns:
+            ``(image, info, decode milliseconds)``.
+
+        Raises:
+            CxrEdgeError: The file cannot be read, or an input check refused it
+                (:class:`~cxr_edge.errors.InputRejectedError`).
+        """
         t0 = time.perf_counter()
         image, info = read_image(path, self.read_options)
         decode_ms = _ms(t0)
         self.check_input(image, info)
+        return image, info, decode_ms
+
+    def predict_file(self, path: str | os.PathLike) -> Prediction:
+        """Reads, checks and classifies one file; raises :class:`CxrEdgeError` subclasses on bad input
+        (:class:`~cxr_edge.errors.InputRejectedError` when an input check refuses it)."""
+        t0 = time.perf_counter()
+        image, info, decode_ms = self.read(path)
         pred = self.predict_image(image, info)
         timings = {"decode": decode_ms, **pred.timings_ms, "total": _ms(t0)}
         return dataclasses.replace(pred, timings_ms=timings)
@@ -352,6 +366,33 @@ class Predictor:
                 yield Outcome(str(path), error=exc)
             except Exception as exc:  # a decoder bug must not end the batch; report it on this file
                 yield Outcome(str(path), error=unexpected_failure(exc))
+
+
+@dataclass(frozen=True)
+class PredictorSpec:
+    """How to build a predictor from command-line choices (picklable: batch workers load the bundle
+    themselves).
+
+    Attributes:
+        bundle_dir: Bundle folder, or None for the shipped bundle.
+        members: Models to run instead of the ensemble members (None: the ensemble).
+        threads: LiteRT and decoder threads per worker.
+        checks: Run the input checks (``--no-checks`` turns them off).
+    """
+
+    bundle_dir: str | None = None
+    members: tuple[str, ...] | None = None
+    threads: int = 1
+    checks: bool = True
+
+    def build(self) -> Predictor:
+        """Loads the bundle (checking every model's sha256) and makes the predictor."""
+        return Predictor(
+            Bundle.load(self.bundle_dir),
+            members=self.members,
+            threads=self.threads,
+            checks=QualityConfig() if self.checks else None,
+        )
 
 
 def unexpected_failure(exc: Exception) -> InputError:

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from cxr_edge.serve.audit import DELIVERY, AuditLog
+from cxr_edge.serve.audit import DELIVERY, UNREAD_CHECKS, AuditLog
 from cxr_edge.serve.config import DestinationConfig
 from cxr_edge.serve.outbox import Outbox
 from cxr_edge.serve.triage import Triaged
@@ -89,7 +89,7 @@ class Delivery:
         if dest is None:
             return {"status": "off"}
         if record["decision"] == "rejected" and (
-            record["check"] in ("read", "error") or not dest.send_rejections
+            record["check"] in UNREAD_CHECKS or not dest.send_rejections
         ):
             return {"status": "skipped"}
         from cxr_edge.serve.results import build_results, read_header

@@ -178,7 +178,7 @@ class Node:
         """Waits until nothing is pending or queued (tests, benchmarks); returns whether it got there."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._pending == 0 and self.queue.empty():
+            if self._idle():
                 return True
             time.sleep(0.05)
         return False
@@ -297,7 +297,11 @@ class Node:
 
     def wait_delivered(self, timeout: float = 60.0) -> bool:
         """Waits until nothing is pending and the outbox is empty; returns whether it got there."""
-        return self.delivery.wait_delivered(lambda: self._pending == 0 and self.queue.empty(), timeout)
+        return self.delivery.wait_delivered(self._idle, timeout)
+
+    def _idle(self) -> bool:
+        """Nothing received is waiting for triage or being triaged."""
+        return self._pending == 0 and self.queue.empty()
 
     # ------------------------------------------------------------------------------------- status
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -239,17 +240,21 @@ def test_split_command(kit_manifest, tmp_path):
 
 
 def test_learning_commands_explain_the_missing_extra(tmp_path):
-    # Simulate a runtime-only install: TensorFlow and Keras cannot be imported.
+    # A runtime-only install: TensorFlow and Keras cannot be imported (tests/runtime_only.py).
     code = (
-        "import sys; sys.modules['tensorflow'] = None; sys.modules['keras'] = None\n"
+        "import sys, runtime_only\n"
         "from cxr_edge.cli import main\n"
         "a = sys.argv[1]\n"
-        "main(['train', '--config', a, '--data', a, '--split', a, '--out', sys.argv[2]])"
+        "main(['train', '--config', a, '--manifest', a, '--split', a, '--out', sys.argv[2]])"
     )
     cfg = tmp_path / "c.toml"
     cfg.write_text("")
+    tests = Path(__file__).resolve().parents[1]
     proc = subprocess.run(
-        [sys.executable, "-c", code, str(cfg), str(tmp_path / "run")], capture_output=True, text=True
+        [sys.executable, "-c", code, str(cfg), str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"PYTHONPATH": str(tests)},
     )
     assert proc.returncode == 1
     assert "pip install 'cxr-edge[train]'" in proc.stderr and "Traceback" not in proc.stderr

@@ -327,3 +327,32 @@ def test_usefulness_names_a_constant_model_and_passes_a_working_one():
     rng = np.random.default_rng(0)
     good = np.eye(3)[np.where(rng.random(len(y)) < 0.8, y, (y + 1) % 3)] * 0.7 + 0.1
     assert usefulness(good, y, LABELS, temperature=1.3) == []
+
+
+def test_score_bundle_scores_every_held_out_image_even_one_the_input_checks_refuse(kit_manifest, tmp_path):
+    """LOSO scoring is not triage: the kit film the frontal-pattern check refuses is still scored."""
+    import csv
+
+    from click.testing import CliRunner
+
+    from cxr_edge.cli import main
+
+    with open(kit_manifest, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    wanted = ("kermany/bacterial/person731_bacteria_2633.png", "kermany/normal/IM-0140-0001.png")
+    small = tmp_path / "manifest.csv"
+    with open(small, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(r for r in rows if r["path"] in wanted)
+    labels = [a for lab in ("covid", "normal", "pneumonia") for a in ("--label", lab)]
+    result = CliRunner().invoke(
+        main,
+        [
+            "loso", "score-bundle", "--source", "kermany", *labels, "--map", "bacterial=pneumonia",
+            "--manifest", str(small), "--root", str(kit_manifest.parent), "--out", str(tmp_path / "out"),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    held = loso.load_loso(tmp_path / "out")
+    assert sorted(held.paths) == sorted(wanted)

@@ -49,27 +49,15 @@ def dicom(stored: np.ndarray, syntax: str = "explicit_le", **attrs) -> bytes:
     """A DX file of ``stored`` in ``syntax``, with attributes overridden (``None`` deletes one)."""
     ds = dicom_synth.build_dataset(stored, VARIANT, 0)
     assert dicom_synth.encode(ds, syntax)
-    for key, value in attrs.items():
-        if value is None:
-            delattr(ds, key)
-        else:
-            setattr(ds, key, value)
-    out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    return out.getvalue()
+    dicom_synth.set_attributes(ds, attrs)
+    return dicom_synth.file_bytes(ds)
 
 
 def with_frame(stored: np.ndarray, syntax: str, edit) -> bytes:
     """A file in ``syntax`` whose single compressed frame went through ``edit(frame) -> frame``."""
-    from pydicom.encaps import encapsulate, generate_frames
-
     ds = dicom_synth.build_dataset(stored, VARIANT, 0)
     assert dicom_synth.encode(ds, syntax)
-    frame = next(generate_frames(ds.PixelData, number_of_frames=1))
-    ds.PixelData = encapsulate([edit(frame)])
-    out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    return out.getvalue()
+    return dicom_synth.file_bytes(dicom_synth.with_pixel_data(ds, edit))
 
 
 def refused(data: bytes, name: str = "x.dcm") -> CxrEdgeError:
@@ -203,9 +191,7 @@ def test_a_broken_voi_lut_is_a_typed_one_line_error(stored):
             del item.LUTDescriptor
         else:
             item.LUTDescriptor = [4096, 0, 8]
-        out = io.BytesIO()
-        ds.save_as(out, enforce_file_format=True)
-        ds_bytes.append(out.getvalue())
+        ds_bytes.append(dicom_synth.file_bytes(ds))
     for data in ds_bytes:
         error = refused(data)
         assert "invalid VOILUTSequence" in str(error)

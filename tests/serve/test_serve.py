@@ -450,17 +450,15 @@ def test_an_intact_resend_of_an_instance_that_failed_to_decode_is_triaged(tmp_pa
     """The first copy of a SOP Instance UID no longer wins when it could not be read: the audit log
     keeps the failed copy's record and the intact copy's decision; a third copy is a duplicate."""
     from pydicom import dcmread
-    from pydicom.encaps import encapsulate, generate_frames
 
-    from cxr_edge.imaging.synth import encode
+    from cxr_edge.imaging.synth import encode, with_pixel_data
 
     ds = dcmread(dicoms["good"][2])
     assert encode(ds, "jpeg_baseline")
     intact, damaged = tmp_path / "intact.dcm", tmp_path / "damaged.dcm"
     ds.save_as(intact, enforce_file_format=True)
-    frame = next(generate_frames(ds.PixelData, number_of_frames=1))
-    ds.PixelData = encapsulate([frame[: len(frame) // 2] + b"\xff\xd9"])  # cut short, end marker kept
-    ds.save_as(damaged, enforce_file_format=True)
+    cut = with_pixel_data(ds, lambda frame: frame[: len(frame) // 2] + b"\xff\xd9")  # end marker kept
+    cut.save_as(damaged, enforce_file_format=True)
     with running(config(tmp_path), triage) as node:
         assert send(node, [damaged]) == [0]
         assert node.wait_idle(30)

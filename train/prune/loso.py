@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from cxr_edge.errors import SpecError
@@ -38,6 +39,7 @@ def prune_folds(
     root: str | Path | None = None,
     max_per_part: int | None = None,
     progress: bool = True,
+    latency_ms: Callable | None = None,
 ) -> dict:
     """Prunes every finished fold of a LOSO folder and chooses the level on the pooled held-out score.
 
@@ -51,6 +53,8 @@ def prune_folds(
         root: Image root.
         max_per_part: Cap on images per part (tests).
         progress: Progress bars.
+        latency_ms: Each step's latency measurement when ``cfg.latency`` is on (see
+            :func:`cxr_edge.train.prune.loop.prune_run`).
 
     Returns:
         The summary written to ``loso_prune.json``.
@@ -71,6 +75,7 @@ def prune_folds(
             root=root,
             max_per_part=max_per_part,
             progress=progress,
+            latency_ms=latency_ms,
             selection="best",  # the fold's own export is not used; the level is chosen across folds
         )
     return summarise(out, folds, tolerance)
