@@ -122,3 +122,8 @@ class BundleError(CxrEdgeError):
 
 class ModelRuntimeError(CxrEdgeError):
     """The LiteRT interpreter rejected a model or an input tensor."""
+
+
+class CalibrationRefusedError(CxrEdgeError):
+    """A site calibration that would not be trustworthy: too few labelled images per class, or a
+    cross-validated gain that its interval does not hold above zero. Nothing is written."""

@@ -4,6 +4,7 @@
 #
 #   make default-segmenter  U-Net on every train-split lung mask, its bundle, the kit's crop table (~5 min)
 #   make default-loso       LOSO of the three members and of their mean: temperature, referral band (~75 min)
+#   make site-curves        site-adaptation curves from the kermany and nih folds (docs/site.md, ~30 min)
 #   make bundle             the three members on the committed split, pruned, converted, audited (~25 min)
 #
 # `bundle` uses the temperature and referral threshold that `default-loso` measured
@@ -64,3 +65,43 @@ default-convert: $(VENV)/.full
 	$(CLI) convert $(DEFAULT_CONVERT) --card configs/card_default.toml --decode-gate-images $(DEFAULT_DECODE_GATE) \
 		--out cxr_edge/data/default_bundle --force
 	$(MAKE) golden
+
+# Site adaptation (docs/site.md): the default recipe's LOSO folds of the two sources with two labels
+# (kermany, nih) play new hospitals; their members' outputs and pooled features on the held-out source,
+# then curves per k labelled images per class and method (numpy only), and a fold bundle (the three
+# members of the kermany fold, never trained on kermany) for the worked example (~35 min in all).
+SITE_SOURCES = kermany nih
+SITE_FOLD_BUNDLE = build/fold_kermany
+.PHONY: site-curves site-fold-bundle
+site-curves: $(VENV)/.full
+	for m in $(DEFAULT_MEMBERS); do \
+		$(CLI) loso train --config configs/triage/$$m.toml $(DATA_SPLIT) $(foreach s,$(SITE_SOURCES),--source $(s)) \
+			--out runs/loso/$$m || exit 1; done
+	$(PY) -m cxr_edge.benchmarks.site_features $(foreach m,$(DEFAULT_MEMBERS),--loso runs/loso/$(m)) \
+		$(foreach s,$(SITE_SOURCES),--source $(s)) --manifest $(KIT) --out build/site_features
+	$(PY) -m cxr_edge.benchmarks.site_curves --features build/site_features $(foreach s,$(SITE_SOURCES),--source $(s)) \
+		--out docs/site/curves.json --markdown docs/site/curves.md --plot docs/img/site_curves.png
+
+site-fold-bundle: $(VENV)/.full
+	mkdir -p build
+	grep -v '^audit' configs/card_default.toml | sed 's|"\.\./|"$(CURDIR)/|' > build/card_without_audit.toml
+	# Members are named after their run folders: the three folds, linked under their recipes' names.
+	mkdir -p build/fold_kermany_runs
+	for m in $(DEFAULT_MEMBERS); do ln -sfn $(CURDIR)/runs/loso/$$m/kermany build/fold_kermany_runs/$$m; done
+	$(CLI) convert $(foreach m,$(DEFAULT_MEMBERS),build/fold_kermany_runs/$(m)) $(DATA_SPLIT) --segmenter $(DEFAULT_SEG) \
+		--quant fp32,int8 --member int8 --member-fallback fp32 --ensemble mean --temperature $(DEFAULT_TEMPERATURE) \
+		--referral-min-prob $(DEFAULT_REFERRAL) --card build/card_without_audit.toml --decode-gate-images 0 \
+		--name fold-kermany --out $(SITE_FOLD_BUNDLE) --force
+
+# The worked example of docs/site.md: kermany as a new hospital for the fold bundle that never saw it.
+# Validate the fold bundle on every kermany image; calibrate it on 50 labelled images per class; validate
+# the calibrated bundle on the other patients' images (~3 min after site-fold-bundle).
+SITE_EXAMPLE = build/site_kermany
+.PHONY: site-example
+site-example: $(VENV)/.full
+	$(PY) -m cxr_edge.benchmarks.site_example --manifest $(KIT) --source kermany --per-class 50 --out $(SITE_EXAMPLE)
+	$(CLI) site validate $(SITE_EXAMPLE)/all.csv --bundle $(SITE_FOLD_BUNDLE) --out docs/site/fold_kermany --force
+	$(CLI) site calibrate $(SITE_EXAMPLE)/labelled.csv --bundle $(SITE_FOLD_BUNDLE) --site kermany-example \
+		--out build/fold_kermany_site --force | tee docs/site/calibrate_kermany.md
+	$(CLI) site validate $(SITE_EXAMPLE)/future.csv --bundle build/fold_kermany_site \
+		--out docs/site/fold_kermany_site --force

@@ -66,7 +66,9 @@ async function useBundle(load) {
   state.predictor = predictor;
   const m = bundle.manifest;
   const seg = m.segmenter ? ` + segmenter ${m.segmenter.name}` : '';
-  $('bundle-name').textContent = `${m.name} (${m.ensemble.members.join(', ')}${seg})`;
+  // A site-calibrated bundle (format 4) says for whom: its predictions are not its parent's.
+  const site = m.site ? `; calibrated for ${m.site.name} on ${m.site.date}` : '';
+  $('bundle-name').textContent = `${m.name} (${m.ensemble.members.join(', ')}${seg}${site})`;
   renderCard(m);
   $('runtime').textContent =
     `LiteRT.js ${state.runtime.wasm}.wasm, ${state.runtime.threads} thread(s)` +

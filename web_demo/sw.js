@@ -14,7 +14,7 @@
  * Bump `VERSION` when the shell's file list changes.
  */
 
-const VERSION = 'cxr-edge-web-v1';
+const VERSION = 'cxr-edge-web-v2';
 const SHELL = [
   './',
   './index.html',
@@ -34,6 +34,7 @@ const SHELL = [
   './src/pipeline.js',
   './src/preprocess.js',
   './src/resize.js',
+  './src/site.js',
   './node_modules/@litertjs/core/dist/index.js',
   './node_modules/@litertjs/wasm-utils/dist/index.js',
 ];

@@ -7,8 +7,9 @@ output, full model input, quantised inputs, raw and dequantised model outputs in
 the placed heat map) -- and expected values on synthetic inputs that exercise code paths the default
 bundle never reaches (integer-scale and bilinear resizes, CLAHE on sizes that are not a tile multiple,
 other median kernels, every ensemble method, the lung-crop gate, heat maps of several resolutions,
-histogram equalisation) and the format-3 judgements (``evidence.json``: lung fractions, referrals,
-and a segmenter pipeline on the golden samples with its expected lung fraction, flags and referral).
+histogram equalisation), the format-3 judgements (``evidence.json``: lung fractions, referrals,
+and a segmenter pipeline on the golden samples with its expected lung fraction, flags and referral) and
+a site-calibrated format-4 bundle (``site.json``, ``golden_site.py``).
 
 Nothing here is committed: the test suite writes these files into a temporary folder and passes it to
 the JVM with ``-Dcxr.golden.extra=<folder>``. Arrays use the encoding of :mod:`cxr_edge.evaluation.golden`.
@@ -57,15 +58,20 @@ FIRST_RELEASE_BUNDLE = REPO / "tests" / "data" / "first_release_bundle"
 LUNG_BOX = (53, 74, 463, 409)
 
 
-def _evidence():
-    """``golden_evidence.py`` beside this file (loaded by path: the tests load this file by path too)."""
+def _sibling(name: str):
+    """A module beside this file (loaded by path: the tests load this file by path too)."""
     import importlib.util
 
-    path = Path(__file__).with_name("golden_evidence.py")
-    spec = importlib.util.spec_from_file_location("golden_evidence", path)
+    path = Path(__file__).with_name(f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _evidence():
+    """``golden_evidence.py``: the format-3 judgements."""
+    return _sibling("golden_evidence")
 
 
 def write(folder: str | Path) -> list[Path]:
@@ -87,6 +93,7 @@ def write(folder: str | Path) -> list[Path]:
         "colour.json": colour_cases(folder),
         "equalize.json": _evidence().equalize_cases(),
         "evidence.json": _evidence().evidence_cases(bundle),
+        "site.json": _sibling("golden_site").site_cases(),
     }
     written = []
     for name, data in files.items():
@@ -542,7 +549,8 @@ def manifest_cases(bundle: Bundle, base_bundle: Bundle) -> dict:
     # names the one thing it breaks, which a format-3 base with a segmenter would mask.
     base = json.loads((base_bundle.root / "manifest.json").read_text())
     mutations = [
-        ("format version 4", [("set", ["format_version"], 4)]),
+        ("format version 4 without a site section", [("set", ["format_version"], 4)]),
+        ("format version 5", [("set", ["format_version"], 5)]),
         ("label map in a format 2 manifest", [("set", ["label_map"], {"bacterial": "pneumonia_unknown"})]),
         (
             "label map to an unknown label",

@@ -8,6 +8,7 @@ from typing import Any
 
 from cxr_edge.bundle.card import NO_LOSO, LosoRecord, ModelCard
 from cxr_edge.formatting import interval
+from cxr_edge.ops.site import SiteCalibration
 
 
 def worst_source(report: Mapping[str, Any]) -> tuple[str, dict] | None:
@@ -32,10 +33,33 @@ def card_summary(card: ModelCard | None) -> str:
     return text + "; see `cxr-edge bundle card`"
 
 
-def card_markdown(card: ModelCard, bundle_name: str = "") -> str:
-    """The card as Markdown (``cxr-edge bundle card``)."""
+def site_line(site: SiteCalibration) -> str:
+    """One sentence on a site calibration: where, when, on what, how, and what cross-validation said."""
+    images = ", ".join(f"{k} {v}" for k, v in site.images.items())
+    text = (
+        f"Calibrated for {site.name} on {site.date} (method {site.method}) on {images} labelled images of "
+        f"{site.patients} patients; parent bundle SHA-256 {site.parent_sha256[:16]}..."
+    )
+    chosen = site.metrics.get("methods", {}).get(site.method)
+    if chosen:
+        parent = site.metrics["parent"]
+        text += (
+            f" Cross-validated over the site's patients: accuracy {interval(chosen['accuracy'])} "
+            f"(parent {interval(parent['accuracy'])})."
+        )
+    if site.operating_point is not None:
+        text += (
+            f" Operating point: abnormal sensitivity {site.operating_point.target_sensitivity:.2f} targeted."
+        )
+    return text + " Outside that site, use the parent bundle."
+
+
+def card_markdown(card: ModelCard, bundle_name: str = "", site: SiteCalibration | None = None) -> str:
+    """The card as Markdown (``cxr-edge bundle card``), with the site calibration first when there is one."""
     labels = card.task.labels
     lines = [f"# Model card{f': {bundle_name}' if bundle_name else ''}", "", f"> **{card.disclaimer}**", ""]
+    if site is not None:
+        lines += ["## Site calibration", "", site_line(site), ""]
     lines += ["## Intended use", "", card.intended_use, "", "## Task", "", f"Labels: {', '.join(labels)}."]
     if card.task.label_map:
         mapped = ", ".join(f"{k} → {v}" for k, v in sorted(card.task.label_map.items()))

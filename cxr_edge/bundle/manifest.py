@@ -24,13 +24,18 @@ from cxr_edge.ops.ensemble import METHODS, Stacker, apply_temperature, combine
 from cxr_edge.ops.lungcrop import CropSpec
 from cxr_edge.ops.preprocess import PreprocessSpec
 from cxr_edge.ops.quality import ReferralBand, referral_reason
+from cxr_edge.ops.site import SiteCalibration
 
 FORMAT_VERSION = 3
+#: Format of a site-calibrated bundle (``cxr-edge site calibrate``): a runtime that cannot apply the
+#: ``site`` section refuses the bundle instead of silently predicting as its parent.
+SITE_FORMAT_VERSION = 4
 #: Versions this runtime reads. Version 2 added segmenters, feature outputs with CAM weights,
 #: accuracy gates, fitted ensembles (weights, stacking, temperature) and pruning records. Version 3
-#: added the label map, the referral band, the lung-evidence threshold and the model card. An older
-#: manifest is a valid newer one without the newer fields (and may not use them).
-READABLE_VERSIONS = (1, 2, 3)
+#: added the label map, the referral band, the lung-evidence threshold and the model card. Version 4
+#: added the site calibration. An older manifest is a valid newer one without the newer fields (and
+#: may not use them).
+READABLE_VERSIONS = (1, 2, 3, 4)
 MANIFEST_NAME = "manifest.json"
 SCHEMA_FILE = Path(__file__).resolve().parent / "schema" / "bundle-manifest.schema.json"
 
@@ -256,6 +261,7 @@ class BundleManifest:
         lung_evidence: The lung-fraction flag threshold (needs a segmenter), or None.
         card: The model card (:class:`cxr_edge.bundle.card.ModelCard`), or None (bundles before format 3).
         decode: Reduced-resolution decoding and its gate, or None (always full resolution).
+        site: The site calibration (:class:`cxr_edge.ops.site.SiteCalibration`), or None.
     """
 
     format_version: int
@@ -270,6 +276,18 @@ class BundleManifest:
     lung_evidence: LungEvidence | None = None
     card: ModelCard | None = None
     decode: DecodeConfig | None = None
+    site: SiteCalibration | None = None
+
+    def output(self, member_probs: np.ndarray) -> np.ndarray:
+        """What the runtime outputs for the members' probabilities (in ``ensemble.members`` order):
+        the combiner, the temperature, then the site calibration when there is one.
+
+        Args:
+            member_probs: ``(n_members, n_classes)`` or ``(n_members, n_images, n_classes)``; with a
+                site calibration of method ``head``, the members' refitted-head probabilities.
+        """
+        probs = self.ensemble.apply(member_probs)
+        return self.site.apply(probs) if self.site is not None else probs
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
@@ -374,6 +392,39 @@ class BundleManifest:
                 expected=str(list(self.labels)),
                 received=str(list(self.card.task.labels)),
             )
+        if self.site is not None:
+            self._check_site(self.site)
+
+    def _check_site(self, site: SiteCalibration) -> None:
+        n = len(self.labels)
+        if site.bias and len(site.bias) != n:
+            raise BundleError(
+                "site bias does not fit the labels", expected=f"{n} values", received=str(len(site.bias))
+            )
+        for name, head in site.heads.items():
+            if name not in self.ensemble.members:
+                raise BundleError(
+                    "site head names a model that is not an ensemble member",
+                    expected=f"one of {list(self.ensemble.members)}",
+                    received=name,
+                )
+            features = self.model(name).outputs.get("features")
+            channels = features.shape[-1] if features is not None else None
+            if channels is None or len(head.weights) != channels or len(head.bias) != n:
+                raise BundleError(
+                    f"site head of {name} does not fit the model",
+                    expected=f"({channels}, {n}) weights over its features output and {n} biases",
+                    received=f"({len(head.weights)}, {len(head.weights[0]) if head.weights else 0}) "
+                    f"weights, {len(head.bias)} biases",
+                )
+            if any(len(row) != n for row in head.weights):
+                raise BundleError(f"site head of {name} has ragged weights", expected=f"{n} per row")
+        if site.operating_point is not None and site.operating_point.normal_label not in self.labels:
+            raise BundleError(
+                "site operating point names an unknown label",
+                expected=f"one of {list(self.labels)}",
+                received=site.operating_point.normal_label,
+            )
 
     def _check_version_fields(self) -> None:
         """Fields of a later format in an older manifest are refused (an older runtime would drop them)."""
@@ -389,6 +440,15 @@ class BundleManifest:
                 f"format {self.format_version} manifest uses format-3 fields",
                 expected="format_version 3",
                 received=", ".join(used),
+            )
+        # Both ways: a site section needs format 4, and format 4 means "calibrated", so that a runtime
+        # which reads only up to format 3 refuses every bundle it could not apply in full.
+        if (self.site is not None) != (self.format_version >= SITE_FORMAT_VERSION):
+            raise BundleError(
+                "site calibration and format version disagree",
+                expected=f"a site section exactly when format_version is {SITE_FORMAT_VERSION}",
+                received=f"format_version {self.format_version}, "
+                f"{'a' if self.site is not None else 'no'} site section",
             )
 
     @staticmethod

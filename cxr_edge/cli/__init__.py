@@ -24,6 +24,7 @@ COMMANDS = {
     "bench": "cxr_edge.benchmarks.latency:main",
     "bundle": "cxr_edge.cli.bundle:bundle_group",
     "loso": "cxr_edge.cli.loso:loso_group",
+    "site": "cxr_edge.cli.site:site_group",
     # Learning: need the [train] extra (TensorFlow + Keras), imported when they run.
     "train": "cxr_edge.cli.training:train_cmd",
     "search": "cxr_edge.cli.training:search_cmd",

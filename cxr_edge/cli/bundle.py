@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from cxr_edge.bundle.card_markdown import card_markdown, card_summary
+from cxr_edge.bundle.card_markdown import card_markdown, card_summary, site_line
 from cxr_edge.bundle.folder import Bundle, write_manifest
 from cxr_edge.cli.common import bundle_option, clean_errors, manifest_option, root_option, split_option
 from cxr_edge.dataset.manifest import load_manifest
@@ -48,6 +48,8 @@ def info_cmd(bundle_dir, as_json, markdown, show_card):
         click.echo(f"WARNING     this bundle looks useless: {warning}")
     click.echo(f"location    {bundle.root}")
     click.echo(f"size        {bundle.size_bytes() / 1024:.1f} KiB")
+    if m.site is not None:
+        click.echo(f"site        {site_line(m.site)}")
     click.echo(f"labels      {', '.join(m.labels)}")
     if m.label_map:
         click.echo(f"label map   {', '.join(f'{k} -> {v}' for k, v in sorted(m.label_map.items()))}")
@@ -117,7 +119,8 @@ def _echo_card(bundle: Bundle, as_json: bool) -> None:
             "`cxr-edge convert` writes one into every format-3 bundle"
         )
     click.echo(
-        json.dumps(m.card.to_dict(), indent=2) if as_json else card_markdown(m.card, m.name), nl=as_json
+        json.dumps(m.card.to_dict(), indent=2) if as_json else card_markdown(m.card, m.name, m.site),
+        nl=as_json,
     )
 
 

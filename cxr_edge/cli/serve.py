@@ -88,13 +88,22 @@ def serve_group(ctx, config_path, host, port, ae_title, allow, inbox, audit, bun
 )
 @click.option("--calling-ae", default=None, help="AE title for the C-ECHO (default: first allowed caller).")
 @click.option("--no-echo", is_flag=True, help="Only read the status file; send no C-ECHO.")
+@click.option(
+    "--drift-window",
+    default=500,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Judge drift on the audit log's last N predictions (0: no drift check).",
+)
 @click.pass_obj
 @clean_errors
-def health_cmd(config: ServeConfig, status_file, max_age, calling_ae, no_echo):
+def health_cmd(config: ServeConfig, status_file, max_age, calling_ae, no_echo, drift_window):
     """Check a running node: fresh status file, state running, and a C-ECHO answered.
 
     Prints one line and exits 0 when healthy, 1 when not. Options of `cxr-edge serve` (--config,
-    --port, ...) given before `health` say which node to check.
+    --port, ...) given before `health` say which node to check. The line also carries the drift flag
+    of `cxr-edge site monitor` on the last --drift-window predictions of the audit log: drift is a
+    warning for the people who run the node, not a failure of the node (the exit code ignores it).
     """
     from cxr_edge.serve.scu import echo
 
@@ -138,10 +147,30 @@ def health_cmd(config: ServeConfig, status_file, max_age, calling_ae, no_echo):
                 f" (oldest failure {outbox.get('oldest_failure_s')} s ago, next try in "
                 f"{outbox.get('next_try_in_s')} s, last error: {outbox.get('last_error')})"
             )
+    if drift_window:
+        summary += f"; {_drift(config, drift_window)}"
     if problems:
         click.echo(f"unhealthy: {summary}; " + "; ".join(problems))
         sys.exit(1)
     click.echo(f"healthy: {summary}")
+
+
+def _drift(config: ServeConfig, window: int) -> str:
+    """``drift: ...`` of the audit log's last ``window`` predictions against the node's bundle."""
+    from cxr_edge.bundle.folder import Bundle, bundle_sha256
+    from cxr_edge.site.monitor import monitor, read_probs
+
+    audit = Path(config.storage.audit)
+    if not audit.is_file():
+        return "drift: no audit log yet"
+    try:
+        bundle = Bundle.load(config.triage.bundle or None)
+        probs = read_probs(audit, bundle.labels, bundle_sha256(bundle))
+        report = monitor(bundle.manifest, probs[-window:])
+    except CxrEdgeError as exc:
+        return f"drift: not judged ({exc})"
+    flag = "DRIFT SUSPECTED" if report["drift"] else "drift"
+    return f"{flag}: {report['verdict']} over {report['n']} predictions (cxr-edge site monitor)"
 
 
 def _health_tls(node):

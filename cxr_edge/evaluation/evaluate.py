@@ -154,9 +154,10 @@ def method_probs(bundle: Bundle, preds: Predictions) -> dict[str, np.ndarray]:
 
 
 def ensemble_probs(bundle: Bundle, preds: Predictions) -> np.ndarray:
-    """The bundle's configured ensemble, temperature included (what ``cxr-edge predict`` outputs)."""
-    ens = bundle.manifest.ensemble
-    return ens.apply(np.stack([preds.per_model[m] for m in ens.members]))
+    """The bundle's configured ensemble, temperature and site calibration included (what ``cxr-edge
+    predict`` outputs)."""
+    manifest = bundle.manifest
+    return manifest.output(np.stack([preds.per_model[m] for m in manifest.ensemble.members]))
 
 
 def metric_block(

@@ -215,7 +215,7 @@ def _plots(out: Path, metrics: dict, y: np.ndarray, probs: np.ndarray) -> list[s
     labels = metrics["labels"]
     fig, ax = plt.subplots(figsize=(5, 5))
     for c, label in enumerate(labels):
-        fpr, tpr = _roc(probs[:, c], y == c)
+        fpr, tpr = roc_points(probs[:, c], y == c)
         ax.plot(fpr, tpr, label=f"{label} (AUC {_f(metrics['ensemble']['per_class'][label]['auc'])})")
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set(xlabel="1 - specificity", ylabel="sensitivity", title="ROC (ensemble, one-vs-rest)")
@@ -254,7 +254,7 @@ def _plots(out: Path, metrics: dict, y: np.ndarray, probs: np.ndarray) -> list[s
     return ["roc.png", "confusion.png", "reliability.png"]
 
 
-def _roc(scores: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def roc_points(scores: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     order = np.argsort(-scores, kind="mergesort")
     pos = positive[order]
     tpr = np.concatenate([[0], np.cumsum(pos) / max(pos.sum(), 1)])

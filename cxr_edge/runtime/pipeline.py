@@ -208,6 +208,11 @@ class Predictor:
         self._ensemble = (
             ensemble if same else EnsembleConfig(method="mean", members=names, abstain=ensemble.abstain)
         )
+        # A site calibration's heads belong to their members; its temperature and bias were fitted on
+        # the full ensemble's output, so a chosen subset drops them (as it drops the ensemble's own).
+        site = self.bundle.manifest.site
+        self._site = site if same else None
+        self._heads = site if site is not None and site.heads else None
         self._engines = {e.name: Engine(self.bundle.path_of(e), e, threads=self.threads) for e in entries}
         self._cam_weights = {
             e.name: None if e.cam_weights is None else np.asarray(e.cam_weights) for e in entries
@@ -256,20 +261,47 @@ class Predictor:
         timings["preprocess"] = _ms(t0)
         return Prepared(x, tuple(image.shape[:2]), crop, mask, timings)
 
-    def classify(self, prepared: Prepared, info: ImageInfo | None = None) -> Prediction:
-        """Runs the members on a prepared input, combines them, and judges the result."""
-        timings = dict(prepared.timings_ms)
-        x, box = prepared.x, prepared.box
-        per_model, features = [], {}
+    def run_members(self, x: np.ndarray, timings: dict[str, float] | None = None) -> dict[str, dict]:
+        """Every member's outputs on one model input (``probs`` renormalised, ``features`` when the
+        model has them), by member name; milliseconds per member go into ``timings`` when given."""
+        out = {}
         for name, engine in self._engines.items():
             t = time.perf_counter()
             outputs = engine.run_all(x)
-            per_model.append(normalise(outputs["probs"], engine.output_specs["probs"]))
-            if "features" in outputs and self._cam_weights.get(name) is not None:
-                features[name] = outputs["features"]
-            timings[name] = _ms(t)
+            outputs["probs"] = normalise(outputs["probs"], engine.output_specs["probs"])
+            out[name] = outputs
+            if timings is not None:
+                timings[name] = _ms(t)
+        return out
+
+    def combine(self, outputs: dict[str, dict]) -> tuple[np.ndarray, np.ndarray]:
+        """Member probabilities (site heads applied) and the output probabilities, from :meth:`run_members`.
+
+        Returns:
+            ``(member probabilities (n_members, n_classes), output probabilities (n_classes,))``.
+        """
+        per_model = []
+        for name, out in outputs.items():
+            probs = out["probs"]
+            if self._heads is not None:
+                probs = self._heads.member_probs(name, probs, out.get("features"))
+            per_model.append(probs)
+        stacked = np.stack(per_model)
+        probs = self._ensemble.apply(stacked)
+        return stacked, self._site.apply(probs) if self._site is not None else probs
+
+    def classify(self, prepared: Prepared, info: ImageInfo | None = None) -> Prediction:
+        """Runs the members on a prepared input, combines them, and judges the result."""
+        timings = dict(prepared.timings_ms)
+        box = prepared.box
+        outputs = self.run_members(prepared.x, timings)
+        features = {
+            name: out["features"]
+            for name, out in outputs.items()
+            if "features" in out and self._cam_weights.get(name) is not None
+        }
         t = time.perf_counter()
-        probs = self._ensemble.apply(np.stack(per_model))
+        per_model, probs = self.combine(outputs)
         referral = self._ensemble.referral(self.labels, probs)
         timings["combine"] = _ms(t)
         labels = self.labels

@@ -164,7 +164,7 @@ def test_format_3_round_trips_with_every_new_field(tmp_path):
     from cxr_edge.bundle.manifest import FORMAT_VERSION, READABLE_VERSIONS, SCHEMA_FILE
     from cxr_edge.ops.quality import ReferralBand
 
-    assert FORMAT_VERSION == 3 and READABLE_VERSIONS == (1, 2, 3)
+    assert FORMAT_VERSION == 3 and READABLE_VERSIONS == (1, 2, 3, 4)  # 4: site-calibrated bundles only
     label_map = {"bacterial": "pneumonia_unknown", "viral": "pneumonia_unknown"}
     card = ModelCard(
         intended_use="Round trip.",

@@ -7,8 +7,9 @@ Two layers:
   (``web_demo/test/node_ops.mjs``): the 8-bit images must be bit-identical.
 * **Headless Chromium** (playwright-core driving ``/usr/bin/chromium``, ``web_demo/test/driver.mjs``)
   runs LiteRT.js: the default bundle's golden vectors, a tiny bundle with a lung segmenter built here,
-  the real UI through its file input (screenshot), a non-image file, and an offline reload served by
-  the service worker. One browser session does all of it (module fixture ``browser``).
+  a site-calibrated (format 4) copy of the default bundle (``site_bundle.py``), the real UI through its
+  file input (screenshot), a non-image file, and an offline reload served by the service worker. One
+  browser session does all of it (module fixture ``browser``).
 
 Without node, Chromium or ``web_demo/node_modules`` (``make web-deps``) these tests skip, unless
 ``CXR_EDGE_REQUIRE_BROWSER=1``, which turns the skip into a failure (CI). ``web_demo/screenshot.png``
@@ -21,6 +22,7 @@ Tolerances (observed on x86-64 with AVX-512; see web_demo/README.md):
   the tiny bundle's 3-channel fp16 model differs by ~3e-8 (XNNPack picks another first-layer kernel),
   asserted to ``FLOAT_PROBS``;
 * ensemble probabilities: float64 log/exp differ in the last bits (~1e-19), asserted to ``ENSEMBLE``;
+  so are the site-calibrated bundle's member (refitted head) and output probabilities;
 * heat map (CAM and its placement on the image): asserted to ``CAM`` (observed 0).
 """
 
@@ -539,6 +541,58 @@ def test_format_3_manifests_are_read_and_checked_like_python(tmp_path):
             assert want.split(";")[0].split(": ")[-1] in got["error"], name
 
 
+def test_site_operations_match_python():
+    """Refitted heads on feature maps and the site temperature and bias (``cxr_edge.ops.site``)."""
+    from site_bundle import math_cases
+
+    cases = math_cases()
+    requests = [
+        {"op": "site_head", **{k: c[k] for k in ("features", "weights", "bias")}} for c in cases["heads"]
+    ]
+    requests += [
+        {"op": "site_apply", **{k: c[k] for k in ("probs", "temperature", "bias")}} for c in cases["apply"]
+    ]
+    expected = [c["expected"] for c in cases["heads"] + cases["apply"]]
+    for request, want, got in zip(requests, expected, _ok(run_node_ops(requests)), strict=True):
+        assert np.abs(np.array(got) - want).max() <= ENSEMBLE, request["op"]
+        assert int(np.argmax(got)) == int(np.argmax(want))
+
+
+@pytest.fixture(scope="module")
+def calibrated_bundle(tmp_path_factory) -> Path:
+    """The site-calibrated (format 4) copy of the default bundle of ``site_bundle.py``."""
+    from site_bundle import write_site_bundle
+
+    return write_site_bundle(tmp_path_factory.mktemp("site") / "bundle")
+
+
+def test_format_4_manifests_are_read_and_checked_like_python(calibrated_bundle):
+    from site_bundle import apply_ops, manifest_cases
+
+    base = json.loads((calibrated_bundle / "manifest.json").read_text())
+    cases = manifest_cases(calibrated_bundle)
+    requests = [{"op": "parse_manifest", "manifest": apply_ops(base, c["ops"])} for c in cases]
+    requests.append({"op": "load_bundle", "dir": str(calibrated_bundle)})
+    *results, loaded = run_node_ops(requests)
+    for case, got in zip(cases, results, strict=True):
+        want = case["python_error"]
+        assert got["ok"] == (want is None), (case["name"], got, want)
+        if want is not None and "follow its schema" not in want:  # the same sentence as Python's
+            assert want.split(";")[0].split(": ")[-1] in got["error"], case["name"]
+    by_name = {c["name"]: got for c, got in zip(cases, results, strict=True)}
+    assert "unsupported bundle format" in by_name["format 5"]["error"]  # a later format is refused
+    site = by_name["intact"]["result"]["site"]
+    assert by_name["intact"]["result"]["format_version"] == 4
+    assert (site["name"], site["date"], site["method"]) == (
+        base["site"]["name"],
+        base["site"]["date"],
+        "head",
+    )
+    assert site["temperature"] == base["site"]["temperature"] and site["bias"] == base["site"]["bias"]
+    assert site["heads"] == list(base["site"]["heads"]) == base["ensemble"]["members"]
+    assert loaded["ok"] and loaded["result"]["members"] == base["ensemble"]["members"], loaded
+
+
 # ------------------------------------------------------------------------------------------ browser
 
 
@@ -558,8 +612,12 @@ def segmenter_bundle(request) -> Path | None:
     return request.getfixturevalue("tiny_segmenter_bundle")
 
 
+#: Members of the site-calibrated bundle's subset run: its heads apply, its temperature and bias do not.
+SITE_SUBSET = 2
+
+
 @pytest.fixture(scope="module")
-def browser(segmenter_bundle, tmp_path_factory) -> dict:
+def browser(segmenter_bundle, calibrated_bundle, tmp_path_factory) -> dict:
     """One headless-Chromium session over every browser scenario (``web_demo/test/driver.mjs``)."""
     _require(browser=True)
     tmp = tmp_path_factory.mktemp("browser")
@@ -576,7 +634,14 @@ def browser(segmenter_bundle, tmp_path_factory) -> dict:
             "threads": 2,
         }
     )
+    subset = list(Bundle.load(calibrated_bundle).manifest.ensemble.members[:SITE_SUBSET])
+    items += [{"name": f"site/{s}", "bundleUrl": "/site/", "imageUrl": f"/samples/{s}"} for s in stems]
+    items.append(
+        {"name": f"site-subset/{stems[0]}", "bundleUrl": "/site/", "imageUrl": f"/samples/{stems[0]}"}
+        | {"members": subset}
+    )
     mounts = {"/bundle/": str(Bundle.load().root), "/samples/": str(samples_dir())}
+    mounts["/site/"] = str(calibrated_bundle)
     if segmenter_bundle is not None:
         mounts["/tiny/"] = str(segmenter_bundle)
         items += [
@@ -655,6 +720,35 @@ def test_threaded_wasm_gives_the_same_results(browser):
     for model, out in single["models"].items():
         assert np.abs(np.array(threaded["models"][model]["probs"]) - out["probs"]).max() <= FLOAT_PROBS
     assert np.abs(np.array(threaded["ensemble"]["probs"]) - single["ensemble"]["probs"]).max() <= FLOAT_PROBS
+
+
+def test_site_calibrated_bundle_matches_python(browser, calibrated_bundle):
+    """Format 4: refitted member heads, then the site temperature and bias, as ``Predictor`` applies them."""
+    from site_bundle import check_visible, expected
+
+    bundle = Bundle.load(calibrated_bundle)
+    stems = [k.split("/", 1)[1] for k in browser["golden"] if k.startswith("site/")]
+    want = expected(bundle, [samples_dir() / s for s in stems])
+    check_visible(want, expected(Bundle.load(), [samples_dir() / s for s in stems]))
+    subset = list(bundle.manifest.ensemble.members[:SITE_SUBSET])
+    want_subset = expected(bundle, [samples_dir() / stems[0]], members=subset)
+    runs = [(f"site/{s}", want[s]) for s in stems] + [(f"site-subset/{stems[0]}", want_subset[stems[0]])]
+    for name, python in runs:
+        got = browser["golden"][name]
+        assert got["format_version"] == 4 and got["site"]["name"] == bundle.manifest.site.name, name
+        assert list(got["per_model"]) == list(python["per_model"]), name
+        for member, probs in python["per_model"].items():
+            mine = [got["per_model"][member][label] for label in bundle.labels]
+            assert np.abs(np.array(mine) - probs).max() <= ENSEMBLE, (name, member)
+        assert got["ensemble"]["label"] == python["label"], name
+        assert np.abs(np.array(got["ensemble"]["probs"]) - python["probs"]).max() <= ENSEMBLE, name
+        assert got["referral"] == python["referral"], name
+        assert np.abs(decode(got["cam"]) - decode(python["cam"])).max() <= CAM, name
+    # A port that ignored the site section would have produced the parent's outputs.
+    parent = {s: browser["golden"][f"default/{s}"]["ensemble"] for s in stems}
+    assert any(want[s]["label"] != parent[s]["label"] for s in stems)
+    # The subset's members keep their heads (its output, compared above, has no site temperature or bias).
+    assert want_subset[stems[0]]["per_model"] == {m: want[stems[0]]["per_model"][m] for m in subset}
 
 
 @pytest.mark.train

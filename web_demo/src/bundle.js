@@ -6,7 +6,9 @@
  *
  * Format 3 adds `label_map` (manifest label -> bundle label), `ensemble.abstain` (the referral band),
  * `lung_evidence` (`{min_fraction, chosen_on}`, needs a segmenter) and `card` (the model card, whose
- * disclaimer must be `DISCLAIMER`); an older manifest may not use them.
+ * disclaimer must be `DISCLAIMER`); an older manifest may not use them. Format 4 is a site-calibrated
+ * bundle (`cxr-edge site calibrate`): its `site` section is parsed and checked by `site.js`, and a
+ * manifest has one exactly when it is format 4, so that a calibrated bundle never predicts as its parent.
  *
  * A bundle comes either from a URL (e.g. `bundle/` on the serving host) or from files the user picked
  * (a folder via `<input webkitdirectory>`).
@@ -18,9 +20,10 @@ import { METHODS } from './ensemble.js';
 import { BundleError } from './errors.js';
 import { DEFAULT_CROP } from './lungcrop.js';
 import { parseSpec } from './preprocess.js';
+import { checkSite, parseSite } from './site.js';
 
 export const MANIFEST_NAME = 'manifest.json';
-export const READABLE_VERSIONS = Object.freeze([1, 2, 3]);
+export const READABLE_VERSIONS = Object.freeze([1, 2, 3, 4]);
 /** The disclaimer every model card carries (`cxr_edge.bundle.card.DISCLAIMER`). */
 export const DISCLAIMER = 'Not a medical device. A research artefact: do not use it to make clinical decisions.';
 
@@ -56,6 +59,7 @@ export const DISCLAIMER = 'Not a medical device. A research artefact: do not use
  * @property {Record<string, string>} label_map manifest label -> bundle label (empty: identity)
  * @property {{min_fraction: number, chosen_on: string}|null} lung_evidence
  * @property {ModelCard|null} card
+ * @property {import('./site.js').SiteCalibration|null} site the site calibration (format 4), or null
  * @typedef {object} ModelCard `cxr_edge.bundle.card.ModelCard` as JSON (intended_use, disclaimer, task,
  *     training_data, loso {recipe, command, report, note}, in_distribution, shortcut_audit,
  *     failure_modes, lung_evidence)
@@ -174,9 +178,11 @@ export function parseManifest(data) {
     label_map: data.label_map ?? {},
     lung_evidence: data.lung_evidence ?? null,
     card: data.card ?? null,
+    site: parseSite(data.site),
   };
   checkFormat3(manifest);
   checkManifest(manifest);
+  checkSite(manifest);
   return manifest;
 }
 

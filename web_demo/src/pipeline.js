@@ -3,6 +3,10 @@
  * stage, mirroring `Predictor` in `cxr_edge/runtime/pipeline.py`; then the referral band's `referral` and,
  * with a segmenter, the heat map's `lung_fraction` and the flag "evidence outside the lungs".
  *
+ * A site-calibrated bundle (format 4, `site.js`) changes two steps: members with a refitted head take
+ * their probabilities from their `features` output, and the combined probabilities get the site's
+ * temperature and bias; label, heat map and referral then follow the calibrated probabilities.
+ *
  * @module pipeline
  */
 
@@ -13,13 +17,15 @@ import { BundleError } from './errors.js';
 import { Engine, normalise } from './engine.js';
 import { cleanMask, lungCrop } from './lungcrop.js';
 import { cropRegion, normalize, preprocessU8, preprocess } from './preprocess.js';
+import { applySite, memberProbs } from './site.js';
 
 /**
  * The result for one image (`Prediction`).
  * @typedef {object} Prediction
  * @property {string} label argmax of the combined probabilities
  * @property {Record<string, number>} probs combined probability per label
- * @property {Record<string, Record<string, number>>} perModel probabilities of each member
+ * @property {Record<string, Record<string, number>>} perModel probabilities of each member (after its
+ *     site head, when the bundle has one)
  * @property {Record<string, string>} votes each member's argmax label
  * @property {Record<string, number>} timings_ms milliseconds per stage
  * @property {import('./decode.js').ImageInfo|null} info
@@ -49,7 +55,8 @@ export class Predictor {
    * Compiles the bundle's member models (and its segmenter).
    * @param {import('./bundle.js').Bundle} bundle
    * @param {{members?: string[]|null}} [options] run these models instead of the ensemble members
-   *     (then averaged: weights/stacking/temperature belong to the full ensemble)
+   *     (then averaged: weights/stacking/temperature belong to the full ensemble, and so do the site's
+   *     temperature and bias; the members' site heads still apply)
    * @returns {Promise<Predictor>}
    */
   static async create(bundle, { members = null } = {}) {
@@ -60,6 +67,10 @@ export class Predictor {
     const same = !members?.length || members.join() === config.members.join();
     // The referral band stays for a subset: referring too often is safer than never referring.
     const ensemble = same ? config : { method: 'mean', members: names, weights: null, stacking: null, temperature: 1, abstain: config.abstain ?? null };
+    // A site's heads belong to their members; its temperature and bias were fitted on the full
+    // ensemble's output, so a chosen subset drops them (as it drops the ensemble's own).
+    const site = m.site && same ? m.site : null;
+    const heads = m.site && Object.keys(m.site.heads).length ? m.site : null;
     const engines = new Map();
     for (const name of names) {
       const entry = m.models.find((x) => x.name === name);
@@ -67,7 +78,7 @@ export class Predictor {
       engines.set(name, await Engine.create(bundle.files.get(entry.file), entry));
     }
     const segmenter = m.segmenter ? await Engine.create(bundle.files.get(m.segmenter.file), m.segmenter) : null;
-    return new Predictor({ bundle, manifest: m, ensemble, engines, segmenter });
+    return new Predictor({ bundle, manifest: m, ensemble, site, heads, engines, segmenter });
   }
 
   /** @returns {string[]} */
@@ -124,14 +135,16 @@ export class Predictor {
     for (const [name, engine] of this.engines) {
       const t = now();
       const outputs = await engine.runAll(x);
-      perModel.push(normalise(outputs.probs.data, engine.entry.outputs.probs));
+      const probs = normalise(outputs.probs.data, engine.entry.outputs.probs);
+      perModel.push(this.heads ? memberProbs(this.heads, name, probs, outputs.features) : probs);
       if (outputs.features && engine.entry.cam_weights) features.push([engine.entry.cam_weights, outputs.features]);
       timings[name] = now() - t;
       raw[name] = outputs;
     }
     if (tr) tr.outputs = raw;
     let t = now();
-    const probs = applyEnsemble(this.ensemble, perModel);
+    const combined = applyEnsemble(this.ensemble, perModel);
+    const probs = this.site ? applySite(this.site, combined) : combined;
     const why = referral(probs, this.ensemble.abstain);
     timings.combine = now() - t;
     const labels = this.labels;

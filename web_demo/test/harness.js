@@ -24,17 +24,20 @@ const enc2d = (img) => encodeArray(img.data, [img.height, img.width]);
 
 /**
  * Every intermediate result of the bundle's pipeline on one image (cf. `cxr_edge.evaluation.golden.vectors`).
- * @param {{bundleUrl: string, imageUrl: string}} args
+ * @param {{bundleUrl: string, imageUrl: string, members?: string[]|null}} args `members`: run these
+ *     models instead of the ensemble (`Predictor.create`'s option)
  */
-async function golden({ bundleUrl, imageUrl }) {
+async function golden({ bundleUrl, imageUrl, members = null }) {
   const bundle = await loadBundleFromUrl(bundleUrl);
   const m = bundle.manifest;
   const bytes = await fetchBytes(imageUrl);
   const { image, info } = await decodeImage(bytes, imageUrl);
-  const predictor = await Predictor.create(bundle);
+  const predictor = await Predictor.create(bundle, { members });
   const pred = await predictor.predictImage(image, { info, trace: true });
   const out = {
     bundle_name: m.name,
+    format_version: m.format_version,
+    site: m.site ? { name: m.site.name, date: m.site.date, method: m.site.method } : null,
     image: { width: image.width, height: image.height },
     decoded: enc2d(image),
     info,

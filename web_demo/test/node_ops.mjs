@@ -17,6 +17,7 @@ import { lungCrop } from '../src/lungcrop.js';
 import { medianBlur } from '../src/median.js';
 import { normalize, parseSpec, preprocessU8 } from '../src/preprocess.js';
 import { resizeArea, resizeLinear } from '../src/resize.js';
+import { applySite, headProbs } from '../src/site.js';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { loadBundleFromUrl, parseManifest } from '../src/bundle.js';
@@ -80,8 +81,14 @@ const OPS = {
   },
   parse_manifest: (c) => {
     const m = parseManifest(c.manifest);
-    return { format_version: m.format_version, label_map: m.label_map, abstain: m.ensemble.abstain, lung_evidence: m.lung_evidence, card: m.card };
+    const site = m.site && { ...m.site, heads: Object.keys(m.site.heads) }; // the heads' weights stay here
+    return { format_version: m.format_version, label_map: m.label_map, abstain: m.ensemble.abstain, lung_evidence: m.lung_evidence, card: m.card, site };
   },
+  site_head: (c) => {
+    const { data, shape } = decodeArray(c.features);
+    return headProbs({ weights: c.weights, bias: c.bias }, { shape, data });
+  },
+  site_apply: (c) => applySite({ temperature: c.temperature, bias: c.bias }, c.probs),
   lung_fraction: (c) => lungFraction(image2d(c.cam, Float32Array), c.region, image2d(c.mask), c.mask_region, c.frame),
   referral: (c) => referral(c.probs, c.band),
   lung_crop: (c) => {

@@ -12,8 +12,11 @@ import java.util.TreeSet;
 /**
  * The parsed {@code manifest.json} of a cxr-edge bundle: labels, preprocessing, models, ensemble,
  * optional segmenter; from format 3 also the label map, the referral band (in the ensemble), the
- * lung-evidence threshold and the model card. Mirrors {@code cxr_edge.bundle.manifest.BundleManifest.from_dict} and {@code check}:
- * the format version is checked first, then every field (unknown keys refused, as the schema's
+ * lung-evidence threshold and the model card; format 4 is a site-calibrated bundle, whose
+ * {@link SiteCalibration} the pipeline applies (a manifest has a {@code site} section exactly when it is
+ * format 4, so a calibrated bundle never predicts as its parent). Mirrors
+ * {@code cxr_edge.bundle.manifest.BundleManifest.from_dict} and {@code check}: the format version is
+ * checked first, then every field (unknown keys refused, as the schema's
  * {@code additionalProperties: false}), then the cross-field rules. Every failure is a
  * {@link BundleFormatException} naming the field, what was expected and what was received.
  */
@@ -24,10 +27,14 @@ public final class BundleManifest {
      * Format versions this runtime reads: an older one is a newer one without the newer parts (which
      * it may not use).
      */
-    public static final List<Integer> READABLE_VERSIONS = Collections.unmodifiableList(Arrays.asList(1, 2, 3));
+    public static final List<Integer> READABLE_VERSIONS =
+            Collections.unmodifiableList(Arrays.asList(1, 2, 3, 4));
+    /** The format of a site-calibrated bundle: it has a {@code site} section, and only it has one. */
+    public static final int SITE_FORMAT_VERSION = 4;
 
     private static final Set<String> KEYS = new TreeSet<>(Arrays.asList("format_version", "name", "labels",
-            "preprocess", "models", "ensemble", "provenance", "segmenter", "label_map", "lung_evidence", "card", "decode"));
+            "preprocess", "models", "ensemble", "provenance", "segmenter", "label_map", "lung_evidence", "card", "decode",
+            "site"));
 
     private final int formatVersion;
     private final String name;
@@ -41,6 +48,7 @@ public final class BundleManifest {
     private final LungEvidence lungEvidence;
     private final ModelCard card;
     private final Map<String, Object> decode;
+    private final SiteCalibration site;
 
     private BundleManifest(JsonObject o) {
         formatVersion = o.integer("format_version");
@@ -62,6 +70,7 @@ public final class BundleManifest {
         // Reduced-resolution DICOM decoding and its gate (docs/decode.md); the app reads no DICOM, so it
         // is kept for display only.
         decode = o.raw("decode") == null ? null : ModelEntry.optionalMap(o, "decode");
+        site = o.raw("site") == null ? null : SiteCalibration.fromJson(o.object("site"));
     }
 
     /** The bundle's decode gate verdict ({@code manifest.decode}) as parsed JSON, or null. */
@@ -95,7 +104,8 @@ public final class BundleManifest {
         Object version = o.raw("format_version");
         if (!(version instanceof Long) || !READABLE_VERSIONS.contains((int) (long) (Long) version)) {
             throw new BundleFormatException("format_version", "unsupported bundle format",
-                    "format_version in (1, 2, 3)", "format_version " + JsonObject.describe(version));
+                    "format_version in " + READABLE_VERSIONS.toString().replace('[', '(').replace(']', ')'),
+                    "format_version " + JsonObject.describe(version));
         }
         o.requireKnownKeys(KEYS, "bundle manifest");
         BundleManifest manifest = new BundleManifest(o);
@@ -186,6 +196,52 @@ public final class BundleManifest {
             throw new BundleFormatException("card.task.labels", "model card describes other labels", labels.toString(),
                     card.labels().toString());
         }
+        if (site != null) {
+            checkSite(site);
+        }
+    }
+
+    /**
+     * The site section against the bundle (Python's {@code _check_site}): a bias per label, heads only
+     * for ensemble members and shaped {@code (K, n_labels)} over their model's {@code features} output,
+     * an operating point on a bundle label.
+     */
+    private void checkSite(SiteCalibration s) {
+        int n = labels.size();
+        double[] bias = s.bias();
+        if (bias.length != 0 && bias.length != n) {
+            throw new BundleFormatException("site.bias", "site bias does not fit the labels", n + " values",
+                    String.valueOf(bias.length));
+        }
+        for (Map.Entry<String, SiteCalibration.Head> e : s.heads().entrySet()) {
+            String member = e.getKey();
+            SiteCalibration.Head head = e.getValue();
+            String field = "site.heads." + member;
+            if (!ensemble.members().contains(member)) {
+                throw new BundleFormatException(field, "site head names a model that is not an ensemble member",
+                        "one of " + ensemble.members(), member);
+            }
+            TensorSpec features = model(member).outputs().get("features");
+            Integer channels = features == null ? null : features.dim(features.rank() - 1);
+            double[][] w = head.weights();
+            if (channels == null || w.length != channels || head.bias().length != n) {
+                throw new BundleFormatException(field, "site head of " + member + " does not fit the model",
+                        "(" + channels + ", " + n + ") weights over its features output and " + n + " biases",
+                        "(" + w.length + ", " + (w.length > 0 ? w[0].length : 0) + ") weights, "
+                                + head.bias().length + " biases");
+            }
+            for (double[] row : w) {
+                if (row.length != n) {
+                    throw new BundleFormatException(field + ".weights", "site head of " + member
+                            + " has ragged weights", n + " per row", row.length + " in a row");
+                }
+            }
+        }
+        SiteCalibration.OperatingPoint point = s.operatingPoint();
+        if (point != null && !labels.contains(point.normalLabel())) {
+            throw new BundleFormatException("site.operating_point.normal_label",
+                    "site operating point names an unknown label", "one of " + labels, point.normalLabel());
+        }
     }
 
     /** Parts of format 3 in an older manifest are refused (an older runtime would silently drop them). */
@@ -209,6 +265,13 @@ public final class BundleManifest {
         if (formatVersion < 3 && !used.isEmpty()) {
             throw new BundleFormatException("format_version", "format " + formatVersion
                     + " manifest uses format-3 fields", "format_version 3", String.join(", ", used));
+        }
+        // Both ways: format 4 means "calibrated", so a runtime that reads only up to format 3 refuses every
+        // bundle it could not apply in full, and a site section in an older format is never dropped.
+        if ((site != null) != (formatVersion >= SITE_FORMAT_VERSION)) {
+            throw new BundleFormatException("format_version", "site calibration and format version disagree",
+                    "a site section exactly when format_version is " + SITE_FORMAT_VERSION,
+                    "format_version " + formatVersion + ", " + (site != null ? "a" : "no") + " site section");
         }
     }
 
@@ -253,7 +316,7 @@ public final class BundleManifest {
         }
     }
 
-    /** Bundle format version (1, 2 or 3). */
+    /** Bundle format version (1 to 4). */
     public int formatVersion() {
         return formatVersion;
     }
@@ -306,6 +369,11 @@ public final class BundleManifest {
     /** The model card, or null (bundles before format 3). */
     public ModelCard card() {
         return card;
+    }
+
+    /** The site calibration (format 4), or null. */
+    public SiteCalibration site() {
+        return site;
     }
 
     /** Every model file of the bundle (classifiers, then the segmenter). */

@@ -9,7 +9,9 @@ import java.util.Map;
  * decode -> (segment -> crop) -> preprocess -> classify each member -> combine -> heat map: the
  * Python {@code Predictor.predict_image}, with model execution behind a {@link ModelRunner}; then the
  * referral band's referral and, with a segmenter, the heat map's lung fraction and the flag
- * "evidence outside the lungs".
+ * "evidence outside the lungs". A site-calibrated bundle ({@link SiteCalibration}, format 4) changes two
+ * steps: members with a refitted head take their probabilities from their {@code features} output, and
+ * the combined probabilities get the site's temperature and bias; label, heat map and referral follow.
  *
  * <p>Not thread-safe if the runner is not; one pipeline per worker thread.
  */
@@ -18,6 +20,8 @@ public final class Pipeline {
     private final ModelRunner runner;
     private final List<ModelEntry> members;
     private final EnsembleConfig ensemble;
+    private final SiteCalibration site;
+    private final SiteCalibration heads;
     private final Preprocessor preprocessor;
     private final Preprocessor segmenterPreprocessor;
     private final LungCrop lungCrop;
@@ -29,7 +33,8 @@ public final class Pipeline {
 
     /**
      * A pipeline running chosen members; a subset other than the bundle's members is averaged
-     * (weights, stacker and temperature were fitted for the full ensemble), as in Python.
+     * (weights, stacker and temperature were fitted for the full ensemble, and so were a site
+     * calibration's temperature and bias; its member heads still apply), as in Python.
      *
      * @param members model names, or null for the bundle's ensemble members
      */
@@ -47,7 +52,11 @@ public final class Pipeline {
             entries.add(manifest.model(name));
         }
         this.members = entries;
-        this.ensemble = names.equals(config.members()) ? config : EnsembleConfig.meanOf(names, config.abstain());
+        boolean same = names.equals(config.members());
+        this.ensemble = same ? config : EnsembleConfig.meanOf(names, config.abstain());
+        SiteCalibration calibration = manifest.site();
+        this.site = same ? calibration : null;
+        this.heads = calibration != null && !calibration.heads().isEmpty() ? calibration : null;
         this.preprocessor = new Preprocessor(manifest.preprocess());
         SegmenterEntry seg = manifest.segmenter();
         this.segmenterPreprocessor = seg == null ? null : new Preprocessor(seg.preprocess());
@@ -62,6 +71,11 @@ public final class Pipeline {
     /** The combiner in use ({@code mean} for a chosen subset). */
     public EnsembleConfig ensemble() {
         return ensemble;
+    }
+
+    /** The site calibration applied after the combiner, or null (none, or a chosen subset of members). */
+    public SiteCalibration site() {
+        return site;
     }
 
     /**
@@ -97,16 +111,21 @@ public final class Pipeline {
             long t = System.nanoTime();
             Map<String, RawTensor> outputs = runModel(entry, x.inputFor(entry.input().dim(3)));
             float[] probs = Quantization.renormalize(output(entry, outputs, "probs"), entry.outputs().get("probs"));
-            perModel.put(entry.name(), probs);
-            memberProbs[m] = toDouble(probs);
-            if (entry.hasHeatMap() && outputs.containsKey("features")) {
+            // Features feed the heat map and, with a site calibration, the member's refitted head.
+            boolean wanted = entry.hasHeatMap() || (heads != null && heads.heads().containsKey(entry.name()));
+            float[] features = wanted && outputs.containsKey("features") ? output(entry, outputs, "features") : null;
+            memberProbs[m] = heads == null ? toDouble(probs)
+                    : heads.memberProbs(entry.name(), toDouble(probs), features);
+            perModel.put(entry.name(), heads == null ? probs : toFloat(memberProbs[m]));
+            if (entry.hasHeatMap() && features != null) {
                 withFeatures.add(entry);
-                featureMaps.add(output(entry, outputs, "features"));
+                featureMaps.add(features);
             }
             timings.put(entry.name(), ms(t));
         }
         long t = System.nanoTime();
-        double[] probs = Ensemble.apply(ensemble, memberProbs);
+        double[] combined = Ensemble.apply(ensemble, memberProbs);
+        double[] probs = site == null ? combined : site.apply(combined);
         String referral = ensemble.referral(probs);
         timings.put("combine", ms(t));
 
@@ -185,6 +204,14 @@ public final class Pipeline {
         double[] out = new double[v.length];
         for (int i = 0; i < v.length; i++) {
             out[i] = v[i];
+        }
+        return out;
+    }
+
+    private static float[] toFloat(double[] v) {
+        float[] out = new float[v.length];
+        for (int i = 0; i < v.length; i++) {
+            out[i] = (float) v[i];
         }
         return out;
     }

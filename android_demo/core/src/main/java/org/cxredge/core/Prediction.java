@@ -56,7 +56,10 @@ public final class Prediction {
         return probs.clone();
     }
 
-    /** Each member's (renormalised) probabilities, in member order. */
+    /**
+     * Each member's (renormalised) probabilities, in member order; with a site-calibrated bundle, those of
+     * its refitted head (computed in double, rounded to float here; the combiner used the doubles).
+     */
     public Map<String, float[]> perModel() {
         return perModel;
     }

@@ -177,10 +177,12 @@ class BundleManifestTest {
 
     @Test
     void unsupportedFormatSaysExpectedAndReceived() {
-        BundleFormatException e = refused(m -> m.put("format_version", 4L));
+        BundleFormatException e = refused(m -> m.put("format_version", 5L));
         assertEquals("format_version", e.field());
-        assertEquals("format_version in (1, 2, 3)", e.expected());
-        assertEquals("format_version 4", e.received());
+        assertEquals("format_version in (1, 2, 3, 4)", e.expected());
+        assertEquals("format_version 5", e.received());
+        e = refused(m -> m.put("format_version", 4L)); // format 4 is read only with its site section
+        assertEquals("site calibration and format version disagree", e.problem());
         e = refused(m -> m.remove("format_version"));
         assertEquals("format_version null", e.received());
     }

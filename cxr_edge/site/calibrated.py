@@ -1,0 +1,112 @@
+"""Writing a site-calibrated bundle: the parent's files, a manifest with a ``site`` section, nothing changed.
+
+The new bundle is a copy of the parent (every model file byte for byte, so their SHA-256 stay valid)
+whose manifest has format :data:`cxr_edge.bundle.manifest.SITE_FORMAT_VERSION` and a ``site`` section
+naming the parent by its SHA-256. It is staged in a sibling folder and renamed into place only after
+it loads and verifies, so an interrupted write leaves no half bundle; an existing folder is never
+overwritten without ``overwrite``, and never when it is the parent itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from cxr_edge.bundle.folder import Bundle, bundle_sha256, write_manifest
+from cxr_edge.bundle.manifest import SITE_FORMAT_VERSION
+from cxr_edge.errors import BundleError
+from cxr_edge.ops.site import SiteCalibration
+from cxr_edge.site.calibrate import CalibrationResult
+
+
+def write_calibrated(
+    parent: Bundle,
+    result: CalibrationResult,
+    out: str | Path,
+    *,
+    site: str,
+    patients: int,
+    digests: tuple[str, ...] = (),
+    command: str = "",
+    overwrite: bool = False,
+    today: dt.date | None = None,
+) -> Bundle:
+    """Writes the calibrated bundle to ``out`` and returns it, loaded and verified.
+
+    Args:
+        parent: The bundle the calibration was fitted on.
+        result: :func:`cxr_edge.site.calibrate.calibrate`'s result.
+        out: New bundle folder.
+        site: The site's name.
+        patients: Distinct patients behind the labelled images.
+        digests: Short SHA-256 of the labelled images' files.
+        command: The command that made it (provenance).
+        overwrite: Replace an existing ``out`` (never the parent).
+        today: The calibration date (default: today).
+
+    Raises:
+        BundleError: ``out`` exists (without ``overwrite``), is the parent, or the parent is already
+            site-calibrated (calibrate its own parent instead: calibrations do not stack).
+    """
+    out = Path(out)
+    if parent.manifest.site is not None:
+        raise BundleError(
+            "this bundle is already calibrated for a site",
+            expected="an uncalibrated bundle (calibrate the parent it names)",
+            received=f"calibrated for {parent.manifest.site.name!r} on {parent.manifest.site.date}",
+        )
+    if out.resolve() == parent.root.resolve():
+        raise BundleError(
+            "the calibrated bundle would replace its parent", expected="another folder", received=str(out)
+        )
+    if out.exists() and not (overwrite or (out.is_dir() and not any(out.iterdir()))):
+        raise BundleError("output folder exists", expected="a new folder, or --force", received=str(out))
+    fitted = result.calibration
+    # Metrics pass through JSON once so that the manifest round-trips exactly (numpy scalars, tuples).
+    metrics = json.loads(json.dumps(result.metrics))
+    section = SiteCalibration(
+        name=site,
+        date=(today or dt.date.today()).isoformat(),
+        parent_sha256=bundle_sha256(parent),
+        method=result.method,
+        images={k: v for k, v in metrics["images"].items() if v},
+        patients=patients,
+        temperature=fitted.temperature,
+        bias=tuple(float(b) for b in fitted.bias),
+        heads=fitted.heads,
+        operating_point=fitted.operating_point,
+        metrics=metrics,
+        reference=json.loads(json.dumps(result.reference)),
+        image_digests=tuple(sorted(set(digests))),
+    )
+    m = parent.manifest
+    provenance = {
+        **m.provenance,
+        "site_calibration": {
+            "parent": m.name,
+            "command": command,
+            "created": dt.datetime.now(dt.UTC).isoformat(),
+        },
+    }
+    manifest = dataclasses.replace(
+        m, format_version=SITE_FORMAT_VERSION, name=f"{m.name}+{site}", site=section, provenance=provenance
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        entries = [*m.models, *([m.segmenter] if m.segmenter else [])]
+        for entry in entries:
+            shutil.copy2(parent.path_of(entry), stage / entry.file)
+        write_manifest(stage, manifest)
+        Bundle.load(stage)  # verifies every checksum and the site section before it takes the name
+        if out.exists():
+            shutil.rmtree(out)
+        stage.rename(out)
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage, ignore_errors=True)
+    return Bundle.load(out)
