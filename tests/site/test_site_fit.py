@@ -165,3 +165,10 @@ def test_cases_for_width_matches_the_exact_interval():
     lo, hi = clopper_pearson(round(0.8 * (n - 10)), n - 10)
     assert (hi - lo) / 2 > 0.05 - 1e-3
     assert cases_for_width(None, 10) is None
+
+
+def test_a_bundle_without_features_can_only_shift_priors():
+    data = _site(20, swap=True, seed=8)
+    bare = SiteData(LABELS, data.y, data.groups, data.member_probs, data.ensemble)  # no pooled features
+    with pytest.raises(CalibrationRefusedError, match="cannot be calibrated with method 'head'"):
+        calibrate(bare, method="head")
