@@ -38,7 +38,9 @@ class TrainConfig:
         augment: Apply the CXR augmentation of :mod:`cxr_edge.train.augment` to training images.
         augment_strength: ``mild`` (positioning, exposure, some blur) or ``acquisition`` (also
             detector and processing differences: strong gamma/contrast, aspect, resolution loss,
-            JPEG, noise, edge enhancement, burned-in markers).
+            JPEG, noise, edge enhancement, burned-in markers), ``noise`` (mild plus Gaussian, Poisson,
+            speckle or salt-and-pepper noise) or ``decode`` (mild plus reduced-decode resampling,
+            DCT scaling, JPEG and JPEG 2000 round trips).
         sampling: ``shuffle`` (every image once per epoch) or ``balanced`` (draw classes equally and,
             within a class, sources equally: :func:`cxr_edge.train.data.balanced_weights`; class weights are
             then not applied).
@@ -75,7 +77,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     class_weights: bool = True
     augment: bool = True
-    augment_strength: Literal["mild", "acquisition"] = "mild"
+    augment_strength: Literal["mild", "acquisition", "noise", "decode"] = "mild"
     sampling: Literal["shuffle", "balanced"] = "shuffle"
     source_adversary: float = 0.0
     patience: int = 10

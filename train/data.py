@@ -112,7 +112,7 @@ class CxrSequence(keras.utils.PyDataset):
         augment: Apply :func:`cxr_edge.train.augment.make_augment` (training only).
         shuffle: Reshuffle every epoch.
         seed: Seed of shuffling and augmentation.
-        augment_strength: ``mild`` or ``acquisition`` (see :mod:`cxr_edge.train.augment`).
+        augment_strength: One of :data:`cxr_edge.train.augment.STRENGTHS`.
         sample_weights: Per-image sampling probabilities (:func:`balanced_weights`): every epoch
             then draws ``len(inputs)`` images with replacement instead of a permutation.
         extra_targets: Further per-image targets ``{output name: (n, d) array}`` (e.g. the source

@@ -135,9 +135,26 @@ def _loso_lines(loso: LosoRecord, labels: Sequence[str]) -> list[str]:
             pc = b["per_class"].get(lab, {})
             per.append(f"{interval(pc.get('sensitivity'))} / {interval(pc.get('specificity'))}")
         lines.append(f"| {src} | {b['n']} | {interval(b['accuracy'])} | " + " | ".join(per) + " |")
+    if report.get("recall_score") is None:  # recorded before within-source AUCs counted
+        return [
+            *lines,
+            "",
+            f"Selection score (mean recall over (source, class) cells): {report['selection_score']:.3f}",
+        ]
     lines += [
         "",
-        f"Selection score (mean recall over (source, class) cells): {report['selection_score']:.3f}",
+        "Within the held-out sources with two or more labels (abnormal vs normal, DeLong interval):",
+        "",
+    ]
+    for src, b in report.get("within_source", {}).items():
+        auc = b.get("abnormal")
+        lines.append(f"- {src}: AUC {interval(auc['auc'], auc['ci']) if auc else '-'}")
+    auc = report.get("within_auc")
+    lines += [
+        "",
+        f"Selection score {report['selection_score']:.3f} = mean of the recall score "
+        f"{report['recall_score']:.3f} (mean recall over (source, class) cells)"
+        + (f" and the within-source AUC {auc:.3f}." if auc is not None else "."),
     ]
     return lines
 

@@ -12,9 +12,14 @@ Numbers reported:
   plus recall per *manifest* label (e.g. bacterial vs viral within the triage task's pneumonia);
 * pooled over all folds: the same on every held-out image (each predicted by the model that never
   saw its source);
-* the **selection score**: the mean recall over (source, class) cells. Sources differ in size by
+* the **recall score**: the mean recall over (source, class) cells. Sources differ in size by
   50x (26 Montreal images, 1200 Kermany), so pooled accuracy is dominated by two sources; every cell
-  weighs the same in the score, which is what model selection in this toolkit maximises.
+  weighs the same in it;
+* **within-source signal** (:mod:`cxr_edge.evaluation.loso_signal`): on held-out sources with two or
+  more labels, one-vs-rest and abnormal-vs-normal AUCs with DeLong intervals, and their mean;
+* the **selection score**, which model selection in this toolkit maximises: the mean of the recall
+  score and the within-source AUC (:data:`~cxr_edge.evaluation.loso_signal.SCORE_DEFINITION`), so that
+  a recipe cannot win by moving its operating point alone.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from cxr_edge.errors import SpecError
+from cxr_edge.evaluation import loso_signal
 from cxr_edge.evaluation.card_stats import rate
 from cxr_edge.formatting import interval
 
@@ -174,22 +180,32 @@ def cells(held: HeldOut) -> dict[tuple[str, str], dict]:
     return out
 
 
+def recall_score(held: HeldOut) -> float:
+    """Mean recall over (source, class) cells (the selection score before within-source AUCs counted)."""
+    return loso_signal.recall_score(held.sources, held.y, held.probs)
+
+
 def selection_score(held: HeldOut) -> float:
-    """Mean recall over (source, class) cells: the number LOSO model selection maximises."""
-    values = [c["value"] for c in cells(held).values()]
-    return float(np.mean(values)) if values else float("nan")
+    """The number LOSO model selection maximises (:data:`loso_signal.SCORE_DEFINITION`)."""
+    return loso_signal.selection(held.sources, held.y, held.probs, held.labels)
 
 
 def score(held: HeldOut) -> dict:
     """The full LOSO report: per source, pooled, cells, the selection score, and the held-out sources
     with a single class (where accuracy and recall reward a model that gives one answer to everything)."""
     sources = sorted(set(held.sources.tolist()))
+    recall = recall_score(held)
+    auc = loso_signal.within_auc(held.sources, held.y, held.probs, held.labels)
     return {
         "labels": list(held.labels),
         "by_source": {src: block(held.subset(held.sources == src)) for src in sources},
         "pooled": block(held),
         "cells": {f"{s}/{lab}": v for (s, lab), v in cells(held).items()},
-        "selection_score": selection_score(held),
+        "recall_score": recall,
+        "within_source": loso_signal.within_source(held.sources, held.y, held.probs, held.labels),
+        "within_auc": auc,
+        "selection_score": loso_signal.combined(recall, auc),
+        "score_definition": loso_signal.SCORE_DEFINITION,
         "single_class_sources": [s for s in sources if len(set(held.y[held.sources == s].tolist())) == 1],
     }
 
@@ -207,7 +223,14 @@ def _single(report: dict) -> set[str]:
 
 def score_line(report: dict) -> str:
     """The selection score in words, with a warning when no held-out source has two classes."""
-    text = f"selection score (mean (source, class) recall): {report['selection_score']:.3f}"
+    if report.get("recall_score") is None:  # a report from before within-source AUCs counted
+        text = f"selection score (mean (source, class) recall): {report['selection_score']:.3f}"
+    else:
+        auc = report.get("within_auc")
+        text = (
+            f"selection score {report['selection_score']:.3f} = (recall score {report['recall_score']:.3f}"
+            + (f" + within-source AUC {auc:.3f}) / 2" if auc is not None else ")")
+        )
     if report["by_source"] and _single(report) >= set(report["by_source"]):
         text += " (every held-out source has a single class: a constant answer can score 1.000)"
     return text
@@ -236,7 +259,9 @@ def fmtrate(rate: dict | None, digits: int = 2) -> str:
 def markdown_table(
     rows: dict[str, dict], sources: Sequence[str] | None = None, deltas: dict[str, dict] | None = None
 ) -> str:
-    """One row per experiment: accuracy per held-out source, pooled accuracy, and the selection score.
+    """One row per experiment: accuracy per held-out source, pooled accuracy, the within-source AUC of
+    each held-out source with two or more labels (DeLong interval), the recall score and the selection
+    score.
 
     Args:
         rows: ``{row name: score(...) dict}``.
@@ -248,20 +273,27 @@ def markdown_table(
         sources = sorted({s for r in rows.values() for s in r["by_source"]})
     extra = deltas is not None
     single = set().union(*(_single(r) for r in rows.values())) if rows else set()
+    ranked = sorted({s for r in rows.values() for s in r.get("within_source", {})})
     head = (
         "| method | "
         + " | ".join(f"{s} †" if s in single else s for s in sources)
-        + " | pooled accuracy | score |"
+        + " | pooled accuracy | "
+        + "".join(f"{s} AUC | " for s in ranked)
+        + "recall score | score |"
         + (" Δ score (95% CI) |" if extra else "")
     )
-    sep = "|---|" + "---|" * (len(sources) + 2 + extra)
+    sep = "|---|" + "---|" * (len(sources) + 3 + len(ranked) + extra)
     lines = [head, sep]
     for name, r in rows.items():
         accs = [fmtrate(r["by_source"].get(s, {}).get("accuracy")) for s in sources]
+        aucs = [_auc_cell(r.get("within_source", {}).get(s)) for s in ranked]
+        recall = r.get("recall_score")
         line = (
             f"| {name} | "
             + " | ".join(accs)
-            + f" | {fmtrate(r['pooled']['accuracy'])} | {r['selection_score']:.3f} |"
+            + f" | {fmtrate(r['pooled']['accuracy'])} | "
+            + "".join(f"{a} | " for a in aucs)
+            + f"{'-' if recall is None else f'{recall:.3f}'} | {r['selection_score']:.3f} |"
         )
         if extra:
             d = deltas.get(name)
@@ -270,6 +302,16 @@ def markdown_table(
     if single:
         lines += ["", SINGLE_CLASS_NOTE]
     return "\n".join(lines) + "\n"
+
+
+def _auc_cell(block: dict | None) -> str:
+    """A source's abnormal-vs-normal AUC (or its mean one-vs-rest AUC) with its DeLong interval."""
+    if not block:
+        return "-"
+    auc = block.get("abnormal")
+    if auc is None:
+        return "-" if block.get("auc") is None else f"{block['auc']:.2f}"
+    return interval(auc["auc"], auc["ci"])
 
 
 def source_report(report: dict) -> str:
@@ -288,6 +330,19 @@ def source_report(report: dict) -> str:
         lines.append(f"| {shown} | {b['n']} | {fmtrate(b['accuracy'])} | " + " | ".join(per) + " |")
     if _single(report):
         lines += ["", SINGLE_CLASS_NOTE]
+    if report.get("within_source"):
+        lines += [
+            "",
+            "| held-out source | images per class | one-vs-rest AUC | abnormal vs normal AUC |",
+            "|---|---|---|---|",
+        ]
+        for src, b in report["within_source"].items():
+            n = ", ".join(f"{k} {v}" for k, v in b["n"].items())
+            ovr = ", ".join(
+                f"{k} {interval(v['auc'], v['ci']) if v else '-'}" for k, v in b["one_vs_rest"].items()
+            )
+            ab = b["abnormal"]
+            lines.append(f"| {src} | {n} | {ovr} | {interval(ab['auc'], ab['ci']) if ab else '-'} |")
     return "\n".join(lines) + "\n"
 
 

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from cxr_edge.errors import SpecError
+from cxr_edge.evaluation import loso_signal
 from cxr_edge.evaluation.loso import HeldOut, score, selection_score
 from cxr_edge.evaluation.stats import clopper_pearson, fit_temperature
 from cxr_edge.ops.ensemble import apply_temperature, combine, logloss_weights
@@ -203,26 +204,31 @@ def paired_difference(a: HeldOut, b: HeldOut, *, n_boot: int = 2000, seed: int =
     """Selection-score difference ``a - b`` on the same images, with a paired bootstrap interval.
 
     Images are resampled within each (source, class) cell, so every cell keeps its size and the
-    score keeps its meaning. The interval covers the uncertainty from *which images* were held out,
-    not from training randomness (one training run per fold and recipe).
+    score keeps its meaning; both terms of the score (recall and within-source AUC,
+    :data:`~cxr_edge.evaluation.loso_signal.SCORE_DEFINITION`) are recomputed on every replicate. The
+    interval covers the uncertainty from *which images* were held out, not from training randomness
+    (one training run per fold and recipe).
 
     Returns:
         ``{"difference", "ci": [lo, hi], "n_boot"}``.
     """
     a, b = align([a, b])
-    pred_a, pred_b = a.probs.argmax(axis=1) == a.y, b.probs.argmax(axis=1) == b.y
     cells = [
         np.flatnonzero((a.sources == s) & (a.y == c))
         for s in sorted(set(a.sources.tolist()))
         for c in range(len(a.labels))
     ]
     cells = [c for c in cells if len(c)]
-    diff = float(np.mean([pred_a[c].mean() - pred_b[c].mean() for c in cells]))
+
+    def score_of(held: HeldOut, rows: np.ndarray) -> float:
+        return loso_signal.selection(held.sources[rows], held.y[rows], held.probs[rows], held.labels)
+
+    every = np.concatenate(cells)
+    diff = score_of(a, every) - score_of(b, every)
     rng = np.random.default_rng(seed)
     boots = np.empty(n_boot)
     for i in range(n_boot):
-        boots[i] = np.mean(
-            [(pred_a[s].mean() - pred_b[s].mean()) for s in (rng.choice(c, len(c)) for c in cells)]
-        )
+        rows = np.concatenate([rng.choice(c, len(c)) for c in cells])
+        boots[i] = score_of(a, rows) - score_of(b, rows)
     lo, hi = np.quantile(boots, [0.025, 0.975])
-    return {"difference": diff, "ci": [float(lo), float(hi)], "n_boot": n_boot}
+    return {"difference": float(diff), "ci": [float(lo), float(hi)], "n_boot": n_boot}
