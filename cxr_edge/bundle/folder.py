@@ -16,14 +16,15 @@ from cxr_edge.bundle.manifest import (
     ModelEntry,
     SegmenterEntry,
 )
+from cxr_edge.bundle.presets import PRESETS, resolve
 from cxr_edge.errors import BundleError
 from cxr_edge.hashing import file_sha256
 from cxr_edge.ops.preprocess import PreprocessSpec
 
 
 def default_bundle_path() -> Path:
-    """Folder of the default bundle shipped inside the package."""
-    return Path(__file__).resolve().parents[1] / "data" / "default_bundle"
+    """Folder of the default bundle shipped inside the package (the ``default`` preset)."""
+    return PRESETS["default"].path
 
 
 @dataclass(frozen=True)
@@ -43,13 +44,14 @@ class Bundle:
         """Loads a bundle, checking its manifest and the sha256 of every model file.
 
         Args:
-            path: Bundle folder (or its ``manifest.json``); ``None`` loads the shipped default.
+            path: Bundle folder (or its ``manifest.json``), or a preset's name
+                (:mod:`cxr_edge.bundle.presets`: ``default``, ``paper``); ``None`` loads the default.
             verify: Check file checksums (leave on; off only for tools that repair bundles).
 
         Raises:
             BundleError: Missing folder or files, malformed manifest, unknown version, bad checksum.
         """
-        root = Path(path) if path is not None else default_bundle_path()
+        root = resolve(path) if path is not None else default_bundle_path()
         if root.is_file() and root.name == MANIFEST_NAME:
             root = root.parent
         manifest_file = root / MANIFEST_NAME

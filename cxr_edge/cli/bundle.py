@@ -23,6 +23,45 @@ def bundle_group() -> None:
     """A bundle: what it holds, its model card, its decode gate."""
 
 
+@bundle_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the presets as JSON.")
+@clean_errors
+def list_cmd(as_json):
+    """The bundles shipped with cxr-edge, by name (what --bundle NAME takes)."""
+    from cxr_edge.bundle.presets import PRESETS
+
+    rows = []
+    for preset in PRESETS.values():
+        m = Bundle.load(preset.path).manifest
+        spec = m.preprocess
+        rows.append(
+            {
+                "name": preset.name,
+                "summary": preset.summary,
+                "bundle": m.name,
+                "input_size": list(spec.input_size),
+                "channels": spec.channels,
+                "normalize": spec.normalize,
+                "labels": list(m.labels),
+                "members": list(m.ensemble.members),
+                "segmenter": m.segmenter.name if m.segmenter else None,
+                "card": card_summary(m.card),
+            }
+        )
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        h, w = r["input_size"]
+        click.echo(f"{r['name']:<9} {r['summary']}")
+        click.echo(
+            f"{'':<9} {r['bundle']}: {h}x{w}x{r['channels']} {r['normalize']}, "
+            f"labels {', '.join(r['labels'])}, "
+            f"{len(r['members'])} members" + (f", segmenter {r['segmenter']}" if r["segmenter"] else "")
+        )
+        click.echo(f"{'':<9} {r['card']}")
+
+
 @bundle_group.command("info")
 @bundle_option
 @click.option("--json", "as_json", is_flag=True, help="Print the whole manifest as JSON.")

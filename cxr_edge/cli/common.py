@@ -42,7 +42,7 @@ def bundle_option(func: Callable) -> Callable:
         "bundle_dir",
         type=click.Path(path_type=str),
         default=None,
-        help="Bundle folder (default: the bundle shipped with cxr-edge).",
+        help="Bundle folder, or a shipped preset's name (`cxr-edge bundle list`; default: default).",
     )(func)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 
 from cxr_edge.cli.common import (
+    bundle_option,
     clean_errors,
     config_option,
     manifest_option,
@@ -225,7 +226,7 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
 
 
 @loso_group.command("score-bundle")
-@click.option("--bundle", "bundle_dir", default=None, type=click.Path(exists=True, file_okay=False))
+@bundle_option
 @manifest_option()
 @click.option(
     "--source", "sources", multiple=True, required=True, help="Source the bundle never saw (repeat)."

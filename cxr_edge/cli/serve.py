@@ -43,7 +43,11 @@ def _config(config_path, host, port, ae_title, allow, inbox, audit, bundle_dir) 
 @click.option("--inbox", default=None, type=click.Path(file_okay=False), help="Durable inbox folder.")
 @click.option("--audit", default=None, type=click.Path(dir_okay=False), help="Append-only JSONL audit log.")
 @click.option(
-    "--bundle", "bundle_dir", default=None, type=click.Path(), help="Bundle (default: the shipped one)."
+    "--bundle",
+    "bundle_dir",
+    default=None,
+    type=click.Path(),
+    help="Bundle folder or preset name (default: default).",
 )
 @click.pass_context
 @clean_errors

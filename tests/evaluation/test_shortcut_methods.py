@@ -48,7 +48,7 @@ def test_augmentation_strengths_are_seeded_bounded_and_checked():
     from cxr_edge.train.augment import make_augment
 
     rng_image = np.random.default_rng(1).random((64, 64)).astype(np.float32)
-    for strength in ("mild", "acquisition"):
+    for strength in ("mild", "acquisition", "noise", "decode"):
         a = [make_augment(np.random.default_rng(0), strength)(rng_image) for _ in range(2)]
         assert np.array_equal(a[0], a[1])  # same seed, same result
         assert a[0].dtype == np.float32 and a[0].shape == (64, 64)
@@ -60,6 +60,20 @@ def test_augmentation_strengths_are_seeded_bounded_and_checked():
     assert np.mean(change) > np.mean(gentle)  # acquisition varies images more than mild
     with pytest.raises(SpecError, match="augmentation strength"):
         make_augment(np.random.default_rng(0), "wild")
+
+
+def test_noise_and_decode_augmentations_add_what_they_name():
+    from cxr_edge.train.augment import _decode, _noise
+
+    smooth = np.tile(np.linspace(0.2, 0.8, 64, dtype=np.float32), (64, 1))
+    rng = np.random.default_rng(4)
+    noisy = [_noise(smooth, rng) for _ in range(40)]
+    # Every noise model adds pixel-level variation that a smooth ramp does not have.
+    assert all(np.abs(np.diff(n, axis=0)).mean() > 1e-3 for n in noisy)
+    decoded = [_decode(smooth, rng) for _ in range(40)]
+    assert all(d.shape == smooth.shape for d in decoded)
+    # Resampling and lossy codecs keep the picture: a ramp stays a ramp within a few grey levels.
+    assert max(np.abs(np.asarray(d, dtype=np.float32) - smooth).mean() for d in decoded) < 0.03
 
 
 def test_histogram_equalisation_standardises_the_intensity_distribution():
