@@ -105,3 +105,25 @@ site-example: $(VENV)/.full
 		--out build/fold_kermany_site --force | tee docs/site/calibrate_kermany.md
 	$(CLI) site validate $(SITE_EXAMPLE)/future.csv --bundle build/fold_kermany_site \
 		--out docs/site/fold_kermany_site --force
+
+# The LOSO table of docs/generalisation.md (issue 27): every committed run re-scored from its held-out
+# predictions, within-source AUCs and the selection score included (~3 min, no training).
+HELDOUT = docs/generalisation/heldout
+.PHONY: loso-table
+loso-table: $(VENV)/.runtime
+	$(CLI) loso report \
+		$(HELDOUT)/baseline_e14 --name "baseline (first-release recipe, 128 px, full image)" \
+		$(HELDOUT)/lungcrop_balanced --name "lungcrop_balanced, seed 0" \
+		$(HELDOUT)/lungcrop_balanced_seed1 --name "lungcrop_balanced, seed 1" \
+		$(HELDOUT)/lungcrop_balanced_seed2 --name "lungcrop_balanced, seed 2" \
+		$(HELDOUT)/lungcrop_balanced_adversary --name "lungcrop_balanced + source adversary (gradient reversal, 0.3)" \
+		$(HELDOUT)/default_calibrated --name "**default**: mean of the three seeds, T 4.27" \
+		$(HELDOUT)/equalize_e14 --name "equalize: global histogram equalisation before CLAHE" \
+		$(HELDOUT)/equalize_e14_seed1 --name "equalize, seed 1" \
+		$(HELDOUT)/stage2_e14 --name "stage 1 -> stage 2: the paper's modality-specific transfer, baseline recipe" \
+		$(HELDOUT)/lungcrop_e14 --name "lungcrop: baseline on the lung crop" \
+		$(HELDOUT)/lungcrop_balanced_equalize --name "lungcrop_balanced + equalize, seed 0" \
+		$(HELDOUT)/lungcrop_balanced_equalize_seed1 --name "lungcrop_balanced + equalize, seed 1" \
+		$(HELDOUT)/equalize_noise --name "equalize + noise injection (issue 27), seed 0" \
+		$(HELDOUT)/equalize_decode --name "equalize + decode invariance (issue 27), seed 0" \
+		--baseline "baseline (first-release recipe, 128 px, full image)" --out docs/generalisation/loso_table.md

@@ -81,3 +81,16 @@ def test_without_a_normal_class_the_mean_one_vs_rest_auc_is_used():
     probs[10:, 2] += 0.1
     probs[10:, 0] -= 0.1
     assert loso_signal.source_auc(y, probs, LABELS) == pytest.approx(1.0)
+
+
+def test_mass_on_a_label_the_source_lacks_does_not_count_as_ranking():
+    # Normal films partly called covid (as held-out NIH's adults are): 1 - p(normal) ranks them as
+    # abnormal, but among the source's own labels pneumonia still ranks above normal.
+    rng = np.random.default_rng(5)
+    y = np.array([1] * 50 + [2] * 50)
+    covid = np.where(y == 1, 0.8, 0.05)
+    pneumonia_share = np.where(y == 2, 0.7, 0.3) + rng.normal(0, 0.05, 100)
+    rest = 1.0 - covid
+    probs = np.stack([covid, rest * (1 - pneumonia_share), rest * pneumonia_share], axis=1)
+    block = loso_signal.within_source(np.array(["nih"] * 100), y, probs, LABELS)["nih"]
+    assert block["abnormal"]["auc"] > 0.95 and block["abnormal_any"]["auc"] < 0.5
