@@ -124,6 +124,12 @@ loso-table: $(VENV)/.runtime
 		$(HELDOUT)/lungcrop_e14 --name "lungcrop: baseline on the lung crop" \
 		$(HELDOUT)/lungcrop_balanced_equalize --name "lungcrop_balanced + equalize, seed 0" \
 		$(HELDOUT)/lungcrop_balanced_equalize_seed1 --name "lungcrop_balanced + equalize, seed 1" \
+		$(HELDOUT)/equalize_e14_seed2 --name "equalize, seed 2" \
+		$(HELDOUT)/equalize_mean3 --name "equalize: mean of seeds 0-2 (source-median T)" \
 		$(HELDOUT)/equalize_noise --name "equalize + noise injection (issue 27), seed 0" \
+		$(HELDOUT)/equalize_noise_seed1 --name "equalize + noise injection, seed 1" \
+		$(HELDOUT)/equalize_noise_seed2 --name "equalize + noise injection, seed 2" \
+		$(HELDOUT)/equalize_noise_mean3 --name "equalize + noise: mean of seeds 0-2 (source-median T)" \
 		$(HELDOUT)/equalize_decode --name "equalize + decode invariance (issue 27), seed 0" \
+		$(HELDOUT)/equalize_decode_seed1 --name "equalize + decode invariance, seed 1" \
 		--baseline "baseline (first-release recipe, 128 px, full image)" --out docs/generalisation/loso_table.md

@@ -25,6 +25,7 @@ import numpy as np
 from scipy import optimize, special
 
 from cxr_edge.bundle.manifest import EnsembleConfig
+from cxr_edge.errors import SpecError
 from cxr_edge.ops.site import MemberHead, OperatingPoint, SiteCalibration, SiteMethod
 
 #: L2 strengths tried for the head refit (per image, on the mean cross-entropy).
@@ -122,7 +123,11 @@ def fit(
     elif method == SiteMethod.HEAD:
         cal, scored = _fit_heads(data, seed)
     else:
-        raise ValueError(f"unknown method {method!r}")
+        raise SpecError(
+            "unknown site calibration method",
+            expected=" or ".join(m.value for m in SiteMethod),
+            received=method,
+        )
     if target_sensitivity is None or normal is None:
         return cal
     shift = normal_shift(scored, data.y, data.labels.index(normal), target_sensitivity)
