@@ -161,16 +161,14 @@ def health_cmd(config: ServeConfig, status_file, max_age, calling_ae, no_echo, d
 
 def _drift(config: ServeConfig, window: int) -> str:
     """``drift: ...`` of the audit log's last ``window`` predictions against the node's bundle."""
-    from cxr_edge.bundle.folder import Bundle, bundle_sha256
-    from cxr_edge.site.monitor import monitor, read_probs
+    from cxr_edge.bundle.folder import Bundle
+    from cxr_edge.site.monitor import monitor_file
 
     audit = Path(config.storage.audit)
     if not audit.is_file():
         return "drift: no audit log yet"
     try:
-        bundle = Bundle.load(config.triage.bundle or None)
-        probs = read_probs(audit, bundle.labels, bundle_sha256(bundle))
-        report = monitor(bundle.manifest, probs[-window:])
+        report = monitor_file(Bundle.load(config.triage.bundle or None), audit, window)
     except CxrEdgeError as exc:
         return f"drift: not judged ({exc})"
     flag = "DRIFT SUSPECTED" if report["drift"] else "drift"

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import click
 
-from cxr_edge.bundle.folder import Bundle, bundle_sha256
+from cxr_edge.bundle.folder import Bundle
 from cxr_edge.cli.common import bundle_option, clean_errors, threads_option
-from cxr_edge.errors import BundleError
 from cxr_edge.formatting import interval
 from cxr_edge.ops.site import SiteMethod
 from cxr_edge.runtime.pipeline import Predictor
@@ -42,15 +41,13 @@ def _labels_args(func):
     return click.argument("labels_csv", type=click.Path(dir_okay=False))(func)
 
 
-def _observe(bundle_dir, labels_csv, label_map, threads):
+def _observe(bundle: Bundle, labels_csv, label_map, threads, *, digests: bool):
     from cxr_edge.site.labels import parse_map, read_labels
     from cxr_edge.site.observe import observe
 
-    bundle = Bundle.load(bundle_dir)
     mapping = {**bundle.manifest.label_map, **parse_map(label_map)}
     site = read_labels(labels_csv, bundle.labels, label_map=mapping)
-    obs = observe(Predictor(bundle, threads=threads), site)
-    return bundle, site, obs
+    return site, observe(Predictor(bundle, threads=threads), site, digests=digests)
 
 
 @site_group.command("validate")
@@ -75,7 +72,9 @@ def validate_cmd(labels_csv, label_map, normal, bundle_dir, out, force, threads)
 
     if (Path(out) / "report.json").exists() and not force:
         raise click.ClickException(f"{out} already holds a report (--force to replace it)")
-    bundle, site, obs = _observe(bundle_dir, labels_csv, label_map, threads)
+    bundle = Bundle.load(bundle_dir)
+    # Digests tell the calibration's own images: only a calibrated bundle has any to compare with.
+    site, obs = _observe(bundle, labels_csv, label_map, threads, digests=bundle.manifest.site is not None)
     result = study(bundle, obs, normal=normal, has_patients=site.has_patients)
     path = write_study(out, result, obs)
     m = result["metrics"]
@@ -153,20 +152,15 @@ def calibrate_cmd(
     refuses, with the numbers, when a class has too few images or the gain is not above its interval.
     """
     from cxr_edge.site.calibrate import calibrate, site_data
-    from cxr_edge.site.calibrated import write_calibrated
+    from cxr_edge.site.calibrated import check_parent, site_section, write_site_bundle
     from cxr_edge.site.report import calibration_markdown
 
     t0 = time.perf_counter()
-    parent = Bundle.load(bundle_dir)
-    if parent.manifest.site is not None:
-        raise BundleError(
-            "this bundle is already calibrated for a site",
-            expected="an uncalibrated bundle (calibrate the parent it names)",
-            received=f"calibrated for {parent.manifest.site.name!r}",
-        )
+    bundle = Bundle.load(bundle_dir)
+    check_parent(bundle)  # before any image is read
     if Path(out).exists() and not force and any(Path(out).iterdir()):
         raise click.ClickException(f"{out} exists (--force to replace it)")
-    bundle, _, obs = _observe(bundle_dir, labels_csv, label_map, threads)
+    _, obs = _observe(bundle, labels_csv, label_map, threads, digests=True)
     for name, error in obs.errors:
         click.echo(f"not used: {name}: {error}", err=True)
     result = calibrate(
@@ -177,15 +171,11 @@ def calibrate_cmd(
         min_per_class=min_per_class,
         seed=seed,
     )
-    new = write_calibrated(
-        bundle,
-        result,
-        out,
-        site=site_name,
-        patients=len(set(obs.groups.astype(str))),
-        digests=tuple(obs.digests),
-        command=shlex.join(["cxr-edge", *sys.argv[1:]]),
-        overwrite=force,
+    section = site_section(
+        bundle, result, site=site_name, patients=len(set(obs.groups.astype(str))), digests=tuple(obs.digests)
+    )
+    new = write_site_bundle(
+        bundle, section, out, command=shlex.join(["cxr-edge", *sys.argv[1:]]), overwrite=force
     )
     click.echo(calibration_markdown(result.metrics))
     click.echo(f"calibrated bundle written to {new.root} ({time.perf_counter() - t0:.1f} s)")
@@ -201,13 +191,9 @@ def monitor_cmd(predictions, bundle_dir, last, as_json):
     """Drift without labels: the class mix and score distribution of PREDICTIONS (the node's audit log,
     or predict/batch rows) against what the bundle expects; a prevalence estimate by EM. Reported,
     never applied. Exit code 0 either way; the line says whether drift is flagged."""
-    from cxr_edge.site.monitor import monitor, read_probs
+    from cxr_edge.site.monitor import monitor_file
 
-    bundle = Bundle.load(bundle_dir)
-    probs = read_probs(predictions, bundle.labels, bundle_sha256(bundle))
-    if last:
-        probs = probs[-last:]
-    report = monitor(bundle.manifest, probs)
+    report = monitor_file(Bundle.load(bundle_dir), predictions, last)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return

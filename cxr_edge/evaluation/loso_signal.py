@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from cxr_edge.evaluation.metrics import roc_auc
-from cxr_edge.evaluation.stats import delong
+from cxr_edge.evaluation.stats import delong_where_defined
 
 NORMAL = "normal"
 SCORE_DEFINITION = (
@@ -74,14 +74,14 @@ def within_source(sources: np.ndarray, y: np.ndarray, probs: np.ndarray, labels:
         present = sorted(set(ys.tolist()))
         block = {
             "n": {labels[c]: int((ys == c).sum()) for c in present},
-            "one_vs_rest": {labels[c]: _delong(ps[:, c], ys == c) for c in present},
+            "one_vs_rest": {labels[c]: delong_where_defined(ps[:, c], ys == c) for c in present},
             "abnormal": None,
             "abnormal_any": None,
         }
         if NORMAL in labels and labels.index(NORMAL) in present:
             k = labels.index(NORMAL)
-            block["abnormal"] = _delong(abnormal_score(ps, present, k), ys != k)
-            block["abnormal_any"] = _delong(1.0 - ps[:, k], ys != k)
+            block["abnormal"] = delong_where_defined(abnormal_score(ps, present, k), ys != k)
+            block["abnormal_any"] = delong_where_defined(1.0 - ps[:, k], ys != k)
         block["auc"] = source_auc(ys, ps, labels)
         out[src] = block
     return out
@@ -115,10 +115,3 @@ def combined(recall: float, auc: float | None) -> float:
 def selection(sources: np.ndarray, y: np.ndarray, probs: np.ndarray, labels: Sequence[str]) -> float:
     """The selection score of held-out predictions."""
     return combined(recall_score(sources, y, probs), within_auc(sources, y, probs, labels))
-
-
-def _delong(scores: np.ndarray, positive: np.ndarray) -> dict | None:
-    positive = np.asarray(positive, dtype=bool)
-    if positive.sum() < 2 or (~positive).sum() < 2:
-        return None
-    return delong(scores, positive)

@@ -204,13 +204,49 @@ def _f(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _plots(out: Path, metrics: dict, y: np.ndarray, probs: np.ndarray) -> list[str] | None:
+def pyplot():
+    """matplotlib's pyplot on the file-only backend, or None where matplotlib is not installed (a cart)."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")  # files only; no display on a cart or in CI
         import matplotlib.pyplot as plt
     except ImportError:
+        return None
+    return plt
+
+
+def plot_confusion(plt, path: Path, confusion, labels, title: str) -> None:
+    """The confusion matrix (rows true, columns predicted) with its counts, as a PNG."""
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    cm = np.array(confusion)
+    ax.imshow(cm, cmap="Blues")
+    for (i, j), v in np.ndenumerate(cm):
+        ax.text(j, i, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
+    ax.set(
+        xticks=range(len(labels)), yticks=range(len(labels)), xlabel="predicted", ylabel="true", title=title
+    )
+    ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
+    ax.set_yticklabels(labels, fontsize=8)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_reliability(plt, path: Path, rel: dict, ece: float) -> None:
+    """A reliability diagram (:func:`cxr_edge.evaluation.stats.reliability_curve`), as a PNG."""
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    pairs = [(c, a) for c, a in zip(rel["confidence"], rel["accuracy"], strict=True) if c is not None]
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    if pairs:
+        ax.plot(*zip(*pairs, strict=True), "o-")
+    ax.set(xlabel="confidence", ylabel="accuracy", title=f"Reliability (ECE {ece:.3f})")
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _plots(out: Path, metrics: dict, y: np.ndarray, probs: np.ndarray) -> list[str] | None:
+    plt = pyplot()
+    if plt is None:
         return None
     labels = metrics["labels"]
     fig, ax = plt.subplots(figsize=(5, 5))
@@ -222,35 +258,9 @@ def _plots(out: Path, metrics: dict, y: np.ndarray, probs: np.ndarray) -> list[s
     ax.legend(loc="lower right", fontsize=8)
     fig.savefig(out / "roc.png", dpi=110, bbox_inches="tight")
     plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(4.5, 4))
-    cm = np.array(metrics["ensemble"]["confusion"])
-    ax.imshow(cm, cmap="Blues")
-    for (i, j), v in np.ndenumerate(cm):
-        ax.text(j, i, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
-    ax.set(
-        xticks=range(len(labels)),
-        yticks=range(len(labels)),
-        xlabel="predicted",
-        ylabel="true",
-        title="Confusion matrix (ensemble)",
-    )
-    ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
-    ax.set_yticklabels(labels, fontsize=8)
-    fig.savefig(out / "confusion.png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-
-    rel = metrics["ensemble"]["reliability"]
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    conf = [c for c in rel["confidence"] if c is not None]
-    acc = [a for a, c in zip(rel["accuracy"], rel["confidence"], strict=True) if c is not None]
-    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-    ax.plot(conf, acc, "o-")
-    ax.set(
-        xlabel="confidence", ylabel="accuracy", title=f"Reliability (ECE {metrics['ensemble']['ece']:.3f})"
-    )
-    fig.savefig(out / "reliability.png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    ens = metrics["ensemble"]
+    plot_confusion(plt, out / "confusion.png", ens["confusion"], labels, "Confusion matrix (ensemble)")
+    plot_reliability(plt, out / "reliability.png", ens["reliability"], ens["ece"])
     return ["roc.png", "confusion.png", "reliability.png"]
 
 

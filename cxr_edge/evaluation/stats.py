@@ -128,6 +128,12 @@ def delong(scores: np.ndarray, positive: np.ndarray, alpha: float = 0.05) -> dic
     }
 
 
+def delong_where_defined(scores: np.ndarray, positive: np.ndarray, alpha: float = 0.05) -> dict | None:
+    """:func:`delong`, or None when either side has fewer than 2 cases (reports then show "-")."""
+    positive = np.asarray(positive, dtype=bool)
+    return None if positive.sum() < 2 or (~positive).sum() < 2 else delong(scores, positive, alpha)
+
+
 def delong_paired(scores_a: np.ndarray, scores_b: np.ndarray, positive: np.ndarray) -> dict:
     """DeLong's two-sided test that two correlated AUCs (same cases, two scorers) are equal.
 

@@ -23,52 +23,44 @@ from cxr_edge.ops.site import SiteCalibration
 from cxr_edge.site.calibrate import CalibrationResult
 
 
-def write_calibrated(
+def check_parent(parent: Bundle) -> None:
+    """Refuses a parent that is already site-calibrated (calibrations do not stack).
+
+    Raises:
+        BundleError: The parent has a ``site`` section.
+    """
+    site = parent.manifest.site
+    if site is not None:
+        raise BundleError(
+            "this bundle is already calibrated for a site",
+            expected="an uncalibrated bundle (calibrate the parent it names)",
+            received=f"calibrated for {site.name!r} on {site.date}",
+        )
+
+
+def site_section(
     parent: Bundle,
     result: CalibrationResult,
-    out: str | Path,
     *,
     site: str,
     patients: int,
     digests: tuple[str, ...] = (),
-    command: str = "",
-    overwrite: bool = False,
     today: dt.date | None = None,
-) -> Bundle:
-    """Writes the calibrated bundle to ``out`` and returns it, loaded and verified.
+) -> SiteCalibration:
+    """The manifest's ``site`` section of a calibration fitted on ``parent``.
 
     Args:
         parent: The bundle the calibration was fitted on.
         result: :func:`cxr_edge.site.calibrate.calibrate`'s result.
-        out: New bundle folder.
         site: The site's name.
         patients: Distinct patients behind the labelled images.
         digests: Short SHA-256 of the labelled images' files.
-        command: The command that made it (provenance).
-        overwrite: Replace an existing ``out`` (never the parent).
         today: The calibration date (default: today).
-
-    Raises:
-        BundleError: ``out`` exists (without ``overwrite``), is the parent, or the parent is already
-            site-calibrated (calibrate its own parent instead: calibrations do not stack).
     """
-    out = Path(out)
-    if parent.manifest.site is not None:
-        raise BundleError(
-            "this bundle is already calibrated for a site",
-            expected="an uncalibrated bundle (calibrate the parent it names)",
-            received=f"calibrated for {parent.manifest.site.name!r} on {parent.manifest.site.date}",
-        )
-    if out.resolve() == parent.root.resolve():
-        raise BundleError(
-            "the calibrated bundle would replace its parent", expected="another folder", received=str(out)
-        )
-    if out.exists() and not (overwrite or (out.is_dir() and not any(out.iterdir()))):
-        raise BundleError("output folder exists", expected="a new folder, or --force", received=str(out))
     fitted = result.calibration
     # Metrics pass through JSON once so that the manifest round-trips exactly (numpy scalars, tuples).
     metrics = json.loads(json.dumps(result.metrics))
-    section = SiteCalibration(
+    return SiteCalibration(
         name=site,
         date=(today or dt.date.today()).isoformat(),
         parent_sha256=bundle_sha256(parent),
@@ -83,6 +75,32 @@ def write_calibrated(
         reference=json.loads(json.dumps(result.reference)),
         image_digests=tuple(sorted(set(digests))),
     )
+
+
+def write_site_bundle(
+    parent: Bundle, section: SiteCalibration, out: str | Path, *, command: str = "", overwrite: bool = False
+) -> Bundle:
+    """Writes ``parent`` with ``section`` as a new bundle in ``out`` and returns it, loaded and verified.
+
+    Args:
+        parent: The bundle the section was fitted on.
+        section: Its ``site`` section (:func:`site_section`).
+        out: New bundle folder.
+        command: The command that made it (provenance).
+        overwrite: Replace an existing ``out`` (never the parent).
+
+    Raises:
+        BundleError: ``out`` exists (without ``overwrite``), is the parent, or the parent is already
+            site-calibrated (:func:`check_parent`).
+    """
+    out = Path(out)
+    check_parent(parent)
+    if out.resolve() == parent.root.resolve():
+        raise BundleError(
+            "the calibrated bundle would replace its parent", expected="another folder", received=str(out)
+        )
+    if out.exists() and not (overwrite or (out.is_dir() and not any(out.iterdir()))):
+        raise BundleError("output folder exists", expected="a new folder, or --force", received=str(out))
     m = parent.manifest
     provenance = {
         **m.provenance,
@@ -93,13 +111,16 @@ def write_calibrated(
         },
     }
     manifest = dataclasses.replace(
-        m, format_version=SITE_FORMAT_VERSION, name=f"{m.name}+{site}", site=section, provenance=provenance
+        m,
+        format_version=SITE_FORMAT_VERSION,
+        name=f"{m.name}+{section.name}",
+        site=section,
+        provenance=provenance,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        entries = [*m.models, *([m.segmenter] if m.segmenter else [])]
-        for entry in entries:
+        for entry in [*m.models, *([m.segmenter] if m.segmenter else [])]:
             shutil.copy2(parent.path_of(entry), stage / entry.file)
         write_manifest(stage, manifest)
         Bundle.load(stage)  # verifies every checksum and the site section before it takes the name

@@ -52,15 +52,6 @@ class SiteLabels:
     source: Path
     has_patients: bool
 
-    def counts(self) -> dict[str, int]:
-        """Images per bundle label."""
-        return dict(Counter(i.label for i in self.images))
-
-    @property
-    def n_patients(self) -> int:
-        """Distinct patients."""
-        return len({i.patient for i in self.images})
-
 
 def parse_map(pairs: Sequence[str]) -> dict[str, str]:
     """``RAW=LABEL`` pairs (``--map``) as a dict.

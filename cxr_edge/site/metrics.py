@@ -17,7 +17,7 @@ import numpy as np
 
 from cxr_edge.errors import SpecError
 from cxr_edge.evaluation.card_stats import rate
-from cxr_edge.evaluation.stats import clopper_pearson, delong, expected_calibration_error
+from cxr_edge.evaluation.stats import clopper_pearson, delong_where_defined, expected_calibration_error
 
 #: The interval half-width a site study aims for.
 TARGET_HALF_WIDTH = 0.05
@@ -55,7 +55,7 @@ def site_metrics(
             "sensitivity": rate(int((pred[pos] == i).sum()), int(pos.sum())),
             "specificity": rate(int((pred[~pos] != i).sum()), int((~pos).sum())),
         }
-        auc[label] = _auc(probs[:, i], pos)
+        auc[label] = delong_where_defined(probs[:, i], pos)
     recalls = [per_class[labels[i]]["sensitivity"]["value"] for i in present]
     out = {
         "n": len(y),
@@ -76,7 +76,7 @@ def site_metrics(
         called = pred != k
         out["abnormal"] = {
             "normal_label": normal,
-            "auc": _auc(1.0 - probs[:, k], abnormal),
+            "auc": delong_where_defined(1.0 - probs[:, k], abnormal),
             "sensitivity": rate(int((called & abnormal).sum()), int(abnormal.sum())),
             "specificity": rate(int((~called & ~abnormal).sum()), int((~abnormal).sum())),
         }
@@ -129,10 +129,3 @@ def more_cases(metrics: dict) -> dict:
         add("abnormal sensitivity", metrics["abnormal"]["sensitivity"])
         add("abnormal specificity", metrics["abnormal"]["specificity"])
     return out
-
-
-def _auc(scores: np.ndarray, positive: np.ndarray) -> dict | None:
-    positive = np.asarray(positive, dtype=bool)
-    if positive.sum() < 2 or (~positive).sum() < 2:
-        return None
-    return delong(scores, positive)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cxr_edge.bundle.folder import Bundle, bundle_sha256
 from cxr_edge.bundle.manifest import BundleManifest
 from cxr_edge.errors import InputError
 from cxr_edge.serve.audit import read_records
@@ -81,17 +82,15 @@ def read_probs(path: str | Path, labels: Sequence[str], bundle_sha256: str | Non
 
 
 def _jsonl(path: Path) -> list[dict]:
-    first = ""
+    """Rows of a JSONL file: an audit log's triage records (read as the node reads them) or
+    ``predict``'s rows (a torn last line skipped)."""
     with path.open(encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                first = line
-                break
+        first = next((line for line in f if line.strip()), "")
     try:
-        is_audit = "event" in json.loads(first) or "decision" in json.loads(first)
+        head = json.loads(first)
     except json.JSONDecodeError:
-        is_audit = False
-    if is_audit:
+        head = None
+    if isinstance(head, dict) and ("event" in head or "decision" in head):
         return [r for r in read_records(path) if r.get("probs")]
     rows = []
     with path.open(encoding="utf-8") as f:
@@ -221,3 +220,10 @@ def monitor(manifest: BundleManifest, probs: np.ndarray) -> dict:
         else f"no drift (largest PSI {stats[worst]:.3f})"
     )
     return {**out, "drift": drift, "verdict": verdict}
+
+
+def monitor_file(bundle: Bundle, path: str | Path, last: int | None = None) -> dict:
+    """:func:`monitor` of the last ``last`` predictions (all: None) of ``bundle`` in a records file
+    (``site monitor``, and ``serve health`` on the node's audit log)."""
+    probs = read_probs(path, bundle.labels, bundle_sha256(bundle))
+    return monitor(bundle.manifest, probs[-last:] if last else probs)

@@ -8,7 +8,6 @@ checks as ``cxr-edge predict``, and an image that cannot be read or is refused b
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,7 +37,8 @@ class Observations:
         probs: ``(n, n_classes)`` the bundle's output (its own site calibration included).
         referred: ``(n,)`` whether each output falls in the bundle's referral band.
         errors: ``(name, "ErrorType: message")`` of each image that was not classified.
-        digests: ``(n,)`` short SHA-256 of each file's bytes (to tell a calibration's own images).
+        digests: ``(n,)`` short SHA-256 of each file's bytes (to tell a calibration's own images), or
+            empty when :func:`observe` was asked not to hash.
     """
 
     labels: tuple[str, ...]
@@ -56,26 +56,18 @@ class Observations:
     def __len__(self) -> int:
         return len(self.y)
 
-    def subset(self, rows: Sequence[int] | np.ndarray) -> Observations:
-        """The observations of ``rows`` only (errors kept as they are)."""
-        rows = np.asarray(rows, dtype=int)
-        return Observations(
-            self.labels,
-            self.members,
-            [self.names[i] for i in rows],
-            self.y[rows],
-            self.groups[rows],
-            self.member_probs[:, rows],
-            {k: v[rows] for k, v in self.pooled.items()},
-            self.probs[rows],
-            self.referred[rows],
-            list(self.errors),
-            [self.digests[i] for i in rows],
-        )
 
-
-def observe(predictor: Predictor, site: SiteLabels, *, progress: bool = True) -> Observations:
+def observe(
+    predictor: Predictor, site: SiteLabels, *, digests: bool = True, progress: bool = True
+) -> Observations:
     """Classifies every labelled image once (input checks on), keeping members' outputs.
+
+    Args:
+        predictor: The bundle's predictor.
+        site: The labelled images.
+        digests: Also hash each file (a second read of it): what a calibration records and a validation
+            of a calibrated bundle compares with; not needed otherwise.
+        progress: A progress bar.
 
     Raises:
         InputError: No image could be classified (every row is in the message's count).
@@ -97,7 +89,8 @@ def observe(predictor: Predictor, site: SiteLabels, *, progress: bool = True) ->
         except Exception as exc:  # a decoder bug must not end the study
             obs.errors.append((name, f"InputError: {unexpected_failure(exc)}"))
             continue
-        obs.digests.append(file_sha256(image.path)[:DIGEST_CHARS])
+        if digests:
+            obs.digests.append(file_sha256(image.path)[:DIGEST_CHARS])
         names.append(name)
         y.append(labels.index(image.label))
         groups.append(image.patient)

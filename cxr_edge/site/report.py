@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-
-from cxr_edge.evaluation.report import roc_points
+from cxr_edge.evaluation.report import plot_confusion, plot_reliability, pyplot, roc_points
 from cxr_edge.evaluation.stats import reliability_curve
 from cxr_edge.formatting import interval
 from cxr_edge.site.observe import Observations
@@ -155,26 +153,11 @@ def calibration_markdown(metrics: dict) -> str:
 
 
 def _plots(out: Path, m: dict, obs: Observations) -> list[str] | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")  # files only; no display on a cart or in CI
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
     labels, y, probs = m["labels"], obs.y, obs.probs
-    fig, ax = plt.subplots(figsize=(4.5, 4))
-    cm = np.array(m["confusion"])
-    ax.imshow(cm, cmap="Blues")
-    for (i, j), v in np.ndenumerate(cm):
-        ax.text(j, i, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
-    ax.set(xticks=range(len(labels)), yticks=range(len(labels)), xlabel="predicted", ylabel="true")
-    ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
-    ax.set_yticklabels(labels, fontsize=8)
-    ax.set_title("Confusion matrix")
-    fig.savefig(out / PLOTS[0], dpi=110, bbox_inches="tight")
-    plt.close(fig)
-
+    plot_confusion(plt, out / PLOTS[0], m["confusion"], labels, "Confusion matrix")
     fig, ax = plt.subplots(figsize=(5, 5))
     for c, label in enumerate(labels):
         auc = m["auc_one_vs_rest"][label]
@@ -193,14 +176,5 @@ def _plots(out: Path, m: dict, obs: Observations) -> list[str] | None:
     ax.legend(loc="lower right", fontsize=8)
     fig.savefig(out / PLOTS[1], dpi=110, bbox_inches="tight")
     plt.close(fig)
-
-    rel = reliability_curve(probs, y, n_bins=10)
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    pairs = [(c, a) for c, a in zip(rel["confidence"], rel["accuracy"], strict=True) if c is not None]
-    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-    if pairs:
-        ax.plot(*zip(*pairs, strict=True), "o-")
-    ax.set(xlabel="confidence", ylabel="accuracy", title=f"Reliability (ECE {m['ece']:.3f})")
-    fig.savefig(out / PLOTS[2], dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    plot_reliability(plt, out / PLOTS[2], reliability_curve(probs, y, n_bins=10), m["ece"])
     return list(PLOTS)

@@ -20,21 +20,20 @@ manifests with Python's verdict on each (:func:`manifest_cases`), which both por
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
-from cxr_edge.bundle.folder import Bundle, bundle_sha256, write_manifest
-from cxr_edge.bundle.manifest import SITE_FORMAT_VERSION, BundleManifest
+from cxr_edge.bundle.folder import Bundle, bundle_sha256
+from cxr_edge.bundle.manifest import BundleManifest
 from cxr_edge.errors import CxrEdgeError
 from cxr_edge.evaluation.golden import encode
 from cxr_edge.imaging.reader import read_image
 from cxr_edge.ops.site import MemberHead, SiteCalibration
 from cxr_edge.runtime.pipeline import Predictor
+from cxr_edge.site import calibrated
 
 SEED = 20_250_604
 TEMPERATURE = 1.7
@@ -81,18 +80,8 @@ def calibration(parent: Bundle) -> SiteCalibration:
 def write_site_bundle(dest: str | Path, parent: Bundle | None = None) -> Path:
     """Writes the calibrated test bundle into the new folder ``dest`` (from the shipped default bundle)."""
     parent = parent or Bundle.load()
-    dest = Path(dest)
-    dest.mkdir(parents=True)
-    m = parent.manifest
-    for entry in [*m.models, *([m.segmenter] if m.segmenter else [])]:
-        shutil.copyfile(parent.path_of(entry), dest / entry.file)
-    site = calibration(parent)
-    write_manifest(
-        dest,
-        dataclasses.replace(m, format_version=SITE_FORMAT_VERSION, name=f"{m.name}+{NAME}", site=site),
-    )
-    Bundle.load(dest)  # checksums and the site section, as the ports will see them
-    return dest
+    # The library's writer: checksums and the site section verified, as the ports will see them.
+    return calibrated.write_site_bundle(parent, calibration(parent), dest).root
 
 
 def expected(bundle: Bundle, images: Iterable[Path], members: list[str] | None = None) -> dict[str, dict]:
