@@ -13,6 +13,7 @@ include mk/web.mk
 include mk/android.mk
 include mk/dicom.mk
 include mk/default.mk
+include mk/fuzz.mk
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)

@@ -187,7 +187,10 @@ def plot(results: dict, methods: tuple[str, ...], path: Path) -> None:
 @click.option("--draws", default=20, show_default=True, type=int)
 @click.option("--method", "methods", multiple=True, default=METHODS, show_default=True)
 @click.option(
-    "--temperature", default=None, type=float, help="Parent's temperature (default: the default bundle's)."
+    "--temperature",
+    default=None,
+    type=float,
+    help="Parent's temperature (default: the paper preset's; the committed curves use its folds).",
 )
 @click.option(
     "--out", required=True, type=click.Path(dir_okay=False), help="JSON of every draw and the summary."
@@ -197,7 +200,7 @@ def plot(results: dict, methods: tuple[str, ...], path: Path) -> None:
 def main(features, sources, ks, draws, methods, temperature, out, md_out, plot_out) -> None:
     """Site-adaptation curves from the LOSO folds' held-out sources."""
     if temperature is None:
-        temperature = json.loads(Path("docs/generalisation/default_calibration.json").read_text())[
+        temperature = json.loads(Path("docs/generalisation/paper_calibration.json").read_text())[
             "temperature"
         ]
     results = {}

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cxr_edge.bundle.entries import SegmenterEntry, SegmenterRole
 from cxr_edge.bundle.folder import Bundle, write_manifest
 from cxr_edge.bundle.manifest import FORMAT_VERSION, BundleManifest, EnsembleConfig
 from cxr_edge.convert.card import in_distribution, lung_evidence_on_validation, make_card
@@ -35,6 +36,7 @@ from cxr_edge.evaluation.stats import fit_temperature
 from cxr_edge.ops.ensemble import WEIGHT_FITS, accuracy_weights, fit_stacker
 from cxr_edge.provenance import git_commit, now_utc, versions
 from cxr_edge.runtime.segmenter import CropTable
+from cxr_edge.runtime.selftest import add_selftest
 from cxr_edge.train.config import TrainConfig
 from cxr_edge.train.data import crop_table, label_indices, load_images, preprocess_all
 from cxr_edge.train.fit import TaskData, load_task
@@ -73,7 +75,7 @@ def build_bundle(
     runs = check_runs(recipe)
     first = runs[0].config
     crops = crop_table(first)
-    seg_bundle = _segmenter_for(crops, recipe.segmenter)
+    seg_bundle, seg_entry = _segmenter_for(crops, recipe.segmenter)
     task = load_task(first, recipe.manifest, recipe.split, recipe.root, recipe.max_per_part)
     inputs = load_inputs(recipe, runs, task, crops, calibration, progress)
     with staged(out) as staging:
@@ -91,7 +93,7 @@ def build_bundle(
         ensemble = dataclasses.replace(ensemble, abstain=recipe.referral)
         ensemble_probs = {p: ensemble.apply(members.probs[p]) for p in ("val", "test")}
         manifest = assemble_manifest(
-            recipe, runs, task, inputs, members, ensemble, fit_info, ensemble_probs, seg_bundle, command
+            recipe, runs, task, inputs, members, ensemble, fit_info, ensemble_probs, seg_entry, command
         )
         if seg_bundle is not None:
             shutil.copyfile(
@@ -178,7 +180,7 @@ def assemble_manifest(
     ensemble: EnsembleConfig,
     fit_info: dict,
     ensemble_probs: dict[str, np.ndarray],
-    seg_bundle: Bundle | None,
+    segmenter: SegmenterEntry | None,
     command: str,
 ) -> BundleManifest:
     """The bundle manifest of the converted members and the fitted ensemble (provenance included)."""
@@ -189,7 +191,7 @@ def assemble_manifest(
         preprocess=inputs.spec,
         models=members.entries,
         ensemble=ensemble,
-        segmenter=seg_bundle.manifest.segmenter if seg_bundle else None,
+        segmenter=segmenter,
         label_map=dict(runs[0].config.label_map),
         provenance={
             "created": now_utc(),
@@ -249,6 +251,8 @@ def measure_staged(
     )
     manifest.provenance["card"] = card_info
     write_manifest(staging, dataclasses.replace(manifest, card=model_card))
+    # Last: the self-test records what the finished bundle computes, stage by stage, on this machine.
+    add_selftest(staging)
 
 
 def _with_recipe_temperature(
@@ -302,29 +306,36 @@ def fit_ensemble(
     return dataclasses.replace(untempered, temperature=temperature), info
 
 
-def _segmenter_for(crops, segmenter: str | Path | None) -> Bundle | None:
-    """The segmenter bundle to ship, checked against the crops the classifiers were trained on."""
-    if crops is None and segmenter is None:
-        return None
-    if crops is None:
-        raise SpecError(
-            "classifiers were trained without lung crops",
-            expected="runs trained with `crops`",
-            received=f"--segmenter {segmenter}: at run time they would see crops they never saw",
-        )
+def _segmenter_for(crops, segmenter: str | Path | None) -> tuple[Bundle | None, SegmenterEntry | None]:
+    """The segmenter bundle to ship and its manifest entry, in the role the classifiers' runs decide.
+
+    Classifiers trained on lung crops get their crop table's own segmenter (role ``crop``); classifiers
+    trained on the full image may ship one to check where their evidence lies (role ``evidence``: the
+    runtime never crops their input).
+    """
     if segmenter is None:
-        raise SpecError(
-            "lung-crop classifiers need their segmenter", expected="--segmenter BUNDLE_DIR", received="none"
-        )
+        if crops is not None:
+            raise SpecError(
+                "lung-crop classifiers need their segmenter",
+                expected="--segmenter BUNDLE_DIR",
+                received="none",
+            )
+        return None, None
     seg_bundle = Bundle.load(segmenter)
     entry = seg_bundle.manifest.segmenter
-    if entry is None or entry.sha256 != crops.segmenter_sha256:
+    if entry is None:
+        raise SpecError(
+            "not a segmenter bundle", expected="a bundle from convert-segmenter", received=str(segmenter)
+        )
+    if crops is None:
+        return seg_bundle, dataclasses.replace(entry, role=SegmenterRole.EVIDENCE)
+    if entry.sha256 != crops.segmenter_sha256:
         raise SpecError(
             "segmenter differs from the one that made the crop table",
             expected=crops.segmenter_sha256[:16] + "...",
-            received=(entry.sha256[:16] + "...") if entry else "no segmenter in the bundle",
+            received=entry.sha256[:16] + "...",
         )
-    return seg_bundle
+    return seg_bundle, dataclasses.replace(entry, role=SegmenterRole.CROP)
 
 
 def _run_summary(run: Run) -> dict:

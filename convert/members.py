@@ -16,7 +16,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from cxr_edge.bundle.manifest import ModelEntry
+from cxr_edge.bundle.entries import ModelEntry
 from cxr_edge.convert.gates import GateError, gate, parity, quantization_report
 from cxr_edge.convert.recipe import BundleRecipe
 from cxr_edge.convert.tflite import Quant, to_tflite_variants

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import keras
 
+from cxr_edge.bundle.entries import SegmenterEntry
 from cxr_edge.bundle.folder import write_manifest
-from cxr_edge.bundle.manifest import FORMAT_VERSION, BundleManifest, EnsembleConfig, SegmenterEntry
+from cxr_edge.bundle.manifest import FORMAT_VERSION, BundleManifest, EnsembleConfig
 from cxr_edge.convert.gates import GateError
 from cxr_edge.convert.staging import staged
 from cxr_edge.convert.tflite import Quant, to_tflite

@@ -91,7 +91,10 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if len(args) == 2 and args[1] is Ellipsis:
             # Hot path: heat-map weight matrices hold thousands of numbers (bool is not int here).
             if args[0] is float and all(type(v) is float or type(v) is int for v in value):
-                return tuple(float(v) for v in value)
+                try:
+                    return tuple(float(v) for v in value)
+                except OverflowError:  # an integer beyond any float (found by fuzzing the manifest)
+                    pass  # the element-wise path below names the value
             return tuple(_coerce(v, args[0], where) for v in value)
         if len(value) != len(args):
             raise SpecError(f"invalid value for {where}", expected=f"{len(args)} items", received=repr(value))
@@ -124,7 +127,14 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise SpecError(f"invalid value for {where}", expected="a number", received=repr(value))
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError as exc:
+            raise SpecError(
+                f"invalid value for {where}",
+                expected="a number a float can hold",
+                received=f"an integer of {len(str(abs(value)))} digits",
+            ) from exc
     if hint is str:
         if not isinstance(value, str):
             raise SpecError(f"invalid value for {where}", expected="a string", received=repr(value))

@@ -89,6 +89,22 @@ class ImageTooLargeError(InputError):
     """The declared image size exceeds the decompression-bomb guard."""
 
 
+class DecodeLimitError(ImageDecodeError):
+    """Decoding one input went past a limit no header declares, in the isolated decoder
+    (:mod:`cxr_edge.imaging.isolated`): its deadline, its memory ceiling, or the decoder died.
+
+    Args:
+        limit: ``decode_time``, ``decode_memory`` or ``decoder_crash``.
+        message: What went wrong, in one sentence.
+        expected: The limit.
+        received: What the decode did instead.
+    """
+
+    def __init__(self, limit: str, message: str, *, expected: str | None = None, received: str | None = None):
+        self.limit = limit
+        super().__init__(message, expected=expected, received=received)
+
+
 class InputRejectedError(InputError):
     """A readable image that an input check refuses: not a frontal chest radiograph, too small, blank...
 

@@ -125,7 +125,7 @@ def test_audit_example_and_field_table_match_a_real_record(tmp_path):
     text = (REPO / "docs" / "serve.md").read_text(encoding="utf-8")
     section = text.split("## Audit log schema", 1)[1]
     example = json.loads(re.search(r"```json\n(.*?)```", section, flags=re.S).group(1))
-    real = {"schema", "event", "time", "delivery", *record}  # the node adds delivery
+    real = {"schema", "event", "prev", "time", "delivery", *record}  # the node adds delivery
     assert set(example) == real
     assert set(example["image"]) == set(record["image"])
     assert set(example["probs"]) == set(record["probs"]) and set(example["per_model"]) == set(
@@ -198,6 +198,7 @@ def test_serve_config_table_gives_the_real_defaults():
         "storage": defaults.storage,
         "triage": defaults.triage,
         "triage.quality": defaults.triage.quality,
+        "limits": defaults.limits,
         "destination": DestinationConfig(ae_title="X"),
     }
     text = (REPO / "docs" / "serve.md").read_text(encoding="utf-8")

@@ -44,15 +44,9 @@ def build(out: Path) -> Path:
     import keras
 
     from cxr_edge.bundle.card import LOSO_NOTE, CardTask, LosoRecord, ModelCard
+    from cxr_edge.bundle.entries import ModelEntry, SegmenterEntry
     from cxr_edge.bundle.folder import Bundle, write_manifest
-    from cxr_edge.bundle.manifest import (
-        FORMAT_VERSION,
-        BundleManifest,
-        EnsembleConfig,
-        LungEvidence,
-        ModelEntry,
-        SegmenterEntry,
-    )
+    from cxr_edge.bundle.manifest import FORMAT_VERSION, BundleManifest, EnsembleConfig, LungEvidence
     from cxr_edge.convert.members import cam_weights
     from cxr_edge.convert.tflite import to_tflite, to_tflite_variants
     from cxr_edge.hashing import file_sha256

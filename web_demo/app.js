@@ -5,8 +5,21 @@
  * use, disclaimer, leave-one-source-out results per source with intervals, failure modes). All
  * computation happens in this browser; nothing is uploaded, and no file names or pixel data are logged.
  *
+ * Several files, or folders (a DICOMDIR-less export: the folder picker, or a drop read with
+ * `webkitGetAsEntry`), are classified one after the other, as `cxr-edge predict` does: each file gets a
+ * row with its label or its typed error (`InputRejectedError: view: view position LL is not frontal…`,
+ * the CLI's `error` column), and one bad file never stops the others; files that are certainly not
+ * images are skipped inside folders and counted (`src/inputs.js`). DICOM is read by `src/dicom/`,
+ * imported with its codecs only when a DICOM arrives. The app shows no patient identifier (the reader
+ * never returns one: only how the pixels were read) and keeps nothing: no storage, no logs; the only
+ * name shown is the one the user opened the file under.
+ *
  * URL parameters: `bundle` (bundle folder URL, default `bundle/`), `threads` (XNNPack threads; > 1
  * needs the server's cross-origin isolation headers).
+ *
+ * The bundle line says whether the bundle is signed and whether its signature matches its manifest under
+ * the key it embeds, naming that key (`ed25519:...`, as `cxr-edge bundle info`): not a trust decision, as
+ * the app holds no trusted keys (`src/bundle.js`, `checkSignature`).
  *
  * The page reports its state in `document.body.dataset.state` (`loading`, `ready`, `busy`, `done`,
  * `error`), which the browser tests wait on.
@@ -17,11 +30,13 @@
 import { loadBundleFromFiles, loadBundleFromUrl } from './src/bundle.js';
 import { overlay } from './src/cam.js';
 import { initLiteRt } from './src/engine.js';
+import { CxrEdgeError, InputError } from './src/errors.js';
+import { entriesFromDrop, fromFolderPicker, selectInputs, skippedNote, walkEntries } from './src/inputs.js';
 import { Predictor } from './src/pipeline.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const state = { predictor: null, last: null, image: null, heat: null, runtime: null };
+const state = { predictor: null, last: null, image: null, heat: null, runtime: null, notCached: new Set(), batch: null };
 
 /**
  * @param {'loading'|'ready'|'busy'|'done'|'error'} s
@@ -65,16 +80,36 @@ async function useBundle(load) {
   state.predictor?.delete();
   state.predictor = predictor;
   const m = bundle.manifest;
-  const seg = m.segmenter ? ` + segmenter ${m.segmenter.name}` : '';
+  const seg = m.segmenter ? ` + segmenter ${m.segmenter.name}${m.segmenter.role === 'evidence' ? ' (checks the evidence)' : ''}` : '';
   // A site-calibrated bundle (format 4) says for whom: its predictions are not its parent's.
   const site = m.site ? `; calibrated for ${m.site.name} on ${m.site.date}` : '';
-  $('bundle-name').textContent = `${m.name} (${m.ensemble.members.join(', ')}${seg}${site})`;
+  // Signed or not, and whether the signature matches the manifest (key id as Python's); never a trust decision.
+  const signature = document.createElement('span');
+  signature.id = 'bundle-signature';
+  signature.dataset.status = bundle.signature.status;
+  signature.textContent = bundle.signature.text;
+  if (['invalid', 'malformed', 'unavailable'].includes(bundle.signature.status)) signature.className = 'flag';
+  $('bundle-name').replaceChildren(`${m.name} (${m.ensemble.members.join(', ')}${seg}${site}); `, signature);
+  // A 404 (a server that does not say whether signature.json exists) cannot go into the offline cache.
+  if (bundle.signature.notFoundUrl) state.notCached.add(bundle.signature.notFoundUrl);
   renderCard(m);
   $('runtime').textContent =
     `LiteRT.js ${state.runtime.wasm}.wasm, ${state.runtime.threads} thread(s)` +
     `${state.runtime.crossOriginIsolated ? ', cross-origin isolated' : ''}; ` +
     `bundle verified (sha256) and compiled in ${fmtMs(performance.now() - t0)}`;
   setState('ready');
+}
+
+/**
+ * The typed error of a failed file: a `CxrEdgeError` as it is; anything else (a codec that aborted, a
+ * bug) as Python's `unexpected_failure` reports it, naming only the exception's type.
+ * @param {unknown} err
+ * @returns {CxrEdgeError}
+ */
+function typedError(err) {
+  if (err instanceof CxrEdgeError) return err;
+  const name = err?.constructor?.name ?? typeof err;
+  return new InputError('unexpected failure', { expected: 'a readable image', received: `an internal ${name}` });
 }
 
 /**
@@ -88,15 +123,142 @@ async function classify(file) {
   try {
     const bytes = new Uint8Array(await file.arrayBuffer());
     const { prediction, image } = await state.predictor.predictBytes(bytes, file.name);
-    state.last = prediction;
-    state.image = image;
-    state.heat = state.predictor.heatmap(prediction, [image.height, image.width]);
-    render(prediction);
+    show(prediction, image);
     setState('done');
   } catch (err) {
     state.last = null;
-    showError(err);
+    showError(typedError(err));
   }
+}
+
+/**
+ * Makes a prediction the one on screen (image, heat map, numbers).
+ * @param {import('./src/pipeline.js').Prediction} prediction
+ * @param {import('./src/resize.js').FloatImage} image
+ */
+function show(prediction, image) {
+  state.last = prediction;
+  state.image = image;
+  state.heat = state.predictor.heatmap(prediction, [image.height, image.width]);
+  render(prediction);
+}
+
+/**
+ * What a batch row keeps of a prediction (no pixels: a folder of full-size DICOMs must not stay in memory).
+ * @param {import('./src/pipeline.js').Prediction} p
+ */
+function summarise(p) {
+  const info = p.info ?? {};
+  return {
+    label: p.label,
+    probs: p.probs,
+    referral: p.referral,
+    flags: p.flags,
+    crop: p.crop,
+    timings_ms: p.timings_ms,
+    info: {
+      format: info.format,
+      width: info.width,
+      height: info.height,
+      transfer_syntax: info.transfer_syntax ?? null,
+      reduction: info.reduction ?? 1,
+      decoder: info.decoder ?? null,
+    },
+  };
+}
+
+/**
+ * Classifies several inputs one after the other, as `cxr-edge predict` does: every file gets a row with
+ * its result or its typed error, and the first classified one is shown in full. A row's "show" button
+ * classifies its file again and shows it.
+ * @param {import('./src/inputs.js').Input[]} inputs
+ * @param {string[]} [skipped] paths skipped inside folders (not images)
+ */
+async function classifyMany(inputs, skipped = []) {
+  if (!state.predictor) return;
+  clearError();
+  setState('busy');
+  const rows = [];
+  state.batch = rows;
+  const body = $('batch-table').tBodies[0];
+  body.replaceChildren();
+  $('batch').hidden = false;
+  let shown = false;
+  const summary = () => {
+    const failed = rows.filter((r) => !r.ok).length;
+    $('batch-summary').textContent =
+      `${rows.length - failed} of ${inputs.length} images classified` +
+      (failed ? `, ${failed} failed` : '') +
+      (skipped.length ? `; ${skippedNote(skipped)}` : '') +
+      (rows.length < inputs.length ? ` (${inputs.length - rows.length} to go…)` : '');
+  };
+  summary();
+  for (const { file, path } of inputs) {
+    let row;
+    try {
+      const bytes = new Uint8Array(await file.arrayBuffer());
+      const { prediction, image } = await state.predictor.predictBytes(bytes, path);
+      row = { path, ok: true, error: null, ...summarise(prediction) };
+      if (!shown) {
+        show(prediction, image);
+        shown = true;
+      }
+    } catch (err) {
+      const e = typedError(err);
+      row = { path, ok: false, error: `${e.name}: ${e.message}`, errorClass: e.name };
+    }
+    rows.push(row);
+    body.append(batchRow(row, file));
+    summary();
+  }
+  document.body.dataset.batch = `${rows.filter((r) => r.ok).length}/${rows.length}`;
+  setState('done');
+}
+
+/**
+ * One row of the batch table: the path the user opened, then the label (and referral) or the error.
+ * @param {object} row
+ * @param {File} file
+ */
+function batchRow(row, file) {
+  const tr = document.createElement('tr');
+  tr.dataset.status = row.ok ? 'ok' : 'error';
+  const name = document.createElement('td');
+  name.textContent = row.path;
+  const result = document.createElement('td');
+  if (row.ok) {
+    const p = row.probs[row.label];
+    const where = row.info.format === 'dicom' ? ` · DICOM ${row.info.transfer_syntax ?? ''}${row.info.reduction > 1 ? `, read at 1/${row.info.reduction}` : ''}` : '';
+    result.textContent = `${row.label} (${(100 * p).toFixed(1)}%)${row.referral ? ` · refer: ${row.referral}` : ''}${where}`;
+  } else {
+    result.textContent = row.error;
+    result.className = 'bad';
+  }
+  const action = document.createElement('td');
+  if (row.ok) {
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.textContent = 'show';
+    button.addEventListener('click', () => classify(file));
+    action.append(button);
+  }
+  tr.append(name, result, action);
+  return tr;
+}
+
+/**
+ * Files opened together (picker or drop): one file on its own as before, several as a batch.
+ * @param {import('./src/inputs.js').Input[]} inputs
+ * @param {string[]} skipped
+ * @param {boolean} folder whether any came from a folder
+ */
+function openInputs(inputs, skipped, folder) {
+  if (inputs.length === 1 && !folder) {
+    $('batch').hidden = true;
+    state.batch = null;
+    return classify(inputs[0].file);
+  }
+  return classifyMany(inputs, skipped);
 }
 
 /** Draws the radiograph (with the heat map when enabled). */
@@ -116,10 +278,20 @@ function draw() {
 function render(p) {
   const labels = state.predictor.labels;
   $('label').textContent = `${p.label} (${(100 * p.probs[p.label]).toFixed(1)}%)`;
+  // A segmenter of role "evidence" does not crop: the classifiers see the full image (border crop).
+  const why = state.predictor.manifest.segmenter ? 'full image; the lung mask only checks the heat map' : 'no segmenter in this bundle';
   $('crop').textContent =
     p.crop === 'none'
-      ? `Crop: border (no segmenter in this bundle). Image ${p.info?.width}×${p.info?.height}, ${p.info?.format}.`
+      ? `Crop: border (${why}). Image ${p.info?.width}×${p.info?.height}, ${p.info?.format}.`
       : `Crop: ${p.crop}${p.cropReason ? ` (${p.cropReason})` : ''}, box ${JSON.stringify(p.cropBox)}.`;
+  // How a DICOM was read (never who it shows: the reader returns no patient identifier).
+  const i = p.info ?? {};
+  $('dicom-info').textContent =
+    i.format === 'dicom'
+      ? `DICOM: ${i.transfer_syntax}, ${i.photometric}, ${i.bits_stored} bits stored, intensity ${i.intensity}` +
+        `${i.modality ? `, ${i.modality}` : ''}${i.view_position ? ` ${i.view_position}` : ''}` +
+        `${i.reduction > 1 ? `; read at 1/${i.reduction} resolution` : ''} (${i.decoder}).`
+      : '';
   const referral = $('referral');
   referral.hidden = !p.referral;
   referral.textContent = p.referral ? `Refer to a radiologist: ${p.referral}.` : '';
@@ -230,14 +402,17 @@ async function registerServiceWorker() {
     const urls = performance
       .getEntriesByType('resource')
       .map((e) => e.name)
-      .filter((u) => new URL(u).origin === location.origin);
+      .filter((u) => new URL(u).origin === location.origin && !state.notCached.has(u));
     const reply = await new Promise((resolve) => {
       const channel = new MessageChannel();
       channel.port1.onmessage = (e) => resolve(e.data);
       registration.active.postMessage({ type: 'cache', urls: [location.href.split('?')[0], ...urls] }, [channel.port2]);
     });
     if (reply.error) throw new Error(reply.error);
-    $('offline').textContent = `Offline: ready (${reply.cached} files cached: app, LiteRT.js, this bundle)`;
+    const dicom = reply.dicomMissing
+      ? `DICOM not available offline: ${reply.dicomMissing} of its files could not be cached`
+      : 'the DICOM reader and its codecs too';
+    $('offline').textContent = `Offline: ready (${reply.cached} files cached: app, LiteRT.js, this bundle; ${dicom})`;
     document.body.dataset.offline = 'ready';
   } catch (err) {
     $('offline').textContent = `Offline: service worker failed (${err.message})`;
@@ -273,9 +448,14 @@ async function setUpSamples() {
 
 async function main() {
   $('image-input').addEventListener('change', (e) => {
-    const file = e.target.files?.[0];
+    const files = Array.from(e.target.files ?? []);
     e.target.value = ''; // picking the same file again fires `change` again
-    if (file) classify(file);
+    if (files.length) openInputs(files.map((file) => ({ file, path: file.name })), [], false);
+  });
+  $('folder-input').addEventListener('change', (e) => {
+    const { inputs, skipped } = fromFolderPicker(e.target.files ?? []);
+    e.target.value = '';
+    if (inputs.length || skipped.length) openInputs(inputs, skipped, true);
   });
   const drop = $('drop');
   drop.addEventListener('dragover', (e) => {
@@ -286,8 +466,17 @@ async function main() {
   drop.addEventListener('drop', (e) => {
     e.preventDefault();
     drop.classList.remove('over');
-    const file = e.dataTransfer?.files?.[0];
-    if (file) classify(file);
+    // The entries must be taken now: the browser empties the drop's items when this handler returns.
+    const { entries, files } = entriesFromDrop(e.dataTransfer);
+    if (entries.length) {
+      walkEntries(entries).then(
+        ({ inputs, skipped }) => openInputs(inputs, skipped, entries.some((x) => x.isDirectory)),
+        (err) => showError(typedError(err)),
+      );
+    } else if (files.length) {
+      const { inputs } = selectInputs(files.map((file) => ({ file, path: file.name })), []);
+      openInputs(inputs, [], false);
+    }
   });
   $('show-heat').addEventListener('change', draw);
   $('bundle-input').addEventListener('change', async (e) => {
@@ -310,4 +499,4 @@ async function main() {
   if (params.get('sw') !== '0') await registerServiceWorker();
 }
 
-window.cxrEdgeApp = { state, ready: main() };
+window.cxrEdgeApp = { state, ready: main(), walkEntries };

@@ -4,7 +4,7 @@
  * (`litert_wasm_internal`, 1 thread) and threaded WASM (`litert_wasm_threaded_internal`, N XNNPack
  * threads; the server sends COOP/COEP so the page is cross-origin isolated).
  *
- *     node bench.mjs [--bundle DIR] [--images DIR] [--threads 1,2] [--runs 5] [--rounds 2] [--out FILE.json]
+ *     node bench.mjs [--bundle DIR|PRESET] [--images DIR] [--threads 1,2] [--runs 5] [--rounds 2] [--out FILE.json]
  *
  * Each thread count runs in a fresh page (LiteRT.js loads once per page): one untimed warm-up pass
  * over the images, then `runs` timed passes. The thread counts take turns for `rounds` rounds (a fresh
@@ -20,7 +20,7 @@ import { readdir, readFile, stat, writeFile, mkdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_BUNDLE, startServer } from './serve.mjs';
+import { DEFAULT_BUNDLE, PRESETS, resolveBundle, startServer } from './serve.mjs';
 import { launch } from './test/driver.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -33,14 +33,14 @@ function parseArgs(argv) {
   const o = { bundle: DEFAULT_BUNDLE, threads: [1, 2], runs: 5, rounds: 2, out: null, images: SAMPLES };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    if (a === '--bundle') o.bundle = path.resolve(argv[++i]);
+    if (a === '--bundle') o.bundle = resolveBundle(argv[++i]);
     else if (a === '--threads') o.threads = argv[++i].split(',').map(Number);
     else if (a === '--runs') o.runs = Number(argv[++i]);
     else if (a === '--rounds') o.rounds = Number(argv[++i]);
     else if (a === '--out') o.out = path.resolve(argv[++i]);
     else if (a === '--images') o.images = path.resolve(argv[++i]);
     else if (a === '--help' || a === '-h') {
-      console.log('usage: node bench.mjs [--bundle DIR] [--images DIR] [--threads 1,2] [--runs 5] [--rounds 2] [--out FILE.json]');
+      console.log(`usage: node bench.mjs [--bundle DIR|${Object.keys(PRESETS).join('|')}] [--images DIR] [--threads 1,2] [--runs 5] [--rounds 2] [--out FILE.json]`);
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   }

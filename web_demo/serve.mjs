@@ -3,30 +3,55 @@
  * A tiny static file server for the web demo, for 127.0.0.1 only.
  *
  * - serves this folder (the app, `node_modules/@litertjs/*` for LiteRT.js and its WASM files);
- * - mounts a bundle folder at `/bundle/` (default: the shipped `cxr_edge/data/default_bundle`), the
- *   shipped sample X-rays at `/samples/` (the app's "Try a sample" button) and any other folders
- *   given with `--mount /prefix/=DIR`;
+ * - mounts a bundle folder at `/bundle/` (default: the shipped `cxr_edge/data/default_bundle`; `--bundle`
+ *   takes a folder or a preset name, `default` or `paper`, as `cxr_edge/bundle/presets.py` resolves
+ *   them: an existing folder of that name wins), the shipped sample X-rays at `/samples/` (the app's
+ *   "Try a sample" button) and any other folders given with `--mount /prefix/=DIR`;
  * - refuses to start without `node_modules/@litertjs` (the page would wait forever for LiteRT.js),
  *   naming the command that installs it, and logs every request that fails (404...);
  * - correct MIME types for `.wasm`, `.mjs`, `.js`, `.json`, `.tflite`...;
  * - sends `Cross-Origin-Opener-Policy: same-origin` and `Cross-Origin-Embedder-Policy: require-corp`
  *   (cross-origin isolation, which threaded WASM needs for SharedArrayBuffer) unless `--no-isolation`;
  * - `Cache-Control: no-cache` so a rebuilt bundle is never served stale (the service worker does the
- *   offline caching).
+ *   offline caching);
+ * - on every `manifest.json`, the header `X-Cxr-Edge-Signature: present|absent` (whether `signature.json`
+ *   lies beside it), so the app asks for the signature only when there is one: a 404 is logged by the
+ *   browser as an error, and a request that cannot be cached fails offline.
  *
- * Usage: `node serve.mjs [--port 8000] [--bundle DIR] [--mount /prefix/=DIR ...] [--no-isolation]`
+ * Usage: `node serve.mjs [--port 8000] [--bundle DIR|PRESET] [--mount /prefix/=DIR ...] [--no-isolation]`
  * (`--port 0`: any free port).
  *
  * @module serve
  */
 
-import { createReadStream, promises as fs } from 'node:fs';
+import { createReadStream, existsSync, promises as fs } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-export const DEFAULT_BUNDLE = path.resolve(HERE, '..', 'cxr_edge', 'data', 'default_bundle');
+const PACKAGE_DATA = path.resolve(HERE, '..', 'cxr_edge', 'data');
+/**
+ * The named bundles shipped with the package (`cxr_edge.bundle.presets.PRESETS`): `default`, what
+ * leave-one-source-out chose (full image; its segmenter only checks the evidence), and `paper`, the
+ * paper's system (lung crop).
+ */
+export const PRESETS = Object.freeze({
+  default: path.join(PACKAGE_DATA, 'default_bundle'),
+  paper: path.join(PACKAGE_DATA, 'paper_bundle'),
+});
+export const DEFAULT_BUNDLE = PRESETS.default;
+
+/**
+ * A `--bundle` value as a folder (`cxr_edge.bundle.presets.resolve`): an existing path as it is, else a
+ * preset's folder; a value naming neither is returned as a path (the page then says "not a bundle").
+ * @param {string} value
+ * @returns {string}
+ */
+export function resolveBundle(value) {
+  if (existsSync(value) || !Object.hasOwn(PRESETS, value)) return path.resolve(value);
+  return PRESETS[value];
+}
 export const SAMPLES = path.resolve(HERE, '..', 'cxr_edge', 'data', 'samples');
 /** What the page imports from `node_modules` (see the import map in index.html). */
 export const LITERT = ['@litertjs/core/dist/index.js', '@litertjs/wasm-utils/dist/index.js'];
@@ -127,6 +152,10 @@ export async function startServer({ port = 0, root = HERE, mounts = { '/bundle/'
       headers['Cross-Origin-Embedder-Policy'] = 'require-corp';
     }
     if (path.basename(file) === 'sw.js') headers['Service-Worker-Allowed'] = '/';
+    if (path.basename(file) === 'manifest.json') {
+      const signed = await fs.stat(path.join(path.dirname(file), 'signature.json')).then((s) => s.isFile(), () => false);
+      headers['X-Cxr-Edge-Signature'] = signed ? 'present' : 'absent';
+    }
     res.writeHead(200, headers);
     if (req.method === 'HEAD') return res.end();
     createReadStream(file).pipe(res);
@@ -161,7 +190,7 @@ function send(res, status, text) {
 }
 
 /**
- * Parses `--port`, `--bundle`, `--mount /p/=DIR`, `--no-isolation`.
+ * Parses `--port`, `--bundle DIR|PRESET`, `--mount /p/=DIR`, `--no-isolation`.
  * @param {string[]} argv
  */
 export function parseArgs(argv) {
@@ -169,13 +198,13 @@ export function parseArgs(argv) {
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '--port') options.port = Number(argv[++i]);
-    else if (arg === '--bundle') options.mounts['/bundle/'] = argv[++i];
+    else if (arg === '--bundle') options.mounts['/bundle/'] = resolveBundle(argv[++i]);
     else if (arg === '--mount') {
       const [prefix, dir] = argv[++i].split('=');
       options.mounts[prefix] = dir;
     } else if (arg === '--no-isolation') options.isolate = false;
     else if (arg === '--help' || arg === '-h') {
-      console.log('usage: node serve.mjs [--port 8000] [--bundle DIR] [--mount /prefix/=DIR] [--no-isolation]');
+      console.log(`usage: node serve.mjs [--port 8000] [--bundle DIR|${Object.keys(PRESETS).join('|')}] [--mount /prefix/=DIR] [--no-isolation]`);
       process.exit(0);
     } else throw new Error(`unknown argument ${arg}`);
   }

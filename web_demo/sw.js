@@ -1,7 +1,15 @@
 /**
  * Service worker: makes the demo work offline.
  *
- * - On install it precaches the app shell (HTML, CSS, the ES modules, LiteRT.js's JS glue).
+ * - On install it precaches the app shell (HTML, CSS, the ES modules, LiteRT.js's JS glue) and the DICOM
+ *   layer: its modules (`src/dicom/`) and the packages' files it loads (`PACKAGE_FILES` of
+ *   `src/dicom/loader.js`: dicom-parser, fflate, jpeg-lossless-decoder-js and the four WebAssembly
+ *   codecs, about 1.5 MB). The page itself never fetches or runs them until a DICOM arrives (a dynamic
+ *   import, then one codec per syntax), so the PNG path's start-up does not grow; the worker fetches
+ *   them in the background once per version, after the app has started, so that DICOMs of every syntax
+ *   open offline after the first visit, even if none was opened online. A copy hosted without the DICOM
+ *   packages still installs (PNG and JPEG offline); the `cache` reply says how many DICOM files are
+ *   missing, and the page says DICOM is not available offline.
  * - Every same-origin GET is answered network-first and the response is stored in the cache, so the
  *   WASM runtime that this browser actually loads and the bundle files (manifest + .tflite) are
  *   cached by the first successful run; afterwards, without a network, everything comes from the
@@ -14,7 +22,7 @@
  * Bump `VERSION` when the shell's file list changes.
  */
 
-const VERSION = 'cxr-edge-web-v2';
+const VERSION = 'cxr-edge-web-v3';
 const SHELL = [
   './',
   './index.html',
@@ -33,18 +41,56 @@ const SHELL = [
   './src/numeric.js',
   './src/pipeline.js',
   './src/preprocess.js',
+  './src/inputs.js',
+  './src/quality.js',
   './src/resize.js',
   './src/site.js',
   './node_modules/@litertjs/core/dist/index.js',
   './node_modules/@litertjs/wasm-utils/dist/index.js',
 ];
 
+/**
+ * The DICOM layer: cached at install too, but a copy of the app hosted without the DICOM packages still
+ * installs (and works offline for PNG and JPEG); the page is told whether these are all cached.
+ */
+const DICOM = [
+  // The DICOM reader, imported by src/decode.js when the first DICOM arrives.
+  './src/dicom/codecs.js',
+  './src/dicom/codestream.js',
+  './src/dicom/dataset.js',
+  './src/dicom/deflate.js',
+  './src/dicom/dicom.js',
+  './src/dicom/image.js',
+  './src/dicom/intensity.js',
+  './src/dicom/loader.js',
+  './src/dicom/pixels.js',
+  './src/dicom/pyformat.js',
+  './src/dicom/reader.js',
+  './src/dicom/rle.js',
+  './src/dicom/syntaxes.js',
+  './src/dicom/uids.js',
+  // Its packages (PACKAGE_FILES in src/dicom/loader.js), loaded per transfer syntax.
+  './node_modules/dicom-parser/dist/dicomParser.min.js',
+  './node_modules/fflate/esm/browser.js',
+  './node_modules/jpeg-lossless-decoder-js/release/lossless.js',
+  './node_modules/@cornerstonejs/codec-openjpeg/dist/openjpegwasm_decode.js',
+  './node_modules/@cornerstonejs/codec-openjpeg/dist/openjpegwasm_decode.wasm',
+  './node_modules/@cornerstonejs/codec-openjph/dist/openjphjs.js',
+  './node_modules/@cornerstonejs/codec-openjph/dist/openjphjs.wasm',
+  './node_modules/@cornerstonejs/codec-charls/dist/charlswasm_decode.js',
+  './node_modules/@cornerstonejs/codec-charls/dist/charlswasm_decode.wasm',
+  './node_modules/@cornerstonejs/codec-libjpeg-turbo-8bit/dist/libjpegturbowasm_decode.js',
+  './node_modules/@cornerstonejs/codec-libjpeg-turbo-8bit/dist/libjpegturbowasm_decode.wasm',
+];
+
 self.addEventListener('install', (event) => {
   event.waitUntil(
-    caches
-      .open(VERSION)
-      .then((cache) => cache.addAll(SHELL))
-      .then(() => self.skipWaiting()),
+    (async () => {
+      const cache = await caches.open(VERSION);
+      await cache.addAll(SHELL);
+      await cache.addAll(DICOM).catch(() => {}); // reported by the `cache` message below
+      await self.skipWaiting();
+    })(),
   );
 });
 
@@ -93,7 +139,9 @@ self.addEventListener('message', (event) => {
       } catch (err) {
         error = String(err?.message ?? err);
       }
-      port?.postMessage({ cached: same.length, error });
+      let dicomMissing = 0;
+      for (const u of DICOM) if (!(await cache.match(new URL(u, self.location.href).href))) dicomMissing++;
+      port?.postMessage({ cached: same.length, error, dicomMissing });
     })(),
   );
 });

@@ -5,22 +5,48 @@ plugins {
     alias(libs.plugins.kotlin.android)
 }
 
-// The cxr-edge repository around this project: the default bundle, the samples and the golden vectors.
+// The cxr-edge repository around this project: the bundles, the samples and the golden vectors.
 val cxrRepo: File = rootProject.projectDir.parentFile
-val bundleDir: File = providers.gradleProperty("cxrBundle").map { file(it) }
-    .getOrElse(File(cxrRepo, "cxr_edge/data/default_bundle"))
+
+// The named bundles shipped with the package (cxr_edge/bundle/presets.py): `default`, what
+// leave-one-source-out chose (the full image; its segmenter, of role "evidence", only checks where the
+// heat map's evidence lies), and `paper`, the paper's system (segmenter of role "crop": lung crop).
+val cxrPresets: Map<String, File> = mapOf(
+    "default" to File(cxrRepo, "cxr_edge/data/default_bundle"),
+    "paper" to File(cxrRepo, "cxr_edge/data/paper_bundle"),
+)
+
+// -PcxrBundle=<preset name or folder> (default: the `default` preset). As `cxr_edge.bundle.presets.resolve`
+// does, an existing folder of that name (relative to app/) wins over a preset.
+val bundleDir: File = providers.gradleProperty("cxrBundle").map { value ->
+    val folder = file(value)
+    if (folder.exists() || value !in cxrPresets) folder else cxrPresets.getValue(value)
+}.getOrElse(cxrPresets.getValue("default"))
 val generatedAssets: File = layout.buildDirectory.dir("generated/cxrAssets").get().asFile
 val generatedTestAssets: File = layout.buildDirectory.dir("generated/cxrTestAssets").get().asFile
 
 // A bundle copied by hand into src/main/assets/bundle/ takes precedence over the automatic copy.
 val manualBundle: Boolean = file("src/main/assets/bundle/manifest.json").isFile
 
-// assets/bundle: manifest.json + the .tflite files it names; assets/samples: the shipped sample X-rays.
+// -PcxrTrustedKeys=<public key PEM or a folder of them> (`cxr-edge bundle keygen` writes public.pem): the
+// app then loads only bundles signed by one of these keys and unchanged since (CXR_EDGE_TRUSTED_KEYS in
+// Python). Without it, unsigned bundles load and the app shows who claims to have signed.
+val trustedKeys: File? = providers.gradleProperty("cxrTrustedKeys").map { file(it) }.orNull
+
+// assets/bundle: manifest.json, its signature.json when signed, and the .tflite and self-test files it pins;
+// assets/trusted_keys: the trusted public keys; assets/samples: the shipped sample X-rays.
 val copyCxrAssets by tasks.registering(Sync::class) {
     if (!manualBundle) {
         from(bundleDir) {
-            include("manifest.json", "*.tflite")
+            include("*.json", "*.tflite")
             into("bundle")
+        }
+    }
+    trustedKeys?.let { keys ->
+        from(if (keys.isDirectory) keys else keys.parentFile) {
+            include(if (keys.isDirectory) "*.pem" else keys.name)
+            exclude("private*.pem") // never package a signing key
+            into("trusted_keys")
         }
     }
     from(File(cxrRepo, "cxr_edge/data/samples")) {
@@ -29,8 +55,10 @@ val copyCxrAssets by tasks.registering(Sync::class) {
     }
     into(generatedAssets)
     doFirst {
+        require(trustedKeys == null || trustedKeys.exists()) { "no trusted keys at $trustedKeys (-PcxrTrustedKeys)" }
         require(manualBundle || File(bundleDir, "manifest.json").isFile) {
-            "no bundle at $bundleDir: pass -PcxrBundle=<folder with manifest.json> (see README.md)"
+            "no bundle at $bundleDir: pass -PcxrBundle=<${cxrPresets.keys.joinToString("|")} or a folder with " +
+                "manifest.json> (see README.md)"
         }
     }
 }

@@ -145,8 +145,9 @@ def _segmenter_pipeline(bundle: Bundle) -> dict:
         crop = lung_crop(lungs, image.shape, crop_spec)
         mask = clean_mask(lungs, 0.5)[0]  # the crop threshold is 0.6: the lung mask is made at 0.5
         # The input samples.json recorded the members' outputs for (and the Java runner replays): the
-        # default bundle's own lung crop when it has a segmenter, else the border crop.
-        recorded_box = own_segmenter(image).box if own_segmenter is not None else None
+        # default bundle's own lung crop when it has a segmenter that crops, else the border crop.
+        crops = own_segmenter is not None and own_segmenter.entry.crops
+        recorded_box = own_segmenter(image).box if crops else None
         x = preprocess(image, spec, crop_box=recorded_box)
         outputs = {
             m: Engine(bundle.path_of(bundle.manifest.model(m)), bundle.manifest.model(m)).run_all(x)

@@ -8,8 +8,11 @@ the placed heat map) -- and expected values on synthetic inputs that exercise co
 bundle never reaches (integer-scale and bilinear resizes, CLAHE on sizes that are not a tile multiple,
 other median kernels, every ensemble method, the lung-crop gate, heat maps of several resolutions,
 histogram equalisation), the format-3 judgements (``evidence.json``: lung fractions, referrals,
-and a segmenter pipeline on the golden samples with its expected lung fraction, flags and referral) and
-a site-calibrated format-4 bundle (``site.json``, ``golden_site.py``).
+and a segmenter pipeline on the golden samples with its expected lung fraction, flags and referral),
+a site-calibrated format-4 bundle (``site.json``, ``golden_site.py``), a segmenter of role
+"evidence", whose classifiers see the full image (``role.json``, ``golden_role.py``), and signed bundles
+with the verdicts of Python's trust policy on them (``signed.json``, ``golden_signature.py``: the key pairs
+and bundle copies it names are written beside it).
 
 Nothing here is committed: the test suite writes these files into a temporary folder and passes it to
 the JVM with ``-Dcxr.golden.extra=<folder>``. Arrays use the encoding of :mod:`cxr_edge.evaluation.golden`.
@@ -94,6 +97,8 @@ def write(folder: str | Path) -> list[Path]:
         "equalize.json": _evidence().equalize_cases(),
         "evidence.json": _evidence().evidence_cases(bundle),
         "site.json": _sibling("golden_site").site_cases(),
+        "role.json": _sibling("golden_role").role_cases(_record),
+        "signed.json": _sibling("golden_signature").write(folder),
     }
     written = []
     for name, data in files.items():
@@ -121,10 +126,11 @@ def samples(bundle: Bundle) -> dict:
         region = crop_region(image.shape, spec)
         resized = resize(crop(image, spec), spec.input_size)
         # The stages above and `preprocessed_u8` / `model_input` below are the border-crop path; the
-        # models are recorded on what the pipeline feeds them: the lung crop when there is a segmenter.
+        # models are recorded on what the pipeline feeds them: the lung crop when there is a segmenter
+        # that crops (role "crop"), else the full image (no segmenter, or one of role "evidence").
         models, box = {}, None
         if seg is not None:
-            box = segmenter(image).box
+            box = segmenter(image).box if seg.crops else None
             models[seg.name] = _record(seg_engine, preprocess(image, seg.preprocess))
         x = preprocess(image, spec)
         x_model = preprocess(image, spec, crop_box=box)
@@ -305,7 +311,7 @@ def colour_cases(folder: Path) -> list[dict]:
 
 def quantization_cases() -> list[dict]:
     """Quantise/dequantise/renormalise with int8 and uint8 specs, including values half-way between steps."""
-    from cxr_edge.bundle.manifest import TensorSpec
+    from cxr_edge.bundle.entries import TensorSpec
 
     rng = np.random.default_rng(15)
     cases = []
@@ -607,6 +613,9 @@ def manifest_cases(bundle: Bundle, base_bundle: Bundle) -> dict:
         ("negative temperature", [("set", ["ensemble", "temperature"], -1.0)]),
         ("stacking without meta-learner", [("set", ["ensemble", "method"], "stacking")]),
         ("duplicate model names", [("set", ["models", 1, "name"], "custom_cnn-fp32")]),
+        # A segmenter's role is "crop" or "evidence" (absent: "crop"); anything else is refused.
+        ("unknown segmenter role", [("set", ["segmenter"], _evidence().SEGMENTER | {"role": "lungs"})]),
+        ("segmenter role null", [("set", ["segmenter"], _evidence().SEGMENTER | {"role": None})]),
     ]
     bad = []
     for name, ops in mutations:

@@ -1,5 +1,6 @@
 """The bundle: what a device receives. Its manifest (format, schema, checksums) and its model card."""
 
+from cxr_edge.bundle.entries import ModelEntry
 from cxr_edge.bundle.folder import Bundle, bundle_sha256, default_bundle_path, write_manifest
 from cxr_edge.bundle.manifest import (
     FORMAT_VERSION,
@@ -7,7 +8,6 @@ from cxr_edge.bundle.manifest import (
     SCHEMA_FILE,
     BundleManifest,
     EnsembleConfig,
-    ModelEntry,
     manifest_schema,
 )
 

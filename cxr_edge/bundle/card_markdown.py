@@ -39,6 +39,7 @@ def site_line(site: SiteCalibration) -> str:
     text = (
         f"Calibrated for {site.name} on {site.date} (method {site.method}) on {images} labelled images of "
         f"{site.patients} patients; parent bundle SHA-256 {site.parent_sha256[:16]}..."
+        + (f", signed by {site.parent_signed_by}" if site.parent_signed_by else "")
     )
     chosen = site.metrics.get("methods", {}).get(site.method)
     if chosen:

@@ -13,15 +13,19 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from cxr_edge.bundle.card import ModelCard
+from cxr_edge.bundle.entries import (
+    ModelEntry,
+    SegmenterEntry,
+    SelfTestEntry,
+)
 from cxr_edge.config import from_dict, json_schema, to_dict
 from cxr_edge.errors import BundleError, SpecError
 from cxr_edge.ops.ensemble import METHODS, Stacker, apply_temperature, combine
-from cxr_edge.ops.lungcrop import CropSpec
 from cxr_edge.ops.preprocess import PreprocessSpec
 from cxr_edge.ops.quality import ReferralBand, referral_reason
 from cxr_edge.ops.site import SiteCalibration
@@ -38,100 +42,6 @@ SITE_FORMAT_VERSION = 4
 READABLE_VERSIONS = (1, 2, 3, 4)
 MANIFEST_NAME = "manifest.json"
 SCHEMA_FILE = Path(__file__).resolve().parent / "schema" / "bundle-manifest.schema.json"
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """A model input or output tensor as stored in the ``.tflite`` file.
-
-    Attributes:
-        shape: Tensor shape including the batch dimension (always 1).
-        dtype: ``float32``, ``int8`` or ``uint8``.
-        scale: Quantisation scale (0 for float tensors).
-        zero_point: Quantisation zero point.
-    """
-
-    shape: tuple[int, ...]
-    dtype: Literal["float32", "int8", "uint8"]
-    scale: float = 0.0
-    zero_point: int = 0
-
-    @property
-    def quantized(self) -> bool:
-        """Whether values must be (de)quantised at the boundary."""
-        return self.dtype != "float32"
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    """One classifier in the bundle.
-
-    Attributes:
-        name: Unique name, e.g. ``custom_cnn-int8``.
-        file: ``.tflite`` file name inside the bundle.
-        sha256: Hex digest of that file.
-        architecture: Model family (``custom_cnn``...).
-        quant: Variant: ``fp32``, ``fp16``, ``dynamic_int8`` or ``int8``.
-        input: Input tensor.
-        outputs: Output tensors by role; ``probs`` (class probabilities, in label order) is required.
-            Later formats add ``features`` (the last convolutional map, for heat maps).
-        params: Parameter count of the source Keras model.
-        parity: Agreement with the Keras model on the validation split.
-        metrics: Validation/test metrics of this variant.
-        params_unpruned: Parameters before APoZ pruning (equal to ``params`` when not pruned).
-        macs: Multiply-accumulates per image.
-        pruned_fraction: Fraction of the prunable channels removed (0 when not pruned).
-        cam_weights: ``(K, n_classes)`` dense weights after global average pooling, with which the
-            runtime turns the ``features`` output into class activation maps (= Grad-CAM).
-        gate: The conversion's accuracy gate (thresholds, pass/fail, whether degraded was allowed).
-    """
-
-    name: str
-    file: str
-    sha256: str
-    architecture: str
-    quant: str
-    input: TensorSpec
-    outputs: dict[str, TensorSpec]
-    params: int
-    parity: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)
-    params_unpruned: int | None = None
-    macs: int | None = None
-    pruned_fraction: float = 0.0
-    cam_weights: tuple[tuple[float, ...], ...] | None = None
-    gate: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class SegmenterEntry:
-    """The lung segmenter stage: its model file, its own preprocessing and the crop rule.
-
-    Attributes:
-        name: Name, e.g. ``unet16-int8``.
-        file: ``.tflite`` file name inside the bundle.
-        sha256: Hex digest of that file.
-        quant: Variant (``fp32``, ``int8``...).
-        input: Input tensor.
-        outputs: ``{"mask": (1, H, W, 1) lung probabilities}``.
-        params: Parameter count of the source Keras model.
-        macs: Multiply-accumulates per image.
-        preprocess: How the image is prepared for the segmenter (no border crop).
-        crop: Mask -> box rule and quality gate (:class:`cxr_edge.ops.lungcrop.CropSpec`).
-        metrics: Dice/IoU of this variant on held-out patients.
-    """
-
-    name: str
-    file: str
-    sha256: str
-    quant: str
-    input: TensorSpec
-    outputs: dict[str, TensorSpec]
-    params: int
-    macs: int
-    preprocess: PreprocessSpec
-    crop: CropSpec = field(default_factory=CropSpec)
-    metrics: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -262,6 +172,7 @@ class BundleManifest:
         card: The model card (:class:`cxr_edge.bundle.card.ModelCard`), or None (bundles before format 3).
         decode: Reduced-resolution decoding and its gate, or None (always full resolution).
         site: The site calibration (:class:`cxr_edge.ops.site.SiteCalibration`), or None.
+        selftest: The self-test's golden inputs and outputs per stage, or None (older bundles).
     """
 
     format_version: int
@@ -277,6 +188,7 @@ class BundleManifest:
     card: ModelCard | None = None
     decode: DecodeConfig | None = None
     site: SiteCalibration | None = None
+    selftest: SelfTestEntry | None = None
 
     def output(self, member_probs: np.ndarray) -> np.ndarray:
         """What the runtime outputs for the members' probabilities (in ``ensemble.members`` order):

@@ -5,9 +5,10 @@ user's ``./default`` is never shadowed); ``cxr-edge bundle list`` shows each pre
 needs before loading it: input size, normalisation, labels, members, and its LOSO promise from the
 model card.
 
-* ``default`` -- what leave-one-source-out chose (``docs/generalisation.md``); today the paper's system.
+* ``default`` -- what leave-one-source-out chose (``docs/generalisation.md``, issue 27): the full image
+  with histogram equalisation, the mean of three pruned CNNs; its segmenter only checks the evidence.
 * ``paper`` -- the paper's system: lung segmentation and crop, then the mean of iteratively pruned CNNs
-  (Rajaraman et al. 2020). It stays this bundle when LOSO chooses another default.
+  (Rajaraman et al. 2020); the default until LOSO's within-source score chose otherwise.
 """
 
 from __future__ import annotations
@@ -41,10 +42,14 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
-        Preset("default", "default_bundle", "what leave-one-source-out chose; today the paper's system"),
+        Preset(
+            "default",
+            "default_bundle",
+            "what leave-one-source-out chose: full image, equalised, mean of three pruned CNNs (int8)",
+        ),
         Preset(
             "paper",
-            "default_bundle",
+            "paper_bundle",
             "the paper's system: segment, lung crop, mean of three APoZ-pruned custom CNNs (int8)",
         ),
     )

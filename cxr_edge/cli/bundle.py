@@ -1,5 +1,6 @@
-"""``cxr-edge bundle``: what a bundle holds (``info``), its model card (``card``), and whether it may
-decode DICOMs at reduced resolution (``decode-gate``). No TensorFlow needed."""
+"""``cxr-edge bundle``: what a bundle holds (``info``), its model card (``card``), whether it may
+decode DICOMs at reduced resolution (``decode-gate``), and who vouches for it (``keygen``, ``sign``,
+``verify``). No TensorFlow needed."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from cxr_edge.errors import SpecError
 
 @click.group("bundle")
 def bundle_group() -> None:
-    """A bundle: what it holds, its model card, its decode gate."""
+    """A bundle: what it holds, its model card, its decode gate, its signature."""
 
 
 @bundle_group.command("list")
@@ -45,6 +46,7 @@ def list_cmd(as_json):
                 "labels": list(m.labels),
                 "members": list(m.ensemble.members),
                 "segmenter": m.segmenter.name if m.segmenter else None,
+                "segmenter_role": str(m.segmenter.role) if m.segmenter else None,
                 "card": card_summary(m.card),
             }
         )
@@ -57,7 +59,8 @@ def list_cmd(as_json):
         click.echo(
             f"{'':<9} {r['bundle']}: {h}x{w}x{r['channels']} {r['normalize']}, "
             f"labels {', '.join(r['labels'])}, "
-            f"{len(r['members'])} members" + (f", segmenter {r['segmenter']}" if r["segmenter"] else "")
+            f"{len(r['members'])} members"
+            + (f", segmenter {r['segmenter']} ({r['segmenter_role']})" if r["segmenter"] else "")
         )
         click.echo(f"{'':<9} {r['card']}")
 
@@ -87,6 +90,7 @@ def info_cmd(bundle_dir, as_json, markdown, show_card):
         click.echo(f"WARNING     this bundle looks useless: {warning}")
     click.echo(f"location    {bundle.root}")
     click.echo(f"size        {bundle.size_bytes() / 1024:.1f} KiB")
+    click.echo(f"signature   {signature_line(bundle)}")
     if m.site is not None:
         click.echo(f"site        {site_line(m.site)}")
     click.echo(f"labels      {', '.join(m.labels)}")
@@ -110,7 +114,11 @@ def info_cmd(bundle_dir, as_json, markdown, show_card):
         click.echo(
             f"segmenter   {seg.name} ({seg.quant}, {bundle.path_of(seg).stat().st_size / 1024:.0f} KiB, "
             f"{seg.macs / 1e9:.1f} GMACs), held-out Dice {_fmt(seg.metrics.get('heldout_dice'))}, "
-            f"crop margin {seg.crop.margin}"
+            + (
+                f"crop margin {seg.crop.margin}"
+                if seg.crops
+                else "role evidence (the classifiers see the full image; the mask checks the heat map)"
+            )
         )
         ev = m.lung_evidence
         click.echo(
@@ -209,6 +217,110 @@ def decode_gate_cmd(bundle_dir, manifest_path, split_path, root, images, out, fo
         f"passed for {', '.join(config.kinds)}" if config.reduced else "failed: full-resolution decoding"
     )
     click.echo(f"decode gate {verdict} (min side {config.min_side} px) -> {target}")
+
+
+@bundle_group.command("keygen")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the key pair.")
+@clean_errors
+def keygen_cmd(out):
+    """Make an Ed25519 key pair: OUT/private.pem (keep it off the cart) and OUT/public.pem (give it to carts).
+
+    An existing key is never overwritten.
+    """
+    from cxr_edge.bundle.signature import generate_keys, key_id, load_public_key
+
+    private, public = generate_keys(out)
+    click.echo(
+        f"private key {private} (owner-only; signs bundles: cxr-edge bundle sign BUNDLE --key {private})"
+    )
+    click.echo(
+        f"public key  {public} ({key_id(load_public_key(public))}; "
+        "a cart trusts it through CXR_EDGE_TRUSTED_KEYS)"
+    )
+
+
+@bundle_group.command("sign")
+@click.argument("bundle_dir")
+@click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False), help="Private key PEM.")
+@click.option("--force", is_flag=True, help="Replace an existing signature.")
+@clean_errors
+def sign_cmd(bundle_dir, key_file, force):
+    """Sign BUNDLE (a folder or a preset's name): signature.json over its manifest, which pins every file.
+
+    The bundle is checked first (every file's checksum): a signature vouches for what it covers.
+    """
+    from cxr_edge.bundle.signature import SIGNATURE_NAME, load_private_key, sign
+
+    key = load_private_key(key_file)
+    bundle = Bundle.load(bundle_dir, trust=False)
+    if bundle.signature is not None and not force:
+        raise SpecError(
+            "bundle is signed already",
+            expected="an unsigned bundle (or --force to replace the signature)",
+            received=f"signed by {bundle.signature.key_id}",
+        )
+    signature = sign(bundle.root, key)
+    click.echo(f"signed {bundle.root} with {signature.key_id} -> {bundle.root / SIGNATURE_NAME}")
+
+
+@bundle_group.command("verify")
+@click.argument("bundle_dir")
+@click.option(
+    "--key",
+    "key_path",
+    required=True,
+    type=click.Path(exists=True),
+    help="Public key PEM, or a folder of them.",
+)
+@clean_errors
+def verify_cmd(bundle_dir, key_path):
+    """Exit 0 only when BUNDLE is signed by KEY (or one of a folder's keys) and unchanged since signing."""
+    from cxr_edge.bundle.signature import TrustPolicy
+
+    bundle = Bundle.load(bundle_dir, trust=TrustPolicy.from_path(key_path))
+    click.echo(f"verified: {bundle.root} is signed by {bundle.trusted_by}; every file matches its manifest")
+
+
+@bundle_group.command("selftest")
+@bundle_option
+@click.option("--json", "as_json", is_flag=True, help="Print every stage's result as JSON.")
+@clean_errors
+def selftest_cmd(bundle_dir, as_json):
+    """Run the bundle's golden inputs on this machine's kernels; exit 1 when a stage differs beyond
+    its tolerance (the stage is named: decode, segment, crop, preprocess, a member, output)."""
+    from cxr_edge.runtime.selftest import run
+
+    bundle = Bundle.load(bundle_dir)
+    results = run(bundle)
+    failed = [r for r in results if not r.passed]
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(r) for r in results], indent=2))
+    else:
+        for r in failed or results:
+            verdict = "ok" if r.passed else "DIFFERS"
+            detail = f"; {r.detail}" if r.detail else ""
+            click.echo(
+                f"{verdict:<8} {r.case}: {r.stage}: {r.difference:.3g} (tolerance {r.tolerance:.3g}{detail})"
+            )
+        click.echo(
+            f"self-test {'FAILED' if failed else 'passed'}: {len(results) - len(failed)} of {len(results)} "
+            f"stage checks on {bundle.manifest.name}"
+        )
+    if failed:
+        raise SystemExit(1)
+
+
+def signature_line(bundle: Bundle) -> str:
+    """Who signed the bundle, and whether this device checked it."""
+    sig = bundle.signature
+    if sig is None:
+        return "unsigned"
+    if bundle.trusted_by is not None:
+        return f"signed by {sig.key_id} on {sig.signed_at}, verified against this device's trusted keys"
+    return (
+        f"signed by {sig.key_id} on {sig.signed_at} "
+        "(not verified: no trusted keys set; cxr-edge bundle verify)"
+    )
 
 
 def referral_summary(band) -> str:

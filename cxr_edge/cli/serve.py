@@ -188,3 +188,36 @@ def _health_tls(node):
     if tls.require_client_cert:
         return TlsConfig(cert=tls.cert, key=tls.key, ca=tls.ca)
     return TlsConfig(ca=tls.ca or tls.cert)
+
+
+@serve_group.command("verify-audit")
+@click.argument("log", required=False, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_obj
+@clean_errors
+def verify_audit_cmd(config: ServeConfig, log, as_json):
+    """Check the audit log's hash chain: exit 0 when every record links to the one before it.
+
+    LOG defaults to the configured audit log. Prints the chain's head (the last record's hash): note
+    it elsewhere to prove later that the log was whole up to now.
+    """
+    import json
+
+    from cxr_edge.serve.audit import verify_chain
+
+    path = Path(log) if log else Path(config.storage.audit)
+    result = verify_chain(path)
+    if as_json:
+        click.echo(json.dumps(result | {"log": str(path)}, indent=2))
+    broken = result["broken"]
+    if broken is not None:
+        if not as_json:
+            click.echo(f"BROKEN at line {broken['line']} of {path}: {broken['reason']}")
+        sys.exit(1)
+    if not as_json:
+        click.echo(
+            f"intact: {result['linked']} linked records"
+            + (f" after {result['unlinked']} older unlinked ones" if result["unlinked"] else "")
+            + (f", {result['torn']} torn lines skipped" if result["torn"] else "")
+            + f"; head {result['head']}"
+        )

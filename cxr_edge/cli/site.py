@@ -127,6 +127,13 @@ def validate_cmd(labels_csv, label_map, normal, bundle_dir, out, force, threads)
 )
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the folds and the bootstrap.")
 @click.option("--force", is_flag=True, help="Replace an existing --out folder (never the parent).")
+@click.option(
+    "--key",
+    "key_file",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="The site's private key: sign the new bundle (needed under a trust policy).",
+)
 @threads_option
 @clean_errors
 def calibrate_cmd(
@@ -142,6 +149,7 @@ def calibrate_cmd(
     min_per_class,
     seed,
     force,
+    key_file,
     threads,
 ):
     """Fit the bundle to a site's labelled images and write a new bundle (the parent is never changed).
@@ -152,12 +160,13 @@ def calibrate_cmd(
     refuses, with the numbers, when a class has too few images or the gain is not above its interval.
     """
     from cxr_edge.site.calibrate import calibrate, site_data
-    from cxr_edge.site.calibrated import check_parent, site_section, write_site_bundle
+    from cxr_edge.site.calibrated import check_parent, check_site_key, site_section, write_site_bundle
     from cxr_edge.site.report import calibration_markdown
 
     t0 = time.perf_counter()
     bundle = Bundle.load(bundle_dir)
     check_parent(bundle)  # before any image is read
+    check_site_key(key_file)
     if Path(out).exists() and not force and any(Path(out).iterdir()):
         raise click.ClickException(f"{out} exists (--force to replace it)")
     _, obs = _observe(bundle, labels_csv, label_map, threads, digests=True)
@@ -175,7 +184,7 @@ def calibrate_cmd(
         bundle, result, site=site_name, patients=len(set(obs.groups.astype(str))), digests=tuple(obs.digests)
     )
     new = write_site_bundle(
-        bundle, section, out, command=shlex.join(["cxr-edge", *sys.argv[1:]]), overwrite=force
+        bundle, section, out, command=shlex.join(["cxr-edge", *sys.argv[1:]]), overwrite=force, key=key_file
     )
     click.echo(calibration_markdown(result.metrics))
     click.echo(f"calibrated bundle written to {new.root} ({time.perf_counter() - t0:.1f} s)")

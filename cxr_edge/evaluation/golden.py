@@ -12,7 +12,6 @@ Regenerate after rebuilding the default bundle: ``make golden`` (a test fails un
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 
@@ -24,22 +23,7 @@ from cxr_edge.ops.preprocess import preprocess, preprocess_u8
 from cxr_edge.runtime.engine import Engine
 from cxr_edge.runtime.pipeline import Predictor
 from cxr_edge.runtime.segmenter import Segmenter
-
-
-def encode(array: np.ndarray) -> dict:
-    """``{"dtype", "shape", "base64"}`` of an array (little-endian)."""
-    a = np.ascontiguousarray(array)
-    return {
-        "dtype": str(a.dtype),
-        "shape": list(a.shape),
-        "base64": base64.b64encode(a.astype(a.dtype.newbyteorder("<")).tobytes()).decode("ascii"),
-    }
-
-
-def decode(entry: dict) -> np.ndarray:
-    """Inverse of :func:`encode`."""
-    data = base64.b64decode(entry["base64"])
-    return np.frombuffer(data, dtype=np.dtype(entry["dtype"]).newbyteorder("<")).reshape(entry["shape"])
+from cxr_edge.runtime.selftest import decode, encode
 
 
 def vectors(bundle: Bundle, image_file: Path) -> dict:
@@ -55,11 +39,13 @@ def vectors(bundle: Bundle, image_file: Path) -> dict:
     if bundle.manifest.segmenter is not None:
         segmenter = Segmenter(bundle)
         result = segmenter(image)
-        box = result.box
+        # A segmenter of role "evidence" only checks the heat map: the classifiers see the full image.
+        box = result.box if segmenter.entry.crops else None
         # float16 keeps the file small; compare with the stated tolerance.
         out["segmenter"] = {
             "mask_probabilities": encode(segmenter.probabilities(image).astype(np.float16)),
-            "crop": {"status": result.status, "reason": result.reason, "box": list(box)},
+            "crop": {"status": result.status, "reason": result.reason, "box": list(result.box)},
+            "role": str(segmenter.entry.role),
         }
     x = preprocess(image, spec, crop_box=box)
     out["preprocessed_u8"] = encode(preprocess_u8(image, spec, crop_box=box))

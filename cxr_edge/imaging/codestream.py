@@ -1,9 +1,10 @@
 """What compressed pixel data declares about itself, read from its markers before anything is decoded.
 
 A decoder allocates what the codestream says, not what the DICOM header says: a 48 KB JPEG frame whose
-SOF claims 20000 x 20000 pixels inside a 512 x 512 DICOM costs gigabytes before any error. So the size
-a frame declares (JPEG SOF, JPEG-LS SOF55, JPEG 2000 / HTJ2K SIZ) is read here and checked against the
-header, and the structure a decoder would silently tolerate is checked too:
+SOF claims 20000 x 20000 pixels inside a 512 x 512 DICOM costs gigabytes before any error, and so does
+a JPEG 2000 SIZ declaring 16384 components of the header's size. So the size and the components a frame
+declares (JPEG SOF, JPEG-LS SOF55, JPEG 2000 / HTJ2K SIZ) are read here and checked against the header,
+and the structure a decoder would silently tolerate is checked too:
 
 * JPEG 2000 and HTJ2K tile-parts carry their own length (``Psot``): a codestream cut short, even with
   an end-of-codestream marker appended, ends before its last tile-part does;
@@ -33,6 +34,12 @@ def jpeg_size(data: bytes) -> tuple[int, int, int]:
     Raises:
         ImageDecodeError: No start-of-frame marker before the scan data, or the stream ends first.
     """
+    return jpeg_frame(data)[:3]
+
+
+def jpeg_frame(data: bytes) -> tuple[int, int, int, int]:
+    """``(width, height, precision, components)`` from the first start-of-frame marker of a JPEG or
+    JPEG-LS stream (see :func:`jpeg_size`)."""
     i, n = 2, len(data)
     while i + 4 <= n:
         if data[i] != 0xFF:
@@ -47,10 +54,10 @@ def jpeg_size(data: bytes) -> tuple[int, int, int]:
             continue
         if marker == 0xDA:  # start of scan before any frame header
             break
-        if marker in _JPEG_SOF and i + 9 <= n:
+        if marker in _JPEG_SOF and i + 10 <= n:
             precision = data[i + 4]
             height, width = struct.unpack(">HH", data[i + 5 : i + 9])
-            return width, height, precision
+            return width, height, precision, data[i + 9]
         i += 2 + struct.unpack(">H", data[i + 2 : i + 4])[0]
     raise ImageDecodeError("truncated or corrupt JPEG", expected="a start-of-frame marker", received="none")
 
@@ -71,6 +78,51 @@ def j2k_size(data: bytes) -> tuple[int, int]:
         )
     xsiz, ysiz, xosiz, yosiz = struct.unpack(">IIII", data[at + 8 : at + 24])
     return max(0, xsiz - xosiz), max(0, ysiz - yosiz)
+
+
+def j2k_check_siz(data: bytes) -> int:
+    """Checks the SIZ marker of a JPEG 2000 / HTJ2K codestream as ISO/IEC 15444-1 A.5.1 constrains it, and
+    returns its component count (``Csiz``; the decoder allocates an image plane for each).
+
+    Decoders trust SIZ: a tile height of 0 makes OpenJPH divide by zero (SIGFPE, the process dies; the
+    fuzz campaign's first finding), a tile of 1 x 1 pixels makes millions of tiles.
+
+    Raises:
+        ImageDecodeError: No SIZ marker, one cut short, or values the standard does not allow: an empty
+            image area, tiles of size 0, a tile grid that does not cover the image origin, more than
+            65535 tiles, components of 0 or sampled at 0, component counts or precisions out of range.
+    """
+    at = data.find(_J2K_SOC_SIZ, 0, 1 << 16)
+    if at < 0 or at + 42 > len(data):
+        raise ImageDecodeError(
+            "corrupt JPEG 2000 codestream", expected="a complete SIZ marker after SOC", received="none"
+        )
+    length = struct.unpack(">H", data[at + 4 : at + 6])[0]
+    xsiz, ysiz, xosiz, yosiz, xtsiz, ytsiz, xtosiz, ytosiz = struct.unpack(">8I", data[at + 8 : at + 40])
+    csiz = struct.unpack(">H", data[at + 40 : at + 42])[0]
+    components = data[at + 42 : at + 42 + 3 * csiz]
+    problem = None
+    if not 1 <= csiz <= 16384 or length != 38 + 3 * csiz or len(components) < 3 * csiz:
+        problem = f"{csiz} components in a SIZ of {length} bytes"
+    elif xsiz <= xosiz or ysiz <= yosiz:
+        problem = "an empty image area"
+    elif xtsiz == 0 or ytsiz == 0:
+        problem = f"tiles of {xtsiz} x {ytsiz}"
+    elif not (xtosiz <= xosiz < xtosiz + xtsiz and ytosiz <= yosiz < ytosiz + ytsiz):
+        problem = "a tile grid that does not cover the image origin"
+    elif -(-(xsiz - xtosiz) // xtsiz) * -(-(ysiz - ytosiz) // ytsiz) > 65535:
+        problem = "more than 65535 tiles"
+    else:
+        for c in range(csiz):
+            precision, dx, dy = components[3 * c], components[3 * c + 1], components[3 * c + 2]
+            if (precision & 0x7F) + 1 > 38 or dx == 0 or dy == 0:
+                problem = f"component {c} of {(precision & 0x7F) + 1} bits sampled every {dx} x {dy}"
+                break
+    if problem is not None:
+        raise ImageDecodeError(
+            "corrupt JPEG 2000 SIZ marker", expected="values ISO/IEC 15444-1 allows", received=problem
+        )
+    return csiz
 
 
 def j2k_check_tile_parts(data: bytes) -> None:

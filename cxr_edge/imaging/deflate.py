@@ -8,7 +8,7 @@ import logging
 import struct
 import zlib
 
-from cxr_edge.errors import ImageDecodeError, ImageTooLargeError
+from cxr_edge.errors import ImageDecodeError, ImageTooLargeError, UnsupportedImageError
 from cxr_edge.imaging.syntaxes import DEFLATED, EXPLICIT_LE
 
 log = logging.getLogger(__name__)
@@ -23,12 +23,13 @@ def inflate_part10(data: bytes, max_bytes: int | None = None, max_pixels: int | 
 
     Deflate compresses up to ~1000:1, so a 1 MB file may hold a 1 GB dataset. The dataset is inflated
     in two steps: its first 256 KiB, where the image header is (:func:`_inflated_bound` reads Rows,
-    Columns, samples and bits there), then the rest up to what those pixels need plus 1 MiB; beyond
-    that bound, or ``max_bytes``, or ``max_pixels`` declared, the file is refused.
+    Columns, frames, samples and bits there), then the rest up to what those pixels need plus 1 MiB;
+    beyond that bound, or ``max_bytes``, or ``max_pixels`` declared, or more than one frame, the file
+    is refused.
 
     Args:
         data: The file's content.
-        max_bytes: Most bytes the inflated dataset may hold (default: :class:`ReadOptions`').
+        max_bytes: Most bytes the inflated dataset may hold (default: ``ReadOptions.max_inflated_bytes``).
         max_pixels: Most pixels (Rows x Columns) the header may declare (default: ReadOptions').
 
     Returns:
@@ -38,11 +39,12 @@ def inflate_part10(data: bytes, max_bytes: int | None = None, max_pixels: int | 
         ImageDecodeError: A corrupt or truncated deflate stream, or a deflated file whose file meta
             is malformed (pydicom would inflate it without a bound).
         ImageTooLargeError: The dataset inflates beyond its bound.
+        UnsupportedImageError: The header declares more than one frame (the reader judges one).
     """
     from cxr_edge.imaging.image import ReadOptions  # the reader's limits, one definition (no cycle)
 
     defaults = ReadOptions()
-    max_bytes = defaults.max_bytes if max_bytes is None else max_bytes
+    max_bytes = defaults.max_inflated_bytes if max_bytes is None else max_bytes
     max_pixels = defaults.max_pixels if max_pixels is None else max_pixels
     malformed = ImageDecodeError(
         "deflated DICOM with a malformed file meta",
@@ -95,6 +97,10 @@ def _inflated_bound(meta: bytes, start: bytes, max_pixels: int) -> int:
             expected=f"Rows and Columns within the first {_INFLATE_HEAD >> 10} KiB of the dataset",
             received="none",
         ) from exc
+    if frames > 1:  # refused by the reader's header checks too, but only after inflating it all
+        raise UnsupportedImageError(
+            "multi-frame DICOM", expected="a single frame", received=f"{frames} frames"
+        )
     if min(rows, cols, samples, allocated, frames) < 1 or rows * cols > max_pixels:
         raise ImageTooLargeError(
             "image dimensions exceed the decompression-bomb guard",
@@ -108,6 +114,8 @@ def _inflated_bound(meta: bytes, start: bytes, max_pixels: int) -> int:
 def _inflate(body, bound: int, whole: bytes | None) -> bytes:
     """The inflated dataset, at most ``bound`` bytes (``whole``: already inflated in full)."""
     if whole is not None:
+        if len(whole) > bound:
+            raise _too_large(bound)
         return whole
     try:
         import imagecodecs
@@ -122,16 +130,20 @@ def _inflate(body, bound: int, whole: bytes | None) -> bytes:
     except zlib.error as exc:
         raise _corrupt_deflate(exc) from exc
     if len(out) > bound:
-        raise ImageTooLargeError(
-            "deflated dataset larger than its image needs (a decompression bomb?)",
-            expected=f"at most {bound} bytes inflated",
-            received=f"more than {bound}",
-        )
+        raise _too_large(bound)
     if not stream.eof:
         raise ImageDecodeError(
             "truncated deflated dataset", expected="a complete deflate stream", received="end of data"
         )
     return out
+
+
+def _too_large(bound: int) -> ImageTooLargeError:
+    return ImageTooLargeError(
+        "deflated dataset larger than its image needs (a decompression bomb?)",
+        expected=f"at most {bound} bytes inflated",
+        received=f"more than {bound}",
+    )
 
 
 def _corrupt_deflate(exc: Exception) -> ImageDecodeError:

@@ -31,6 +31,7 @@ from cxr_edge.imaging.pixels import (
     inflate_part10,
     transfer_syntax,
 )
+from cxr_edge.imaging.syntaxes import syntax_name
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def decode_dicom(data: bytes, name: str, options: ReadOptions):
     # holds 1 GB in 1 MB); pydicom would inflate it in full, with any parse.
     syntax = None  # the file's own syntax, when the data parsed below is a rewritten copy
     if DEFLATED.encode() in data[:2048]:
-        plain = inflate_part10(data, options.max_bytes, options.max_pixels)
+        plain = inflate_part10(data, options.max_inflated_bytes, options.max_pixels)
         if plain is not None:
             data, syntax = plain, "Deflated Explicit VR Little Endian"
 
@@ -211,7 +212,7 @@ def _dicom_image(ds, name: str, options: ReadOptions, pixels=None, full_parse=No
         modality=modality or None,
         view_position=str(view) if view else None,
         body_part=str(body) if body else None,
-        transfer_syntax=syntax or getattr(ts, "name", None),
+        transfer_syntax=syntax or (syntax_name(ts) if ts else None),
         reduction=reduction,
         decoder=decoder,
     )
@@ -261,7 +262,7 @@ def _stored_pixels(ds, layout: _Layout, options: ReadOptions, pixels=None, full_
     except Exception as exc:  # decoders that refuse the data, or none for this syntax
         log.debug("pydicom could not decode the pixel data", exc_info=True)
         ts = transfer_syntax(ds)
-        name = getattr(ds.file_meta.get("TransferSyntaxUID"), "name", ts) if ts else "an unknown syntax"
+        name = syntax_name(ds.file_meta.get("TransferSyntaxUID")) if ts else "an unknown syntax"
         raise ImageDecodeError(
             "DICOM pixel data cannot be decoded",
             expected=f"decodable pixel data in {name}",

@@ -3,10 +3,11 @@ it tells back (:class:`ImageInfo`: how the pixels were obtained, never who the p
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import os
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-from cxr_edge.errors import ImageDecodeError, ImageTooLargeError
+from cxr_edge.errors import ImageDecodeError, ImageTooLargeError, SpecError
 from cxr_edge.imaging.pixels import KINDS
 
 
@@ -16,8 +17,13 @@ class ReadOptions:
 
     Attributes:
         max_pixels: Decompression-bomb guard; images whose declared width x height exceeds it are
-            refused before any pixel is decoded. 64 MP is far above any chest detector (~18 MP).
-        max_bytes: Files larger than this are refused before being read.
+            refused before any pixel is decoded, whether the header (PNG IHDR, DICOM Rows x Columns)
+            or the codestream (JPEG SOF, JPEG-LS SOF55, JPEG 2000 / HTJ2K SIZ) declares it. 36 MP
+            (6000 x 6000) is twice the largest chest detector (~18 MP, 43 x 43 cm at 100 um).
+        max_bytes: Files larger than this are refused before being read. 128 MiB holds a 36 MP
+            image of 16-bit samples uncompressed (72 MB) with room to spare.
+        max_inflated_bytes: Most bytes a deflated DICOM dataset may inflate to (also bounded by
+            what its header says its pixels need, plus 1 MiB; :mod:`cxr_edge.imaging.deflate`).
         color: ``"convert"`` turns true colour images into grey (flagged in the info);
             ``"reject"`` refuses them.
         min_side: Allow reduced-resolution DICOM decoding that keeps at least this many pixels on
@@ -29,15 +35,58 @@ class ReadOptions:
         threads: Threads a DICOM codec may use (OpenJPEG); ``cxr-edge --threads`` sets it.
         reductions: How a reduced decode may be made (:data:`cxr_edge.imaging.pixels.KINDS`: ``area``,
             ``jpeg_dct``, ``j2k_levels``...); a bundle allows the kinds its gate passed.
+        decode_timeout_s: When set, each input is decoded in a worker process
+            (:mod:`cxr_edge.imaging.isolated`) that is killed when the decode takes longer: a
+            pathological input is refused (:class:`~cxr_edge.errors.DecodeLimitError`) and a codec's
+            crash or memory blow-up costs the worker, not the caller. None decodes in this process
+            (no deadline). Default: ``CXR_EDGE_DECODE_TIMEOUT`` (seconds) when set, else None; the
+            DICOM node sets it from its ``[limits]``.
+        decode_memory_mb: Address-space ceiling of that worker (``RLIMIT_AS``); a decode that needs
+            more fails with ``DecodeLimitError``. Unused without ``decode_timeout_s``.
     """
 
-    max_pixels: int = 64_000_000
-    max_bytes: int = 512 * 1024 * 1024
+    max_pixels: int = 36_000_000
+    max_bytes: int = 128 << 20
+    max_inflated_bytes: int = 128 << 20
     color: Literal["convert", "reject"] = "convert"
     min_side: int | None = None
     decoder: Literal["fast", "pydicom"] = "fast"
     threads: int = 1
     reductions: tuple[str, ...] = KINDS
+    decode_timeout_s: float | None = field(default_factory=lambda: _env_seconds(TIMEOUT_ENV))
+    decode_memory_mb: int = 2048
+
+    def __post_init__(self) -> None:
+        if min(self.max_pixels, self.max_bytes, self.max_inflated_bytes, self.decode_memory_mb) < 1 or (
+            self.decode_timeout_s is not None and not self.decode_timeout_s > 0
+        ):
+            raise SpecError(
+                "invalid read limits",
+                expected="positive max_pixels, max_bytes, max_inflated_bytes, decode_memory_mb and "
+                "decode_timeout_s (or None)",
+                received=f"{self.max_pixels}, {self.max_bytes}, {self.max_inflated_bytes}, "
+                f"{self.decode_memory_mb}, {self.decode_timeout_s}",
+            )
+
+
+#: Seconds of the decode deadline for every reader that does not set one (``predict``, ``batch``...).
+TIMEOUT_ENV = "CXR_EDGE_DECODE_TIMEOUT"
+
+
+def _env_seconds(name: str) -> float | None:
+    """A positive number of seconds from the environment; unset, empty or 0: None."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise SpecError(
+            f"invalid {name}", expected="seconds (a number; 0: no deadline)", received=text
+        ) from exc
+    if value != value or value < 0:
+        raise SpecError(f"invalid {name}", expected="seconds >= 0", received=text)
+    return value or None
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,13 @@ import numpy as np
 
 from cxr_edge.errors import ImageDecodeError
 from cxr_edge.imaging.codecs import decode_full, decode_reduced, glymur_available, run_codec, strict_jpeg8
-from cxr_edge.imaging.codestream import j2k_check_tile_parts, j2k_size, jpeg_size, rle_check_header
+from cxr_edge.imaging.codestream import (
+    j2k_check_siz,
+    j2k_check_tile_parts,
+    j2k_size,
+    jpeg_frame,
+    rle_check_header,
+)
 from cxr_edge.imaging.deflate import inflate_part10
 from cxr_edge.imaging.syntaxes import (
     BIG_ENDIAN,
@@ -184,8 +190,9 @@ def check_frame(frame: bytes, ts: str, rows: int, cols: int, bytes_per_sample: i
     """Checks a compressed frame against the header before it is decoded (:mod:`cxr_edge.imaging.codestream`).
 
     Raises:
-        ImageDecodeError: The frame declares another size, lacks its end marker (JPEG, JPEG-LS, JPEG
-            2000, HTJ2K all end with FFD9: EOI / EOC), or is structurally incomplete.
+        ImageDecodeError: The frame declares another size or another number of components, lacks its
+            end marker (JPEG, JPEG-LS, JPEG 2000, HTJ2K all end with FFD9: EOI / EOC), or is
+            structurally incomplete.
     """
     if ts == RLE:
         rle_check_header(frame, samples * bytes_per_sample)
@@ -197,16 +204,22 @@ def check_frame(frame: bytes, ts: str, rows: int, cols: int, bytes_per_sample: i
         )
     j2k = ts in J2K or ts in HTJ2K
     if j2k:
-        width, height = j2k_size(frame)
+        (width, height), components = j2k_size(frame), j2k_check_siz(frame)
         where = "SIZ marker"
     else:
-        width, height, _ = jpeg_size(frame)
+        width, height, _, components = jpeg_frame(frame)
         where = "start-of-frame marker"
     if (height, width) != (rows, cols):
         raise ImageDecodeError(
             "compressed frame size differs from the DICOM header",
             expected=f"{cols}x{rows} (Columns x Rows)",
             received=f"{width}x{height} in the {where}",
+        )
+    if components != samples:  # each component is a plane of the declared size
+        raise ImageDecodeError(
+            "compressed frame components differ from the DICOM header",
+            expected=f"{samples} (Samples per Pixel)",
+            received=f"{components} in the {where}",
         )
     if j2k:
         j2k_check_tile_parts(frame)

@@ -15,6 +15,10 @@ Intensity conventions (documented because they change what a model sees):
   a true colour image is converted with ITU-R BT.601 luma weights and flagged in
   ``ImageInfo.converted_from`` (or refused with ``ReadOptions(color="reject")``).
 
+Limits (:class:`ReadOptions`) come before any pixel: file size, inflated size, pixels declared by a
+header or a codestream, one frame; with ``decode_timeout_s`` the decode runs in a worker process with a
+deadline and a memory ceiling (:mod:`cxr_edge.imaging.isolated`).
+
 Every decoded image is checked once, in :func:`decode_image`, whatever produced it: it has the size its
 header declared, every value is finite and in [0, 1], and it is not a single intensity; otherwise a
 typed error says what was found. DICOM attributes that drive the intensity mapping (Rescale
@@ -32,6 +36,7 @@ import cv2
 import numpy as np
 
 from cxr_edge.errors import ImageDecodeError, ImageTooLargeError, InputError, UnsupportedImageError
+from cxr_edge.imaging import isolated
 from cxr_edge.imaging.codestream import jpeg_size
 from cxr_edge.imaging.dicom import PROJECTION_MODALITIES, decode_dicom
 from cxr_edge.imaging.image import ImageInfo, ReadOptions, check_size
@@ -84,6 +89,8 @@ def read_image(path: str | os.PathLike, options: ReadOptions | None = None) -> t
         raise ImageTooLargeError(
             "file too large", expected=f"at most {options.max_bytes} bytes", received=f"{size} bytes"
         )
+    if options.decode_timeout_s is not None and isolated.posix():
+        return isolated.read_isolated(path, options)
     return decode_image(p.read_bytes(), name=str(path), options=options)
 
 
@@ -101,6 +108,12 @@ def decode_image(data: bytes, name: str = "<bytes>", options: ReadOptions | None
     options = options or ReadOptions()
     if not data:
         raise InputError("empty file", expected="image data", received="0 bytes")
+    if len(data) > options.max_bytes:
+        raise ImageTooLargeError(
+            "file too large", expected=f"at most {options.max_bytes} bytes", received=f"{len(data)} bytes"
+        )
+    if options.decode_timeout_s is not None and isolated.posix():
+        return isolated.decode_isolated(data, name, options)
     kind = sniff_format(data, name)
     if kind == "png":
         decoded = _decode_raster(data, name, "png", _png_header(data), options)

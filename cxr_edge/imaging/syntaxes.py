@@ -37,6 +37,21 @@ SYNTAX_NAMES = {
 }
 
 
+#: Names pydicom 3.0's dictionary lacks but pynetdicom adds to it when imported: named here, so that a
+#: message does not depend on which modules happen to be loaded (the web port spells them the same).
+LATER_NAMES = {
+    "1.2.840.10008.1.2.4.110": "JPEG XL Lossless",
+    "1.2.840.10008.1.2.4.111": "JPEG XL JPEG Recompression",
+    "1.2.840.10008.1.2.4.112": "JPEG XL",
+}
+
+
+def syntax_name(uid) -> str:
+    """A transfer syntax's name as pydicom (with pynetdicom loaded) spells it, else the UID itself."""
+    text = str(uid)
+    return LATER_NAMES.get(text) or getattr(uid, "name", text) or text
+
+
 def transfer_syntax(ds) -> str:
     """The dataset's Transfer Syntax UID, or "" when it has no file meta."""
     meta = ds.get("file_meta")

@@ -107,6 +107,9 @@ class SiteCalibration:
             histogram of the top probability), the reference of ``cxr-edge site monitor``.
         image_digests: Short SHA-256 of each labelled image's file, so that a later validation on the
             same images is reported as in-sample.
+        parent_signed_by: Key id of the parent's signature (:mod:`cxr_edge.bundle.signature`), so the
+            calibrated bundle, re-signed by the site's key, still names who made the model; None when
+            the parent was unsigned.
     """
 
     name: str
@@ -122,6 +125,7 @@ class SiteCalibration:
     metrics: dict[str, Any] = field(default_factory=dict)
     reference: dict[str, Any] = field(default_factory=dict)
     image_digests: tuple[str, ...] = ()
+    parent_signed_by: str | None = None
 
     def __post_init__(self) -> None:
         if self.method not in {m.value for m in SiteMethod}:

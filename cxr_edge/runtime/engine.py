@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
-from cxr_edge.bundle.manifest import ModelEntry, SegmenterEntry, TensorSpec
+from cxr_edge.bundle.entries import ModelEntry, SegmenterEntry, TensorSpec
 from cxr_edge.errors import BundleError, ModelRuntimeError
 from cxr_edge.quiet import LITERT_NOTICES, without_notices
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from cxr_edge.bundle.folder import Bundle
 from cxr_edge.bundle.manifest import EnsembleConfig
+from cxr_edge.bundle.signature import TRUSTED_KEYS_ENV, TrustPolicy
 from cxr_edge.errors import BundleError, CxrEdgeError, InputError, InputRejectedError
 from cxr_edge.imaging.reader import ImageInfo, ReadOptions, read_image
 from cxr_edge.ops.cam import (
@@ -58,7 +59,7 @@ class Prediction:
             ``combine``, ``total``).
         info: How the image was read (no patient identifiers).
         crop: ``lung`` (segmenter box), ``fallback`` (implausible mask: default crop) or ``none``
-            (the bundle has no segmenter).
+            (no segmenter, or one whose role is ``evidence``: the classifiers saw the full image).
         crop_reason: Why the fallback was used.
         crop_box: ``(x0, y0, x1, y1)`` in pixels of the decoded image (``info.reduction`` says how
             many source pixels each stands for), when a segmenter ran.
@@ -138,10 +139,11 @@ class Prepared:
     Attributes:
         x: The model input (``spec.input_shape``).
         image_shape: ``(H, W)`` of the decoded image.
-        crop: The segmenter's crop decision, or None without a segmenter.
+        crop: The segmenter's crop decision (its mask's quality verdict), or None without a segmenter.
         lung_mask: The lung mask at the segmenter's resolution (:data:`cxr_edge.ops.cam.LUNG_THRESHOLD`),
             when a segmenter ran.
         timings_ms: ``segment`` and ``preprocess`` milliseconds.
+        cropped: Whether the classifiers' input is the crop (False for a segmenter of role ``evidence``).
     """
 
     x: np.ndarray = field(repr=False)
@@ -149,11 +151,12 @@ class Prepared:
     crop: CropResult | None = None
     lung_mask: np.ndarray | None = field(default=None, repr=False)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    cropped: bool = True
 
     @property
     def box(self) -> CropBox | None:
-        """The crop box in source pixels, when a segmenter ran."""
-        return self.crop.box if self.crop else None
+        """The crop box in source pixels the classifiers saw, when a segmenter cropped."""
+        return self.crop.box if self.crop and self.cropped else None
 
 
 @dataclass(frozen=True)
@@ -248,6 +251,7 @@ class Predictor:
         """Segment and crop (with a segmenter), then preprocess: the input every classifier takes."""
         timings: dict[str, float] = {}
         crop = mask = None
+        cropped = self._segmenter is not None and self._segmenter.entry.crops
         if self._segmenter is not None:
             t = time.perf_counter()
             prob = self._segmenter.probabilities(image)
@@ -257,9 +261,9 @@ class Predictor:
             mask = crop.mask if rule.threshold == LUNG_THRESHOLD else clean_mask(prob, LUNG_THRESHOLD)[0]
             timings["segment"] = _ms(t)
         t0 = time.perf_counter()
-        x = preprocess(image, self.bundle.spec, crop_box=crop.box if crop else None)
+        x = preprocess(image, self.bundle.spec, crop_box=crop.box if crop and cropped else None)
         timings["preprocess"] = _ms(t0)
-        return Prepared(x, tuple(image.shape[:2]), crop, mask, timings)
+        return Prepared(x, tuple(image.shape[:2]), crop, mask, timings, cropped)
 
     def run_members(self, x: np.ndarray, timings: dict[str, float] | None = None) -> dict[str, dict]:
         """Every member's outputs on one model input (``probs`` renormalised, ``features`` when the
@@ -337,8 +341,8 @@ class Predictor:
             per_model={n: _named(labels, p) for n, p in zip(self._engines, per_model, strict=True)},
             timings_ms=timings,
             info=info,
-            crop=crop.status if crop else "none",
-            crop_reason=crop.reason if crop else "",
+            crop=crop.status if crop and prepared.cropped else "none",
+            crop_reason=crop.reason if crop and prepared.cropped else "",
             crop_box=box,
             cam=cam,
             cam_region=region,
@@ -410,17 +414,23 @@ class PredictorSpec:
         members: Models to run instead of the ensemble members (None: the ensemble).
         threads: LiteRT and decoder threads per worker.
         checks: Run the input checks (``--no-checks`` turns them off).
+        trusted_keys: The trust policy's keys (:mod:`cxr_edge.bundle.signature`), read from
+            ``CXR_EDGE_TRUSTED_KEYS`` where the spec is made, so that batch workers apply the
+            caller's policy whatever their own environment.
     """
 
     bundle_dir: str | None = None
     members: tuple[str, ...] | None = None
     threads: int = 1
     checks: bool = True
+    trusted_keys: str | None = field(default_factory=lambda: os.environ.get(TRUSTED_KEYS_ENV) or None)
 
     def build(self) -> Predictor:
-        """Loads the bundle (checking every model's sha256) and makes the predictor."""
+        """Loads the bundle (checking every model's sha256, and its signature under a trust policy)
+        and makes the predictor."""
+        trust = TrustPolicy.from_path(self.trusted_keys) if self.trusted_keys else False
         return Predictor(
-            Bundle.load(self.bundle_dir),
+            Bundle.load(self.bundle_dir, trust=trust),
             members=self.members,
             threads=self.threads,
             checks=QualityConfig() if self.checks else None,

@@ -14,10 +14,20 @@ decision), and ``delivery`` records for results that reached the destination onl
 were dead-lettered (see :mod:`cxr_edge.serve.outbox`). Records of schema 1 and 2 have no ``event``
 and are triage records.
 
-Triage record schema (``schema`` = 3; 2 lacked ``event``; 1 also lacked ``lung_fraction``, ``flags``
-and ``abstain``); no patient identifiers, no UIDs, no file paths from the sender:
+**Tamper evidence** (schema 4): every record carries ``prev``, the SHA-256 hex of the previous
+record's line (its exact bytes, without the newline; :data:`GENESIS` for the first), so a record
+removed, inserted, reordered or edited breaks the next record's link; :func:`verify_chain` (``cxr-edge
+serve verify-audit LOG``) reports the first broken link. A line torn by a crash is not a record and
+is skipped (the next record links to the last complete one). The last record has no successor to
+vouch for it: ``verify-audit`` prints the chain's head hash, to be noted elsewhere (a ticket, a
+second log) when the log must be proven whole up to a moment.
 
-``schema`` (int), ``event`` (``"triage"``), ``time`` (UTC ISO 8601, when the record was written),
+Triage record schema (``schema`` = 4; 3 lacked ``prev``; 2 also lacked ``event``; 1 also lacked
+``lung_fraction``, ``flags`` and ``abstain``); no patient identifiers, no UIDs, no file paths from the
+sender:
+
+``schema`` (int), ``event`` (``"triage"``), ``prev`` (the link), ``time`` (UTC ISO 8601, when the
+record was written),
 ``instance`` (SHA-256 hex of
 the SOP Instance UID), ``sop_class`` (SOP Class UID of the received object; a class, not an
 identifier), ``calling_ae`` (sender's AE title), ``inbox_file`` (name in the inbox), ``bundle``
@@ -42,6 +52,7 @@ or ``dead``), ``tries``, ``kinds`` (results delivered by this try), ``error`` (t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -49,7 +60,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+#: ``prev`` of a log's first record.
+GENESIS = "0" * 64
 TRIAGE, DELIVERY = "triage", "delivery"
 #: ``check`` values of records that judged no pixels: the instance may arrive again, intact.
 UNREAD_CHECKS = frozenset({"read", "error"})
@@ -93,6 +106,7 @@ class AuditLog:
         self._files: set[str] = set()
         for record in read_records(self.path):
             self._remember(record)
+        self._head = chain_head(self.path)
         self._lock = threading.Lock()
         needs_newline = (
             self.path.exists() and self.path.stat().st_size > 0 and not _ends_with_newline(self.path)
@@ -124,16 +138,18 @@ class AuditLog:
 
         Only triage records mark an instance (or, when it could not be read, its inbox file) as done.
         """
-        full = {
-            "schema": SCHEMA_VERSION,
-            "event": event,
-            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            **record,
-        }
-        line = json.dumps(full, separators=(",", ":"), allow_nan=False) + "\n"
         with self._lock:
-            self._fh.write(line)
+            full = {
+                "schema": SCHEMA_VERSION,
+                "event": event,
+                "prev": self._head,
+                "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                **record,
+            }
+            line = json.dumps(full, separators=(",", ":"), allow_nan=False)
+            self._fh.write(line + "\n")
             self._sync()
+            self._head = _link(line.encode("utf-8"))
             if event == TRIAGE:
                 self._remember(full)
         return full
@@ -146,6 +162,78 @@ class AuditLog:
         """Closes the file."""
         with self._lock:
             self._fh.close()
+
+
+def _link(line: bytes) -> str:
+    return hashlib.sha256(line).hexdigest()
+
+
+def _lines(path: Path) -> Iterator[tuple[int, bytes, dict | None]]:
+    """``(line number, bytes without the newline, record or None)`` of every complete line."""
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            if not raw.endswith(b"\n"):
+                return  # cut short by a crash: not a record
+            body = raw[:-1]
+            try:
+                record = json.loads(body)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                record = None
+            yield number, body, record if isinstance(record, dict) and "instance" in record else None
+
+
+def chain_head(path: str | Path) -> str:
+    """The link the next record of a log carries: the hash of its last complete record (or GENESIS)."""
+    p = Path(path)
+    head = GENESIS
+    if p.exists():
+        for _, body, record in _lines(p):
+            if record is not None:
+                head = _link(body)
+    return head
+
+
+def verify_chain(path: str | Path) -> dict:
+    """Checks every link of an audit log.
+
+    Records without ``prev`` (schema 3 and older) may only come before the first linked record; after
+    it, every record must link to the one before it.
+
+    Returns:
+        ``{"records", "linked", "unlinked", "torn", "head", "broken"}``: ``broken`` is None for an
+        intact chain, else ``{"line", "reason"}`` of the first broken link.
+    """
+    p = Path(path)
+    out: dict = {"records": 0, "linked": 0, "unlinked": 0, "torn": 0, "head": GENESIS, "broken": None}
+    if not p.exists():
+        out["broken"] = {"line": 0, "reason": "no such log"}
+        return out
+    previous = GENESIS
+    chained = False
+    for number, body, record in _lines(p):
+        if record is None:
+            out["torn"] += 1
+            continue
+        out["records"] += 1
+        link = record.get("prev")
+        if link is None:
+            if chained:
+                out["broken"] = {"line": number, "reason": "a record without a link after linked records"}
+                return out
+            out["unlinked"] += 1
+        elif link != previous:
+            out["broken"] = {
+                "line": number,
+                "reason": "its link does not match the record before it "
+                "(a record was removed, inserted, reordered or changed)",
+            }
+            return out
+        else:
+            chained = True
+            out["linked"] += 1
+        previous = _link(body)
+        out["head"] = previous
+    return out
 
 
 def _ends_with_newline(path: Path) -> bool:

@@ -14,6 +14,7 @@ from typing import Literal
 
 from cxr_edge.config import from_dict
 from cxr_edge.errors import SpecError
+from cxr_edge.imaging.image import ReadOptions
 from cxr_edge.ops.quality import QualityConfig, ReferralBand
 from cxr_edge.serve.outbox import Backoff
 from cxr_edge.serve.tls import TlsConfig
@@ -119,6 +120,11 @@ class TriageConfig:
         abstain: The referral band (refer to a radiologist below it). Unset (no ``[triage.abstain]``):
             the bundle's own band (``ensemble.abstain``, format 3), else :data:`DEFAULT_REFERRAL`.
         quality: Input checks.
+        trusted_keys: A public key PEM or a folder of them: the node refuses to start with a bundle
+            not signed by one of them (``cxr-edge bundle sign``). Empty: ``CXR_EDGE_TRUSTED_KEYS``
+            when set, else no policy (unsigned bundles run).
+        selftest: Run the bundle's self-test at start-up and refuse to start when a stage differs
+            (:mod:`cxr_edge.runtime.selftest`; a bundle without one starts with a warning).
     """
 
     bundle: str = ""
@@ -126,6 +132,8 @@ class TriageConfig:
     threads: int = 1
     abstain: ReferralBand | None = None
     quality: QualityConfig = field(default_factory=QualityConfig)
+    trusted_keys: str = ""
+    selftest: bool = True
 
 
 @dataclass(frozen=True)
@@ -176,13 +184,79 @@ class DestinationConfig:
 
 
 @dataclass(frozen=True)
+class LimitsConfig:
+    """What one input, one association and one peer may cost the node (docs/security.md, "Input limits").
+
+    Attributes:
+        max_file_mb: Largest instance received (its dataset is counted as it arrives: the association
+            is aborted past it) and largest file read (``ReadOptions.max_bytes``).
+        max_inflated_mb: Largest size a deflated dataset may inflate to.
+        max_pixels: Most pixels a header or a codestream may declare.
+        decode_timeout_s: Each image is decoded in a worker process that is stopped after this many
+            seconds (the instance is rejected with ``check`` ``read``); 0: decode in the node's process,
+            without a deadline.
+        decode_memory_mb: Address-space ceiling of the decode worker.
+        max_associations: Associations open at once, all peers together.
+        max_associations_per_peer: Associations open at once from one address, or with one calling
+            AE title; more are rejected (A-ASSOCIATE-RJ, transient, local limit exceeded).
+        max_instances_per_association: Instances one association may send; later ones are answered
+            0xA700 (the modality sends them on a new association).
+        max_association_mb: Bytes one association may send; past it the association is aborted.
+        max_pdu_kb: Largest PDU accepted (the node announces 16 KiB for data; an association request
+            with every storage class fits in 128 KiB); a larger one closes the connection.
+    """
+
+    max_file_mb: int = 128
+    max_inflated_mb: int = 128
+    max_pixels: int = 36_000_000
+    decode_timeout_s: float = 20.0
+    decode_memory_mb: int = 2048
+    max_associations: int = 16
+    max_associations_per_peer: int = 4
+    max_instances_per_association: int = 2000
+    max_association_mb: int = 8192
+    max_pdu_kb: int = 1024
+
+    def __post_init__(self) -> None:
+        counts = (
+            self.max_file_mb,
+            self.max_inflated_mb,
+            self.max_pixels,
+            self.decode_memory_mb,
+            self.max_associations,
+            self.max_associations_per_peer,
+            self.max_instances_per_association,
+            self.max_association_mb,
+            self.max_pdu_kb,
+        )
+        if min(counts) < 1 or self.decode_timeout_s < 0 or self.max_pdu_kb < 64:
+            raise SpecError(
+                "invalid limits",
+                expected="every [limits] value >= 1, decode_timeout_s >= 0, max_pdu_kb >= 64",
+                received=", ".join(str(v) for v in (*counts, self.decode_timeout_s)),
+            )
+
+    def read_options(self, options: ReadOptions) -> ReadOptions:
+        """``options`` with these limits (a bundle's reduced decoding and threads are kept)."""
+        return dataclasses.replace(
+            options,
+            max_bytes=self.max_file_mb << 20,
+            max_inflated_bytes=self.max_inflated_mb << 20,
+            max_pixels=self.max_pixels,
+            decode_timeout_s=self.decode_timeout_s or None,
+            decode_memory_mb=self.decode_memory_mb,
+        )
+
+
+@dataclass(frozen=True)
 class ServeConfig:
     """The whole ``serve.toml``: ``[node]``, ``[storage]``, ``[triage]`` (with ``[triage.abstain]`` and
-    ``[triage.quality]``) and an optional ``[destination]``."""
+    ``[triage.quality]``), ``[limits]`` and an optional ``[destination]``."""
 
     node: NodeConfig = field(default_factory=NodeConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     triage: TriageConfig = field(default_factory=TriageConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     destination: DestinationConfig | None = None
 
 

@@ -2,8 +2,12 @@
 
 Receiving (one pynetdicom thread per association): the C-STORE handler writes the instance to the
 inbox (temp file, ``fsync``, atomic rename, folder ``fsync``) and only then answers 0x0000. If the
-write fails, or the inbox already holds ``max_pending`` files, or the disk is nearly full, it answers
-0xA700 (out of resources) and keeps nothing, so the modality retries later.
+write fails, or the inbox already holds ``max_pending`` files, or the disk is nearly full, or the
+association sent more instances than ``[limits]`` allow, it answers 0xA700 (out of resources) and
+keeps nothing, so the modality retries later. What a peer may send (associations per peer, bytes per
+dataset and association, PDU size, the calling-AE allow-list) is enforced as it arrives by
+:mod:`~cxr_edge.serve.guard`; every refusal has an audit record (``event`` ``refused``). Images are
+decoded within ``[limits]`` (a worker process with a deadline, see :mod:`cxr_edge.imaging.isolated`).
 
 Back-pressure: the in-memory queue (``queue_size``) only points the worker at files that are already
 on disk. When it is full the instance is still stored and acknowledged -- refusing work that is
@@ -35,9 +39,11 @@ import time
 from collections import Counter, deque
 from pathlib import Path
 
+from cxr_edge.imaging import isolated
 from cxr_edge.serve.audit import AuditLog
 from cxr_edge.serve.config import ServeConfig
 from cxr_edge.serve.delivery import SUCCESS, Delivery
+from cxr_edge.serve.guard import Guard
 from cxr_edge.serve.inbox import Inbox, instance_key, key_of
 from cxr_edge.serve.outbox import Outbox
 from cxr_edge.serve.triage import Triage
@@ -63,7 +69,10 @@ class Node:
         dest = config.destination
         self.outbox = Outbox(self.inbox.root / "outbox", dest.backoff if dest else None)
         self.triage = triage or Triage(config.triage)
+        predictor = self.triage.predictor
+        predictor.read_options = config.limits.read_options(predictor.read_options)
         self.counts: Counter = Counter()
+        self.guard = Guard(config.limits, config.node, self.audit, self.counts)
         self.delivery = Delivery(
             dest, config.node.ae_title, self.outbox, self.audit, self.counts, self._report
         )
@@ -99,6 +108,7 @@ class Node:
         if waiting:
             log.info("%d results wait in the outbox for the destination", waiting)
         self._rescan.set()
+        isolated.prewarm(self.triage.predictor.read_options)
         self._start_server()
         if worker:
             self.start_worker()
@@ -189,7 +199,11 @@ class Node:
         from cxr_edge.serve.scp import start_scp
 
         self._ae, self._server = start_scp(
-            self.config.node, self._on_store, lambda _address, _reason: self.counts.update(["tls_refused"])
+            self.config.node,
+            self._on_store,
+            lambda _address, _reason: self.counts.update(["tls_refused"]),
+            guard=self.guard.handlers(),
+            max_associations=self.config.limits.max_associations,
         )
         self.port = int(self._server.server_address[1])
 
@@ -201,26 +215,30 @@ class Node:
         from pynetdicom.dsutils import encode_file_meta
 
         storage = self.config.storage
+        key = instance_key(str(event.request.AffectedSOPInstanceUID))
+        status = self.guard.admit_instance(event.assoc, key)
+        if status is not None:
+            return status
         try:
             if self._pending >= storage.max_pending:
-                self.counts["refused_full"] += 1
-                log.warning("inbox holds %d instances (max_pending): answering 0xA700", self._pending)
+                self._refused("max_pending", f"the inbox holds {self._pending} instances", event, key)
                 return OUT_OF_RESOURCES
             if self.inbox.free_mb() < storage.min_free_mb:
-                self.counts["refused_disk"] += 1
-                log.warning("less than %d MiB free for the inbox: answering 0xA700", storage.min_free_mb)
+                self._refused("min_free_mb", f"less than {storage.min_free_mb} MiB free", event, key)
                 return OUT_OF_RESOURCES
-            key = instance_key(str(event.request.AffectedSOPInstanceUID))
             meta = event.file_meta
             meta.SourceApplicationEntityTitle = event.assoc.requestor.ae_title
             data = b"".join(
                 (b"\0" * 128, b"DICM", encode_file_meta(meta), event.encoded_dataset(include_meta=False))
             )
+            if len(data) > self.config.limits.max_file_mb << 20:  # the guard aborts long before
+                self._refused("instance_bytes", f"an instance of {len(data)} bytes", event, key)
+                return OUT_OF_RESOURCES
             path = self.inbox.store(data, key)
         except Exception as exc:  # disk full, permissions, vanished folder: nothing acknowledged
-            self.counts["store_failed"] += 1
             self.last_error = f"store failed: {type(exc).__name__}: {exc}"
             log.error("could not store a received instance (%s): answering 0xA700", type(exc).__name__)
+            self._refused("store_failed", f"the inbox write failed ({type(exc).__name__})", event, key)
             return OUT_OF_RESOURCES
         with self._pending_lock:
             self._pending += 1
@@ -230,6 +248,17 @@ class Node:
         except queue.Full:
             self._rescan.set()  # stored and safe; the worker will find it in pending/
         return SUCCESS
+
+    def _refused(self, check: str, reason: str, event, key: str) -> None:
+        """A C-STORE answered 0xA700: counted, logged and audited by the guard (no identifiers)."""
+        self.guard.refuse(
+            check,
+            reason,
+            answer="0xA700",
+            peer=self.guard.peer_of(event.assoc),
+            calling_ae=str(event.assoc.requestor.ae_title or "").strip() or None,
+            instance=key,
+        )
 
     # ------------------------------------------------------------------------------------- triage
 

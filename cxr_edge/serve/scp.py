@@ -1,5 +1,6 @@
 """The Storage SCP the node listens with: pynetdicom's server, every storage class and syntax accepted,
-calling AE titles checked, TCP_NODELAY on every association, TLS when configured."""
+calling AE titles checked, TCP_NODELAY on every association, the node's guard on every connection
+(:mod:`~cxr_edge.serve.guard`), TLS when configured."""
 
 from __future__ import annotations
 
@@ -12,13 +13,21 @@ from cxr_edge.serve.config import NodeConfig
 log = logging.getLogger("cxr_edge.serve")
 
 
-def start_scp(node: NodeConfig, on_store: Callable, on_refused: Callable[[object, str], None]):
+def start_scp(
+    node: NodeConfig,
+    on_store: Callable,
+    on_refused: Callable[[object, str], None],
+    guard: list | None = None,
+    max_associations: int = 16,
+):
     """Starts listening (non-blocking).
 
     Args:
         node: Address, AE title, allowed callers, TLS.
         on_store: The C-STORE handler (durable write, then the acknowledgement).
         on_refused: Called for each TLS handshake refused.
+        guard: More ``(event, handler)`` pairs: the limits of :class:`~cxr_edge.serve.guard.Guard`.
+        max_associations: Associations open at once (more are rejected: transient, local limit).
 
     Returns:
         ``(ae, server)``: pynetdicom's application entity (its associations) and the server.
@@ -33,9 +42,10 @@ def start_scp(node: NodeConfig, on_store: Callable, on_refused: Callable[[object
         ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
     ae.add_supported_context(Verification)
     ae.require_calling_aet = list(node.allow)
-    ae.maximum_associations = 16
+    ae.maximum_associations = max_associations
     # Responses to a modality go out without waiting on its delayed ACKs (see scu.no_delay).
     handlers = [(evt.EVT_C_STORE, on_store), (evt.EVT_CONN_OPEN, lambda e: no_delay(e.assoc))]
+    handlers += list(guard or ())
     if node.tls is None:
         return ae, ae.start_server((node.host, node.port), block=False, evt_handlers=handlers)
     return ae, _start_tls_server(ae, node, handlers, on_refused)

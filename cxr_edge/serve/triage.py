@@ -20,9 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from cxr_edge.bundle.folder import Bundle, bundle_sha256
+from cxr_edge.bundle.signature import TrustPolicy
 from cxr_edge.errors import CxrEdgeError
 from cxr_edge.imaging.reader import read_image
 from cxr_edge.ops.quality import check, referral_reason
+from cxr_edge.runtime import selftest
 from cxr_edge.runtime.pipeline import Prediction, Predictor, unexpected_failure
 from cxr_edge.serve.config import DEFAULT_REFERRAL, TriageConfig
 from cxr_edge.serve.inbox import key_of
@@ -62,10 +64,23 @@ class Triage:
     def __init__(self, config: TriageConfig, predictor: Predictor | None = None):
         self.config = config
         if predictor is None:
-            bundle = Bundle.load(config.bundle or None)
+            trust = TrustPolicy.from_path(config.trusted_keys) if config.trusted_keys else True
+            bundle = Bundle.load(config.bundle or None, trust=trust)
             predictor = Predictor(bundle, members=list(config.models) or None, threads=config.threads)
+            if config.selftest:
+                passed = selftest.check(bundle)
+                if passed:
+                    log.info("bundle self-test passed (%d stage checks)", passed)
+                else:
+                    log.warning("bundle %s carries no self-test: its kernels are not checked", bundle.root)
         self.predictor = predictor
-        self.bundle = {"name": predictor.bundle.manifest.name, "sha256": bundle_sha256(predictor.bundle)}
+        signature = predictor.bundle.signature
+        self.bundle = {
+            "name": predictor.bundle.manifest.name,
+            "sha256": bundle_sha256(predictor.bundle),
+            "signed_by": signature.key_id if signature else None,
+            "verified": predictor.bundle.trusted_by is not None,
+        }
         bundle_band = predictor.ensemble.abstain
         if config.abstain is not None:
             self.band, source = config.abstain, "config"

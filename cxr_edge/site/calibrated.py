@@ -18,8 +18,10 @@ from pathlib import Path
 
 from cxr_edge.bundle.folder import Bundle, bundle_sha256, write_manifest
 from cxr_edge.bundle.manifest import SITE_FORMAT_VERSION
+from cxr_edge.bundle.signature import TrustPolicy, UntrustedBundleError, key_id, load_private_key, sign
 from cxr_edge.errors import BundleError
 from cxr_edge.ops.site import SiteCalibration
+from cxr_edge.runtime.selftest import add_selftest
 from cxr_edge.site.calibrate import CalibrationResult
 
 
@@ -74,11 +76,47 @@ def site_section(
         metrics=metrics,
         reference=json.loads(json.dumps(result.reference)),
         image_digests=tuple(sorted(set(digests))),
+        parent_signed_by=parent.signature.key_id if parent.signature else None,
     )
 
 
+def check_site_key(key: str | Path | None) -> None:
+    """Refuses, before any image is read, a calibration whose bundle the device could not run.
+
+    Under a trust policy (``CXR_EDGE_TRUSTED_KEYS``) the new bundle must be signed by a trusted key:
+    the site's ``key`` must be given and its public half trusted.
+
+    Raises:
+        UntrustedBundleError: A policy is set and ``key`` is missing or not trusted by it.
+    """
+    policy = TrustPolicy.from_env()
+    if policy is None:
+        if key is not None:
+            load_private_key(key)  # a bad key file is said now, not after the fit
+        return
+    if key is None:
+        raise UntrustedBundleError(
+            "a trust policy is set: the calibrated bundle must be signed",
+            expected="--key SITE_PRIVATE_KEY (its public key trusted by this device)",
+            received="no key",
+        )
+    kid = key_id(load_private_key(key).public_key())
+    if kid not in policy.keys:
+        raise UntrustedBundleError(
+            "the site's key is not trusted by this device: the calibrated bundle would not run",
+            expected=", ".join(sorted(policy.keys)),
+            received=kid,
+        )
+
+
 def write_site_bundle(
-    parent: Bundle, section: SiteCalibration, out: str | Path, *, command: str = "", overwrite: bool = False
+    parent: Bundle,
+    section: SiteCalibration,
+    out: str | Path,
+    *,
+    command: str = "",
+    overwrite: bool = False,
+    key: str | Path | None = None,
 ) -> Bundle:
     """Writes ``parent`` with ``section`` as a new bundle in ``out`` and returns it, loaded and verified.
 
@@ -88,6 +126,8 @@ def write_site_bundle(
         out: New bundle folder.
         command: The command that made it (provenance).
         overwrite: Replace an existing ``out`` (never the parent).
+        key: The site's private key: the new bundle is signed with it (its manifest differs from the
+            parent's, so the parent's signature cannot cover it).
 
     Raises:
         BundleError: ``out`` exists (without ``overwrite``), is the parent, or the parent is already
@@ -114,6 +154,7 @@ def write_site_bundle(
         m,
         format_version=SITE_FORMAT_VERSION,
         name=f"{m.name}+{section.name}",
+        selftest=None,  # the parent's pins the parent's outputs; add_selftest below records these
         site=section,
         provenance=provenance,
     )
@@ -123,7 +164,13 @@ def write_site_bundle(
         for entry in [*m.models, *([m.segmenter] if m.segmenter else [])]:
             shutil.copy2(parent.path_of(entry), stage / entry.file)
         write_manifest(stage, manifest)
-        Bundle.load(stage)  # verifies every checksum and the site section before it takes the name
+        # The parent's self-test pinned the parent's outputs: the calibrated bundle records its own.
+        add_selftest(stage)
+        if key is not None:
+            sign(stage, key)
+        # Verifies every checksum, the site section and (under a trust policy) the new signature
+        # before it takes the name.
+        Bundle.load(stage)
         if out.exists():
             shutil.rmtree(out)
         stage.rename(out)

@@ -226,7 +226,7 @@ def test_manifest_csv_inputs_and_refusals(archive, tmp_path):
             [relative],
             tmp_path / "b",
             resume=True,
-            spec=PredictorSpec(members=("lungcrop_balanced-pruned-int8",)),
+            spec=PredictorSpec(members=("equalize_e14-pruned-int8",)),
             progress=False,
         )
     with pytest.raises(InputError, match="URIs are not read directly"):

@@ -39,5 +39,14 @@ def test_bundle_list_shows_what_a_caller_needs():
         "pneumonia",
     ]
     assert rows["paper"]["segmenter"] and "LOSO" in rows["paper"]["card"]
+    # The paper's system crops to the lungs; the default classifies the full image and its segmenter
+    # only checks where the evidence lies.
+    assert rows["paper"]["segmenter_role"] == "crop" and rows["default"]["segmenter_role"] == "evidence"
     predicted = CliRunner().invoke(main, ["bundle", "info", "--bundle", "paper"])
-    assert predicted.exit_code == 0 and "cxr-edge-default" in predicted.output
+    assert (
+        predicted.exit_code == 0
+        and "cxr-edge-paper" in predicted.output
+        and "crop margin" in predicted.output
+    )
+    default = CliRunner().invoke(main, ["bundle", "info", "--bundle", "default"])
+    assert default.exit_code == 0 and "role evidence" in default.output

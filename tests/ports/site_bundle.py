@@ -38,7 +38,7 @@ from cxr_edge.site import calibrated
 SEED = 20_250_604
 TEMPERATURE = 1.7
 #: Added after the site temperature, in label order (covid, normal, pneumonia for the default bundle).
-BIAS = (0.15, -0.45, 0.35)
+BIAS = (-0.2, -0.45, 0.9)
 #: Noise on the heads' weights, relative to the standard deviation of the member's CAM weights.
 NOISE = 0.8
 DATE = "2025-06-04"
@@ -211,6 +211,18 @@ def manifest_cases(site_root: Path) -> list[dict]:
         "site without its method": [{"op": "delete", "path": ["site", "method"]}],
         "unknown key in the site": [set_(["site", "shrinkage"], 0.5)],
         "unknown key in a head": [set_([*head, "scale"], 2.0)],
+        # Who signed the parent (cxr_edge.bundle.signature): a key id, or null when it was unsigned.
+        "parent signed by a key": [set_(["site", "parent_signed_by"], "ed25519:0123456789abcdef")],
+        "parent unsigned": [set_(["site", "parent_signed_by"], None)],
+        "no parent_signed_by": [{"op": "delete", "path": ["site", "parent_signed_by"]}],
+        "parent_signed_by as a number": [set_(["site", "parent_signed_by"], 7)],
+        # The self-test file, pinned like a model file (absent or null: none).
+        "no self-test": [{"op": "delete", "path": ["selftest"]}],
+        "a null self-test": [set_(["selftest"], None)],
+        "self-test without its digest": [{"op": "delete", "path": ["selftest", "sha256"]}],
+        "self-test digest as a number": [set_(["selftest", "sha256"], 12)],
+        "self-test as a string": [set_(["selftest"], "selftest.json")],
+        "unknown key in the self-test": [set_(["selftest", "stages"], 3)],
     }
     cases = []
     for name, ops in mutations.items():

@@ -4,7 +4,8 @@ Compiles the core and its JUnit 5 tests with ``javac`` and runs them with the JU
 (what ``make android-test`` does). The JVM tests check the committed golden vectors (``tests/golden``)
 and extra golden vectors that this module writes with the Python runtime into a temporary folder
 (``android_demo/tools/golden_extra.py``: every pipeline stage of the golden samples and synthetic cases
-for resize, CLAHE, median, normalisation, quantisation, ensembles, heat maps, lung crop, manifests).
+for resize, CLAHE, median, normalisation, quantisation, ensembles, heat maps, lung crop, manifests; signed
+bundles, key pairs and Python's trust-policy verdicts, ``android_demo/tools/golden_signature.py``).
 
 Skipped when ``javac``/``java`` (17 or newer) or the JUnit 5 console launcher are missing -- install them
 with ``make android-deps`` -- unless ``CXR_EDGE_REQUIRE_JVM=1``, which turns the skip into a failure.

@@ -6,10 +6,15 @@ Two layers:
   checks, lung crop, ensemble) on many random inputs and compares them with OpenCV/numpy/``cxr_edge``
   (``web_demo/test/node_ops.mjs``): the 8-bit images must be bit-identical.
 * **Headless Chromium** (playwright-core driving ``/usr/bin/chromium``, ``web_demo/test/driver.mjs``)
-  runs LiteRT.js: the default bundle's golden vectors, a tiny bundle with a lung segmenter built here,
-  a site-calibrated (format 4) copy of the default bundle (``site_bundle.py``), the real UI through its
-  file input (screenshot), a non-image file, and an offline reload served by the service worker. One
-  browser session does all of it (module fixture ``browser``).
+  runs LiteRT.js: the default bundle's golden vectors, a tiny bundle with a lung segmenter built here
+  (and its copy whose segmenter has role ``evidence``: full-image classifiers), a site-calibrated
+  (format 4) copy of the default bundle (``site_bundle.py``), the real UI through its file input
+  (screenshot), a non-image file, an offline reload served by the service worker, and the bundle line
+  on signed and tampered copies of the ``paper`` bundle (WebCrypto Ed25519). One browser session does
+  all of it (module fixture ``browser``).
+
+Signed bundles (``android_demo/tools/golden_signature.py``, shared with the Android core's tests) are
+also checked in Node (``src/bundle.js`` on disk): each variant's verdict and key id equal Python's.
 
 Without node, Chromium or ``web_demo/node_modules`` (``make web-deps``) these tests skip, unless
 ``CXR_EDGE_REQUIRE_BROWSER=1``, which turns the skip into a failure (CI). ``web_demo/screenshot.png``
@@ -52,7 +57,7 @@ from cxr_edge.evaluation.golden import decode, encode, vectors
 from cxr_edge.imaging.reader import decode_image, read_image
 from cxr_edge.ops.ensemble import Stacker, apply_temperature, combine
 from cxr_edge.ops.lungcrop import CropSpec, lung_crop
-from cxr_edge.ops.preprocess import PreprocessSpec, preprocess, preprocess_u8
+from cxr_edge.ops.preprocess import PreprocessSpec, crop_region, preprocess, preprocess_u8
 from cxr_edge.runtime.pipeline import Predictor
 from cxr_edge.runtime.segmenter import Segmenter
 
@@ -319,9 +324,20 @@ def test_bundles_are_checked_like_the_python_loader(tmp_path):
 
 
 def test_service_worker_precaches_every_app_module():
+    """Every module under src/ (the DICOM reader's too) and every package file the DICOM layer loads
+    (``PACKAGE_FILES`` of ``src/dicom/loader.js``: the codecs' scripts and ``.wasm``), so that DICOMs of
+    every syntax open offline after the first visit; the page itself loads the DICOM layer lazily."""
     shell = set(re.findall(r"'\./([^']+)'", (WEB / "sw.js").read_text()))
-    modules = {f"src/{p.name}" for p in (WEB / "src").glob("*.js")}
-    assert modules | {"index.html", "app.js", "styles.css", "app.webmanifest"} <= shell
+    modules = {p.relative_to(WEB).as_posix() for p in (WEB / "src").rglob("*.js")}
+    assert any(m.startswith("src/dicom/") for m in modules)
+    loader = (WEB / "src" / "dicom" / "loader.js").read_text()
+    table = loader[loader.index("export const PACKAGE_FILES") :]
+    table = table[: table.index("});")]
+    packages = {f"node_modules/{f}" for f in re.findall(r"'([^']+\.(?:js|wasm))'", table)}
+    assert len(packages) == 11 and sum(p.endswith(".wasm") for p in packages) == 4, packages
+    assert modules | packages | {"index.html", "app.js", "styles.css", "app.webmanifest"} <= shell
+    if (WEB / "node_modules").is_dir():  # a precached file that does not exist would fail the install
+        assert [p for p in shell if p.startswith("node_modules/") and not (WEB / p).is_file()] == []
 
 
 def _blob_map(rng: np.random.Generator, size: tuple[int, int], n_blobs: int) -> np.ndarray:
@@ -541,6 +557,74 @@ def test_format_3_manifests_are_read_and_checked_like_python(tmp_path):
             assert want.split(";")[0].split(": ")[-1] in got["error"], name
 
 
+def test_segmenter_roles_are_read_like_python():
+    """``segmenter.role``: absent means ``crop``; ``crop`` and ``evidence`` are read; others are refused."""
+    from cxr_edge.bundle.manifest import BundleManifest
+    from cxr_edge.errors import CxrEdgeError
+
+    base = json.loads((Bundle.load("paper").root / "manifest.json").read_text())
+    roles = {"absent": ..., "crop": "crop", "evidence": "evidence", "unknown": "lungs", "null": None}
+    cases, python = [], []
+    for role in roles.values():
+        data = json.loads(json.dumps(base))
+        data["segmenter"].pop("role", None)
+        if role is not ...:
+            data["segmenter"]["role"] = role
+        cases.append({"op": "parse_manifest", "manifest": data})
+        try:
+            python.append(str(BundleManifest.from_dict(data).segmenter.role))
+        except CxrEdgeError:
+            python.append(None)
+    results = run_node_ops(cases)
+    for name, want, got in zip(roles, python, results, strict=True):
+        assert got["ok"] == (want is not None), (name, got, want)
+        if want is not None:
+            assert got["result"]["segmenter"]["role"] == want, name
+            assert got["result"]["segmenter"]["crops"] == (want == "crop"), name
+        else:
+            assert "unknown segmenter role" in got["error"] and "crop or evidence" in got["error"], name
+    assert python == ["crop", "crop", "evidence", None, None]
+
+
+def test_server_takes_a_preset_or_a_folder(tmp_path):
+    """``serve.mjs --bundle`` resolves preset names as ``cxr_edge.bundle.presets.resolve`` does."""
+    from cxr_edge.bundle.presets import PRESETS
+
+    _require(browser=False)
+    (tmp_path / "paper").mkdir()  # a folder of a preset's name wins over the preset
+    script = (
+        "const { parseArgs } = await import(process.argv[1]);"
+        "const out = {};"
+        "for (const v of ['default', 'paper', 'some/folder'])"
+        "  out[v] = parseArgs(['--bundle', v]).mounts['/bundle/'];"
+        "out.none = parseArgs([]).mounts['/bundle/'];"
+        "console.log(JSON.stringify(out));"
+    )
+    proc = subprocess.run(
+        ["node", "--input-type=module", "-e", script, (WEB / "serve.mjs").as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert Path(got["default"]) == PRESETS["default"].path == Path(got["none"])
+    assert Path(got["paper"]) == tmp_path / "paper"
+    assert Path(got["some/folder"]) == tmp_path / "some" / "folder"
+    proc = subprocess.run(
+        ["node", "--input-type=module", "-e", script, (WEB / "serve.mjs").as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert Path(json.loads(proc.stdout)["paper"]) == PRESETS["paper"].path
+
+
 def test_site_operations_match_python():
     """Refitted heads on feature maps and the site temperature and bias (``cxr_edge.ops.site``)."""
     from site_bundle import math_cases
@@ -593,6 +677,184 @@ def test_format_4_manifests_are_read_and_checked_like_python(calibrated_bundle):
     assert loaded["ok"] and loaded["result"]["members"] == base["ensemble"]["members"], loaded
 
 
+# ------------------------------------------------------------------------------------------ signed bundles
+
+#: The signed bundles and Python's verdicts, shared with the Android core's tests (loaded by path).
+SIGNATURE_HELPER = REPO / "android_demo" / "tools" / "golden_signature.py"
+
+#: Loads bundles with ``src/bundle.js`` (a fetch() stand-in reading folders from disk, optionally announcing
+#: whether signature.json exists as serve.mjs does), parses signature.json texts, and checks one signature
+#: with a WebCrypto that has no Ed25519. Request on stdin, results on stdout (JSON).
+SIGNATURE_SCRIPT = r"""
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+const m = await import(process.argv[1]);
+const request = JSON.parse(readFileSync(0, 'utf8'));
+const out = { loads: {}, parsed: [], requested: {} };
+const describe = (sig) => ({ status: sig.status, keyId: sig.keyId, claimedKeyId: sig.claimedKeyId,
+  signedAt: sig.signedAt, text: sig.text, notFoundUrl: sig.notFoundUrl ?? null });
+for (const [name, item] of Object.entries(request.loads)) {
+  const requested = [];
+  const fetchFn = async (url) => {
+    const file = new URL(url).pathname.split('/').pop();
+    requested.push(file);
+    let bytes;
+    try {
+      bytes = readFileSync(path.join(item.dir, file));
+    } catch {
+      return new Response('', { status: 404 });
+    }
+    const headers = {};
+    if (item.announce && file === 'manifest.json') {
+      let signed = true;
+      try { readFileSync(path.join(item.dir, 'signature.json')); } catch { signed = false; }
+      headers['X-Cxr-Edge-Signature'] = signed ? 'present' : 'absent';
+    }
+    return new Response(bytes, { status: 200, headers });
+  };
+  try {
+    const bundle = await m.loadBundleFromUrl('http://bundle.invalid/b/', { fetchFn });
+    out.loads[name] = { ok: true, name: bundle.manifest.name, signature: describe(bundle.signature) };
+  } catch (err) {
+    out.loads[name] = { ok: false, error: `${err.name}: ${err.message}` };
+  }
+  out.requested[name] = requested;
+}
+for (const text of request.texts) {
+  try {
+    const sig = m.parseSignature(new TextEncoder().encode(text));
+    const publicKey = Buffer.from(sig.public_key).toString('base64');
+    out.parsed.push({ ok: true, key_id: sig.key_id, public_key: publicKey, signed_at: sig.signed_at });
+  } catch (err) {
+    out.parsed.push({ ok: false, short: err.short, error: err.message });
+  }
+}
+const signed = request.unsupported;
+const manifest = new Uint8Array(readFileSync(path.join(signed, 'manifest.json')));
+const signature = new Uint8Array(readFileSync(path.join(signed, 'signature.json')));
+const noEd25519 = {
+  importKey: async () => {
+    throw new DOMException('Algorithm: Unrecognized name', 'NotSupportedError');
+  },
+};
+out.unsupported = describe(await m.checkSignature(manifest, signature, { subtle: noEd25519 }));
+out.noWebCrypto = describe(await m.checkSignature(manifest, signature, { subtle: null }));
+out.keyIds = {};
+for (const [name, raw] of Object.entries(request.rawKeys)) {
+  out.keyIds[name] = await m.keyIdOf(new Uint8Array(Buffer.from(raw, 'base64')));
+}
+console.log(JSON.stringify(out));
+"""
+
+
+def _signature_helper():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cxr_edge_golden_signature", SIGNATURE_HELPER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def signed_bundles(tmp_path_factory) -> dict:
+    """Key pairs and signed, tampered and unsigned copies of the ``paper`` bundle (it pins a self-test file),
+    with Python's verdicts.
+
+    ``verdicts``: the signature checked against the key each bundle embeds (what the app reports);
+    ``loads``: :meth:`Bundle.load` without a trust policy (read, or refused for a changed model file).
+    """
+    helper = _signature_helper()
+    folder = tmp_path_factory.mktemp("signed")
+    keys = helper.make_keys(folder / "keys")
+    roots = helper.make_bundles(folder / "bundles", keys)
+    return {
+        "helper": helper,
+        "keys": keys,
+        "roots": roots,
+        "verdicts": {name: helper.own_key_verdict(root) for name, root in roots.items()},
+        "loads": {name: helper.load_verdict(root, None) for name, root in roots.items()},
+    }
+
+
+def test_signed_bundles_are_checked_like_python(signed_bundles):
+    """``signature.json``: the verdict against the embedded key and its key id are Python's, every variant."""
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from cxr_edge.bundle.signature import load_public_key
+
+    _require(browser=False)
+    helper, roots, keys = signed_bundles["helper"], signed_bundles["roots"], signed_bundles["keys"]
+    loads = {name: {"dir": str(root), "announce": False} for name, root in roots.items()}
+    # serve.mjs's header: "absent" spares the request (and its 404), "present" reads the signature.
+    loads |= {f"announced {n}": {"dir": str(roots[n]), "announce": True} for n in ("unsigned", "signed")}
+    cases = helper.signature_cases(roots["signed"])
+    request = {"loads": loads, "texts": [c["text"] for c in cases], "unsupported": str(roots["signed"])}
+    raw_keys = {
+        n: load_public_key(k["public"]).public_bytes(Encoding.Raw, PublicFormat.Raw) for n, k in keys.items()
+    }
+    request["rawKeys"] = {n: base64.b64encode(r).decode() for n, r in raw_keys.items()}
+    proc = subprocess.run(
+        ["node", "--input-type=module", "-e", SIGNATURE_SCRIPT, (WEB / "src" / "bundle.js").as_uri()],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout)
+    assert got["keyIds"] == {n: k["key_id"] for n, k in keys.items()}  # key_id(): sha256 of the raw key
+    statuses = set()
+    for name, python in signed_bundles["verdicts"].items():
+        mine, load = got["loads"][name], signed_bundles["loads"][name]
+        if not load["ok"]:  # a changed model or self-test file: refused before the signature matters
+            assert not mine["ok"] and load["problem"] in mine["error"], (name, mine, load)
+            continue
+        assert mine["ok"], (name, mine)
+        sig = mine["signature"]
+        assert sig["status"] == python["status"], (name, sig, python)
+        statuses.add(sig["status"])
+        assert sig["keyId"] == python.get("key_id") and sig["claimedKeyId"] == python.get("claimed_key_id")
+        if python["status"] == "valid":
+            assert sig["text"].startswith(f"signature valid for key {python['key_id']}"), sig["text"]
+            assert "not a trust decision" in sig["text"] and sig["signedAt"] == python["signed_at"]
+        elif python["status"] == "invalid":
+            assert "NOT" in sig["text"], sig["text"]
+        elif python["status"] == "unsigned":
+            assert sig["text"] == "unsigned", sig
+            assert sig["notFoundUrl"] == "http://bundle.invalid/b/signature.json", (
+                sig
+            )  # kept out of the cache
+    assert statuses == {"unsigned", "valid", "invalid", "malformed"}
+    assert got["loads"]["signed"]["signature"]["keyId"] == keys["maker"]["key_id"]
+    edited = got["loads"]["manifest_edited"]["signature"]["text"]
+    assert edited.startswith("signature does NOT match the manifest"), edited
+    # With serve.mjs's header: no request for a signature that is not there; the same verdict otherwise.
+    assert "signature.json" not in got["requested"]["announced unsigned"]
+    assert got["loads"]["announced unsigned"]["signature"]["status"] == "unsigned"
+    assert got["loads"]["announced unsigned"]["signature"]["notFoundUrl"] is None
+    assert got["loads"]["announced signed"]["signature"] == got["loads"]["signed"]["signature"]
+    # signature.json texts: read or refused as read_signature does.
+    for case, mine in zip(cases, got["parsed"], strict=True):
+        want = case["python"]
+        assert mine["ok"] == want["ok"], (case["name"], mine, want)
+        if want["ok"]:
+            assert (mine["key_id"], mine["public_key"], mine["signed_at"]) == (
+                want["key_id"],
+                want["public_key"],
+                want["signed_at"],
+            )
+        else:
+            assert mine["short"] == want["problem"], case["name"]
+            sentence = want["message"].split("; received")[0]  # what was received: each library's words
+            assert mine["error"].split("; received")[0] == sentence, case["name"]
+    # A browser without Ed25519 (or without WebCrypto) says so and names the claimed key: never "valid".
+    for check in (got["unsupported"], got["noWebCrypto"]):
+        assert check["status"] == "unsupported" and check["keyId"] == keys["maker"]["key_id"], check
+        assert "cannot verify Ed25519" in check["text"], check["text"]
+
+
 # ------------------------------------------------------------------------------------------ browser
 
 
@@ -612,12 +874,27 @@ def segmenter_bundle(request) -> Path | None:
     return request.getfixturevalue("tiny_segmenter_bundle")
 
 
+@pytest.fixture(scope="module")
+def evidence_bundle(segmenter_bundle, tmp_path_factory) -> Path | None:
+    """The tiny segmenter bundle with ``segmenter.role`` "evidence" (the manifest is not hashed)."""
+    if segmenter_bundle is None:
+        return None
+    root = shutil.copytree(segmenter_bundle, tmp_path_factory.mktemp("evidence") / "bundle")
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["segmenter"]["role"] = "evidence"
+    (root / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    assert not Bundle.load(root).manifest.segmenter.crops
+    return root
+
+
 #: Members of the site-calibrated bundle's subset run: its heads apply, its temperature and bias do not.
 SITE_SUBSET = 2
+#: Signed bundles the app is opened on (``signed_bundles``): signed, and changed after signing.
+SIGNED_UI = ("signed", "manifest_edited")
 
 
 @pytest.fixture(scope="module")
-def browser(segmenter_bundle, calibrated_bundle, tmp_path_factory) -> dict:
+def browser(segmenter_bundle, evidence_bundle, calibrated_bundle, signed_bundles, tmp_path_factory) -> dict:
     """One headless-Chromium session over every browser scenario (``web_demo/test/driver.mjs``)."""
     _require(browser=True)
     tmp = tmp_path_factory.mktemp("browser")
@@ -648,11 +925,22 @@ def browser(segmenter_bundle, calibrated_bundle, tmp_path_factory) -> dict:
             {"name": f"tiny/{s}", "bundleUrl": "/tiny/", "imageUrl": f"/samples/{s}"}
             for s in TINY_SAMPLES + TINY_EXTRA
         ]
+    if evidence_bundle is not None:
+        mounts["/tiny-evidence/"] = str(evidence_bundle)
+        items += [
+            {"name": f"tiny-evidence/{s}", "bundleUrl": "/tiny-evidence/", "imageUrl": f"/samples/{s}"}
+            for s in TINY_SAMPLES + TINY_EXTRA
+        ]
     bundles = []
     if segmenter_bundle is not None:
         bundles = [
             {"name": "tiny", "query": "?bundle=/tiny/&sw=0", "image": str(samples_dir() / TINY_SAMPLES[0])}
         ]
+    # The app's bundle line on a signed bundle and on one whose manifest changed after signing.
+    for name in SIGNED_UI:
+        mounts[f"/{name}/"] = str(signed_bundles["roots"][name])
+        query = f"?bundle=/{name}/&sw=0"
+        bundles.append({"name": name, "query": query, "image": str(samples_dir() / UI_SAMPLE)})
     empty = tmp / "no_litert"
     empty.mkdir()
     config = {
@@ -691,8 +979,13 @@ def test_default_bundle_reproduces_the_golden_vectors(browser):
         assert np.array_equal(decode(got["decoded"]), image)  # deterministic PNG decoder
         assert np.array_equal(decode(got["preprocessed_u8"]), decode(stored["preprocessed_u8"]))
         x = decode(got["model_input"])
-        box = stored["segmenter"]["crop"]["box"] if stored.get("segmenter") else None
-        assert got.get("segmenter", {}).get("crop", {}).get("box") == box  # the same lung crop
+        seg = stored.get("segmenter")
+        mask_box = seg["crop"]["box"] if seg else None
+        assert got.get("segmenter", {}).get("crop", {}).get("box") == mask_box  # the same lung mask's box
+        # The classifiers see that box only when the segmenter crops (role "evidence": the full image).
+        box = mask_box if seg and seg.get("role", "crop") == "crop" else None
+        assert got.get("segmenter", {}).get("role", "crop") == (seg.get("role", "crop") if seg else "crop")
+        assert got["crop_box"] == box and (got["crop"] == "none") == (box is None)
         assert np.abs(x - preprocess(image, bundle.spec, crop_box=tuple(box) if box else None)).max() <= 1e-6
         assert np.abs(x.reshape(-1)[:16] - stored["model_input"]["first"]).max() <= 1e-6
         assert abs(float(x.mean()) - stored["model_input"]["mean"]) <= 1e-6
@@ -774,6 +1067,14 @@ def test_segmenter_bundle_crop_and_probabilities_match_python(browser, segmenter
         pred = predictor.predict_image(image)
         assert tuple(got["cam_region"]) == pred.cam_region == tuple(want["segmenter"]["crop"]["box"])
         assert np.abs(decode(got["heatmap"]) - pred.heatmap(image.shape)).max() <= 1e-5
+        assert want["segmenter"]["role"] == got["segmenter"]["role"] == "crop"
+        assert (got["crop"], got["crop_reason"], tuple(got["crop_box"])) == (
+            pred.crop,
+            pred.crop_reason,
+            pred.crop_box,
+        )
+        assert tuple(got["lung_region"]) == pred.lung_region
+        assert np.array_equal(decode(got["lung_mask"]), pred.lung_mask)
     # Lung fraction, flags and referral on more samples: within the heat maps' tolerance, same texts.
     flagged, referred = set(), set()
     for sample in TINY_SAMPLES + TINY_EXTRA:
@@ -789,12 +1090,81 @@ def test_segmenter_bundle_crop_and_probabilities_match_python(browser, segmenter
 
 
 @pytest.mark.train
+def test_evidence_role_segmenter_bundle_matches_python(browser, evidence_bundle):
+    """Role "evidence": the segmenter runs and its mask judges the heat map; the classifiers see it all.
+
+    The same tiny bundle as above with only ``segmenter.role`` changed: a port that cropped anyway would
+    feed the classifiers the lung crop (another model input, other probabilities) and report crop
+    ``lung`` with its box, and would place the heat map (and measure its lung fraction) on the crop.
+    """
+    if evidence_bundle is None:
+        pytest.skip("needs TensorFlow (the [train] extra) to build the tiny segmenter bundle")
+    bundle = Bundle.load(evidence_bundle)
+    predictor, segmenter = Predictor(bundle), Segmenter(bundle)
+    spec = bundle.spec
+    fractions, differs = [], []
+    for sample in TINY_SAMPLES + TINY_EXTRA:
+        got = browser["golden"][f"tiny-evidence/{sample}"]
+        want = vectors(bundle, samples_dir() / sample)
+        image, _ = read_image(samples_dir() / sample)
+        pred = predictor.predict_image(image)
+        # The segmenter still runs and decides on its mask (the crop result is its plausibility verdict).
+        assert want["segmenter"]["role"] == got["segmenter"]["role"] == "evidence", sample
+        assert got["segmenter"]["crop"] == want["segmenter"]["crop"], sample
+        mask = segmenter.probabilities(image)
+        assert np.abs(decode(got["segmenter"]["mask_probabilities"]) - mask).max() <= 1e-6, sample
+        # ... but the classifiers see the full image: the border crop of a bundle without a segmenter.
+        assert np.array_equal(decode(got["preprocessed_u8"]), decode(want["preprocessed_u8"])), sample
+        assert np.array_equal(decode(want["preprocessed_u8"]), preprocess_u8(image, spec)), sample
+        x = decode(got["model_input"])
+        assert np.abs(x - preprocess(image, spec)).max() <= 1e-6, sample
+        lung_box = tuple(want["segmenter"]["crop"]["box"])
+        differs.append(
+            not np.array_equal(preprocess_u8(image, spec, crop_box=lung_box), preprocess_u8(image, spec))
+        )
+        for model, out in want["models"].items():
+            limit = INT8_STEP if bundle.manifest.model(model).quant == "int8" else FLOAT_PROBS
+            diff = np.abs(np.array(got["models"][model]["probs"]) - out["probs"]).max()
+            assert diff <= limit, (sample, model)
+        assert got["ensemble"]["label"] == want["ensemble"]["label"] == pred.label, sample
+        assert np.abs(np.array(got["ensemble"]["probs"]) - want["ensemble"]["probs"]).max() <= FLOAT_PROBS
+        # The Prediction's crop fields say "no crop"; the heat map belongs to the full-image region.
+        assert (pred.crop, pred.crop_reason, pred.crop_box) == ("none", "", None), sample
+        assert (got["crop"], got["crop_reason"], got["crop_box"]) == ("none", "", None), sample
+        assert tuple(got["cam_region"]) == pred.cam_region == crop_region(image.shape, spec), sample
+        assert np.abs(decode(got["heatmap"]) - pred.heatmap(image.shape)).max() <= 1e-5, sample
+        # The lung mask still judges the evidence, and outlines the lungs, when it is plausible.
+        assert (got["lung_fraction"] is None) == (pred.lung_fraction is None), sample
+        assert (pred.lung_fraction is None) == (want["segmenter"]["crop"]["status"] != "lung"), sample
+        if pred.lung_fraction is not None:
+            assert abs(got["lung_fraction"] - pred.lung_fraction) <= CAM, sample
+            assert pred.lung_fraction == want["lung_fraction"], sample
+            fractions.append(pred.lung_fraction)
+            assert tuple(got["lung_region"]) == pred.lung_region, sample
+            assert np.array_equal(decode(got["lung_mask"]), pred.lung_mask), sample
+        else:
+            assert got["lung_region"] is None and got["lung_mask"] is None, sample
+        assert got["flags"] == list(pred.flags) == want["flags"], sample
+        assert got["referral"] == pred.referral == want["referral"], sample
+        # The same sample through the crop-role bundle: what a port ignoring the role would report.
+        cropping = browser["golden"][f"tiny/{sample}"]
+        assert cropping["crop"] != "none" and cropping["crop_box"] is not None, sample
+    assert fractions, "no sample had a plausible lung mask: the lung fraction was never compared"
+    assert any(differs), "the lung crop never changed the model input: the role was not tested"
+    crop_probs = [browser["golden"][f"tiny/{s}"]["ensemble"]["probs"] for s in TINY_SAMPLES + TINY_EXTRA]
+    full_probs = [
+        browser["golden"][f"tiny-evidence/{s}"]["ensemble"]["probs"] for s in TINY_SAMPLES + TINY_EXTRA
+    ]
+    assert np.abs(np.array(crop_probs) - np.array(full_probs)).max() > FLOAT_PROBS
+
+
+@pytest.mark.train
 def test_ui_shows_the_model_card_lung_fraction_and_referral(browser, segmenter_bundle):
     if segmenter_bundle is None:
         pytest.skip("needs TensorFlow (the [train] extra) to build the tiny segmenter bundle")
     from tiny_bundle import FAILURE_MODES
 
-    (ui,) = browser["bundles"]
+    (ui,) = [b for b in browser["bundles"] if b["name"] == "tiny"]
     assert ui["state"] == "done" and "tiny-segmenter-test" in ui["bundleName"] and ui["cardOpen"]
     card = Bundle.load(segmenter_bundle).manifest.card
     assert card.disclaimer in ui["cardText"] and card.intended_use in ui["cardText"]
@@ -811,6 +1181,25 @@ def test_ui_shows_the_model_card_lung_fraction_and_referral(browser, segmenter_b
     assert f"Lung fraction {want.lung_fraction:.3f}" in ui["evidenceText"]
     assert ("evidence outside the lungs" in ui["evidenceText"]) == bool(want.flags)
     assert not ui["consoleErrors"], ui["consoleErrors"]
+
+
+def test_ui_says_whether_the_bundle_is_signed_and_by_which_key(browser, signed_bundles):
+    """WebCrypto Ed25519 in Chromium: Python's verdict and key id on the bundle line; no trust claimed."""
+    got = {b["name"]: b for b in browser["bundles"] if b["name"] in SIGNED_UI}
+    verdicts = signed_bundles["verdicts"]
+    maker = signed_bundles["keys"]["maker"]["key_id"]
+    assert verdicts["signed"]["status"] == "valid" and verdicts["signed"]["key_id"] == maker
+    signed = got["signed"]
+    assert signed["state"] == "done" and not signed["consoleErrors"], signed
+    assert f"signature valid for key {maker}" in signed["bundleName"], signed["bundleName"]
+    assert "(not a trust decision: the app has no trusted keys)" in signed["bundleName"]
+    assert verdicts["manifest_edited"]["status"] == "invalid"
+    edited = got["manifest_edited"]
+    assert "(edited after signing)" in edited["bundleName"]  # the changed manifest is what was loaded
+    assert f"signature does NOT match the manifest (signed by {maker})" in edited["bundleName"], edited
+    assert "signature valid" not in edited["bundleName"] and not edited["consoleErrors"], edited
+    # The shipped default bundle is unsigned: said so, and no request for a signature.json it lacks.
+    assert browser["ui"]["bundleName"].endswith("; unsigned"), browser["ui"]["bundleName"]
 
 
 def _cli_prediction(path: Path) -> dict:

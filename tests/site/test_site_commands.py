@@ -20,13 +20,14 @@ PER_CLASS = 16
 
 
 @pytest.fixture(scope="module")
-def nih_rows(kit_manifest) -> list[dict]:
-    """16 normal and 16 pneumonia NIH films (the shipped bundle is right on most of them)."""
+def site_rows(kit_manifest) -> list[dict]:
+    """16 normal and 16 bacterial-pneumonia Kermany films (the shipped bundle ranks them well: in
+    distribution, AUC 0.98 on the test split; NIH's 32 films were too few for its within-site signal)."""
     rows = list(csv.DictReader(kit_manifest.open()))
     rng = np.random.default_rng(0)
     out = []
-    for label in ("normal", "pneumonia_unknown"):
-        pool = [r for r in rows if r["source"] == "nih" and r["label"] == label]
+    for label in ("normal", "bacterial"):
+        pool = [r for r in rows if r["source"] == "kermany" and r["label"] == label]
         out += [pool[i] for i in rng.choice(len(pool), PER_CLASS, replace=False)]
     return out
 
@@ -35,7 +36,7 @@ def _labels_csv(folder: Path, kit_manifest: Path, rows: list[dict], *, swap: boo
     """A site's LABELS.csv: images copied next to it (relative paths), optionally with swapped labels."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "img").mkdir(exist_ok=True)
-    swapped = {"normal": "pneumonia", "pneumonia_unknown": "normal"}
+    swapped = {"normal": "pneumonia", "bacterial": "normal"}
     path = folder / "labels.csv"
     with path.open("w", newline="") as f:
         w = csv.writer(f)
@@ -48,10 +49,10 @@ def _labels_csv(folder: Path, kit_manifest: Path, rows: list[dict], *, swap: boo
 
 
 @pytest.fixture(scope="module")
-def swapped_site(tmp_path_factory, kit_manifest, nih_rows) -> tuple[Path, Path]:
+def swapped_site(tmp_path_factory, kit_manifest, site_rows) -> tuple[Path, Path]:
     """A site whose labels are the other way round, and the bundle `site calibrate` made for it."""
     folder = tmp_path_factory.mktemp("swapped")
-    labels = _labels_csv(folder, kit_manifest, nih_rows, swap=True)
+    labels = _labels_csv(folder, kit_manifest, site_rows, swap=True)
     out = folder / "calibrated"
     result = CliRunner().invoke(
         main, ["site", "calibrate", str(labels), "--site", "swapped", "--out", str(out)]
@@ -60,19 +61,19 @@ def swapped_site(tmp_path_factory, kit_manifest, nih_rows) -> tuple[Path, Path]:
     return labels, out
 
 
-def test_validate_writes_the_study_without_patient_identifiers(tmp_path, kit_manifest, nih_rows):
-    labels = _labels_csv(tmp_path / "site", kit_manifest, nih_rows)
+def test_validate_writes_the_study_without_patient_identifiers(tmp_path, kit_manifest, site_rows):
+    labels = _labels_csv(tmp_path / "site", kit_manifest, site_rows)
     (tmp_path / "site" / "img" / "broken.png").write_bytes(b"not a png")
     with labels.open("a", newline="") as f:
-        csv.writer(f).writerow(["img/broken.png", "normal", "nih:broken"])
+        csv.writer(f).writerow(["img/broken.png", "normal", "kermany:broken"])
     out = tmp_path / "report"
     result = CliRunner().invoke(
-        main, ["site", "validate", str(labels), "--map", "pneumonia_unknown=pneumonia", "--out", str(out)]
+        main, ["site", "validate", str(labels), "--map", "bacterial=pneumonia", "--out", str(out)]
     )
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
     images = report["images"]
-    # Every row is either classified or an error row (one NIH film fails the frontal-pattern check).
+    # Every row is either classified or an error row (a film may fail the frontal-pattern check).
     assert images["classified"] + images["errors"] == 2 * PER_CLASS + 1 and images["calibration_images"] == 0
     errors = {e["image"]: e["error"] for e in report["errors"]}
     assert errors["img/broken.png"].startswith("InputError: not an image")
@@ -82,12 +83,12 @@ def test_validate_writes_the_study_without_patient_identifiers(tmp_path, kit_man
     assert report["expectation"]["source"].startswith("leave-one-source-out")
     assert report["more_cases"]["accuracy"]["more"] > 0
     text = (out / "report.md").read_text() + (out / "report.json").read_text()
-    assert not any(r["patient_id"] in text for r in nih_rows)  # identifiers stay out of the report
+    assert not any(r["patient_id"] in text for r in site_rows)  # identifiers stay out of the report
     assert "| normal |" in text
 
 
-def test_validate_names_labels_the_bundle_does_not_know(tmp_path, kit_manifest, nih_rows):
-    labels = _labels_csv(tmp_path / "site", kit_manifest, nih_rows[:2] + nih_rows[-2:])
+def test_validate_names_labels_the_bundle_does_not_know(tmp_path, kit_manifest, site_rows):
+    labels = _labels_csv(tmp_path / "site", kit_manifest, site_rows[:2] + site_rows[-2:])
     text = labels.read_text().replace(",normal,", ",effusion,")
     labels.write_text(text)
     result = CliRunner().invoke(main, ["site", "validate", str(labels), "--out", str(tmp_path / "r")])
@@ -96,8 +97,8 @@ def test_validate_names_labels_the_bundle_does_not_know(tmp_path, kit_manifest, 
     assert not (tmp_path / "r").exists()
 
 
-def test_calibrate_refuses_when_the_site_gains_nothing(tmp_path, kit_manifest, nih_rows):
-    labels = _labels_csv(tmp_path / "site", kit_manifest, nih_rows)
+def test_calibrate_refuses_when_the_site_gains_nothing(tmp_path, kit_manifest, site_rows):
+    labels = _labels_csv(tmp_path / "site", kit_manifest, site_rows)
     out = tmp_path / "new"
     result = CliRunner().invoke(main, ["site", "calibrate", str(labels), "--site", "x", "--out", str(out)])
     assert result.exit_code == 1
@@ -112,7 +113,7 @@ def test_calibrated_bundle_keeps_the_parent_and_records_the_site(swapped_site):
     site = new.manifest.site
     assert new.manifest.format_version == 4 and site.name == "swapped" and site.method == "head"
     assert site.parent_sha256 == bundle_sha256(parent)
-    # The classified images only (one film fails the frontal-pattern check).
+    # The classified images only (a film may fail the frontal-pattern check).
     used = sum(site.images.values())
     assert set(site.images) == {"normal", "pneumonia"} and 2 * PER_CLASS - 2 <= used <= 2 * PER_CLASS
     assert used - 2 <= site.patients <= used == len(site.image_digests)
@@ -139,14 +140,14 @@ def test_calibrated_bundle_keeps_the_parent_and_records_the_site(swapped_site):
 
 
 def test_calibrated_predictions_are_the_heads_then_the_ensemble_then_the_site(
-    swapped_site, kit_manifest, nih_rows
+    swapped_site, kit_manifest, site_rows
 ):
     _, out = swapped_site
     bundle = Bundle.load(out)
     m = bundle.manifest
     calibrated, parent = Predictor(bundle), Predictor(Bundle.load())
     flipped = 0
-    for r in nih_rows[:: PER_CLASS // 2]:
+    for r in site_rows[:: PER_CLASS // 2]:
         file = kit_manifest.parent / r["path"]
         pred = calibrated.predict_file(file)
         # By hand from the raw member outputs: head per member, mean, ensemble temperature, site.
@@ -177,7 +178,7 @@ def test_validating_on_the_calibration_images_is_called_in_sample(swapped_site, 
     assert "in-sample" in (tmp_path / "report.md").read_text()
 
 
-def test_batch_and_the_dicom_node_apply_the_site_calibration(swapped_site, kit_manifest, nih_rows, tmp_path):
+def test_batch_and_the_dicom_node_apply_the_site_calibration(swapped_site, kit_manifest, site_rows, tmp_path):
     pq = pytest.importorskip("pyarrow.parquet")
     from cxr_edge.serve.config import TriageConfig
     from cxr_edge.serve.triage import Triage
@@ -185,7 +186,7 @@ def test_batch_and_the_dicom_node_apply_the_site_calibration(swapped_site, kit_m
     _, out = swapped_site
     files = tmp_path / "in"
     files.mkdir()
-    for r in nih_rows[::8]:
+    for r in site_rows[::8]:
         shutil.copy(kit_manifest.parent / r["path"], files / Path(r["path"]).name)
     predictor = Predictor(Bundle.load(out))
     expected = {}

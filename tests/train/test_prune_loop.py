@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -192,3 +193,37 @@ def test_pruned_members_are_named_after_their_pruning_folder(tmp_path):
     assert member_stems(runs[:1], [TINY]) == [TINY.model]
     with pytest.raises(SpecError, match="distinct"):
         member_stems([tmp_path / "a" / "best", tmp_path / "b" / "a-pruned"], [TINY, TINY])
+
+
+def _level(folder, fraction: float, params: int, right: float) -> None:
+    """A pruning step of one fold: held-out predictions where ``right`` of each class is ranked right."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)  # the same draws at every level: only ``right`` differs
+    labels = ("covid", "normal", "pneumonia")
+    rows = ["path,source,label,raw_label," + ",".join(f"prob_{k}" for k in labels)]
+    for source, present in (("kermany", ("normal", "pneumonia")), ("hannover", ("covid",))):
+        for label in present:
+            for i in range(60):
+                p = rng.dirichlet([1, 1, 1]) * 0.2
+                hit = labels.index(label) if rng.random() < right else (labels.index(label) + 1) % 3
+                p[hit] += 0.8
+                rows.append(f"{source}/{label}/{i}.png,{source},{label},," + ",".join(f"{v:.6f}" for v in p))
+    (folder / "holdout_predictions.csv").write_text("\n".join(rows) + "\n")
+    (folder / "metrics.json").write_text(json.dumps({"fraction": fraction, "params": params}))
+
+
+def test_pruning_stops_at_the_first_drop_beyond_the_tolerance(tmp_path):
+    from cxr_edge.train.prune.loso import summarise
+
+    # Levels 0, 2, 4, 6%: the score holds, drops at 4%, climbs back at 6% (a lucky draw, not evidence).
+    for step, (fraction, right) in enumerate(((0.0, 0.9), (0.02, 0.9), (0.04, 0.5), (0.06, 0.95))):
+        for fold in ("a", "b"):
+            _level(tmp_path / fold / f"step_{step:02d}", fraction, 1000 - 100 * step, right)
+    summary = summarise(tmp_path, ["a", "b"], tolerance=0.02, n_boot=50)
+    scores = [r["score"] for r in summary["levels"]]
+    assert scores[2] < scores[0] - 0.02 and scores[3] >= scores[0] - 0.02
+    assert summary["chosen"]["fraction"] == 0.02
+    assert summary["levels"][0]["delta"] == 0.0
+    low = summary["levels"][2]
+    assert low["delta"] < 0 and low["delta_lo"] <= low["delta"] <= low["delta_hi"] < 0
+    assert {"auc_kermany", "recall_score", "within_auc"} <= set(low)

@@ -14,11 +14,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from cxr_edge.bundle.entries import SegmenterRole
 from cxr_edge.bundle.folder import Bundle
 from cxr_edge.cli import main
 from cxr_edge.dataset.samples import load_samples
 from cxr_edge.errors import BundleError, SpecError
-from cxr_edge.ops.preprocess import PreprocessSpec
+from cxr_edge.imaging.reader import read_image
+from cxr_edge.ops.preprocess import PreprocessSpec, crop_region, preprocess
+from cxr_edge.runtime import selftest
 from cxr_edge.runtime.pipeline import Predictor
 from cxr_edge.runtime.segmenter import CropTable
 from cxr_edge.train.config import TrainConfig
@@ -272,7 +275,8 @@ def test_lung_crop_classifier_ships_with_its_segmenter(crops, seg_bundle, kit_ma
             tmp_path / "b0",
             progress=False,
         )
-    with pytest.raises(SpecError, match="without lung crops"):
+    # A full-image classifier ships the segmenter to check its evidence, never to crop its input.
+    evidence = Bundle.load(
         build_bundle(
             BundleRecipe(
                 runs=[border_run], manifest=kit_manifest, split=split, segmenter=seg_bundle, **common
@@ -280,6 +284,21 @@ def test_lung_crop_classifier_ships_with_its_segmenter(crops, seg_bundle, kit_ma
             tmp_path / "b1",
             progress=False,
         )
+    )
+    assert evidence.manifest.segmenter.role == SegmenterRole.EVIDENCE
+    assert not evidence.manifest.segmenter.crops
+    image, _ = read_image(load_samples()[0].file)
+    full = Predictor(evidence)
+    prepared = full.prepare(image)
+    np.testing.assert_array_equal(prepared.x, preprocess(image, evidence.spec))
+    assert prepared.crop is not None and prepared.box is None
+    seen = full.classify(prepared)
+    assert seen.crop == "none" and seen.crop_box is None and "segment" in seen.timings_ms
+    assert (seen.lung_fraction is not None) == (prepared.crop.status == "lung")
+    assert seen.cam_region == crop_region(image.shape, evidence.spec)
+    # convert writes the self-test last: it passes on the machine that made it, segment and crop included.
+    assert {"segment", "crop", "preprocess", "output"} <= {r.stage for r in selftest.run(evidence)}
+    assert selftest.check(evidence) > 0
     out = build_bundle(
         BundleRecipe(runs=[run], manifest=kit_manifest, split=split, segmenter=seg_bundle, **common),
         tmp_path / "b2",
@@ -287,6 +306,7 @@ def test_lung_crop_classifier_ships_with_its_segmenter(crops, seg_bundle, kit_ma
     )
     bundle = Bundle.load(out)
     assert bundle.manifest.segmenter.sha256 == CropTable.read(crops).segmenter_sha256
+    assert bundle.manifest.segmenter.role == SegmenterRole.CROP
     pred = Predictor(bundle).predict_file(load_samples()[0].file)
     assert pred.crop in ("lung", "fallback") and pred.crop_box is not None
     assert "segment" in pred.timings_ms

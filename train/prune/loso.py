@@ -4,15 +4,19 @@ In-distribution validation cannot say how much pruning a model survives *in anot
 channels APoZ removes first may be exactly the ones that carried what generalises, while the
 hospital-specific ones stay. So the recipe's LOSO folds are pruned with the same schedule
 (:func:`cxr_edge.train.prune.loop.prune_run` records each step's predictions on the fold's held-out source),
-the held-out predictions of all folds at each level are pooled, and the chosen level is the most
-pruned one whose pooled LOSO selection score stays within ``tolerance`` of the unpruned folds'. The
+the held-out predictions of all folds at each level are pooled, and pruning continues until the pooled
+LOSO selection score drops beyond ``tolerance`` below the unpruned folds': the chosen level is the
+last one before the first such drop (a later level that climbs back above is a lucky draw of a noisy
+score, not evidence). Each level also carries its paired difference from the unpruned folds on the
+same images, with a bootstrap interval (:func:`cxr_edge.evaluation.loso_select.paired_difference`). The
 deployed model, trained on every source, is then pruned with the same schedule to that level
 (``cxr-edge prune --select fraction --fraction F``).
 
 Output (``OUT``)::
 
     <source>/            the fold's pruning folder (step_NN/ with holdout_predictions.csv)
-    loso_prune.csv       per level: fraction, params, pooled accuracy, selection score, per-source accuracy
+    loso_prune.csv       per level: fraction, params, pooled accuracy, selection score and its two terms,
+                         per-source accuracy and within-source AUC
     loso_prune.json      the same, the chosen level and the rule
 """
 
@@ -25,6 +29,7 @@ from pathlib import Path
 
 from cxr_edge.errors import SpecError
 from cxr_edge.evaluation.loso import PREDICTIONS, read_predictions, score
+from cxr_edge.evaluation.loso_select import paired_difference
 from cxr_edge.train.prune.loop import PruneConfig, prune_run
 
 
@@ -81,16 +86,27 @@ def prune_folds(
     return summarise(out, folds, tolerance)
 
 
-def summarise(out: str | Path, folds: list[str], tolerance: float) -> dict:
-    """Pools the folds' held-out predictions per pruning step and chooses the level."""
+def summarise(out: str | Path, folds: list[str], tolerance: float, n_boot: int = 500) -> dict:
+    """Pools the folds' held-out predictions per pruning step and chooses the level.
+
+    Args:
+        out: The pruning folder (one sub-folder per fold).
+        folds: The folds' held-out sources.
+        tolerance: Allowed drop of the pooled LOSO selection score.
+        n_boot: Bootstrap replicates of each level's paired difference from the unpruned level.
+    """
     out = Path(out)
     steps = sorted({p.name for f in folds for p in (out / f).glob("step_*") if (p / PREDICTIONS).is_file()})
     rows = []
+    unpruned = None
     for step in steps:
         files = [out / f / step / PREDICTIONS for f in folds]
         if not all(f.is_file() for f in files):
             continue  # a level not every fold reached
-        report = score(read_predictions(files))
+        held = read_predictions(files)
+        unpruned = held if unpruned is None else unpruned
+        delta = paired_difference(held, unpruned, n_boot=n_boot)
+        report = score(held)
         metrics = [json.loads((out / f / step / "metrics.json").read_text()) for f in folds]
         rows.append(
             {
@@ -99,20 +115,30 @@ def summarise(out: str | Path, folds: list[str], tolerance: float) -> dict:
                 "params_mean": round(sum(m["params"] for m in metrics) / len(metrics)),
                 "pooled_accuracy": report["pooled"]["accuracy"]["value"],
                 "score": report["selection_score"],
+                "recall_score": report["recall_score"],
+                "within_auc": report["within_auc"],
+                "delta": delta["difference"],
+                "delta_lo": delta["ci"][0],
+                "delta_hi": delta["ci"][1],
             }
             | {f"acc_{s}": b["accuracy"]["value"] for s, b in report["by_source"].items()}
+            | {f"auc_{s}": w["auc"] for s, w in report["within_source"].items()}
         )
     if not rows or rows[0]["step"] != 0:
         raise SpecError("unpruned step missing", expected="step_00 in every fold", received=str(steps[:3]))
     base = rows[0]["score"]
-    chosen = max((r for r in rows if r["score"] >= base - tolerance), key=lambda r: r["fraction"])
+    chosen = rows[0]
+    for row in rows[1:]:
+        if row["score"] < base - tolerance:
+            break
+        chosen = row
     with open(out / "loso_prune.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]), lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
     summary = {
         "folds": folds,
-        "rule": f"most pruned level with pooled LOSO score >= unpruned - {tolerance}",
+        "rule": f"last level before the pooled LOSO score first drops below unpruned - {tolerance}",
         "tolerance": tolerance,
         "chosen": chosen,
         "levels": rows,

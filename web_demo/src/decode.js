@@ -12,8 +12,12 @@
  *   weights (15-bit) (flagged as `converted_from: "RGB"`); alpha is composited on black first.
  *
  * JPEG goes through the browser's decoder (`createImageBitmap` without colour-space conversion),
- * which may differ from libjpeg-turbo in OpenCV by one grey level; DICOM is refused with a clear
- * message (use `cxr-edge predict` for DICOM).
+ * which may differ from libjpeg-turbo in OpenCV by one grey level.
+ *
+ * DICOM goes to the DICOM reader (`dicom/reader.js`, the port of the Python reader's DICOM path, with
+ * the field's WebAssembly codecs), imported **only when a DICOM arrives**: the PNG/JPEG path loads none of
+ * its modules or codecs, so the app's start-up does not grow. `options` (the bundle's decode gate, as
+ * `Predictor` passes it) allow a reduced-resolution decode of a full-size DICOM.
  *
  * @module decode
  */
@@ -77,10 +81,12 @@ export function sniffFormat(data, name = '') {
 /**
  * Decodes image bytes (the file's content).
  * @param {Uint8Array} data
- * @param {string} [name] file name (only its suffix is used)
- * @returns {Promise<{image: import('./resize.js').FloatImage, info: ImageInfo}>}
+ * @param {string} [name] file name (its suffix is used; a DICOM's info names it `source_file`)
+ * @param {Partial<import('./dicom/image.js').ReadOptions>} [options] DICOM read options (`minSide`,
+ *     `reductions`: a reduced decode where the bundle's decode gate allows it); PNG and JPEG ignore them
+ * @returns {Promise<{image: import('./resize.js').FloatImage, info: ImageInfo|import('./dicom/image.js').DicomImageInfo}>}
  */
-export async function decodeImage(data, name = '') {
+export async function decodeImage(data, name = '', options = {}) {
   if (!data.length) throw new InputError('empty file', { expected: 'image data', received: '0 bytes' });
   if (data.length > READ_OPTIONS.maxBytes) {
     throw new ImageTooLargeError('file too large', { expected: `at most ${READ_OPTIONS.maxBytes} bytes`, received: `${data.length} bytes` });
@@ -89,10 +95,9 @@ export async function decodeImage(data, name = '') {
   if (kind === 'png') return decodePng(data);
   if (kind === 'jpeg') return decodeJpeg(data);
   if (kind === 'dicom') {
-    throw new UnsupportedImageError('DICOM is not supported by the browser demo', {
-      expected: 'a PNG or JPEG image (use `cxr-edge predict` for DICOM)',
-      received: 'DICOM data',
-    });
+    // Loaded on the first DICOM only (a dynamic import; the codecs load later still, per syntax).
+    const { readDicom } = await import('./dicom/reader.js');
+    return readDicom(data, name || '<bytes>', options);
   }
   const what = looksLikeText(data)
     ? 'text data'

@@ -31,6 +31,21 @@ export class ImageDecodeError extends InputError {}
 export class UnsupportedImageError extends InputError {}
 /** The declared image size exceeds the decompression-bomb guard. */
 export class ImageTooLargeError extends InputError {}
+/**
+ * A readable image that an input check refuses (`cxr_edge.errors.InputRejectedError`): not a frontal
+ * chest radiograph, too small, blank... The message is `check: reason`.
+ */
+export class InputRejectedError extends InputError {
+  /**
+   * @param {string} check the check's name (`modality`, `body_part`, `view`, `colour`...)
+   * @param {string} reason why, in one sentence (no patient identifiers)
+   */
+  constructor(check, reason) {
+    super(`${check}: ${reason}`);
+    this.check = check;
+    this.reason = reason;
+  }
+}
 /** A model bundle is missing, incomplete, tampered with, or of an unknown format. */
 export class BundleError extends CxrEdgeError {}
 /** LiteRT.js rejected a model or an input tensor. */

@@ -31,7 +31,7 @@ export const SITE_FORMAT_VERSION = 4;
 const EPS = 1e-12;
 const KEYS = Object.freeze([
   'name', 'date', 'parent_sha256', 'method', 'images', 'patients', 'temperature', 'bias', 'heads',
-  'operating_point', 'metrics', 'reference', 'image_digests',
+  'operating_point', 'metrics', 'reference', 'image_digests', 'parent_signed_by',
 ]);
 const POINT_KEYS = Object.freeze(['normal_label', 'target_sensitivity', 'normal_shift']);
 
@@ -53,6 +53,9 @@ const POINT_KEYS = Object.freeze(['normal_label', 'target_sensitivity', 'normal_
  * @property {object} metrics
  * @property {object} reference
  * @property {string[]} image_digests
+ * @property {string|null} parent_signed_by key id of the parent bundle's signature (`ed25519:...`), so a
+ *     calibrated bundle re-signed by the site's key still names who made the model; null: the parent was
+ *     unsigned (informational)
  */
 
 const isObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
@@ -129,6 +132,8 @@ export function parseSite(data) {
   }
   const digests = data.image_digests ?? [];
   if (!Array.isArray(digests) || !digests.every((d) => typeof d === 'string')) throw invalid('site.image_digests', 'a list of strings', digests);
+  const parentSignedBy = data.parent_signed_by ?? null;
+  if (parentSignedBy !== null && typeof parentSignedBy !== 'string') throw invalid('site.parent_signed_by', 'a string or null', parentSignedBy);
   // The checks of SiteCalibration.__post_init__.
   if (!SITE_METHODS.includes(data.method)) {
     throw new BundleError('invalid bundle manifest: unknown site calibration method', { expected: SITE_METHODS.join(' or '), received: data.method });
@@ -151,6 +156,7 @@ export function parseSite(data) {
     metrics: data.metrics ?? {},
     reference: data.reference ?? {},
     image_digests: digests,
+    parent_signed_by: parentSignedBy,
   };
 }
 

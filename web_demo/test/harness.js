@@ -53,6 +53,12 @@ async function golden({ bundleUrl, imageUrl, members = null }) {
     referral: pred.referral,
     lung_fraction: pred.lung_fraction,
     flags: pred.flags,
+    // The Prediction's crop fields (`none` / "" / null for a segmenter of role "evidence") and lung outline.
+    crop: pred.crop,
+    crop_reason: pred.cropReason,
+    crop_box: pred.cropBox,
+    lung_mask: pred.lungMask ? enc2d(pred.lungMask) : null,
+    lung_region: pred.lungRegion,
     timings_ms: pred.timings_ms,
     runtime: runtimeInfo(),
   };
@@ -61,6 +67,7 @@ async function golden({ bundleUrl, imageUrl, members = null }) {
     out.segmenter = {
       mask_probabilities: enc2d(pred.trace.maskProbabilities),
       crop: { status: c.status, reason: c.reason, box: c.box },
+      role: m.segmenter.role,
     };
   }
   // Every model of the bundle (not only the members), raw outputs as `Engine.run_all` returns them.
@@ -78,6 +85,39 @@ async function golden({ bundleUrl, imageUrl, members = null }) {
 }
 
 /**
+ * Reads, checks and classifies served files as the app does (`Predictor.predictBytes`: the bundle's
+ * decode gate, the input checks), one predictor for all of them.
+ * @param {{bundleUrl: string, imageUrls: string[], image?: boolean}} args `image`: also return the
+ *     decoded image of each file
+ */
+async function predictFiles({ bundleUrl, imageUrls, image = false }) {
+  const bundle = await loadBundleFromUrl(bundleUrl);
+  const predictor = await Predictor.create(bundle);
+  const out = { readOptions: predictor.readOptions, files: [] };
+  for (const url of imageUrls) {
+    const bytes = await fetchBytes(url);
+    try {
+      const { prediction: p, image: img } = await predictor.predictBytes(bytes, url.split('/').pop());
+      out.files.push({
+        url,
+        ok: true,
+        label: p.label,
+        probs: bundle.manifest.labels.map((l) => p.probs[l]),
+        info: p.info,
+        crop: p.crop,
+        crop_box: p.cropBox,
+        timings_ms: p.timings_ms,
+        image: image ? enc2d(img) : null,
+      });
+    } catch (err) {
+      out.files.push({ url, ok: false, error: `${err?.name ?? 'Error'}: ${err?.message ?? err}` });
+    }
+  }
+  predictor.delete();
+  return out;
+}
+
+/**
  * Per-stage latencies of the bundle's pipeline (decode, segment, preprocess, each member, combine,
  * heat map, total) over `runs` repetitions after `warmup` untimed ones.
  * @param {{bundleUrl: string, imageUrls: string[], warmup?: number, runs?: number}} args
@@ -89,21 +129,35 @@ async function bench({ bundleUrl, imageUrls, warmup = 3, runs = 20 }) {
   const loadMs = performance.now() - t0;
   const images = await Promise.all(imageUrls.map(fetchBytes));
   const samples = {};
+  const reduction = new Set();
+  const decoder = new Set();
   for (let i = 0; i < warmup + runs; i++) {
     const bytes = images[i % images.length];
     const { prediction } = await predictor.predictBytes(bytes, 'x.png');
     predictor.heatmap(prediction, [prediction.info.height, prediction.info.width]);
     if (i < warmup) continue;
     for (const [stage, ms] of Object.entries(prediction.timings_ms)) (samples[stage] ??= []).push(ms);
+    reduction.add(prediction.info.reduction ?? 1);
+    if (prediction.info.decoder) decoder.add(prediction.info.decoder);
   }
   const wasmHeapMb = getGlobalLiteRt().liteRtWasm.HEAPU8.byteLength / 2 ** 20;
   predictor.delete();
-  return { runtime: runtimeInfo(), bundle: bundle.manifest.name, members: bundle.manifest.ensemble.members, load_ms: loadMs, wasm_heap_mb: wasmHeapMb, samples };
+  return {
+    runtime: runtimeInfo(),
+    bundle: bundle.manifest.name,
+    members: bundle.manifest.ensemble.members,
+    load_ms: loadMs,
+    wasm_heap_mb: wasmHeapMb,
+    samples,
+    reduction: [...reduction].sort((a, b) => a - b),
+    decoder: [...decoder].sort(),
+  };
 }
 
 window.harness = {
   init: (options) => initLiteRt(options),
   golden,
+  predictFiles,
   bench,
 };
 document.body.dataset.state = 'ready';

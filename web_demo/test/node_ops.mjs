@@ -4,7 +4,9 @@
  * results as JSON to stdout. `tests/ports/test_web_demo.py` compares them with OpenCV/numpy/the Python
  * runtime on many random inputs, which the two golden images alone cannot cover.
  *
- * Request: `{"cases": [{"op": ..., "image": {dtype, shape, base64}, ...params}]}`.
+ * Request: `{"cases": [{"op": ..., "image": {dtype, shape, base64}, ...params}]}`; besides the image
+ * operations, `quality` (the input checks of `src/quality.js`) and `inputs` (which opened files are
+ * classified, `src/inputs.js`).
  *
  * @module test/node_ops
  */
@@ -18,9 +20,11 @@ import { medianBlur } from '../src/median.js';
 import { normalize, parseSpec, preprocessU8 } from '../src/preprocess.js';
 import { resizeArea, resizeLinear } from '../src/resize.js';
 import { applySite, headProbs } from '../src/site.js';
+import { check, frontalScore } from '../src/quality.js';
+import { selectInputs, skippedNote } from '../src/inputs.js';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { loadBundleFromUrl, parseManifest } from '../src/bundle.js';
+import { loadBundleFromUrl, parseManifest, segmenterCrops } from '../src/bundle.js';
 import { decodeArray, encodeArray } from './arrays.mjs';
 
 function image2d(entry, Type) {
@@ -82,7 +86,8 @@ const OPS = {
   parse_manifest: (c) => {
     const m = parseManifest(c.manifest);
     const site = m.site && { ...m.site, heads: Object.keys(m.site.heads) }; // the heads' weights stay here
-    return { format_version: m.format_version, label_map: m.label_map, abstain: m.ensemble.abstain, lung_evidence: m.lung_evidence, card: m.card, site };
+    const segmenter = m.segmenter && { name: m.segmenter.name, role: m.segmenter.role, crops: segmenterCrops(m.segmenter) };
+    return { format_version: m.format_version, label_map: m.label_map, abstain: m.ensemble.abstain, lung_evidence: m.lung_evidence, card: m.card, site, segmenter };
   },
   site_head: (c) => {
     const { data, shape } = decodeArray(c.features);
@@ -91,6 +96,16 @@ const OPS = {
   site_apply: (c) => applySite({ temperature: c.temperature, bias: c.bias }, c.probs),
   lung_fraction: (c) => lungFraction(image2d(c.cam, Float32Array), c.region, image2d(c.mask), c.mask_region, c.frame),
   referral: (c) => referral(c.probs, c.band),
+  quality: (c) => {
+    const image = image2d(c.image, Float32Array);
+    const big = Math.min(image.width, image.height) >= 128;
+    return { rejection: check(image, c.info ?? { format: 'png' }, c.config ?? {}), score: big ? frontalScore(image) : null };
+  },
+  inputs: (c) => {
+    const file = (path) => ({ file: null, path });
+    const { inputs, skipped } = selectInputs(c.loose.map(file), c.in_folders.map(file));
+    return { inputs: inputs.map((i) => i.path), skipped, note: skipped.length ? skippedNote(skipped) : null };
+  },
   lung_crop: (c) => {
     const r = lungCrop(image2d(c.prob), c.image_shape, c.crop);
     return { box: r.box, status: r.status, reason: r.reason, mask: encodeArray(r.mask.data, [r.mask.height, r.mask.width]) };

@@ -74,7 +74,8 @@ class MainActivity : AppCompatActivity() {
                 val c = BundleClassifier(assets)
                 classifier = c
                 val m = c.bundle.manifest
-                val text = "${m.name()}: ${m.labels().joinToString()} (members ${c.members.joinToString()})"
+                val text = "${m.name()}: ${m.labels().joinToString()} (members ${c.members.joinToString()}); " +
+                    c.bundle.signatureStatus
                 runOnUiThread {
                     status.text = text
                     busy(false)

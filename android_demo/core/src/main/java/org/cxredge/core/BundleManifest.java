@@ -12,7 +12,8 @@ import java.util.TreeSet;
 /**
  * The parsed {@code manifest.json} of a cxr-edge bundle: labels, preprocessing, models, ensemble,
  * optional segmenter; from format 3 also the label map, the referral band (in the ensemble), the
- * lung-evidence threshold and the model card; format 4 is a site-calibrated bundle, whose
+ * lung-evidence threshold and the model card; any format may pin a self-test file ({@link SelfTestEntry},
+ * checked like a model file); format 4 is a site-calibrated bundle, whose
  * {@link SiteCalibration} the pipeline applies (a manifest has a {@code site} section exactly when it is
  * format 4, so a calibrated bundle never predicts as its parent). Mirrors
  * {@code cxr_edge.bundle.manifest.BundleManifest.from_dict} and {@code check}: the format version is
@@ -34,7 +35,7 @@ public final class BundleManifest {
 
     private static final Set<String> KEYS = new TreeSet<>(Arrays.asList("format_version", "name", "labels",
             "preprocess", "models", "ensemble", "provenance", "segmenter", "label_map", "lung_evidence", "card", "decode",
-            "site"));
+            "site", "selftest"));
 
     private final int formatVersion;
     private final String name;
@@ -49,6 +50,7 @@ public final class BundleManifest {
     private final ModelCard card;
     private final Map<String, Object> decode;
     private final SiteCalibration site;
+    private final SelfTestEntry selfTest;
 
     private BundleManifest(JsonObject o) {
         formatVersion = o.integer("format_version");
@@ -71,6 +73,7 @@ public final class BundleManifest {
         // is kept for display only.
         decode = o.raw("decode") == null ? null : ModelEntry.optionalMap(o, "decode");
         site = o.raw("site") == null ? null : SiteCalibration.fromJson(o.object("site"));
+        selfTest = o.raw("selftest") == null ? null : SelfTestEntry.fromJson(o.object("selftest"));
     }
 
     /** The bundle's decode gate verdict ({@code manifest.decode}) as parsed JSON, or null. */
@@ -374,6 +377,23 @@ public final class BundleManifest {
     /** The site calibration (format 4), or null. */
     public SiteCalibration site() {
         return site;
+    }
+
+    /** The self-test file the manifest pins, or null (older bundles). */
+    public SelfTestEntry selfTest() {
+        return selfTest;
+    }
+
+    /**
+     * Every file the manifest pins by SHA-256: the model files ({@link #modelFiles()}), then the self-test.
+     * A loader checks each ({@link LoadedBundle}, Python's {@code Bundle.load}).
+     */
+    public List<BundleFile> pinnedFiles() {
+        List<BundleFile> out = new ArrayList<>(modelFiles());
+        if (selfTest != null) {
+            out.add(selfTest);
+        }
+        return out;
     }
 
     /** Every model file of the bundle (classifiers, then the segmenter). */

@@ -3,15 +3,9 @@ package org.cxredge.core;
 import java.util.Map;
 
 /** What a {@link ModelRunner} needs to know about one {@code .tflite} file of a bundle. */
-public interface ModelFile {
+public interface ModelFile extends BundleFile {
     /** Unique name in the bundle, e.g. {@code custom_cnn-int8}. */
     String name();
-
-    /** Plain file name inside the bundle folder. */
-    String file();
-
-    /** Hex sha256 digest of the file. */
-    String sha256();
 
     /** The input tensor. */
     TensorSpec input();

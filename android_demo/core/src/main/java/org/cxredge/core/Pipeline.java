@@ -13,6 +13,10 @@ import java.util.Map;
  * steps: members with a refitted head take their probabilities from their {@code features} output, and
  * the combined probabilities get the site's temperature and bias; label, heat map and referral follow.
  *
+ * <p>The segmenter's role ({@link SegmenterEntry#crops()}) decides what the classifiers see: the lung crop
+ * ({@code crop}, the paper's system) or the full image ({@code evidence}: the border crop of a bundle
+ * without a segmenter; the lung mask then only judges the heat map, on the full-image region).
+ *
  * <p>Not thread-safe if the runner is not; one pipeline per worker thread.
  */
 public final class Pipeline {
@@ -98,8 +102,10 @@ public final class Pipeline {
                     : LungCrop.cleanMask(prob, HeatMap.LUNG_THRESHOLD, new int[1]);
             timings.put("segment", ms(t));
         }
+        // A segmenter of role "evidence" only checks the heat map: the classifiers see the full image.
+        boolean cropped = crop != null && manifest.segmenter().crops();
         long t0 = System.nanoTime();
-        PreprocessedImage x = preprocessor.run(image, crop == null ? null : crop.box());
+        PreprocessedImage x = preprocessor.run(image, cropped ? crop.box() : null);
         timings.put("preprocess", ms(t0));
 
         Map<String, float[]> perModel = new LinkedHashMap<>();
@@ -155,7 +161,10 @@ public final class Pipeline {
         if (evidence != null && fraction != null && fraction < evidence.minFraction()) {
             flags.add(HeatMap.FLAG_OUTSIDE_LUNGS);
         }
-        return new Prediction(manifest.labels(), probs, perModel, crop, x, cam, timings, referral, fraction, flags);
+        boolean lungs = crop != null && CropDecision.LUNG.equals(crop.status()) && lungMask != null;
+        CropBox lungRegion = lungs ? segmenterPreprocessor.region(image.width(), image.height(), null) : null;
+        return new Prediction(manifest.labels(), probs, perModel, crop, cropped, x, cam, timings, referral, fraction,
+                flags, lungs ? lungMask : null, lungRegion);
     }
 
     /** The segmenter stage: lung probabilities, then the crop rule. */

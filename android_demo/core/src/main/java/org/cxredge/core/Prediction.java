@@ -7,13 +7,20 @@ import java.util.Map;
 /**
  * The result of the pipeline for one image (the Python {@code Prediction}): label, combined
  * probabilities, each member's probabilities, the crop, the heat map, timings, the referral
- * band's referral, and the heat map's lung fraction with its flags.
+ * band's referral, the heat map's lung fraction with its flags, and the lung mask for an outline.
+ *
+ * <p>With a segmenter of role {@code evidence} the classifiers saw the full image: the crop status is
+ * {@code none}, its reason "" and {@link #cropBox()} null, while the lung mask still gives the lung
+ * fraction, the flags and the outline when it is plausible.
  */
 public final class Prediction {
     private final List<String> labels;
     private final double[] probs;
     private final Map<String, float[]> perModel;
     private final CropDecision crop;
+    private final boolean cropped;
+    private final ByteImage lungMask;
+    private final CropBox lungRegion;
     private final PreprocessedImage preprocessed;
     private final FloatImage cam;
     private final Map<String, Double> timingsMs;
@@ -22,8 +29,8 @@ public final class Prediction {
     private final List<String> flags;
 
     Prediction(List<String> labels, double[] probs, Map<String, float[]> perModel, CropDecision crop,
-            PreprocessedImage preprocessed, FloatImage cam, Map<String, Double> timingsMs, String referral,
-            Double lungFraction, List<String> flags) {
+            boolean cropped, PreprocessedImage preprocessed, FloatImage cam, Map<String, Double> timingsMs,
+            String referral, Double lungFraction, List<String> flags, ByteImage lungMask, CropBox lungRegion) {
         this.referral = referral;
         this.lungFraction = lungFraction;
         this.flags = Collections.unmodifiableList(flags);
@@ -31,6 +38,9 @@ public final class Prediction {
         this.probs = probs;
         this.perModel = Collections.unmodifiableMap(perModel);
         this.crop = crop;
+        this.cropped = crop != null && cropped;
+        this.lungMask = lungMask;
+        this.lungRegion = lungRegion;
         this.preprocessed = preprocessed;
         this.cam = cam;
         this.timingsMs = Collections.unmodifiableMap(timingsMs);
@@ -64,19 +74,43 @@ public final class Prediction {
         return perModel;
     }
 
-    /** {@code lung}, {@code fallback} or {@code none} (the bundle has no segmenter). */
+    /**
+     * {@code lung}, {@code fallback} or {@code none} (no segmenter, or one of role {@code evidence}: the
+     * classifiers saw the full image).
+     */
     public String cropStatus() {
-        return crop == null ? "none" : crop.status();
+        return cropped ? crop.status() : "none";
     }
 
-    /** Why the crop fell back ("" otherwise). */
+    /** Why the crop fell back ("" otherwise, and without a crop). */
     public String cropReason() {
-        return crop == null ? "" : crop.reason();
+        return cropped ? crop.reason() : "";
     }
 
-    /** The segmenter's crop decision, or null without a segmenter. */
+    /** The lung crop box the classifiers saw, or null (no segmenter, or one of role {@code evidence}). */
+    public CropBox cropBox() {
+        return cropped ? crop.box() : null;
+    }
+
+    /**
+     * The segmenter's crop decision (its mask's plausibility verdict and box), or null without a segmenter;
+     * the classifiers saw its box only when {@link #cropBox()} is not null.
+     */
     public CropDecision crop() {
         return crop;
+    }
+
+    /**
+     * The segmenter's lung mask (0/255) over {@link #lungRegion()} when it is plausible (crop decision
+     * {@code lung}), for drawing the lung outline; null otherwise.
+     */
+    public ByteImage lungMask() {
+        return lungMask;
+    }
+
+    /** The source-image region the segmenter saw, when {@link #lungMask()} is not null. */
+    public CropBox lungRegion() {
+        return lungRegion;
     }
 
     /** The preprocessing result (8-bit image, model input, region). */

@@ -7,11 +7,21 @@ import java.util.TreeSet;
 
 /**
  * The lung segmenter stage of a bundle ({@code manifest.segmenter}): its model file, its own
- * preprocessing and the crop rule. Mirrors {@code cxr_edge.bundle.manifest.SegmenterEntry}.
+ * preprocessing, the crop rule and its role. Mirrors {@code cxr_edge.bundle.manifest.SegmenterEntry}.
+ *
+ * <p>The role ({@code SegmenterRole} in Python) says what the segmenter does to the classifiers' input:
+ * {@link #ROLE_CROP} (the default when absent; the paper's system: the classifiers see the lung crop) or
+ * {@link #ROLE_EVIDENCE} (the classifiers were trained on the full image; the lung mask only checks where
+ * the heat map's evidence lies). Any other value is refused.
  */
 public final class SegmenterEntry implements ModelFile {
+    /** The classifiers see the lung crop (the paper's system; the default). */
+    public static final String ROLE_CROP = "crop";
+    /** The classifiers see the full image; the lung mask only checks the heat map's evidence. */
+    public static final String ROLE_EVIDENCE = "evidence";
+
     private static final Set<String> KEYS = new TreeSet<>(Arrays.asList("name", "file", "sha256", "quant", "input",
-            "outputs", "params", "macs", "preprocess", "crop", "metrics"));
+            "outputs", "params", "macs", "preprocess", "crop", "metrics", "role"));
 
     private final String name;
     private final String file;
@@ -24,6 +34,7 @@ public final class SegmenterEntry implements ModelFile {
     private final PreprocessSpec preprocess;
     private final CropSpec crop;
     private final Map<String, Object> metrics;
+    private final String role;
 
     private SegmenterEntry(JsonObject o) {
         o.requireKnownKeys(KEYS, "segmenter entry");
@@ -38,6 +49,11 @@ public final class SegmenterEntry implements ModelFile {
         preprocess = PreprocessSpec.fromJson(o.object("preprocess"));
         crop = o.has("crop") ? CropSpec.fromJson(o.object("crop")) : CropSpec.defaults();
         metrics = ModelEntry.optionalMap(o, "metrics");
+        role = o.string("role", ROLE_CROP);
+        if (!ROLE_CROP.equals(role) && !ROLE_EVIDENCE.equals(role)) {
+            throw new BundleFormatException(o.child("role"), "unknown segmenter role",
+                    "one of ['" + ROLE_CROP + "', '" + ROLE_EVIDENCE + "']", "\"" + role + "\"");
+        }
     }
 
     /** Parses {@code manifest.segmenter}. */
@@ -98,5 +114,19 @@ public final class SegmenterEntry implements ModelFile {
     /** Dice/IoU of this variant (parsed JSON). */
     public Map<String, Object> metrics() {
         return metrics;
+    }
+
+    /** {@link #ROLE_CROP} or {@link #ROLE_EVIDENCE}. */
+    public String role() {
+        return role;
+    }
+
+    /**
+     * Whether the classifiers see the lung crop ({@code SegmenterEntry.crops}); false for a segmenter of
+     * role {@link #ROLE_EVIDENCE}, whose classifiers see the full image (the border crop of a bundle without
+     * a segmenter).
+     */
+    public boolean crops() {
+        return ROLE_CROP.equals(role);
     }
 }

@@ -4,8 +4,8 @@ import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 
 /**
- * SHA-256 digests of model files, to refuse a tampered or incomplete bundle before it classifies
- * anything (as the Python {@code Bundle.load} does).
+ * SHA-256 digests of the files a manifest pins (model files, the self-test), to refuse a tampered or
+ * incomplete bundle before it classifies anything (as the Python {@code Bundle.load} does).
  */
 public final class Sha256 {
     private Sha256() {
@@ -26,11 +26,11 @@ public final class Sha256 {
     }
 
     /**
-     * Checks a model file against its manifest entry.
+     * Checks a pinned file against its manifest entry.
      *
      * @throws BundleFormatException the digest differs
      */
-    public static void verify(ModelFile model, byte[] data) {
+    public static void verify(BundleFile model, byte[] data) {
         String actual = hex(data);
         if (!actual.equalsIgnoreCase(model.sha256())) {
             throw new BundleFormatException(null, "checksum mismatch for " + model.file()

@@ -34,7 +34,7 @@ public final class SiteCalibration {
     private static final double EPS = 1e-12;
     private static final Set<String> KEYS = new TreeSet<>(Arrays.asList("name", "date", "parent_sha256", "method",
             "images", "patients", "temperature", "bias", "heads", "operating_point", "metrics", "reference",
-            "image_digests"));
+            "image_digests", "parent_signed_by"));
     private static final Set<String> HEAD_KEYS = new TreeSet<>(Arrays.asList("weights", "bias"));
     private static final Set<String> POINT_KEYS =
             new TreeSet<>(Arrays.asList("normal_label", "target_sensitivity", "normal_shift"));
@@ -52,6 +52,7 @@ public final class SiteCalibration {
     private final Map<String, Object> metrics;
     private final Map<String, Object> reference;
     private final List<String> imageDigests;
+    private final String parentSignedBy;
 
     /** A member's refitted classification head ({@code MemberHead}). */
     public static final class Head {
@@ -187,6 +188,7 @@ public final class SiteCalibration {
         reference = ModelEntry.optionalMap(o, "reference");
         imageDigests = Collections.unmodifiableList(
                 o.has("image_digests") ? o.stringList("image_digests") : Collections.<String>emptyList());
+        parentSignedBy = o.raw("parent_signed_by") == null ? null : o.string("parent_signed_by");
         // The checks of SiteCalibration.__post_init__.
         if (!METHODS.contains(method)) {
             throw new BundleFormatException("site.method", "unknown site calibration method",
@@ -314,5 +316,13 @@ public final class SiteCalibration {
     /** Short SHA-256 of the labelled images' files. */
     public List<String> imageDigests() {
         return imageDigests;
+    }
+
+    /**
+     * Key id of the parent bundle's signature ({@code ed25519:...}), so a calibrated bundle re-signed by the
+     * site's key still names who made the model; null when the parent was unsigned (informational).
+     */
+    public String parentSignedBy() {
+        return parentSignedBy;
     }
 }

@@ -271,6 +271,27 @@ class BundleManifestTest {
         assertEquals(0.6, seg.crop().threshold());
         assertEquals(0.05, seg.crop().margin());
         assertEquals(4, parsed.modelFiles().size());
+        assertEquals(SegmenterEntry.ROLE_CROP, seg.role()); // no role: the paper's lung crop
+        assertTrue(seg.crops());
+
+        for (String role : Arrays.asList("crop", "evidence")) {
+            Map<String, Object> withRole = baseJson();
+            Map<String, Object> roleJson = obj(Json.parse(SEGMENTER));
+            roleJson.put("role", role);
+            withRole.put("segmenter", roleJson);
+            SegmenterEntry read = BundleManifest.fromJson(withRole).segmenter();
+            assertEquals(role, read.role());
+            assertEquals("crop".equals(role), read.crops());
+        }
+        for (Object role : Arrays.asList("lungs", null, 1L)) {
+            Map<String, Object> badRole = baseJson();
+            Map<String, Object> roleJson = obj(Json.parse(SEGMENTER));
+            roleJson.put("role", role);
+            badRole.put("segmenter", roleJson);
+            BundleFormatException e = assertThrows(BundleFormatException.class, () -> BundleManifest.fromJson(badRole),
+                    String.valueOf(role));
+            assertEquals("segmenter.role", e.field(), e.getMessage());
+        }
 
         Map<String, Object> bad = baseJson();
         Map<String, Object> segJson = obj(Json.parse(SEGMENTER));

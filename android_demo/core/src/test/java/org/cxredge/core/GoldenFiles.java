@@ -145,13 +145,22 @@ final class GoldenFiles {
         return BundleManifest.fromJson(json);
     }
 
-    /** The lung crop a committed golden sample was classified on, or null (no segmenter: border crop). */
+    /**
+     * The lung crop a committed golden sample was classified on, or null (border crop: no segmenter, or one
+     * of role "evidence", whose stored box is its mask's, not what the classifiers saw).
+     */
     static CropBox goldenCrop(JsonObject golden) {
-        if (!golden.has("segmenter")) {
+        if (!goldenCrops(golden)) {
             return null;
         }
         int[] b = golden.object("segmenter").object("crop").intArray("box");
         return new CropBox(b[0], b[1], b[2], b[3]);
+    }
+
+    /** Whether a committed golden sample's classifiers saw the lung crop (a segmenter of role "crop"). */
+    static boolean goldenCrops(JsonObject golden) {
+        return golden.has("segmenter") && SegmenterEntry.ROLE_CROP.equals(
+                golden.object("segmenter").string("role", SegmenterEntry.ROLE_CROP));
     }
 
     /** The region the pipeline classified in an extra sample: its lung box, else the border crop. */

@@ -80,7 +80,7 @@ class PipelineTest {
             String name = s.string("golden");
             List<String> expectedCalls = new ArrayList<>();
             if (m.segmenter() != null) {
-                expectedCalls.add(m.segmenter().name()); // segment first, then classify the lung crop
+                expectedCalls.add(m.segmenter().name()); // segment first, then classify (the lung crop)
             }
             expectedCalls.addAll(m.ensemble().members());
             assertEquals(expectedCalls, runner.calls);
@@ -99,8 +99,9 @@ class PipelineTest {
             FloatImage heat = p.heatMap(image.width(), image.height());
             Diff.assertWithin(HeatMapTest.CAM_TOLERANCE, Diff.maxAbs(GoldenArray.of(s, "heatmap").floats(),
                     heat.pixels()), name + " pipeline heat map (image resolution)");
-            assertEquals(g.has("segmenter") ? g.object("segmenter").object("crop").string("status") : "none",
+            assertEquals(GoldenFiles.goldenCrops(g) ? g.object("segmenter").object("crop").string("status") : "none",
                     p.cropStatus());
+            assertEquals(GoldenFiles.goldenCrop(g), p.cropBox());
             assertTrue(p.timingsMs().keySet().containsAll(Arrays.asList("preprocess", "combine", "heatmap")));
         }
     }
@@ -175,8 +176,9 @@ class PipelineTest {
 
         ModelRunner wrongType = (model, input) -> {
             Map<String, RawTensor> out = new HashMap<>();
-            TensorSpec bad = new TensorSpec(new int[] {1, 3}, DType.INT8, 0.1, 0);
-            out.put("probs", RawTensor.ofBytes(bad, new byte[3]));
+            // One value too many: wrong for every member, whatever its type (int8 or fp32 probabilities).
+            TensorSpec bad = new TensorSpec(new int[] {1, 4}, DType.INT8, 0.1, 0);
+            out.put("probs", RawTensor.ofBytes(bad, new byte[4]));
             return out;
         };
         e = assertThrows(ModelOutputException.class, () -> new Pipeline(m, wrongType).predict(image));
