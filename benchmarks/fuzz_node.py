@@ -136,6 +136,10 @@ class NodeTarget:
             raise AssertionError(f"no C-STORE answer (syntax {UID(syntax).name}) and no refusal recorded")
         if status != 0x0000:
             if status in (0xA700,) and self._refusals() > refusals:
+                # A refused association (e.g. past the instances-per-association limit) is released so
+                # that the next input meets the triage again, not the same refusal.
+                self.assoc.release()
+                self.assoc = None
                 return [f"status:{status:#06x}"]
             raise AssertionError(f"C-STORE answered {status:#06x}")
         record = self._record(instance_key(uid))

@@ -125,6 +125,10 @@ class Bundle:
 
     def path_of(self, entry: ModelEntry | SegmenterEntry | SelfTestEntry) -> Path:
         """Absolute path of a bundle file (refusing names that escape the bundle folder)."""
+        if "\x00" in entry.file:  # no path holds one; pathlib would raise ValueError (found by fuzzing)
+            raise BundleError(
+                "model file name holds a NUL byte", expected="a plain file name", received=repr(entry.file)
+            )
         file = (self.root / entry.file).resolve()
         if file.parent != self.root.resolve():
             raise BundleError(

@@ -109,3 +109,20 @@ def test_a_number_beyond_any_float_is_a_typed_error():
             document["ensemble"]["temperature"] = 10**400
         with pytest.raises(CxrEdgeError, match="a float can hold"):
             BundleManifest.from_dict(document, schema=False)
+
+
+def test_a_file_name_with_a_nul_byte_is_a_typed_error(tmp_path):
+    """The campaign's third manifest finding (fixed): a model file name holding a NUL byte escaped
+    Bundle.load as pathlib's ValueError."""
+    import shutil
+
+    from cxr_edge.bundle.folder import Bundle
+    from cxr_edge.errors import BundleError
+
+    shipped = Path(__file__).resolve().parents[2] / "cxr_edge" / "data" / "default_bundle"
+    shutil.copytree(shipped, tmp_path / "b")
+    document = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    document["models"][0]["file"] = "model\x00.tflite"
+    (tmp_path / "b" / "manifest.json").write_text(json.dumps(document))
+    with pytest.raises(BundleError, match="NUL byte"):
+        Bundle.load(tmp_path / "b", trust=False)
