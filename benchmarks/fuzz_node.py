@@ -124,6 +124,8 @@ class NodeTarget:
         sop = SOP_CLASSES[data[1] % len(SOP_CLASSES)] if len(data) > 1 else SOP_CLASSES[0]
         uid = f"1.2.826.0.1.3680043.10.1017.9.{time.time_ns()}.{next(self._n)}"
         self.file.write_bytes(_part10(sop, uid, syntax, data[2:]))
+        if not _sendable(self.file):
+            return ["unsendable"]  # the sender cannot frame it: nothing reaches the node
         refusals = self._refusals()
         assoc = self._association()
         reply = _send_raw(assoc, self.file)
@@ -183,6 +185,20 @@ class NodeTarget:
         if self.assoc is not None and self.assoc.is_established:
             self.assoc.release()
         self.node.stop()
+
+
+def _sendable(file: Path) -> bool:
+    """Whether pynetdicom's sender can split the file into its meta and dataset (a mutated file meta
+    can make it raise before anything is sent: a limit of the sender, not a finding of the node)."""
+    import struct
+
+    from pynetdicom.dsutils import split_dataset
+
+    try:
+        split_dataset(file)
+    except (struct.error, ValueError, EOFError, OSError, KeyError, TypeError):
+        return False
+    return True
 
 
 def _send_raw(assoc, file: Path):
