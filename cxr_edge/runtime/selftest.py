@@ -22,7 +22,6 @@ import base64
 import dataclasses
 import hashlib
 import json
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,10 +31,11 @@ from cxr_edge.bundle.entries import SelfTestEntry
 from cxr_edge.bundle.folder import Bundle, write_manifest
 from cxr_edge.bundle.manifest import BundleManifest
 from cxr_edge.errors import BundleError
-from cxr_edge.imaging.reader import read_image
+from cxr_edge.imaging.reader import decode_image, read_image
 from cxr_edge.ops.lungcrop import lung_crop
 from cxr_edge.ops.preprocess import normalize, preprocess_u8
 from cxr_edge.runtime.engine import Engine
+from cxr_edge.runtime.pipeline import Predictor
 
 SELFTEST_NAME = "selftest.json"
 SELFTEST_FORMAT = 1
@@ -78,8 +78,6 @@ def _member_probs(bundle: Bundle, x: np.ndarray) -> dict[str, np.ndarray]:
 
 def make(bundle: Bundle, images: list[Path]) -> dict:
     """The self-test of a bundle: each stage's outputs on ``images`` (PNG files), on this machine."""
-    from cxr_edge.runtime.pipeline import Predictor
-
     predictor = Predictor(bundle, checks=None)
     seg = bundle.manifest.segmenter
     cases = []
@@ -198,8 +196,6 @@ def run(bundle: Bundle) -> list[StageResult]:
     Raises:
         BundleError: The bundle carries no self-test, or it is malformed.
     """
-    from cxr_edge.runtime.pipeline import Predictor
-
     entry = bundle.manifest.selftest
     if entry is None:
         raise BundleError(
@@ -219,10 +215,7 @@ def run(bundle: Bundle) -> list[StageResult]:
     any_quantized = any(m.outputs["probs"].quantized for m in bundle.manifest.models)
     for case in data["cases"]:
         name = case["name"]
-        with tempfile.TemporaryDirectory() as tmp:
-            png = Path(tmp) / "case.png"
-            png.write_bytes(base64.b64decode(case["png"]))
-            image, _ = read_image(png)
+        image, _ = decode_image(base64.b64decode(case["png"]), name)
         same = _digest(image) == case["decoded_sha256"]
         results.append(
             StageResult(name, "decode", 0.0 if same else 1.0, 0.0, same, "" if same else "pixels differ")

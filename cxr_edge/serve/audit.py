@@ -104,9 +104,14 @@ class AuditLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._done: set[str] = set()
         self._files: set[str] = set()
-        for record in read_records(self.path):
-            self._remember(record)
-        self._head = chain_head(self.path)
+        # One pass over the log: the instances already done and the head of the hash chain.
+        self._head = GENESIS
+        for _, body, record in _lines(self.path) if self.path.exists() else ():
+            if record is None:
+                continue
+            self._head = _link(body)
+            if record.get("event", TRIAGE) == TRIAGE:
+                self._remember(record)
         self._lock = threading.Lock()
         needs_newline = (
             self.path.exists() and self.path.stat().st_size > 0 and not _ends_with_newline(self.path)
