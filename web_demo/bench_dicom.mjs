@@ -20,9 +20,8 @@
  *   as `cxr-edge predict` runs it, with the bundle's decode gate) in a fresh interpreter per syntax and
  *   thread count, one warm-up pass and `--runs` timed passes, on the same files.
  *
- * The two runtimes may read a file at different resolutions where the gate allows a reduction kind only
- * one of them can make (libjpeg's DCT scaling: Python reads JPEG baseline with `jpeg_dct_half`, the
- * browser by area); the `reduction, decoder` columns say what each did. 12-bit JPEG (JPEG Extended) has no
+ * Both runtimes make every reduction kind the gate allows (the browser's DCT scaling is
+ * `src/dicom/jpegscaled.js`); the `reduction, decoder` columns say what each did. 12-bit JPEG (JPEG Extended) has no
  * browser decoder and is refused there (Python's number is still given).
  *
  * Writes the JSON (`--out`) and a Markdown table (stdout, `--markdown`, and with `--results-md` the

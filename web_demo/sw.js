@@ -22,7 +22,7 @@
  * Bump `VERSION` when the shell's file list changes.
  */
 
-const VERSION = 'cxr-edge-web-v3';
+const VERSION = 'cxr-edge-web-v4';
 const SHELL = [
   './',
   './index.html',
@@ -62,6 +62,7 @@ const DICOM = [
   './src/dicom/dicom.js',
   './src/dicom/image.js',
   './src/dicom/intensity.js',
+  './src/dicom/jpegscaled.js',
   './src/dicom/loader.js',
   './src/dicom/pixels.js',
   './src/dicom/pyformat.js',

@@ -69,7 +69,10 @@ FLOAT = 1e-6  # float images, browser against Python
 LOSSY_UNITS = 2  # stored values of a lossy syntax, browser against pydicom
 SIZE = (75, 90)  # rows, columns: odd, and not a multiple of the reductions
 MIN_SIDE = 18  # reduced decodes keep at least this short side: reduction 4 for 75 rows
-KINDS = (("area",), ("area", "j2k_levels"), ("area", "j2k_levels_half"))
+KINDS = (
+    *(("area",), ("area", "j2k_levels"), ("area", "j2k_levels_half")),
+    *(("area", "jpeg_dct"), ("area", "jpeg_dct_half")),
+)
 LOSSY = {"jpeg_baseline", "jpegls_near", "j2k_lossy", "htj2k_lossy"}
 BROWSER_UNSUPPORTED = {"jpeg_extended"}  # no npm package decodes 12-bit lossy JPEG
 INFO_FIELDS = (
@@ -266,12 +269,15 @@ def test_reduced_decodes_equal_the_python_reader(golden, node, kinds):
         assert {k: js_info[k] for k in INFO_FIELDS} == {k: info.to_dict()[k] for k in INFO_FIELDS}
         reductions.add(js_info["reduction"])
         decoder = js_info["decoder"]
-        if g.syntax.startswith(("j2k", "htj2k")) and kinds[-1] != "area":
+        dct = g.syntax == "jpeg_baseline" and kinds[-1].startswith("jpeg_dct")
+        if g.syntax.startswith(("j2k", "htj2k")) and kinds[-1].startswith("j2k"):
             assert "-level/" in decoder and (kinds[-1] == "j2k_levels") == ("+area" not in decoder), decoder
+        elif dct:  # libjpeg's reduced inverse DCTs (jpegscaled.js): libjpeg-turbo's pixels, exactly
+            assert decoder == ("jpeg-dct/4" if kinds[-1] == "jpeg_dct" else "jpeg-dct/2+area/2"), decoder
         else:
             assert decoder.endswith("+area/4"), decoder
         tolerance = FLOAT
-        if g.syntax in LOSSY:
+        if g.syntax in LOSSY and not dct:
             ds = pydicom.dcmread(g.path)
             tolerance += _mapping_step(ds, ds.pixel_array, LOSSY_UNITS)
         assert np.abs(js - image).max() <= tolerance, (g.path.name, kinds)
@@ -593,9 +599,8 @@ def test_bits_stored_masks_and_sign_extends_as_pydicom(tmp_path):
         assert np.ptp(image) > 0.5, path.name  # the bits kept span the window
 
 
-def test_jpeg_lossless_every_predictor_and_kinds_the_browser_lacks(golden, tmp_path):
-    """Process 14 with each of its 7 predictors (the synthesiser writes SV1 only), and a reduction kind
-    the browser cannot make (libjpeg's DCT scaling): it reads by area, as Python does without it."""
+def test_jpeg_lossless_every_predictor(tmp_path):
+    """Process 14 with each of its 7 predictors (the synthesiser writes SV1 only)."""
     values = synth.stored_from_image(np.linspace(0, 1, 40 * 52).reshape(40, 52).astype(np.float32), bits=12)
     paths = []
     for predictor in range(1, 8):
@@ -606,18 +611,77 @@ def test_jpeg_lossless_every_predictor_and_kinds_the_browser_lacks(golden, tmp_p
         ds.file_meta.TransferSyntaxUID = JPEGLossless  # 1.2.840.10008.1.2.4.57
         paths.append(tmp_path / f"predictor_{predictor}.dcm")
         paths[-1].write_bytes(synth.file_bytes(ds))
-    jpeg = next(g.path for g in golden if g.syntax == "jpeg_baseline")
-    dct = {"minSide": MIN_SIDE, "reductions": ["area", "jpeg_dct", "jpeg_dct_half"]}
-    cases = [{"op": "read", "path": str(p)} for p in paths] + [
-        {"op": "read", "path": str(jpeg), "options": dct}
-    ]
-    *lossless, reduced = run_node(cases)
-    for path, got in zip(paths, lossless, strict=True):
+    for path, got in zip(paths, run_node([{"op": "read", "path": str(p)} for p in paths]), strict=True):
         assert got["ok"], (path.name, got["error"])
         assert np.abs(decode(got["result"]["image"]) - read_image(path)[0]).max() <= FLOAT, path.name
-    image, info = read_image(jpeg, ReadOptions(min_side=MIN_SIDE, reductions=("area",)))
-    assert reduced["result"]["info"]["decoder"] == "libjpeg-turbo+area/4" and info.reduction == 4
-    assert np.abs(decode(reduced["result"]["image"]) - image).max() <= FLOAT
+
+
+def _jpeg_dicom(path: Path, image: np.ndarray, **params) -> Path:
+    """An 8-bit JPEG baseline DICOM of ``image`` (uint8) encoded by OpenCV with ``cv2.imwrite`` params."""
+    import cv2
+
+    flags = [p for name, value in params.items() for p in (getattr(cv2, name), value)]
+    ok, frame = cv2.imencode(".jpg", image, flags)
+    assert ok
+    ds = synth.radiograph(image)
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelData = encapsulate([frame.tobytes()])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.JPEGBaseline8Bit
+    path.write_bytes(synth.file_bytes(ds))
+    return path
+
+
+def test_dct_scaled_jpeg_equals_libjpeg_at_every_scale(tmp_path):
+    """``jpegscaled.js`` against libjpeg-turbo's DCT scaling (the Python reader's ``jpeg_dct`` kinds): sizes
+    that are not multiples of 8, quality 5-100 (quantisers from 1 to 255), restart intervals, smooth and
+    noisy content, at 1/2, 1/4 and 1/8, bit for bit; and damaged streams, which go to the full decode."""
+    rng = np.random.default_rng(8)
+    yy, xx = np.mgrid[0:131, 0:257]
+    smooth = (127 + 120 * np.sin(xx / 17.0) * np.cos(yy / 11.0)).astype(np.uint8)
+    noisy = rng.integers(0, 256, (64, 72), dtype=np.uint8)
+    edges = np.where(smooth > 127, 255, 0).astype(np.uint8)
+    files = [
+        _jpeg_dicom(tmp_path / "smooth_q90.dcm", smooth, IMWRITE_JPEG_QUALITY=90),
+        _jpeg_dicom(tmp_path / "smooth_rst.dcm", smooth, IMWRITE_JPEG_QUALITY=5, IMWRITE_JPEG_RST_INTERVAL=3),
+        _jpeg_dicom(tmp_path / "noisy_rst.dcm", noisy, IMWRITE_JPEG_QUALITY=100, IMWRITE_JPEG_RST_INTERVAL=1),
+        _jpeg_dicom(tmp_path / "edges_q50.dcm", edges, IMWRITE_JPEG_QUALITY=50),
+    ]
+    cases, expected = [], []
+    for path in files:
+        for reduction in (2, 4, 8):
+            for kind in ("jpeg_dct", "jpeg_dct_half"):
+                if kind == "jpeg_dct_half" and reduction == 2:
+                    continue  # half of a 2x reduction is a full decode
+                min_side = min(pydicom.dcmread(path).pixel_array.shape) // reduction
+                options = {"minSide": min_side, "reductions": [kind]}
+                cases.append({"op": "read", "path": str(path), "options": options})
+                expected.append((path, reduction, kind, ReadOptions(min_side=min_side, reductions=(kind,))))
+    for (path, reduction, kind, options), got in zip(expected, run_node(cases), strict=True):
+        assert got["ok"], (path.name, reduction, got["error"])
+        image, info = read_image(path, options)
+        info_js = got["result"]["info"]
+        assert info_js["reduction"] == info.reduction == reduction, (path.name, kind)
+        assert info_js["decoder"].startswith("jpeg-dct/"), info_js["decoder"]
+        assert np.array_equal(decode(got["result"]["image"]), image), (path.name, reduction, kind)
+    # Damaged: a byte of entropy data flipped to a marker, and the scan cut short. Python (strict libjpeg)
+    # refuses both; the browser hands them to its full decode, which refuses them too.
+    good = files[1].read_bytes()
+    at = good.rindex(b"\xff\xd9")
+    damaged = [
+        (tmp_path / "marker_inside.dcm", good[: at - 40] + b"\xff\xd0" + good[at - 38 :]),
+        (tmp_path / "cut.dcm", good[: at - 60] + b"\xff\xd9" + good[at + 2 :]),
+    ]
+    for path, content in damaged:
+        path.write_bytes(content)
+    options = {"minSide": 16, "reductions": ["jpeg_dct"]}
+    results = run_node([{"op": "read", "path": str(p), "options": options} for p, _ in damaged])
+    for (path, _), got in zip(damaged, results, strict=True):
+        python = _python(path, ReadOptions(min_side=16, reductions=("jpeg_dct",)))
+        assert isinstance(python, str), (path.name, "the Python reader read it")
+        assert not got["ok"], (path.name, "the browser read it")
+        assert got["error"].split(":")[0] == python.split(":")[0], (got["error"], python)
 
 
 # ------------------------------------------------------------------------- the app: checks and inputs

@@ -20,7 +20,7 @@
 import { clahe, equalizeHist } from './clahe.js';
 import { medianBlur } from './median.js';
 import { f32, meanF32, roundHalfEven, stdF32 } from './numeric.js';
-import { resizeArea, resizeLinear } from './resize.js';
+import { compact, resizeAreaShared, resizeLinear } from './resize.js';
 
 const STD_FLOOR = 1e-6;
 
@@ -112,25 +112,30 @@ export function cropRegion(height, width, spec, cropBox = null) {
  * @returns {FloatImage}
  */
 export function crop(image, spec, cropBox = null) {
+  return compact(cropView(image, spec, cropBox));
+}
+
+/**
+ * Step 1 without a copy: the region as a view of the image (what the resizes read).
+ * @param {FloatImage} image
+ * @param {PreprocessSpec} spec
+ * @param {CropBox|null} [cropBox]
+ * @returns {import('./resize.js').FloatView}
+ */
+export function cropView(image, spec, cropBox = null) {
   const [x0, y0, x1, y1] = cropRegion(image.height, image.width, spec, cropBox);
-  const width = x1 - x0;
-  const height = y1 - y0;
-  const data = new Float32Array(width * height);
-  for (let y = 0; y < height; y++) {
-    data.set(image.data.subarray((y0 + y) * image.width + x0, (y0 + y) * image.width + x1), y * width);
-  }
-  return { width, height, data };
+  return { width: x1 - x0, height: y1 - y0, data: image.data, stride: image.width, offset: y0 * image.width + x0 };
 }
 
 /**
  * Step 2: stretch to (height, width).
- * @param {FloatImage} image
+ * @param {import('./resize.js').FloatView} image
  * @param {[number, number]} size (height, width)
  * @returns {FloatImage}
  */
 export function resize(image, [h, w]) {
   const shrinking = image.height >= h && image.width >= w;
-  return shrinking ? resizeArea(image, w, h) : resizeLinear(image, w, h);
+  return shrinking ? resizeAreaShared(image, w, h) : resizeLinear(image, w, h);
 }
 
 /**
@@ -169,7 +174,7 @@ export function enhance(u8, spec) {
  * @returns {U8Image}
  */
 export function preprocessU8(image, spec, cropBox = null) {
-  return enhance(quantize(resize(crop(image, spec, cropBox), spec.input_size)), spec);
+  return enhance(quantize(resize(cropView(image, spec, cropBox), spec.input_size)), spec);
 }
 
 /**

@@ -20,7 +20,7 @@
 
 import { InputRejectedError } from './errors.js';
 import { f32, stdF32 } from './numeric.js';
-import { resizeArea } from './resize.js';
+import { resizeAreaShared } from './resize.js';
 
 /**
  * Which inputs are refused (`QualityConfig`).
@@ -217,7 +217,8 @@ export function columnProfile(image) {
  * @param {import('./resize.js').FloatImage} image
  */
 function thumbnail(image) {
-  return resizeArea(image, THUMB, THUMB);
+  // Shared: the blank check, the frontal score and a 128-px border-free model input read the same resize.
+  return resizeAreaShared(image, THUMB, THUMB);
 }
 
 /**

@@ -20,14 +20,36 @@ import { f32, fmaf } from './numeric.js';
  */
 
 /**
+ * A rectangle of a larger float32 image, read in place: pixel (y, x) is `data[offset + y * stride + x]`.
+ * The resizes take one, so that cropping a full-size radiograph's border copies nothing (a 2560 x 2130
+ * image is 22 MB of float32).
+ * @typedef {FloatImage & {stride?: number, offset?: number}} FloatView
+ */
+
+/**
+ * The rows of a view, compact.
+ * @param {FloatView} src
+ * @returns {FloatImage}
+ */
+export function compact(src) {
+  const { width, height } = src;
+  const stride = src.stride ?? width;
+  const offset = src.offset ?? 0;
+  if (stride === width) return { width, height, data: src.data.slice(offset, offset + width * height) };
+  const data = new Float32Array(width * height);
+  for (let y = 0; y < height; y++) data.set(src.data.subarray(offset + y * stride, offset + y * stride + width), y * width);
+  return { width, height, data };
+}
+
+/**
  * `cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)` for float32 images.
- * @param {FloatImage} src
+ * @param {FloatView} src
  * @param {number} width
  * @param {number} height
  * @returns {FloatImage}
  */
 export function resizeArea(src, width, height) {
-  if (width === src.width && height === src.height) return { width, height, data: src.data.slice() };
+  if (width === src.width && height === src.height) return compact(src);
   const invX = width / src.width;
   const invY = height / src.height;
   if (invX > 1 || invY > 1) throw new RangeError('INTER_AREA is only used for shrinking');
@@ -40,6 +62,33 @@ export function resizeArea(src, width, height) {
 }
 
 /**
+ * `resizeArea`, computed once per image, region and size: the quality checks' thumbnail and a border-free
+ * 128 x 128 model input are the same resize of the same full-size image, so the second is a look-up.
+ * The result is shared: read it, never write to it.
+ * @param {FloatView} src
+ * @param {number} width
+ * @param {number} height
+ * @returns {FloatImage}
+ */
+export function resizeAreaShared(src, width, height) {
+  let done = shared.get(src.data);
+  if (done === undefined) {
+    done = new Map();
+    shared.set(src.data, done);
+  }
+  const key = `${src.offset ?? 0}:${src.stride ?? src.width}:${src.width}x${src.height}:${width}x${height}`;
+  let out = done.get(key);
+  if (out === undefined) {
+    out = resizeArea(src, width, height);
+    done.set(key, out);
+  }
+  return out;
+}
+
+/** @type {WeakMap<Float32Array, Map<string, FloatImage>>} resizes by source pixels (freed with them) */
+const shared = new WeakMap();
+
+/**
  * Integer-factor block average (OpenCV `resizeAreaFast_`).
  * @param {FloatImage} src
  * @param {number} width
@@ -50,7 +99,8 @@ export function resizeArea(src, width, height) {
 function areaFast(src, width, height, sx, sy) {
   const out = new Float32Array(width * height);
   const S = src.data;
-  const sw = src.width;
+  const sw = src.stride ?? src.width;
+  const base0 = src.offset ?? 0;
   const area = sx * sy;
   const scale = f32(1 / area);
   const ofs = [];
@@ -68,14 +118,14 @@ function areaFast(src, width, height, sx, sy) {
     if (simd) {
       // OpenCV's 4-lane SIMD loop covers whole groups of 4 columns, summing (s00 + s01) + (s10 + s11).
       for (const n = Math.floor(w / 4) * 4; dx < n; dx++) {
-        const p = sy0 * sw + 2 * dx;
+        const p = base0 + sy0 * sw + 2 * dx;
         const a = f32(S[p] + S[p + 1]);
         const b = f32(S[p + sw] + S[p + sw + 1]);
         out[row + dx] = f32(f32(a + b) * 0.25);
       }
     }
     for (; dx < w; dx++) {
-      const base = sy0 * sw + dx * sx;
+      const base = base0 + sy0 * sw + dx * sx;
       let sum = 0;
       let k = 0;
       for (; k <= area - 4; k += 4) {
@@ -90,8 +140,8 @@ function areaFast(src, width, height, sx, sy) {
       let count = 0;
       const sx0 = dx * sx;
       for (let y = 0; y < sy && sy0 + y < src.height; y++) {
-        for (let x = 0; x < sx && sx0 + x < sw; x++) {
-          sum = f32(sum + S[(sy0 + y) * sw + sx0 + x]);
+        for (let x = 0; x < sx && sx0 + x < src.width; x++) {
+          sum = f32(sum + S[base0 + (sy0 + y) * sw + sx0 + x]);
           count++;
         }
       }
@@ -153,15 +203,22 @@ function areaGeneric(src, width, height, scaleX, scaleY) {
   const out = new Float32Array(width * height);
   const buf = new Float32Array(width);
   const sum = new Float32Array(width);
-  let prev = yt.di[0];
-  for (let j = 0; j < yt.di.length; j++) {
-    const beta = yt.alpha[j];
-    const dy = yt.di[j];
-    const S = yt.si[j] * src.width;
+  // Locals rather than property reads in the inner loop: this runs once per source pixel.
+  const data = src.data;
+  const stride = src.stride ?? src.width;
+  const offset = src.offset ?? 0;
+  const { di: xdi, si: xsi, alpha: xalpha } = xt;
+  const { di: ydi, si: ysi, alpha: yalpha } = yt;
+  const nx = xdi.length;
+  let prev = ydi[0];
+  for (let j = 0; j < ydi.length; j++) {
+    const beta = yalpha[j];
+    const dy = ydi[j];
+    const S = offset + ysi[j] * stride;
     buf.fill(0);
-    for (let k = 0; k < xt.di.length; k++) {
-      const d = xt.di[k];
-      buf[d] = f32(buf[d] + f32(src.data[S + xt.si[k]] * xt.alpha[k]));
+    for (let k = 0; k < nx; k++) {
+      const d = xdi[k];
+      buf[d] = f32(buf[d] + f32(data[S + xsi[k]] * xalpha[k]));
     }
     if (dy !== prev) {
       out.set(sum, prev * width);
@@ -206,19 +263,21 @@ function linearCoefs(ssize, dsize) {
 
 /**
  * `cv2.resize(img, (width, height), interpolation=cv2.INTER_LINEAR)` for float32 images (IPP path).
- * @param {FloatImage} src
+ * @param {FloatView} src
  * @param {number} width
  * @param {number} height
  * @returns {FloatImage}
  */
 export function resizeLinear(src, width, height) {
-  if (width === src.width && height === src.height) return { width, height, data: src.data.slice() };
+  if (width === src.width && height === src.height) return compact(src);
   const cx = linearCoefs(src.width, width);
   const cy = linearCoefs(src.height, height);
   const tmp = new Float32Array(width * src.height);
   const S = src.data;
+  const stride = src.stride ?? src.width;
+  const offset = src.offset ?? 0;
   for (let y = 0; y < src.height; y++) {
-    const r = y * src.width;
+    const r = offset + y * stride;
     const o = y * width;
     for (let x = 0; x < width; x++) {
       const a = S[r + cx.i0[x]];

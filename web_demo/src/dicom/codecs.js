@@ -17,6 +17,7 @@
 
 import { ImageDecodeError } from '../errors.js';
 import { forgetPackage, loadPackage } from './loader.js';
+import { decodeScaled } from './jpegscaled.js';
 import { rleDecode } from './rle.js';
 import { HTJ2K, J2K, JPEG_BASELINE, JPEG_LOSSLESS, JPEG_LS, RLE, SYNTAX_NAMES } from './syntaxes.js';
 
@@ -73,7 +74,8 @@ export async function decodeFull(frame, ts, allocated, signed, rows, cols) {
 }
 
 /**
- * A codec's own reduced decode (JPEG 2000 / HTJ2K resolution levels), or null where it has none.
+ * A codec's own reduced decode (8-bit JPEG DCT scaling, JPEG 2000 / HTJ2K resolution levels), or null
+ * where it has none (or, for JPEG, where `jpegscaled.js` leaves the stream to libjpeg-turbo's full decode).
  * @param {Uint8Array} frame
  * @param {string} ts
  * @param {number} reduction 2, 4 or 8
@@ -81,6 +83,7 @@ export async function decodeFull(frame, ts, allocated, signed, rows, cols) {
  */
 export async function decodeReduced(frame, ts, reduction) {
   const levels = Math.log2(reduction);
+  if (ts === JPEG_BASELINE) return decodeScaled(frame, /** @type {2|4|8} */ (reduction));
   if (J2K.has(ts)) return emscripten('openjpeg', 'J2KDecoder', frame, [levels, 0], `openjpeg-level/${reduction}`);
   if (HTJ2K.has(ts)) return emscripten('openjph', 'HTJ2KDecoder', frame, [levels], `openjph-level/${reduction}`);
   return null;

@@ -186,7 +186,7 @@ async function dicomImage(parsed, name, options, view, syntaxName) {
   const reduction = chooseReduction(layout.rows, layout.cols, options.minSide);
   const stored = await decodeStored({ ts, ...layout }, pixels, reduction, options.reductions);
   const inverted = layout.photometric === 'MONOCHROME1';
-  const { image, intensity } = toUnit(stored.values, attributes, inverted);
+  const { image, intensity, range } = toUnit(stored.values, attributes, inverted);
   const view_ = ds.text('ViewPosition');
   const body = ds.text('BodyPartExamined');
   /** @type {import('./image.js').DicomImageInfo} */
@@ -207,7 +207,7 @@ async function dicomImage(parsed, name, options, view, syntaxName) {
     reduction: stored.reduction,
     decoder: stored.decoder,
   };
-  return { image, info, declared: [layout.rows, layout.cols], stored };
+  return { image, info, declared: [layout.rows, layout.cols], stored, range };
 }
 
 /**

@@ -16,11 +16,11 @@ import { ImageDecodeError, ImageTooLargeError } from '../errors.js';
 export const KINDS = Object.freeze(['area', 'jpeg_dct', 'jpeg_dct_half', 'j2k_levels', 'j2k_levels_half']);
 
 /**
- * The kinds the browser can make. libjpeg-turbo's WebAssembly build has no DCT scaling, so a bundle
- * whose gate allowed `jpeg_dct` reads 8-bit JPEG DICOMs by `area` here (the Python reader, told the
- * same kinds, reads them the same way: {@link browserKinds}).
+ * The kinds the browser can make: all of the Python reader's. libjpeg-turbo's WebAssembly build has no
+ * DCT scaling, so `jpeg_dct` and `jpeg_dct_half` go through `jpegscaled.js` (libjpeg's reduced inverse
+ * DCTs, pixel for pixel).
  */
-export const BROWSER_KINDS = Object.freeze(['area', 'j2k_levels', 'j2k_levels_half']);
+export const BROWSER_KINDS = Object.freeze(['area', 'jpeg_dct', 'jpeg_dct_half', 'j2k_levels', 'j2k_levels_half']);
 
 /**
  * The reduction kinds the browser uses for the kinds a bundle allows.

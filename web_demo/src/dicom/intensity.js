@@ -98,7 +98,7 @@ export function hasVoi(ds) {
  * @param {ArrayLike<number>} values stored values (integers)
  * @param {IntensityAttributes} ds
  * @param {boolean} inverted
- * @returns {{image: Float32Array, intensity: string}}
+ * @returns {{image: Float32Array, intensity: string, range: ValueRange}}
  */
 export function toUnit(values, ds, inverted) {
   let lo = Infinity;
@@ -132,8 +132,23 @@ export function toUnit(values, ds, inverted) {
   }
   const image = new Float32Array(values.length);
   for (let i = 0; i < values.length; i++) image[i] = out[values[i] - lo];
-  return { image, intensity };
+  // The image holds exactly the table's entries of the stored values present: its range is theirs, so the
+  // reader's check need not scan the full-size image again.
+  const range = { lo: Infinity, hi: -Infinity, nan: 0 };
+  for (let k = 0; k < span; k++) {
+    if (!present[k]) continue;
+    const v = out[k];
+    if (v < range.lo) range.lo = v;
+    if (v > range.hi) range.hi = v;
+    if (v !== v) range.nan++;
+  }
+  return { image, intensity, range };
 }
+
+/**
+ * The smallest and largest value of an image and whether it holds NaN (which the comparisons skip).
+ * @typedef {{lo: number, hi: number, nan: number}} ValueRange
+ */
 
 /**
  * pydicom's `apply_modality_lut` in place on float64 values (integers in).

@@ -276,20 +276,28 @@ function checked(decoded, rows, cols, reduction, bits, signed) {
 export function keepBits(values, bits, signed) {
   const width = values.BYTES_PER_ELEMENT * 8;
   if (bits >= width) return values;
+  // Indexed loops, not `for...of` or `map` with a callback: this runs over every full-size pixel.
+  const n = values.length;
   let lo = Infinity;
   let hi = -Infinity;
-  for (const v of values) {
+  for (let i = 0; i < n; i++) {
+    const v = values[i];
     if (v < lo) lo = v;
     if (v > hi) hi = v;
   }
+  const out = () => /** @type {T} */ (new /** @type {any} */ (values.constructor)(n));
   if (!signed) {
     if (hi < 2 ** bits) return values;
+    const masked = out();
     const mask = 2 ** bits - 1;
-    return values.map((v) => v & mask);
+    for (let i = 0; i < n; i++) masked[i] = values[i] & mask;
+    return masked;
   }
   if (-(2 ** (bits - 1)) <= lo && hi < 2 ** (bits - 1)) return values;
   const shift = 32 - bits;
-  return values.map((v) => (v << shift) >> shift); // the typed array keeps the low `width` bits
+  const extended = out();
+  for (let i = 0; i < n; i++) extended[i] = (values[i] << shift) >> shift; // the typed array keeps the low `width` bits
+  return extended;
 }
 
 /**

@@ -40,8 +40,8 @@ export async function readDicom(data, name = '<bytes>', options = {}) {
   if (data.length > opts.maxBytes) {
     throw new ImageTooLargeError('file too large', { expected: `at most ${opts.maxBytes} bytes`, received: `${data.length} bytes` });
   }
-  const { image, info, declared } = await decodeDicom(data, name, opts);
-  checkedImage(image, info, declared);
+  const { image, info, declared, range } = await decodeDicom(data, name, opts);
+  checkedImage(image, info, declared, range);
   return { image: { width: info.width, height: info.height, data: image }, info };
 }
 
@@ -50,8 +50,10 @@ export async function readDicom(data, name = '<bytes>', options = {}) {
  * @param {Float32Array} image
  * @param {{width: number, height: number, reduction: number}} info
  * @param {[number, number]} declared rows and columns the header declared
+ * @param {import('./intensity.js').ValueRange|null} [range] the image's range when the decoder knows it
+ *     (from its intensity table); else the image is scanned
  */
-export function checkedImage(image, info, declared) {
+export function checkedImage(image, info, declared, range = null) {
   const [rows, cols] = declared;
   const r = info.reduction;
   const okRows = [Math.floor(rows / r), Math.ceil(rows / r)];
@@ -62,15 +64,7 @@ export function checkedImage(image, info, declared) {
       received: `${info.width}x${info.height}`,
     });
   }
-  let lo = Infinity;
-  let hi = -Infinity;
-  let nan = 0;
-  for (let i = 0; i < image.length; i++) {
-    const v = image[i];
-    if (v < lo) lo = v;
-    if (v > hi) hi = v;
-    if (v !== v) nan++; // NaN, which min/max skip here (numpy's propagate it)
-  }
+  const { lo, hi, nan } = range ?? valueRange(image);
   if (nan || !(lo >= 0 && lo <= hi && hi <= 1)) {
     let bad = 0;
     for (let i = 0; i < image.length; i++) if (!Number.isFinite(image[i])) bad++;
@@ -82,4 +76,21 @@ export function checkedImage(image, info, declared) {
   if (lo === hi) {
     throw new UnsupportedImageError('image has a single intensity', { expected: 'a radiograph (varying intensities)', received: `every pixel ${pyG(lo)}` });
   }
+}
+
+/**
+ * @param {Float32Array} image
+ * @returns {import('./intensity.js').ValueRange}
+ */
+function valueRange(image) {
+  let lo = Infinity;
+  let hi = -Infinity;
+  let nan = 0;
+  for (let i = 0; i < image.length; i++) {
+    const v = image[i];
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+    if (v !== v) nan++; // NaN, which min/max skip here (numpy's propagate it)
+  }
+  return { lo, hi, nan };
 }
