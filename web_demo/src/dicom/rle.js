@@ -34,13 +34,17 @@ function packbits(src, out) {
       const count = n + 1;
       if (s + count > end) throw new RleError('input corrupt: literal run past the end of its segment');
       if (d + count > out.length) throw new RleError('output too small: literal run past the end of the image');
-      out.set(src.subarray(s, s + count), d);
+      // Runs are mostly a few bytes: a loop beats a subarray view per run.
+      if (count < 32) for (let i = 0; i < count; i++) out[d + i] = src[s + i];
+      else out.set(src.subarray(s, s + count), d);
       s += count;
       d += count;
     } else if (n > 128) {
       const count = 257 - n;
       if (d + count > out.length) throw new RleError('output too small: repeat run past the end of the image');
-      out.fill(src[s++], d, d + count);
+      const value = src[s++];
+      if (count < 32) for (let i = 0; i < count; i++) out[d + i] = value;
+      else out.fill(value, d, d + count);
       d += count;
     } // 128: no operation
   }
