@@ -824,7 +824,7 @@ def test_decode_gates_are_read_like_python():
 UI_SAMPLE = "pneumonia_unknown_nih_00004075_000.png"
 APP_SIZE = (300, 360)  # rows, columns: above the input checks' 128 px after a 2x reduction
 #: A copy of the default bundle whose decode gate reduces these small files (2x, by area or J2K levels).
-REDUCED_GATE = {"min_side": 128, "reduced": True, "kinds": ["area", "j2k_levels"]}
+REDUCED_GATE = {"min_side": 128, "reduced": True, "kinds": ["area", "jpeg_dct", "j2k_levels"]}
 #: Identifiers written into every file: the app must never show, log or keep them.
 PATIENT = {
     "PatientName": "Doe^Jane^Secret",
@@ -954,7 +954,8 @@ def _python_prediction(predictor: Predictor, path: Path, js: dict, syntax: str):
 @pytest.mark.parametrize("bundle", ["default", "reduced"])
 def test_chromium_classifies_every_browser_syntax_like_the_python_predictor(app_files, app_run, bundle):
     """Full-pipeline DICOMs of every syntax the browser decodes: decoded with the bundle's decode gate
-    (the ``reduced`` copy reduces them 2x: area, or J2K resolution levels), checked, classified."""
+    (the ``reduced`` copy reduces them 2x: area, JPEG DCT scaling or J2K resolution levels), checked,
+    classified."""
     assert not app_run["parity"]["errors"], app_run["parity"]["errors"]
     predictor = Predictor(Bundle.load(app_files["reduced"]) if bundle == "reduced" else Bundle.load())
     got = app_run["parity"]["results"][bundle]
@@ -972,6 +973,8 @@ def test_chromium_classifies_every_browser_syntax_like_the_python_predictor(app_
         assert js["info"]["reduction"] == (2 if bundle == "reduced" else 1), syntax
         if bundle == "reduced" and syntax.startswith(("j2k", "htj2k")):
             assert "-level/2" in js["info"]["decoder"], js["info"]["decoder"]
+        if bundle == "reduced" and syntax == "jpeg_baseline":  # libjpeg's DCT scaling, in jpegscaled.js
+            assert js["info"]["decoder"] == "jpeg-dct/2", js["info"]["decoder"]
     assert exact >= len(app_files["syntaxes"]) - len(LOSSY)  # every lossless syntax read bit for bit
 
 
