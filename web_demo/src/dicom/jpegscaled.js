@@ -168,6 +168,45 @@ function readHuffman(buf, p, end, dc, ac) {
 }
 
 /**
+ * The entropy-coded data without its byte stuffing (FF 00 -> FF), split where its markers are: restart
+ * markers between segments, and the marker that ends the scan.
+ * @param {Uint8Array} buf
+ * @param {number} start
+ * @returns {{clean: Uint8Array, ends: number[], markers: number[]}} `ends[i]`: the bit offset in `clean`
+ *     where segment i ends; `markers[i]`: the marker after it (-1: the data ended without one)
+ */
+function unstuff(buf, start) {
+  const clean = new Uint8Array(buf.length - start + 8); // zero padding: reads past the end see zeros
+  const ends = [];
+  const markers = [];
+  let n = 0;
+  let p = start;
+  for (;;) {
+    if (p >= buf.length) {
+      ends.push(n * 8);
+      markers.push(-1);
+      break;
+    }
+    const b = buf[p];
+    if (b !== 0xff) {
+      clean[n++] = b;
+      p++;
+    } else if (buf[p + 1] === 0x00) {
+      clean[n++] = 0xff;
+      p += 2;
+    } else if (buf[p + 1] === 0xff) {
+      p++; // fill byte before a marker
+    } else {
+      ends.push(n * 8);
+      markers.push(buf[p + 1] ?? -1);
+      if (buf[p + 1] < 0xd0 || buf[p + 1] > 0xd7) break; // not a restart marker: the scan ends
+      p += 2;
+    }
+  }
+  return { clean, ends, markers };
+}
+
+/**
  * The entropy-coded segment(s), each block's reduced IDCT written as it is decoded.
  * @returns {{data: Uint8Array, rows: number, cols: number, components: number, decoder: string}}
  */
@@ -180,53 +219,21 @@ function scan(buf, start, frame, quant, dcTable, acTable, restart, reduction) {
   const idct = size === 4 ? idct4 : size === 2 ? idct2 : idct1;
   const coef = new Int32Array(64);
   const work = new Int32Array(32);
-  // Bit reader: `acc` holds `bits` bits, the last `fake` of them zeros supplied after a marker.
-  let pos = start;
-  let acc = 0;
-  let bits = 0;
-  let fake = 0;
-  let marker = false;
-  const fill = () => {
-    while (bits <= 24) {
-      let byte = 0;
-      if (marker) fake += 8;
-      else if (buf[pos] === 0xff && buf[pos + 1] === 0x00) {
-        byte = 0xff;
-        pos += 2;
-      } else if (buf[pos] === 0xff || pos >= buf.length) {
-        marker = true;
-        fake += 8;
-      } else byte = buf[pos++];
-      acc = ((acc << 8) | byte) >>> 0;
-      bits += 8;
-    }
-  };
-  const take = (n) => {
-    bits -= n;
-    if (bits < fake) throw new Refused(); // the data ended inside a block
-    acc &= bits === 32 ? 0xffffffff : (1 << bits) - 1;
-  };
-  const symbol = (table) => {
-    if (bits < 16) fill();
-    const e = table[(acc >>> (bits - 16)) & 0xffff];
-    if (e === 0) throw new Refused();
-    take(e >> 8);
-    return e & 0xff;
-  };
-  const receive = (s) => {
-    if (bits < s) fill();
-    const r = (acc >>> (bits - s)) & ((1 << s) - 1);
-    take(s);
-    return r < 1 << (s - 1) ? r - (1 << s) + 1 : r; // HUFF_EXTEND
-  };
-  // Whatever is left of the segment must be the last byte's padding, then the marker.
+  const { clean, ends, markers } = unstuff(buf, start);
+  // `bp`: the next bit to read. A segment's bits beyond its end are not data: libjpeg supplies zeros
+  // there and warns, so a block that reads past `end` refuses the stream.
+  let bp = 0;
+  let segment = 0;
+  let end = ends[0];
+  // The next 24 bits from byte `i`; a code of up to 16 bits and its up to 15 extra bits fit from any bit.
+  const window = (i) => (clean[i] << 16) | (clean[i + 1] << 8) | clean[i + 2];
+  // Whatever is left of the segment must be the last byte's padding.
   const segmentEnd = () => {
-    if (bits - fake >= 8) throw new Refused();
-    acc = bits = fake = 0;
-    marker = false;
-    while (buf[pos] === 0xff && buf[pos + 1] === 0xff) pos++;
-    if (buf[pos] !== 0xff) throw new Refused();
-    return buf[pos + 1];
+    if (bp > end || end - bp >= 8) throw new Refused();
+    bp = end;
+    const marker = markers[segment++];
+    end = ends[segment];
+    return marker;
   };
   let pred = 0;
   let blocks = 0;
@@ -235,27 +242,38 @@ function scan(buf, start, frame, quant, dcTable, acTable, restart, reduction) {
     for (let bx = 0; bx < bw; bx++) {
       if (restart && blocks && blocks % restart === 0) {
         if (segmentEnd() !== (0xd0 | rst)) throw new Refused();
-        pos += 2;
         rst = (rst + 1) & 7;
         pred = 0;
       }
       blocks++;
       coef.fill(0);
-      const t = symbol(dcTable);
+      let e = dcTable[(window(bp >>> 3) >>> (8 - (bp & 7))) & 0xffff];
+      if (e === 0) throw new Refused(); // no such code
+      bp += e >> 8;
+      const t = e & 0xff;
       if (t > 15) throw new Refused();
-      if (t) pred += receive(t);
+      if (t) {
+        const r = (window(bp >>> 3) >>> (24 - (bp & 7) - t)) & ((1 << t) - 1);
+        bp += t;
+        pred += r < 1 << (t - 1) ? r - (1 << t) + 1 : r; // HUFF_EXTEND
+      }
       coef[0] = (pred << 16) >> 16; // JCOEF is 16 bits
       for (let k = 1; k < 64; k++) {
-        const rs = symbol(acTable);
-        const r = rs >> 4;
-        const s = rs & 15;
+        e = acTable[(window(bp >>> 3) >>> (8 - (bp & 7))) & 0xffff];
+        if (e === 0) throw new Refused();
+        bp += e >> 8;
+        const r = (e & 0xff) >> 4;
+        const s = e & 15;
         if (s) {
           k += r;
-          coef[NATURAL[k]] = (receive(s) << 16) >> 16;
+          const v = (window(bp >>> 3) >>> (24 - (bp & 7) - s)) & ((1 << s) - 1);
+          bp += s;
+          coef[NATURAL[k]] = v < 1 << (s - 1) ? v - (1 << s) + 1 : v;
         } else if (r === 15) k += 15;
         else break;
       }
-      idct(coef, quant, work, full, (by * size) * stride + bx * size, stride);
+      if (bp > end) throw new Refused(); // the data ended inside this block
+      idct(coef, quant, work, full, by * size * stride + bx * size, stride);
     }
   }
   if (segmentEnd() !== 0xd9) throw new Refused(); // EOI
