@@ -101,16 +101,8 @@ export function hasVoi(ds) {
  * @returns {{image: Float32Array, intensity: string, range: ValueRange}}
  */
 export function toUnit(values, ds, inverted) {
-  let lo = Infinity;
-  let hi = -Infinity;
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i];
-    if (v < lo) lo = v;
-    if (v > hi) hi = v;
-  }
+  const { lo, hi, present } = storedValues(values);
   const span = hi - lo + 1;
-  const present = new Uint8Array(span);
-  for (let i = 0; i < values.length; i++) present[values[i] - lo] = 1;
   // Modality values of every stored value from lo to hi (float64, pydicom's apply_modality_lut).
   const modality = new Float64Array(span);
   for (let k = 0; k < span; k++) modality[k] = lo + k;
@@ -143,6 +135,37 @@ export function toUnit(values, ds, inverted) {
     if (v !== v) range.nan++;
   }
   return { image, intensity, range };
+}
+
+/**
+ * The smallest and largest stored value and which values in between occur. 8- and 16-bit stored values
+ * are marked in one pass over the image in a table of every value the type holds (the image is the
+ * full-size part of the work, the table at most 64 Ki entries).
+ * @param {ArrayLike<number>} values
+ * @returns {{lo: number, hi: number, present: Uint8Array}} `present[v - lo]` is 1 where value v occurs
+ */
+function storedValues(values) {
+  const typed = [Uint8Array, Int8Array, Uint16Array, Int16Array].some((T) => values instanceof T);
+  if (typed && values.length) {
+    const offset = values instanceof Int8Array ? 128 : values instanceof Int16Array ? 32768 : 0;
+    const seen = new Uint8Array(values.BYTES_PER_ELEMENT === 1 ? 256 : 65536);
+    for (let i = 0; i < values.length; i++) seen[values[i] + offset] = 1;
+    let first = 0;
+    while (!seen[first]) first++;
+    let last = seen.length - 1;
+    while (!seen[last]) last--;
+    return { lo: first - offset, hi: last - offset, present: seen.subarray(first, last + 1) };
+  }
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  const present = new Uint8Array(hi - lo + 1);
+  for (let i = 0; i < values.length; i++) present[values[i] - lo] = 1;
+  return { lo, hi, present };
 }
 
 /**
