@@ -207,18 +207,22 @@ function areaGeneric(src, width, height, scaleX, scaleY) {
   const data = src.data;
   const stride = src.stride ?? src.width;
   const offset = src.offset ?? 0;
-  const { di: xdi, si: xsi, alpha: xalpha } = xt;
+  const { si: xsi, alpha: xalpha } = xt;
   const { di: ydi, si: ysi, alpha: yalpha } = yt;
-  const nx = xdi.length;
+  // The table's entries come grouped by destination column, in order: each column's sum is built in a
+  // local, in the table's order (the float32 rounding of OpenCV's `buf[dx] += ...` loop, step for step).
+  const first = new Int32Array(width + 1);
+  for (let k = xt.di.length - 1; k >= 0; k--) first[xt.di[k]] = k;
+  first[width] = xt.di.length;
   let prev = ydi[0];
   for (let j = 0; j < ydi.length; j++) {
     const beta = yalpha[j];
     const dy = ydi[j];
     const S = offset + ysi[j] * stride;
-    buf.fill(0);
-    for (let k = 0; k < nx; k++) {
-      const d = xdi[k];
-      buf[d] = f32(buf[d] + f32(data[S + xsi[k]] * xalpha[k]));
+    for (let d = 0; d < width; d++) {
+      let acc = 0;
+      for (let k = first[d], end = first[d + 1]; k < end; k++) acc = f32(acc + f32(data[S + xsi[k]] * xalpha[k]));
+      buf[d] = acc;
     }
     if (dy !== prev) {
       out.set(sum, prev * width);
