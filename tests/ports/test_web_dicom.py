@@ -848,6 +848,26 @@ def _chest_dataset(syntax_index: int, size=APP_SIZE, variant: synth.Variant | No
     return ds
 
 
+FULL_SIZE = (2130, 2560)  # rows, columns of a full-size detector image
+
+
+@pytest.fixture(scope="module")
+def full_files(tmp_path_factory) -> dict:
+    """A full-size chest DICOM of every syntax the browser decodes (~12 s to encode)."""
+    root = tmp_path_factory.mktemp("full")
+    paths = {}
+    for i, syntax in enumerate(synth.SYNTAXES):
+        if syntax in BROWSER_UNSUPPORTED:
+            continue
+        ds = _chest_dataset(i, size=FULL_SIZE)
+        if not synth.encode(ds, syntax):
+            ds = _chest_dataset(i, size=FULL_SIZE, variant=synth.VARIANTS[0])
+            assert synth.encode(ds, syntax), syntax
+        paths[syntax] = root / f"{syntax}.dcm"
+        paths[syntax].write_bytes(synth.file_bytes(ds))
+    return {"dir": root, "paths": paths}
+
+
 @pytest.fixture(scope="module")
 def app_files(tmp_path_factory) -> dict:
     """Chest DICOMs of every syntax the browser decodes, and a folder with good and bad files."""
@@ -893,7 +913,7 @@ def app_files(tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="module")
-def app_run(app_files, tmp_path_factory) -> dict:
+def app_run(app_files, full_files, tmp_path_factory) -> dict:
     """One Chromium session (``web_demo/test/dicom_app_driver.mjs``): parity, the app, offline."""
     _require(browser=True)
     names = [p.name for p in app_files["syntaxes"].values()]
@@ -904,11 +924,18 @@ def app_run(app_files, tmp_path_factory) -> dict:
             "/bundle/": str(Bundle.load().root),
             "/reduced/": str(app_files["reduced"]),
             "/dicom/": str(app_files["dir"]),
+            "/full/": str(full_files["dir"]),
             "/samples/": str(samples_dir()),
         },
         "parity": [
             {"name": "default", "bundleUrl": "/bundle/", "urls": urls},
             {"name": "reduced", "bundleUrl": "/reduced/", "urls": urls},
+            {  # no images back (22 MB of float32 each): compared through the predictions
+                "name": "full",
+                "bundleUrl": "/bundle/",
+                "urls": [f"/full/{p.name}" for p in full_files["paths"].values()],
+                "image": False,
+            },
         ],
         "app": {
             "png": str(samples_dir() / UI_SAMPLE),
@@ -976,6 +1003,28 @@ def test_chromium_classifies_every_browser_syntax_like_the_python_predictor(app_
         if bundle == "reduced" and syntax == "jpeg_baseline":  # libjpeg's DCT scaling, in jpegscaled.js
             assert js["info"]["decoder"] == "jpeg-dct/2", js["info"]["decoder"]
     assert exact >= len(app_files["syntaxes"]) - len(LOSSY)  # every lossless syntax read bit for bit
+
+
+def test_chromium_classifies_full_size_dicoms_of_every_syntax_like_python(full_files, app_run):
+    """2560 x 2130 files of every browser syntax through the app's pipeline with the default bundle's
+    decode gate: 8-bit JPEG read at 1/4 by libjpeg's DCT scaling (``jpegscaled.js``), the others in full,
+    as the Python predictor reads them; its labels, and its probabilities within 1e-6 (lossy codecs whose
+    WebAssembly and native builds may round a stored value differently: within 0.01; HTJ2K lossy differs
+    by 0.0016 here, every other syntax by less than 1e-16)."""
+    predictor = Predictor(Bundle.load())
+    got = app_run["parity"]["results"]["full"]
+    assert got["readOptions"] == _gate(Bundle.load())
+    for (syntax, path), js in zip(full_files["paths"].items(), got["files"], strict=True):
+        assert js["ok"], (syntax, js.get("error"))
+        want = predictor.predict_file(path)
+        assert {k: js["info"][k] for k in INFO_FIELDS} == {k: want.info.to_dict()[k] for k in INFO_FIELDS}
+        assert js["info"]["reduction"] == (4 if syntax == "jpeg_baseline" else 1), syntax
+        if syntax == "jpeg_baseline":
+            assert js["info"]["decoder"] == "jpeg-dct/4", js["info"]["decoder"]
+        assert js["label"] == want.label, syntax
+        probs = np.array([want.probs[label] for label in predictor.labels])
+        tolerance = 0.01 if syntax in LOSSY - {"jpeg_baseline"} else FLOAT_PROBS
+        assert np.abs(np.array(js["probs"]) - probs).max() <= tolerance, syntax
 
 
 def _gate(bundle: Bundle) -> dict:

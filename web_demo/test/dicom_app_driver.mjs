@@ -14,7 +14,7 @@
  *    codec are classified from the service worker's cache.
  *
  * Usage: `node test/dicom_app_driver.mjs config.json`, the config holding `{mounts, parity: [{name,
- * bundleUrl, urls}], app: {png, files, folder, drop: [url], tree}, offline: {files}}`. Results go to stdout
+ * bundleUrl, urls, image?}], app: {png, files, folder, drop: [url], tree}, offline: {files}}`. Results go to stdout
  * as JSON; progress (phase names only) to stderr.
  *
  * @module test/dicom_app_driver
@@ -101,7 +101,8 @@ async function parityScenario(context, base, parity) {
   const out = {};
   for (const item of parity) {
     step(`parity ${item.name}`);
-    out[item.name] = await page.evaluate((args) => window.harness.predictFiles(args), { bundleUrl: item.bundleUrl, imageUrls: item.urls, image: true });
+    const args = { bundleUrl: item.bundleUrl, imageUrls: item.urls, image: item.image ?? true };
+    out[item.name] = await page.evaluate((a) => window.harness.predictFiles(a), args);
   }
   await page.close();
   return { results: out, errors };
