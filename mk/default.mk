@@ -170,4 +170,8 @@ loso-table: $(VENV)/.runtime
 		$(HELDOUT)/baseline_e14_seed1 --name "baseline, seed 1" \
 		$(HELDOUT)/baseline_e14_seed2 --name "baseline, seed 2" \
 		$(HELDOUT)/baseline_mean3 --name "baseline: mean of seeds 0-2 (source-median T)" \
+		$(HELDOUT)/equalize_e14_256 --name "equalize at 256 px (the paper's input size; issue 27), seed 0" \
+		$(HELDOUT)/mobilenet_imagenet --name "MobileNetV2 from ImageNet (nsfwjs), baseline preprocessing, 10 epochs (issue 27)" \
+		$(HELDOUT)/mixed_mnv2 --name "mixed architectures: equalize seeds 0, 1 + MobileNetV2 (source-median T)" \
+		$(HELDOUT)/mixed_256_mnv2 --name "mixed architectures and sizes: equalize 128 px + 256 px + MobileNetV2" \
 		--baseline "baseline (first-release recipe, 128 px, full image)" --out docs/generalisation/loso_table.md
