@@ -14,37 +14,40 @@
 
 import { rleCheckHeader } from './codestream.js';
 
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
 /** What the PackBits decoder found wrong (imagecodecs' `IMCD_INPUT_CORRUPT` / `IMCD_OUTPUT_TOO_SMALL`). */
 export class RleError extends Error {}
 
 /**
- * Decodes one PackBits segment into `out` (`out.length` bytes).
+ * Decodes one PackBits segment into every `stride`-th byte of `out` from `offset` (`n` bytes): a byte
+ * plane goes straight to its place in the samples, without a plane buffer to interleave afterwards.
  * @param {Uint8Array} src
  * @param {Uint8Array} out
+ * @param {number} n bytes of the plane
+ * @param {number} stride bytes per sample
+ * @param {number} offset the plane's byte within a sample
  * @returns {number} bytes written
  */
-function packbits(src, out) {
+function packbits(src, out, n, stride, offset) {
   let s = 0;
   let d = 0;
   const end = src.length;
   // The last byte alone cannot start a run that has data: it is padding.
   while (s < end - 1) {
-    const n = src[s++];
-    if (n < 128) {
-      const count = n + 1;
+    const h = src[s++];
+    if (h < 128) {
+      const count = h + 1;
       if (s + count > end) throw new RleError('input corrupt: literal run past the end of its segment');
-      if (d + count > out.length) throw new RleError('output too small: literal run past the end of the image');
-      // Runs are mostly a few bytes: a loop beats a subarray view per run.
-      if (count < 32) for (let i = 0; i < count; i++) out[d + i] = src[s + i];
-      else out.set(src.subarray(s, s + count), d);
+      if (d + count > n) throw new RleError('output too small: literal run past the end of the image');
+      for (let i = 0, o = offset + d * stride; i < count; i++, o += stride) out[o] = src[s + i];
       s += count;
       d += count;
-    } else if (n > 128) {
-      const count = 257 - n;
-      if (d + count > out.length) throw new RleError('output too small: repeat run past the end of the image');
+    } else if (h > 128) {
+      const count = 257 - h;
+      if (d + count > n) throw new RleError('output too small: repeat run past the end of the image');
       const value = src[s++];
-      if (count < 32) for (let i = 0; i < count; i++) out[d + i] = value;
-      else out.fill(value, d, d + count);
+      for (let i = 0, o = offset + d * stride; i < count; i++, o += stride) out[o] = value;
       d += count;
     } // 128: no operation
   }
@@ -65,16 +68,13 @@ export function rleDecode(frame, rows, cols, allocated, signed) {
   const bytes = allocated / 8;
   const offsets = rleCheckHeader(frame, bytes);
   const n = rows * cols;
-  const planes = [];
+  // Segments come most significant byte first; a sample's bytes lie in the host's order.
+  const raw = new Uint8Array(n * bytes);
   for (let k = 0; k < bytes; k++) {
     const end = k + 1 < bytes ? offsets[k + 1] : frame.length;
-    const plane = new Uint8Array(n);
-    if (packbits(frame.subarray(offsets[k], end), plane) !== n) return null;
-    planes.push(plane);
+    const place = LITTLE_ENDIAN_HOST ? bytes - 1 - k : k;
+    if (packbits(frame.subarray(offsets[k], end), raw, n, bytes, place) !== n) return null;
   }
-  if (bytes === 1) return signed ? new Int8Array(planes[0].buffer) : planes[0];
-  const out = signed ? new Int16Array(n) : new Uint16Array(n);
-  const [hi, lo] = planes;
-  for (let i = 0; i < n; i++) out[i] = (hi[i] << 8) | lo[i];
-  return out;
+  if (bytes === 1) return signed ? new Int8Array(raw.buffer) : raw;
+  return signed ? new Int16Array(raw.buffer) : new Uint16Array(raw.buffer);
 }
