@@ -135,15 +135,10 @@ def load_private_key(path: str | Path) -> Ed25519PrivateKey:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    try:
-        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
-    except (OSError, ValueError, TypeError) as exc:
-        raise BundleError(
-            "cannot read the private key", expected="an unencrypted Ed25519 PEM", received=f"{path}: {exc}"
-        ) from exc
-    if not isinstance(key, Ed25519PrivateKey):
-        raise BundleError("not an Ed25519 key", expected="Ed25519", received=type(key).__name__)
-    return key
+    def load(data: bytes):
+        return serialization.load_pem_private_key(data, password=None)
+
+    return _pem_key(path, load, Ed25519PrivateKey, "the private key", "an unencrypted Ed25519 PEM")
 
 
 def load_public_key(path: str | Path) -> Ed25519PublicKey:
@@ -155,13 +150,17 @@ def load_public_key(path: str | Path) -> Ed25519PublicKey:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+    load = serialization.load_pem_public_key
+    return _pem_key(path, load, Ed25519PublicKey, "the public key", "an Ed25519 public key PEM")
+
+
+def _pem_key(path: str | Path, load, kind: type, what: str, expected: str):
+    """A key of type ``kind`` read by ``load`` from a PEM file, or the typed error of each way it fails."""
     try:
-        key = serialization.load_pem_public_key(Path(path).read_bytes())
+        key = load(Path(path).read_bytes())
     except (OSError, ValueError, TypeError) as exc:
-        raise BundleError(
-            "cannot read the public key", expected="an Ed25519 public key PEM", received=f"{path}: {exc}"
-        ) from exc
-    if not isinstance(key, Ed25519PublicKey):
+        raise BundleError(f"cannot read {what}", expected=expected, received=f"{path}: {exc}") from exc
+    if not isinstance(key, kind):
         raise BundleError("not an Ed25519 key", expected="Ed25519", received=type(key).__name__)
     return key
 

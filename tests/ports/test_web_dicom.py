@@ -186,11 +186,11 @@ def pydicom_files(tmp_path_factory) -> list[Path]:
     return out
 
 
-def run_node(cases: list[dict]) -> list[dict]:
-    """Runs ``web_demo/test/dicom_ops.mjs`` on cases; returns each result."""
+def _ops(script: str, cases: list[dict]) -> list[dict]:
+    """Runs ``web_demo/test/<script>`` on cases (JSON on stdin); returns each result."""
     _require(browser=False)
     proc = subprocess.run(
-        ["node", str(WEB / "test" / "dicom_ops.mjs")],
+        ["node", str(WEB / "test" / script)],
         input=json.dumps({"cases": cases}),
         capture_output=True,
         text=True,
@@ -199,6 +199,11 @@ def run_node(cases: list[dict]) -> list[dict]:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout)["results"]
+
+
+def run_node(cases: list[dict]) -> list[dict]:
+    """``web_demo/test/dicom_ops.mjs`` (the DICOM reader) on cases."""
+    return _ops("dicom_ops.mjs", cases)
 
 
 @pytest.fixture(scope="module")
@@ -744,17 +749,7 @@ def _info(fmt: str, image: np.ndarray, **facts) -> ImageInfo:
 
 def _node_ops(cases: list[dict]) -> list[dict]:
     """``web_demo/test/node_ops.mjs`` (the app's pure modules) on cases."""
-    _require(browser=False)
-    proc = subprocess.run(
-        ["node", str(WEB / "test" / "node_ops.mjs")],
-        input=json.dumps({"cases": cases}),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return json.loads(proc.stdout)["results"]
+    return _ops("node_ops.mjs", cases)
 
 
 #: A dropped folder tree (None: a file), as ``src/inputs.js`` walks it and ``expand_inputs`` lists it.

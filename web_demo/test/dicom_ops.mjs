@@ -24,6 +24,7 @@ import { loadedPackages } from '../src/dicom/loader.js';
 import { requireHeader } from '../src/quality.js';
 import { readDicom } from '../src/dicom/reader.js';
 import { encodeArray } from './arrays.mjs';
+import { runCases } from './ops.mjs';
 
 const OPS = {
   read: async (c) => {
@@ -42,18 +43,4 @@ const OPS = {
   loaded: async () => loadedPackages(),
 };
 
-let input = '';
-process.stdin.setEncoding('utf8');
-for await (const chunk of process.stdin) input += chunk;
-const { cases } = JSON.parse(input);
-const results = [];
-for (const c of cases) {
-  const t0 = performance.now();
-  try {
-    results.push({ ok: true, result: await OPS[c.op](c), ms: performance.now() - t0 });
-  } catch (err) {
-    const name = err?.name ?? 'Error';
-    results.push({ ok: false, error: `${name}: ${err?.message ?? err}`, class: name, ms: performance.now() - t0 });
-  }
-}
-process.stdout.write(JSON.stringify({ results }));
+await runCases(OPS);

@@ -26,6 +26,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { loadBundleFromUrl, parseManifest, segmenterCrops } from '../src/bundle.js';
 import { decodeArray, encodeArray } from './arrays.mjs';
+import { runCases } from './ops.mjs';
 
 function image2d(entry, Type) {
   const { data, shape } = decodeArray(entry);
@@ -112,16 +113,4 @@ const OPS = {
   },
 };
 
-let input = '';
-process.stdin.setEncoding('utf8');
-for await (const chunk of process.stdin) input += chunk;
-const { cases } = JSON.parse(input);
-const results = [];
-for (const c of cases) {
-  try {
-    results.push({ ok: true, result: await OPS[c.op](c) });
-  } catch (err) {
-    results.push({ ok: false, error: `${err?.name ?? 'Error'}: ${err?.message ?? err}` });
-  }
-}
-process.stdout.write(JSON.stringify({ results }));
+await runCases(OPS);

@@ -68,6 +68,8 @@ export function decodeScaled(data, reduction) {
   try {
     return decode(data, reduction);
   } catch (err) {
+    // RangeError: an output buffer the frame's declared size cannot have (checked against the header
+    // before, so only a forged stream): the full decode reports it.
     if (err instanceof Refused || err instanceof RangeError) return null;
     throw err;
   }
